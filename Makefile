@@ -1,0 +1,58 @@
+# SiteWatch: `make run` brings the product up on the lab, `make test` runs every test.
+# Both create .venv and install what they need, Debian packages included when run as root.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+APT_PACKAGES := iproute2 snmp sip-tester fping systemd
+INVENTORY ?= config/inventory.yaml
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck pytest lab-down system-packages venv clean
+
+run: venv system-packages
+	$(PY) -m tests.lab up --inventory $(INVENTORY)
+
+test: venv system-packages lint typecheck pytest
+
+pytest: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+# Remove any lab left behind by a run that was killed before it could clean up.
+lab-down: venv
+	$(PY) -m tests.lab down
+
+venv: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "SiteWatch needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+# The lab needs iproute2, net-snmp's tools, sipp and fping. As root, install what is missing;
+# otherwise say what is missing (the lab tests then skip, except under CI where they fail).
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+		echo "not root, so not installing:$$missing (lab tests will be skipped)"; \
+	fi
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

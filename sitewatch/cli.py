@@ -1,0 +1,100 @@
+"""The `sitewatch` command line.
+
+Each subcommand is one small function; expected failures (a bad file, an empty password) print
+one clear line and set the exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sitewatch import __version__
+from sitewatch.config import check_files
+from sitewatch.passwords import hash_password
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="sitewatch",
+        description="Network and endpoint monitoring with automatic incidents.",
+    )
+    parser.add_argument("--version", action="version", version=f"sitewatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate inventory, agent and collector files",
+        description=(
+            "Validate inventory, agent and collector files, recognised by their content. "
+            "Prints 'FILE: ok (KIND)' for each clean file and 'FILE:LINE: path.to.key: what is "
+            "wrong' for each problem. Files given together are also checked against each "
+            "other (an agent's site must be in the inventory). Exit status 1 if any problem."
+        ),
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.set_defaults(handler=_check_config)
+
+    hasher = commands.add_parser(
+        "hash-password",
+        help="print the password_hash for a collector user",
+        description=(
+            "Read a password on standard input (asked twice when it is a terminal) and print "
+            "the scrypt hash to put in a collector user's password_hash."
+        ),
+    )
+    hasher.set_defaults(handler=_hash_password)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit status."""
+    args = build_parser().parse_args(argv)
+    status: int = args.handler(args)
+    return status
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    failed = False
+    for outcome in check_files(args.files):
+        if outcome.problems:
+            failed = True
+            for problem in outcome.problems:
+                print(problem)
+        else:
+            kind = outcome.kind.value if outcome.kind else "unknown"
+            print(f"{outcome.path}: ok ({kind})")
+    return 1 if failed else 0
+
+
+def _hash_password(_args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("sitewatch hash-password: the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        print(
+            f"sitewatch hash-password: a password needs at least {MIN_PASSWORD_LENGTH} characters",
+            file=sys.stderr,
+        )
+        return 1
+    print(hash_password(password))
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

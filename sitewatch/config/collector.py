@@ -1,0 +1,256 @@
+"""Build and check the collector's file, and the inventory it names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from sitewatch.config.agent import check_url, relative_path
+from sitewatch.config.errors import ConfigError, Problem
+from sitewatch.config.model import (
+    ROLES,
+    AgentCredential,
+    ApiToken,
+    CollectorConfig,
+    EmailNotifier,
+    Inventory,
+    Notifier,
+    TlsFiles,
+    User,
+    WebhookNotifier,
+)
+from sitewatch.config.reader import Reader, suggestion
+from sitewatch.config.yamltree import Node
+from sitewatch.passwords import is_password_hash
+
+COLLECTOR_KEYS = (
+    "listen",
+    "tls",
+    "database",
+    "inventory",
+    "agents",
+    "api_tokens",
+    "users",
+    "notify",
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+InventoryLoader = Callable[[Path], Inventory]
+T = TypeVar("T")
+
+
+def build_collector_config(
+    root: Node, file: Path, load_inventory: InventoryLoader
+) -> CollectorConfig:
+    """Return the collector configuration in `root` with its inventory loaded and checked.
+
+    Problems in the inventory are reported against the inventory's own file; problems of
+    both files come out together in one ConfigError.
+    """
+    r = Reader(str(file))
+    fields = r.mapping(root, COLLECTOR_KEYS, required=("listen", "database", "inventory"))
+    host, port = _listen(r, fields["listen"]) if "listen" in fields else ("", 0)
+    inventory: Inventory | None = None
+    inventory_problems: tuple[Problem, ...] = ()
+    if "inventory" in fields and r.string(fields["inventory"]):
+        path = relative_path(r, fields["inventory"], file)
+        try:
+            inventory = load_inventory(path)
+        except ConfigError as err:
+            inventory_problems = err.problems
+    agents = _unique(r, fields, "agents", "id", lambda node: _agent(r, node, inventory))
+    api_tokens = _unique(r, fields, "api_tokens", "name", lambda node: _api_token(r, node))
+    users = _unique(r, fields, "users", "name", lambda node: _user(r, node))
+    _check_distinct_tokens(r, fields)
+    notify = (
+        tuple(_notifier(r, node) for node in r.items(fields["notify"]) if "notify" in fields)
+        if "notify" in fields
+        else ()
+    )
+    if r.problems or inventory_problems or inventory is None:
+        raise ConfigError([*r.problems, *inventory_problems])
+    return CollectorConfig(
+        source=file,
+        listen_host=host,
+        listen_port=port,
+        tls=_tls(r, fields["tls"], file) if "tls" in fields else None,
+        database=_database(r, fields["database"], file),
+        inventory=inventory,
+        agents=agents,
+        api_tokens=api_tokens,
+        users=users,
+        notify=notify,
+    )
+
+
+def _listen(r: Reader, node: Node) -> tuple[str, int]:
+    text = r.string(node)
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        r.problem(node, f"{text!r} is not HOST:PORT, like 0.0.0.0:8080 or [::]:8080")
+        return "", 0
+    return host, int(port_text)
+
+
+def _tls(r: Reader, node: Node, file: Path) -> TlsFiles:
+    fields = r.mapping(node, ("cert", "key"), required=("cert", "key"))
+    return TlsFiles(
+        cert=relative_path(r, fields["cert"], file) if "cert" in fields else Path(),
+        key=relative_path(r, fields["key"], file) if "key" in fields else Path(),
+    )
+
+
+def _database(r: Reader, node: Node, file: Path) -> str:
+    text = r.string(node)
+    if "://" in text:
+        if not text.startswith(("postgresql://", "postgres://")):
+            r.problem(node, f"{text!r}: give a file path for SQLite or a postgresql:// URL")
+        return text
+    return str(relative_path(r, node, file))
+
+
+def _unique(
+    r: Reader,
+    fields: dict[str, Node],
+    key: str,
+    name_key: str,
+    build: Callable[[Node], T],
+) -> tuple[T, ...]:
+    """Build each item of a list and insist that `name_key` is unique among them."""
+    if key not in fields:
+        return ()
+    seen: dict[str, int] = {}
+    built: list[T] = []
+    for item in r.items(fields[key]):
+        name_node = item.value.get(name_key) if isinstance(item.value, dict) else None
+        if name_node is not None and isinstance(name_node.value, str):
+            if name_node.value in seen:
+                r.problem(
+                    name_node,
+                    f"{name_node.value!r} is already defined on line {seen[name_node.value]}",
+                )
+            seen.setdefault(name_node.value, name_node.line)
+        built.append(build(item))
+    return tuple(built)
+
+
+def _sha256(r: Reader, node: Node) -> str:
+    text = r.string(node).lower()
+    if text and not _SHA256.fullmatch(text):
+        r.problem(
+            node,
+            "expected 64 hex digits: the SHA-256 of the token, as printed by "
+            "`printf %s TOKEN | sha256sum`",
+        )
+    return text
+
+
+def _role(r: Reader, fields: dict[str, Node]) -> Literal["viewer", "operator", "admin"]:
+    return r.choice(fields["role"], ROLES) if "role" in fields else "viewer"
+
+
+def _agent(r: Reader, node: Node, inventory: Inventory | None) -> AgentCredential:
+    fields = r.mapping(
+        node, ("id", "site", "token_sha256"), required=("id", "site", "token_sha256")
+    )
+    site = r.identifier(fields["site"]) if "site" in fields else ""
+    if inventory is not None and site:
+        site_ids = [s.id for s in inventory.sites]
+        if site not in site_ids:
+            r.problem(
+                fields["site"], f"no site {site!r} in the inventory{suggestion(site, site_ids)}"
+            )
+        elif not inventory.site(site).monitored:
+            r.problem(fields["site"], f"site {site!r} is marked monitored: false")
+    return AgentCredential(
+        id=r.identifier(fields["id"]) if "id" in fields else "",
+        site=site,
+        token_sha256=_sha256(r, fields["token_sha256"]) if "token_sha256" in fields else "",
+    )
+
+
+def _api_token(r: Reader, node: Node) -> ApiToken:
+    fields = r.mapping(node, ("name", "role", "token_sha256"), required=("name", "token_sha256"))
+    return ApiToken(
+        name=r.string(fields["name"]) if "name" in fields else "",
+        role=_role(r, fields),
+        token_sha256=_sha256(r, fields["token_sha256"]) if "token_sha256" in fields else "",
+    )
+
+
+def _user(r: Reader, node: Node) -> User:
+    fields = r.mapping(node, ("name", "role", "password_hash"), required=("name", "password_hash"))
+    password_hash = r.string(fields["password_hash"]) if "password_hash" in fields else ""
+    if password_hash and not is_password_hash(password_hash):
+        r.problem(fields["password_hash"], "not a hash made by `sitewatch hash-password`")
+    return User(
+        name=r.string(fields["name"]) if "name" in fields else "",
+        role=_role(r, fields),
+        password_hash=password_hash,
+    )
+
+
+def _check_distinct_tokens(r: Reader, fields: dict[str, Node]) -> None:
+    """Refuse one token hash given to two holders: the collector could not tell them apart."""
+    seen: dict[str, int] = {}
+    for key in ("agents", "api_tokens"):
+        for item in r.items(fields[key]) if key in fields else []:
+            token = item.value.get("token_sha256") if isinstance(item.value, dict) else None
+            if token is None or not isinstance(token.value, str):
+                continue
+            digest = token.value.lower()
+            if digest in seen:
+                r.problem(token, f"the same token is already given on line {seen[digest]}")
+            seen.setdefault(digest, token.line)
+
+
+def _notifier(r: Reader, node: Node) -> Notifier:
+    kind_node = node.value.get("kind") if isinstance(node.value, dict) else None
+    kind = r.choice(kind_node, ("webhook", "email")) if kind_node else None
+    if kind is None:
+        r.mapping(node, ("kind",), required=("kind",))
+        return WebhookNotifier(url="", format="generic", routing_key=None)
+    if kind == "webhook":
+        fields = r.mapping(node, ("kind", "url", "format", "routing_key"), required=("url",))
+        fmt: Literal["generic", "pagerduty"] = "generic"
+        if "format" in fields:
+            fmt = r.choice(fields["format"], ("generic", "pagerduty"))
+        routing_key = r.string(fields["routing_key"]) if "routing_key" in fields else None
+        if fmt == "pagerduty" and routing_key is None:
+            r.problem(node, "format: pagerduty needs the integration's routing_key")
+        return WebhookNotifier(
+            url=check_url(r, fields["url"]) if "url" in fields else "",
+            format=fmt,
+            routing_key=routing_key,
+        )
+    fields = r.mapping(
+        node, ("kind", "smtp", "from", "to", "starttls"), required=("smtp", "from", "to")
+    )
+    host, port = ("", 25)
+    if "smtp" in fields:
+        text = r.string(fields["smtp"])
+        host, _, port_text = text.partition(":")
+        if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+            r.problem(fields["smtp"], f"{text!r} is not HOST or HOST:PORT")
+        port = int(port_text) if port_text.isdigit() else 25
+    recipients = tuple(_email(r, item) for item in r.items(fields["to"])) if "to" in fields else ()
+    if "to" in fields and not recipients and isinstance(fields["to"].value, list):
+        r.problem(fields["to"], "needs at least one address")
+    return EmailNotifier(
+        smtp_host=host,
+        smtp_port=port,
+        sender=_email(r, fields["from"]) if "from" in fields else "",
+        recipients=recipients,
+        starttls=r.boolean(fields["starttls"]) if "starttls" in fields else False,
+    )
+
+
+def _email(r: Reader, node: Node) -> str:
+    text = r.string(node)
+    if text and not _EMAIL.fullmatch(text):
+        r.problem(node, f"{text!r} is not an email address")
+    return text

@@ -1,0 +1,315 @@
+"""The validated configuration, as frozen records.
+
+Everything here has passed validation: code that receives an `Inventory`, an `AgentConfig` or a
+`CollectorConfig` never checks a value again. Overridable settings (thresholds, SNMP
+credentials) are already resolved for each site, link and device, so nobody downstream has to
+know the inheritance rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Literal
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+HUB = "hub"
+"""The `to:` of a link that reaches the central network directly."""
+
+LINK_KINDS = ("mpls", "wireless", "fibre", "lte", "adsl")
+LinkRole = Literal["primary", "backup"]
+LINK_ROLES: tuple[LinkRole, ...] = ("primary", "backup")
+DEVICE_KINDS = ("printer", "phone", "switch", "router", "access-point", "server", "ups", "other")
+PROBE_KINDS = ("icmp", "tcp", "http", "snmp", "sip")
+SNMP_PROFILES = ("printer", "interface", "system", "custom")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PRIORITIES = ("P1", "P2", "P3")
+
+SnmpVersion = Literal["1", "2c", "3"]
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Probe timing and the hysteresis that turns probe results into states."""
+
+    interval: timedelta
+    timeout: timedelta
+    fail_after: int
+    recover_after: int
+    loss_degraded: float
+    rtt_degraded_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessHours:
+    """Working hours that SLA clocks count; `days` holds weekday numbers, Monday = 0."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+    holidays: str | None  # ISO country code for the `holidays` package, or None for none
+
+
+@dataclass(frozen=True, slots=True)
+class Priorities:
+    """How impact maps to priority."""
+
+    large_site_users: int
+    share_of_devices: float
+    reopen_window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class SlaTarget:
+    """One priority's target: resolve `target` of incidents within `resolve_within`.
+
+    `resolve_within` counts working time: hours are business hours and each day (`2d`) is one
+    whole working day, so the SLA clock, not this record, decides what a day is.
+    """
+
+    resolve_within: timedelta
+    target: float
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpCredentials:
+    """How to talk SNMP to one device; v3 fields are None for v1/v2c and vice versa."""
+
+    version: SnmpVersion
+    port: int
+    community: str | None
+    user: str | None
+    auth_protocol: str | None
+    auth_password: str | None
+    priv_protocol: str | None
+    priv_password: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomOid:
+    """A vendor OID read by the `custom` SNMP profile, with the range it should stay in."""
+
+    name: str
+    oid: str
+    minimum: float | None
+    maximum: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpProbe:
+    """Ping the device."""
+
+    kind: Literal["icmp"] = "icmp"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpProbe:
+    """Connect to one TCP port of the device."""
+
+    port: int
+    kind: Literal["tcp"] = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpProbe:
+    """Fetch a URL, optionally expecting a status and a piece of the body."""
+
+    url: str
+    expect_status: int | None
+    expect_body: str | None
+    kind: Literal["http"] = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpProbe:
+    """Read one SNMP profile from the device."""
+
+    profile: str
+    credentials: SnmpCredentials
+    oids: tuple[CustomOid, ...]
+    kind: Literal["snmp"] = "snmp"
+
+
+@dataclass(frozen=True, slots=True)
+class SipProbe:
+    """Send SIP OPTIONS to the device."""
+
+    port: int
+    transport: Literal["udp", "tcp"]
+    kind: Literal["sip"] = "sip"
+
+
+ProbeSpec = IcmpProbe | TcpProbe | HttpProbe | SnmpProbe | SipProbe
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A printer, phone or other endpoint at a site."""
+
+    id: str
+    kind: str
+    address: str  # an IP address or a host name
+    probes: tuple[ProbeSpec, ...]
+    thresholds: Thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A WAN link from a site towards the hub, directly or through another site."""
+
+    id: str
+    kind: str
+    role: Literal["primary", "backup"]
+    to: str  # HUB or the id of the site this link reaches the network through
+    probe: tuple[IPAddress, ...]  # far-end addresses the agent pings
+    edge: IPAddress | None  # this site's end of the link, pinged from the centre
+    thresholds: Thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A branch office or building with its links and devices."""
+
+    id: str
+    name: str
+    users: int
+    critical: bool
+    monitored: bool
+    links: tuple[Link, ...]
+    devices: tuple[Device, ...]
+    thresholds: Thresholds
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """Return where this site's links lead, primary links first, without repeats."""
+        ordered = sorted(self.links, key=lambda link: link.role != "primary")
+        return tuple(dict.fromkeys(link.to for link in ordered))
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """The ICT team's one inventory: organisation, policy and every site."""
+
+    source: Path
+    organisation: str
+    timezone: str
+    business_hours: BusinessHours
+    thresholds: Thresholds
+    priorities: Priorities
+    sla: dict[str, SlaTarget]  # keyed by priority, P1..P3
+    snmp: SnmpCredentials
+    sites: tuple[Site, ...]
+
+    def site(self, site_id: str) -> Site:
+        """Return the site with this id, or raise KeyError."""
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        raise KeyError(site_id)
+
+    def links(self) -> Iterator[tuple[Site, Link]]:
+        """Yield every link with the site it belongs to."""
+        for site in self.sites:
+            for link in site.links:
+                yield site, link
+
+    def devices(self) -> Iterator[tuple[Site, Device]]:
+        """Yield every device with the site it belongs to."""
+        for site in self.sites:
+            for device in site.devices:
+                yield site, device
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """What a branch-office agent needs; its probe plan comes from the collector."""
+
+    source: Path
+    id: str
+    site: str
+    collector: str  # base URL, http:// or https://
+    ca_file: Path | None
+    token_file: Path
+    state_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Certificate and key for serving HTTPS."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCredential:
+    """An agent allowed to ship results, known by the SHA-256 of its token."""
+
+    id: str
+    site: str
+    token_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A bearer token for staff scripts and screens."""
+
+    name: str
+    role: Role
+    token_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A dashboard login."""
+
+    name: str
+    role: Role
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookNotifier:
+    """POST incidents to a URL."""
+
+    url: str
+    format: Literal["generic", "pagerduty"]
+    routing_key: str | None  # PagerDuty integration key
+    kind: Literal["webhook"] = "webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class EmailNotifier:
+    """Mail incidents through an SMTP relay."""
+
+    smtp_host: str
+    smtp_port: int
+    sender: str
+    recipients: tuple[str, ...]
+    starttls: bool
+    kind: Literal["email"] = "email"
+
+
+Notifier = WebhookNotifier | EmailNotifier
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """The central collector: where it listens, what it stores, who may talk to it."""
+
+    source: Path
+    listen_host: str
+    listen_port: int
+    tls: TlsFiles | None
+    database: str  # a file path, or a postgresql:// URL
+    inventory: Inventory
+    agents: tuple[AgentCredential, ...]
+    api_tokens: tuple[ApiToken, ...]
+    users: tuple[User, ...]
+    notify: tuple[Notifier, ...]

@@ -1,0 +1,67 @@
+"""The `sitewatch` command as a user runs it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sitewatch.passwords import verify_password
+
+ROOT = Path(__file__).resolve().parents[2]
+SITEWATCH = [sys.executable, "-m", "sitewatch.cli"]
+
+
+def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SITEWATCH, *args], input=stdin, capture_output=True, text=True, check=False, cwd=ROOT
+    )
+
+
+def test_check_config_says_ok_for_each_example_file() -> None:
+    result = run("check-config", "config/inventory.yaml", "config/agent.yaml",
+                 "config/collector.yaml")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "config/inventory.yaml: ok (inventory)",
+        "config/agent.yaml: ok (agent)",
+        "config/collector.yaml: ok (collector)",
+    ]
+
+
+def test_check_config_prints_one_line_per_problem_and_exits_1(tmp_path: Path) -> None:
+    text = (
+        (ROOT / "config" / "inventory.yaml").read_text().replace("users: 7\n", "users: lots\n", 1)
+    )
+    bad = tmp_path / "inventory.yaml"
+    bad.write_text(text)
+    line = text.splitlines().index("    users: lots") + 1
+    result = run("check-config", str(bad), "config/agent.yaml")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{bad}:{line}: sites[2].users: expected a whole number, got the text 'lots'",
+        "config/agent.yaml: ok (agent)",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_without_files_is_a_usage_error() -> None:
+    result = run("check-config")
+    assert result.returncode == 2
+    assert "FILE" in result.stderr
+
+
+def test_hash_password_reads_stdin_and_prints_a_verifiable_hash() -> None:
+    result = run("hash-password", stdin="correct horse battery\n")
+    assert result.returncode == 0, result.stderr
+    stored = result.stdout.strip()
+    assert stored.startswith("scrypt$")
+    assert verify_password("correct horse battery", stored)
+    assert not verify_password("correct horse battery\n", stored)
+
+
+def test_hash_password_refuses_a_short_password() -> None:
+    result = run("hash-password", stdin="short\n")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "at least 8 characters" in result.stderr
