@@ -441,9 +441,9 @@ class _InventoryBuilder:
                 return None
             kind = r.choice(kind_node, PROBE_KINDS)
             options = {
-                "icmp": (),
+                "icmp": ("count", "interval"),
                 "tcp": ("port",),
-                "http": ("url", "expect_status", "expect_body"),
+                "http": ("url", "expect_status", "expect_body", "ca_file", "verify_tls"),
                 "snmp": ("profile", "oids"),
                 "sip": ("port", "transport"),
             }[kind]
@@ -457,7 +457,16 @@ class _InventoryBuilder:
                 return None
             fields = {}
         if kind == "icmp":
-            return IcmpProbe()
+            return IcmpProbe(
+                count=r.integer(fields["count"], minimum=1, maximum=100)
+                if "count" in fields
+                else 3,
+                interval=r.duration(
+                    fields["interval"], minimum=timedelta(milliseconds=10)
+                ).total_seconds()
+                if "interval" in fields
+                else 0.2,
+            )
         if kind == "tcp":
             return TcpProbe(port=r.port(fields["port"]) if "port" in fields else 1)
         if kind == "http":
@@ -485,6 +494,10 @@ class _InventoryBuilder:
             if "expect_status" in fields
             else None,
             expect_body=r.string(fields["expect_body"]) if "expect_body" in fields else None,
+            ca_file=(
+                Path(r.file).parent / r.string(fields["ca_file"]) if "ca_file" in fields else None
+            ),
+            verify_tls=r.boolean(fields["verify_tls"]) if "verify_tls" in fields else True,
         )
 
     def _snmp_probe(

@@ -103,8 +103,10 @@ class CustomOid:
 
 @dataclass(frozen=True, slots=True)
 class IcmpProbe:
-    """Ping the device."""
+    """Ping the device `count` times, `interval` seconds apart, for loss and jitter."""
 
+    count: int = 3
+    interval: float = 0.2
     kind: Literal["icmp"] = "icmp"
 
 
@@ -121,8 +123,10 @@ class HttpProbe:
     """Fetch a URL, optionally expecting a status and a piece of the body."""
 
     url: str
-    expect_status: int | None
-    expect_body: str | None
+    expect_status: int | None = None  # None: any status below 400
+    expect_body: str | None = None
+    ca_file: Path | None = None  # trust this CA bundle instead of the system's
+    verify_tls: bool = True
     kind: Literal["http"] = "http"
 
 

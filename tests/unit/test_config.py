@@ -15,6 +15,7 @@ from sitewatch.config import (
     load_collector_config,
     load_inventory,
 )
+from sitewatch.config.model import CustomOid, HttpProbe, IcmpProbe, SipProbe, SnmpProbe, TcpProbe
 from sitewatch.config.reader import parse_duration
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -330,13 +331,19 @@ def test_probe_long_forms(tmp_path: Path) -> None:
     text = edit(
         INVENTORY,
         "probes: [icmp, snmp]",
-        "probes: [icmp, {kind: tcp, port: 9100}, {kind: http, url: 'https://10.100.0.21/',"
-        " expect_status: 200}, {kind: snmp, profile: custom, oids: [{name: signal,"
+        "probes: [{kind: icmp, count: 5, interval: 500ms}, {kind: tcp, port: 9100},"
+        " {kind: http, url: 'https://10.100.0.21/', expect_status: 200, ca_file: ca.pem},"
+        " {kind: snmp, profile: custom, oids: [{name: signal,"
         " oid: 1.3.6.1.4.1.41112.1.4.5.1.5.1, min: -75}]}, {kind: sip, transport: tcp}]",
     )
     inventory = load_inventory(write(tmp_path, text))
-    kinds = [probe.kind for probe in inventory.site("main").devices[0].probes]
-    assert kinds == ["icmp", "tcp", "http", "snmp", "sip"]
+    icmp, tcp, http, snmp, sip = inventory.site("main").devices[0].probes
+    assert icmp == IcmpProbe(count=5, interval=0.5)
+    assert tcp == TcpProbe(port=9100)
+    assert http == HttpProbe("https://10.100.0.21/", expect_status=200, ca_file=tmp_path / "ca.pem")
+    assert isinstance(snmp, SnmpProbe)
+    assert snmp.oids == (CustomOid("signal", "1.3.6.1.4.1.41112.1.4.5.1.5.1", -75, None),)
+    assert sip == SipProbe(port=5060, transport="tcp")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,432 @@
+"""ICMP echo: one probe, and sweeps of many hosts on one shared socket per address family.
+
+A raw ICMP socket receives a copy of every echo reply that reaches the host, so a socket per
+probe costs O(n²) work when hundreds of probes run at once (that is what icmplib's
+`async_multiping` does). Here one `IcmpEngine` per event loop owns one socket per family, sends
+every request itself and hands each reply to the waiting request by identifier and sequence
+number; a sweep of N dead hosts costs one timeout, not N.
+
+icmplib opens the sockets: raw when this process may (root or CAP_NET_RAW), else the kernel's
+unprivileged datagram ICMP (`net.ipv4.ping_group_range`), and says which permission is missing
+when neither works. Packets are built and parsed here, because the engine needs the ICMP errors
+(destination unreachable, time exceeded) matched to the request that caused them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import itertools
+import logging
+import math
+import os
+import socket
+import struct
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from icmplib import ICMPv4Socket, ICMPv6Socket
+from icmplib.exceptions import ICMPSocketError, SocketPermissionError
+
+from probes.result import ErrorKind, JsonValue, ProbeResult, now, short
+from probes.target import Target
+from sitewatch.config.model import IcmpProbe
+
+log = logging.getLogger(__name__)
+
+PAYLOAD = b"SiteWatch-icmp-probe-0123456789ab"  # 32 bytes + 1: recognisable in a capture
+MAX_SEQUENCE = 0x10000
+RECEIVE_BUFFER = 4 * 2**20  # a sweep's replies arrive in a burst
+PERMISSION_HINT = (
+    "ICMP needs a raw socket (run as root, or grant CAP_NET_RAW: the agent's systemd unit does) "
+    "or unprivileged ICMP (sysctl net.ipv4.ping_group_range='0 2147483647')"
+)
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; Python 3.11 lacks it
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
+_ECHO_REQUEST = {4: 8, 6: 128}
+_ECHO_REPLY = {4: 0, 6: 129}
+_UNREACHABLE = {4: 3, 6: 1}
+_TIME_EXCEEDED = {4: 11, 6: 3}
+_UNREACHABLE_ERRNOS = {
+    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EINVAL, errno.EADDRNOTAVAIL, errno.ENETDOWN,
+    errno.EHOSTDOWN, errno.EACCES,
+}  # fmt: skip
+# EINVAL: Linux's answer to a send into a blackhole route; EACCES: a prohibit route or firewall.
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """The fate of one echo request: its round-trip time, or why there is none."""
+
+    rtt_ms: float | None
+    error_kind: ErrorKind | None = None
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request in flight: where it went, when, and the future its fate settles."""
+
+    destination: str
+    sent: int  # time.time_ns() at send: the kernel stamps replies on the same clock
+    future: asyncio.Future[Echo]
+
+
+class IcmpPermissionError(OSError):
+    """Neither raw nor unprivileged ICMP sockets may be opened by this process."""
+
+
+class _Family:
+    """One socket of one address family, with the requests waiting on it."""
+
+    def __init__(self, version: int, loop: asyncio.AbstractEventLoop, identifier: int) -> None:
+        self.version = version
+        self.loop = loop
+        self.icmp_socket = _open(version)
+        self.sock: socket.socket = self.icmp_socket.sock
+        self.sock.setblocking(False)
+        self.privileged: bool = self.icmp_socket.is_privileged
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        # Kernel receive timestamps: a reply's RTT must not include the time the event loop
+        # took to get round to reading it (a sweep sends hundreds of requests first).
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        # A datagram ICMP socket gets its identifier from the kernel (the local "port").
+        self.identifier = identifier if self.privileged else self.sock.getsockname()[1]
+        self.waiting: dict[int, _Pending] = {}
+        self.next_sequence = int.from_bytes(os.urandom(2), "big")
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.icmp_socket.close()
+        for pending in self.waiting.values():
+            if not pending.future.done():
+                pending.future.cancel()
+        self.waiting.clear()
+
+    def take_sequence(self) -> int:
+        """Return a sequence number no request in flight is using."""
+        for _ in range(MAX_SEQUENCE):
+            sequence = self.next_sequence
+            self.next_sequence = (sequence + 1) % MAX_SEQUENCE
+            if sequence not in self.waiting:
+                return sequence
+        raise RuntimeError("65536 ICMP requests in flight on one socket")
+
+    def packet(self, sequence: int) -> bytes:
+        header = struct.pack("!BBHHH", _ECHO_REQUEST[self.version], 0, 0, self.identifier, sequence)
+        if self.version == 6 or not self.privileged:
+            return header + PAYLOAD  # the kernel fills in the checksum
+        checksum = _checksum(header + PAYLOAD)
+        return struct.pack("!BBHHH", 8, 0, checksum, self.identifier, sequence) + PAYLOAD
+
+    def _on_readable(self) -> None:
+        while True:
+            try:
+                data, ancillary, _, source = self.sock.recvmsg(2048, _TIMESTAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # a datagram socket reports ICMP errors this way
+                log.debug("ICMP socket error ignored: %s", err)
+                return
+            self._dispatch(data, source[0], _kernel_time_ns(ancillary))
+
+    def _dispatch(self, data: bytes, source: str, received: int) -> None:
+        if self.version == 4 and self.privileged:
+            if len(data) < 20:
+                return
+            data = data[(data[0] & 0x0F) * 4 :]  # drop the IPv4 header
+        if len(data) < 8:
+            return
+        kind, code, _, identifier, sequence = struct.unpack_from("!BBHHH", data)
+        if kind == _ECHO_REPLY[self.version]:
+            if self.privileged and identifier != self.identifier:
+                return  # another program's ping: raw sockets see every reply
+            self._settle(sequence, source, received, None, "")
+        elif kind in (_UNREACHABLE[self.version], _TIME_EXCEEDED[self.version]):
+            self._settle_error(data, kind, code, source)
+
+    def _settle(
+        self, sequence: int, source: str, received: int, kind: ErrorKind | None, detail: str
+    ) -> None:
+        pending = self.waiting.get(sequence)
+        if pending is None or pending.future.done():
+            return
+        if kind is None:
+            if _same_address(source, pending.destination):
+                rtt_ms = max(received - pending.sent, 0) / 1e6
+                pending.future.set_result(Echo(rtt_ms=rtt_ms))
+        else:
+            pending.future.set_result(Echo(rtt_ms=None, error_kind=kind, detail=detail))
+
+    def _settle_error(self, data: bytes, kind: int, code: int, source: str) -> None:
+        """Match an ICMP error to the request it quotes, and fail that request."""
+        inner = data[8:]
+        if self.version == 4:
+            if len(inner) < 28:
+                return
+            inner = inner[(inner[0] & 0x0F) * 4 :]
+        else:
+            if len(inner) < 48:
+                return
+            inner = inner[40:]
+        if len(inner) < 8:
+            return
+        inner_kind, _, _, identifier, sequence = struct.unpack_from("!BBHHH", inner)
+        if inner_kind != _ECHO_REQUEST[self.version] or (
+            self.privileged and identifier != self.identifier
+        ):
+            return
+        what = "time exceeded" if kind == _TIME_EXCEEDED[self.version] else "unreachable"
+        self._settle(sequence, source, 0, "unreachable", f"{what} (code {code}) from {source}")
+
+
+class IcmpEngine:
+    """Sends echo requests for any number of hosts over one socket per address family."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._identifier = (os.getpid() ^ int.from_bytes(os.urandom(2), "big")) & 0xFFFF
+        self._families: dict[int, _Family] = {}
+
+    def close(self) -> None:
+        """Close the sockets; requests still waiting are cancelled."""
+        for family in self._families.values():
+            family.close()
+        self._families.clear()
+
+    def _family(self, version: int) -> _Family:
+        if version not in self._families:
+            self._families[version] = _Family(version, self._loop, self._identifier)
+        return self._families[version]
+
+    async def echo_all(self, addresses: Sequence[str], *, timeout: float) -> list[Echo]:
+        """Send one echo request to each IP address at once; return each one's fate in order.
+
+        All requests go out back to back and share one deadline, so the whole round costs
+        one timeout however many hosts are dead.
+        """
+        pending: list[_Pending | Echo] = []
+        waiting: list[tuple[_Family, int]] = []
+        try:
+            for address in addresses:
+                family = self._family(ipaddress.ip_address(address).version)
+                sequence = family.take_sequence()
+                entry = _Pending(address, 0, self._loop.create_future())
+                family.waiting[sequence] = entry
+                waiting.append((family, sequence))
+                failure = await self._send(family, sequence, entry)
+                pending.append(failure or entry)
+            futures = [entry.future for entry in pending if isinstance(entry, _Pending)]
+            if futures:
+                await asyncio.wait(futures, timeout=timeout)
+            return [_fate(entry, timeout) for entry in pending]
+        finally:
+            for family, sequence in waiting:
+                family.waiting.pop(sequence, None)
+
+    async def _send(self, family: _Family, sequence: int, entry: _Pending) -> Echo | None:
+        packet = family.packet(sequence)
+        destination = (entry.destination, 0)
+        entry.sent = time.time_ns()
+        try:
+            try:
+                family.sock.sendto(packet, destination)
+            except BlockingIOError:  # the send buffer is full: wait for room, then send
+                await self._loop.sock_sendto(family.sock, packet, destination)
+                entry.sent = time.time_ns()
+        except OSError as err:
+            return _send_failure(err)
+        return None
+
+    async def ping_all(
+        self, addresses: Sequence[str], *, count: int, interval: float, timeout: float
+    ) -> list[list[Echo]]:
+        """Send `count` rounds `interval` seconds apart; return each address's echoes."""
+        rounds: list[asyncio.Task[list[Echo]]] = []
+        async with asyncio.TaskGroup() as group:
+            for index in range(count):
+                if index:
+                    await asyncio.sleep(interval)  # pacing between rounds, not synchronisation
+                rounds.append(group.create_task(self.echo_all(addresses, timeout=timeout)))
+        results = [task.result() for task in rounds]
+        return [list(echoes) for echoes in zip(*results, strict=True)] if results else []
+
+
+_ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IcmpEngine] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def engine() -> IcmpEngine:
+    """Return this event loop's shared engine, opening it on first use."""
+    loop = asyncio.get_running_loop()
+    if loop not in _ENGINES:
+        _ENGINES[loop] = IcmpEngine()
+    return _ENGINES[loop]
+
+
+async def probe(target: Target, *, timeout: float) -> ProbeResult:
+    """Ping one target `spec.count` times and report loss, round-trip times and jitter."""
+    if not isinstance(target.spec, IcmpProbe):
+        raise TypeError(f"icmp probe given a {target.spec.kind} spec")
+    [result] = await sweep([target], timeout=timeout)
+    return result
+
+
+async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResult]:
+    """Ping many targets at once on the shared sockets; results come back in the same order.
+
+    Targets are grouped by their count and interval, and each group is pinged in rounds;
+    host names are resolved first, all at once.
+    """
+    started = now()
+    addresses = await asyncio.gather(*(_resolve(t.address, timeout) for t in targets))
+    results: list[ProbeResult | None] = [
+        a if isinstance(a, ProbeResult) else None for a in addresses
+    ]
+    groups: dict[tuple[int, float], list[int]] = {}
+    for index, target in enumerate(targets):
+        if results[index] is None:
+            spec = target.spec
+            shape = (spec.count, spec.interval) if isinstance(spec, IcmpProbe) else (1, 0.0)
+            groups.setdefault(shape, []).append(index)
+    refused: BaseException | None = None
+    try:
+        shared = engine()
+        async with asyncio.TaskGroup() as group:
+            tasks = {
+                shape: group.create_task(
+                    shared.ping_all(
+                        [str(addresses[i]) for i in members],
+                        count=shape[0], interval=shape[1], timeout=timeout,
+                    )
+                )
+                for shape, members in groups.items()
+            }  # fmt: skip
+    except* (IcmpPermissionError, SocketPermissionError) as group_error:
+        refused = group_error
+        while isinstance(refused, BaseExceptionGroup):
+            refused = refused.exceptions[0]
+    if refused is not None:
+        reason = refused.strerror if isinstance(refused, OSError) else None
+        detail = short(f"{reason or refused}: {PERMISSION_HINT}")
+        return [
+            ProbeResult(t.name, "icmp", started, ok=False, error_kind="permission", detail=detail)
+            for t in targets
+        ]
+    for shape, members in groups.items():
+        for index, echoes in zip(members, tasks[shape].result(), strict=True):
+            results[index] = summarise(targets[index].name, started, echoes, str(addresses[index]))
+    return [result for result in results if result is not None]
+
+
+async def _resolve(name: str, timeout: float) -> str | ProbeResult:
+    """Return an IP address for `name`, or a failed result saying why there is none."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(name, None, type=socket.SOCK_RAW)
+    except (socket.gaierror, TimeoutError, UnicodeError) as err:
+        detail = "name lookup timed out" if isinstance(err, TimeoutError) else str(err)
+        return ProbeResult(
+            name, "icmp", now(), ok=False, error_kind="resolve", detail=short(f"{name}: {detail}")
+        )
+    return str(infos[0][4][0])
+
+
+def summarise(name: str, started: datetime, echoes: Iterable[Echo], address: str) -> ProbeResult:
+    """Turn the echoes of one target into one result: loss, min/avg/max RTT and jitter."""
+    echoes = list(echoes)
+    rtts = [e.rtt_ms for e in echoes if e.rtt_ms is not None]
+    loss = 1 - len(rtts) / len(echoes) if echoes else 1.0
+    value: dict[str, JsonValue] = {"address": address, "sent": len(echoes), "received": len(rtts)}
+    if rtts:
+        value |= {
+            "rtt_min_ms": round(min(rtts), 3),
+            "rtt_avg_ms": round(sum(rtts) / len(rtts), 3),
+            "rtt_max_ms": round(max(rtts), 3),
+            "jitter_ms": round(_jitter(rtts), 3),
+        }
+        average = round(sum(rtts) / len(rtts), 3)
+        return ProbeResult(name, "icmp", started, ok=True, rtt_ms=average, loss=loss, value=value)
+    failure = next((e for e in echoes if e.error_kind != "timeout"), echoes[0] if echoes else None)
+    kind: ErrorKind = failure.error_kind if failure and failure.error_kind else "timeout"
+    detail = failure.detail if failure else "nothing sent"
+    detail = short(f"{address}: {detail}")
+    return ProbeResult(
+        name, "icmp", started, ok=False, loss=loss, value=value, error_kind=kind, detail=detail
+    )
+
+
+def _jitter(rtts: Sequence[float]) -> float:
+    """Return the mean absolute difference between consecutive round trips (as icmplib does)."""
+    if len(rtts) < 2:
+        return 0.0
+    return math.fsum(abs(b - a) for a, b in itertools.pairwise(rtts)) / (len(rtts) - 1)
+
+
+def _fate(entry: _Pending | Echo, timeout: float) -> Echo:
+    if isinstance(entry, Echo):
+        return entry
+    if entry.future.done():
+        return entry.future.result()
+    entry.future.cancel()
+    return Echo(rtt_ms=None, error_kind="timeout", detail=f"no reply in {timeout:g}s")
+
+
+def _send_failure(err: OSError) -> Echo:
+    if err.errno in _UNREACHABLE_ERRNOS:
+        return Echo(rtt_ms=None, error_kind="unreachable", detail=f"cannot send: {err.strerror}")
+    if err.errno == errno.EPERM:
+        return Echo(rtt_ms=None, error_kind="permission", detail=f"cannot send: {err.strerror}")
+    raise err  # anything else is not a property of the target: let it be seen
+
+
+def _open(version: int) -> ICMPv4Socket | ICMPv6Socket:
+    """Open a raw ICMP socket if allowed, else an unprivileged one, else say what is missing."""
+    cls = ICMPv4Socket if version == 4 else ICMPv6Socket
+    try:
+        return cls(privileged=True)
+    except SocketPermissionError:
+        pass
+    try:
+        return cls(privileged=False)
+    except (SocketPermissionError, ICMPSocketError) as err:
+        raise IcmpPermissionError(errno.EPERM, f"cannot open an ICMPv{version} socket") from err
+
+
+def _kernel_time_ns(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """Return when the kernel received a packet, or now if it did not say."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("@qq", data)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return time.time_ns()
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int(word) for word in struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _same_address(source: str, destination: str) -> bool:
+    try:
+        return ipaddress.ip_address(source.split("%", maxsplit=1)[0]) == ipaddress.ip_address(
+            destination
+        )
+    except ValueError:
+        return False

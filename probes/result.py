@@ -1,0 +1,159 @@
+"""The probe result record and its JSON wire form, spoken by agent and collector alike.
+
+A probe never raises for an expected failure: a printer that does not answer is a result with
+`ok=False` and an `error_kind` saying how it failed. `from_json` is the collector's gate for
+results arriving from agents, so it checks every field and names the first bad one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, TypedDict, cast, get_args
+
+ErrorKind = Literal[
+    "timeout",  # no answer within the timeout
+    "unreachable",  # no route, host or network unreachable, blackholed
+    "refused",  # the host answered that nothing listens there
+    "auth",  # wrong community, credentials or certificate
+    "protocol",  # an answer arrived but was malformed or not what the protocol allows
+    "permission",  # this host may not send the probe (e.g. no raw-socket capability)
+    "resolve",  # the name does not resolve
+    "threshold",  # an answer arrived but a value is outside its limits
+    "unexpected",  # an answer arrived but not the one asked for (HTTP status, body text)
+    "tls",  # the TLS handshake failed or the certificate did not verify
+]
+ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
+
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+MAX_DETAIL = 500  # characters; a detail is a line for humans, not a dump
+
+
+class ResultJson(TypedDict):
+    """The JSON object of one result on the wire."""
+
+    target: str
+    kind: str
+    ts: str
+    ok: bool
+    rtt_ms: float | None
+    loss: float | None
+    value: dict[str, JsonValue]
+    error_kind: str | None
+    detail: str
+
+
+class ResultFormatError(ValueError):
+    """A result on the wire is malformed; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one probe of one target found at one moment."""
+
+    target: str  # the inventory id of the device or link, or the address probed
+    kind: str  # icmp, tcp, http, snmp, sip or host
+    ts: datetime  # when the probe started, UTC
+    ok: bool
+    rtt_ms: float | None = None
+    loss: float | None = None  # share of packets lost, 0..1, for probes that send several
+    value: dict[str, JsonValue] = field(default_factory=dict)  # kind-specific details
+    error_kind: ErrorKind | None = None
+    detail: str = ""
+
+    def to_json(self) -> ResultJson:
+        """Return the wire form; times are RFC 3339 UTC."""
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "ts": format_ts(self.ts),
+            "ok": self.ok,
+            "rtt_ms": self.rtt_ms,
+            "loss": self.loss,
+            "value": self.value,
+            "error_kind": self.error_kind,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> ProbeResult:
+        """Return the result in a decoded JSON object, or raise ResultFormatError."""
+        if not isinstance(data, dict):
+            raise ResultFormatError("a result must be a JSON object")
+        unknown = sorted(set(data) - set(ResultJson.__annotations__))
+        if unknown:
+            raise ResultFormatError(f"unknown field {unknown[0]!r}")
+        target = _text(data, "target", limit=200, empty=False)
+        kind = _text(data, "kind", limit=20, empty=False)
+        ok = data.get("ok")
+        if not isinstance(ok, bool):
+            raise ResultFormatError("ok: must be true or false")
+        error_kind = data.get("error_kind")
+        if error_kind is not None and error_kind not in ERROR_KINDS:
+            raise ResultFormatError(f"error_kind: must be one of {', '.join(ERROR_KINDS)}")
+        value = data.get("value", {})
+        if not isinstance(value, dict):
+            raise ResultFormatError("value: must be an object")
+        return cls(
+            target=target,
+            kind=kind,
+            ts=parse_ts(_text(data, "ts", limit=40, empty=False)),
+            ok=ok,
+            rtt_ms=_number(data, "rtt_ms", upper=3_600_000),
+            loss=_number(data, "loss", upper=1),
+            value=cast("dict[str, JsonValue]", value),
+            error_kind=cast("ErrorKind | None", error_kind),
+            detail=_text(data, "detail", limit=MAX_DETAIL, empty=True),
+        )
+
+
+def now() -> datetime:
+    """Return the current time in UTC; probes stamp their start with it."""
+    return datetime.now(UTC)
+
+
+def format_ts(ts: datetime) -> str:
+    """Return `ts` as RFC 3339 in UTC with a Z, to the microsecond."""
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_ts(text: str) -> datetime:
+    """Return the UTC time in an RFC 3339 string; a time without an offset is refused."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as err:
+        raise ResultFormatError(f"ts: {text!r} is not an RFC 3339 time") from err
+    if parsed.tzinfo is None:
+        raise ResultFormatError(f"ts: {text!r} has no time zone offset")
+    return parsed.astimezone(UTC)
+
+
+def short(text: str) -> str:
+    """Return `text` on one line and cut to the length a detail may have."""
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 1] + "…"
+
+
+def _text(data: Mapping[str, object], key: str, *, limit: int, empty: bool) -> str:
+    value = data.get(key, "" if empty else None)
+    if not isinstance(value, str):
+        raise ResultFormatError(f"{key}: must be a string")
+    if not value and not empty:
+        raise ResultFormatError(f"{key}: must not be empty")
+    if len(value) > limit:
+        raise ResultFormatError(f"{key}: longer than {limit} characters")
+    return value
+
+
+def _number(data: Mapping[str, object], key: str, *, upper: float) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ResultFormatError(f"{key}: must be a number or null")
+    if not 0 <= value <= upper:
+        raise ResultFormatError(f"{key}: must be between 0 and {upper:g}")
+    return float(value)
