@@ -11,22 +11,32 @@ import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from sitewatch import __version__
+from sitewatch import __version__, probe_command
 from sitewatch.config import check_files
 from sitewatch.passwords import hash_password
 
 MIN_PASSWORD_LENGTH = 8
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose complaints are one line: what is wrong, and where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sitewatch",
         description="Network and endpoint monitoring with automatic incidents.",
     )
     parser.add_argument("--version", action="version", version=f"sitewatch {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     check = commands.add_parser(
         "check-config",
@@ -50,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     hasher.set_defaults(handler=_hash_password)
+    probe_command.add_parser(commands)
     return parser
 
 

@@ -214,15 +214,11 @@ class Reader:
         text = self.string(node)
         if not text:
             return text
-        try:
-            return str(ipaddress.ip_address(text))
-        except ValueError:
-            pass
-        labels = text.rstrip(".").split(".")
-        looks_numeric = all(label.isdigit() for label in labels)
-        if looks_numeric or not all(_HOSTNAME_LABEL.fullmatch(label) for label in labels):
+        normalised = normalise_host(text)
+        if normalised is None:
             self.problem(node, f"{text!r} is neither a valid IP address nor a host name")
-        return text
+            return text
+        return normalised
 
     def port(self, node: Node) -> int:
         """Return a TCP/UDP port number."""
@@ -245,6 +241,24 @@ class Reader:
             self.problem(node, f"must be at least {minimum}, not {value}")
         elif maximum is not None and value > maximum:
             self.problem(node, f"must be at most {maximum}, not {value}")
+
+
+def normalise_host(text: str) -> str | None:
+    """Return an IP address in its canonical form or a valid host name as given, else None.
+
+    Dotted numbers are held to the rules of addresses: `999.1.1.1` is a bad address, not a
+    host name.
+    """
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    labels = text.rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):
+        return None
+    if not all(_HOSTNAME_LABEL.fullmatch(label) for label in labels):
+        return None
+    return text
 
 
 def closest(word: str, candidates: Collection[str]) -> str | None:

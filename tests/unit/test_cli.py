@@ -65,3 +65,36 @@ def test_hash_password_refuses_a_short_password() -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert "at least 8 characters" in result.stderr
+
+
+def test_probe_bad_arguments_exit_2_with_one_line() -> None:
+    cases = [
+        (["probe", "icmp", "999.1.1.1"], "'999.1.1.1' is not a valid IP address or host name"),
+        (["probe", "tcp", "127.0.0.1"], "tcp needs --port"),
+        (["probe", "tcp", "127.0.0.1", "--port", "70000"], "--port must be between 1 and 65535"),
+        (["probe", "tcp", "127.0.0.1", "--port", "x"], "argument --port: invalid int value"),
+        (["probe", "ping", "127.0.0.1"], "argument KIND: invalid choice: 'ping'"),
+        (["probe", "http", "ftp://127.0.0.1/"], "is not an http:// or https:// URL"),
+        (["probe", "snmp", "127.0.0.1", "--snmp-version", "3"], "SNMP version 3 needs --user"),
+        (["probe", "snmp", "127.0.0.1", "--profile", "custom"], "needs at least one --oid"),
+        (["probe", "host", "/no/such/dir"], "is not a directory"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.returncode == 2, args
+        assert result.stdout == ""
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, (args, result.stderr)
+        assert message in lines[0], (args, lines[0])
+
+
+def test_probe_prints_the_result_record_with_json(tmp_path: Path) -> None:
+    import json  # noqa: PLC0415
+
+    result = run("probe", "tcp", "127.0.0.1", "--port", "1", "--json", "--timeout", "1")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["kind"], record["ok"], record["error_kind"]) == ("tcp", False, "refused")
+    result = run("probe", "host", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("host localhost: ok")
