@@ -9,7 +9,7 @@ APT_PACKAGES := iproute2 snmp sip-tester fping systemd
 INVENTORY ?= config/inventory.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest lab-down system-packages venv clean
+.PHONY: run test lint typecheck pytest bench lab-down system-packages venv clean
 
 run: venv system-packages
 	$(PY) -m tests.lab up --inventory $(INVENTORY)
@@ -25,6 +25,10 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+
+# Speed and memory beside peer tools measured in the same run (root: builds a namespace).
+bench: venv system-packages
+	$(PY) -m bench.icmp_bench
 
 # Remove any lab left behind by a run that was killed before it could clean up.
 lab-down: venv

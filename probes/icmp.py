@@ -158,7 +158,7 @@ class _Family:
         if pending is None or pending.future.done():
             return
         if kind is None:
-            if _same_address(source, pending.destination):
+            if source == pending.destination or _same_address(source, pending.destination):
                 rtt_ms = max(received - pending.sent, 0) / 1e6
                 pending.future.set_result(Echo(rtt_ms=rtt_ms))
         else:
@@ -215,7 +215,7 @@ class IcmpEngine:
         waiting: list[tuple[_Family, int]] = []
         try:
             for address in addresses:
-                family = self._family(ipaddress.ip_address(address).version)
+                family = self._family(6 if ":" in address else 4)  # addresses are normalised
                 sequence = family.take_sequence()
                 entry = _Pending(address, 0, self._loop.create_future())
                 family.waiting[sequence] = entry
@@ -286,7 +286,12 @@ async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResul
     host names are resolved first, all at once.
     """
     started = now()
-    addresses = await asyncio.gather(*(_resolve(t.address, timeout) for t in targets))
+    addresses: list[str | ProbeResult] = [_literal(t.address) or "" for t in targets]
+    names = [i for i, address in enumerate(addresses) if not address]
+    if names:  # only host names need a lookup; addresses are taken as they are
+        found = await asyncio.gather(*(_resolve(targets[i].address, timeout) for i in names))
+        for index, address in zip(names, found, strict=True):
+            addresses[index] = address
     results: list[ProbeResult | None] = [
         a if isinstance(a, ProbeResult) else None for a in addresses
     ]
@@ -326,12 +331,16 @@ async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResul
     return [result for result in results if result is not None]
 
 
-async def _resolve(name: str, timeout: float) -> str | ProbeResult:
-    """Return an IP address for `name`, or a failed result saying why there is none."""
+def _literal(address: str) -> str | None:
+    """Return an IP address in canonical form, or None for a host name."""
     try:
-        return str(ipaddress.ip_address(name))
+        return str(ipaddress.ip_address(address))
     except ValueError:
-        pass
+        return None
+
+
+async def _resolve(name: str, timeout: float) -> str | ProbeResult:
+    """Return an IP address for the host name `name`, or a failed result saying why not."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -89,8 +90,6 @@ def test_probe_bad_arguments_exit_2_with_one_line() -> None:
 
 
 def test_probe_prints_the_result_record_with_json(tmp_path: Path) -> None:
-    import json  # noqa: PLC0415
-
     result = run("probe", "tcp", "127.0.0.1", "--port", "1", "--json", "--timeout", "1")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
