@@ -46,9 +46,11 @@ def need_root() -> None:
         pytest.skip(problem)
 
 
-def run_as_nobody(address: str, *, namespace_setup: str | None = None) -> dict[str, object]:
+def run_as_nobody(
+    address: str, *, namespace_setup: str | None = None, user: list[str] = NOBODY
+) -> dict[str, object]:
     """Run one probe as an unprivileged user; optionally inside a fresh network namespace."""
-    command = [*NOBODY, sys.executable, "-c", SCRIPT, address]
+    command = [*user, sys.executable, "-c", SCRIPT, address]
     if namespace_setup is not None:
         shell = f"{namespace_setup} && exec {' '.join(map(_quote, command))}"
         command = ["unshare", "--net", "sh", "-c", shell]
@@ -121,3 +123,15 @@ def test_jitter_is_the_mean_step_between_round_trips() -> None:
     assert result.loss == 0.25
     assert result.value["jitter_ms"] == 1.5  # |3-1| and |2-3|
     assert result.rtt_ms == 2.0
+
+
+def test_send_errors_are_failed_results() -> None:
+    """A blackhole route and a missing route refuse the send itself: no exception escapes."""
+    need_root()
+    setup = "ip link set lo up && ip route add blackhole 10.97.9.0/24"
+    result = run_as_nobody("10.97.9.1", namespace_setup=setup, user=[])
+    assert (result["ok"], result["error_kind"]) == (False, "unreachable"), result
+    assert "cannot send" in str(result["detail"])
+    result = run_as_nobody("10.97.10.1", namespace_setup="ip link set lo up", user=[])
+    assert (result["ok"], result["error_kind"]) == (False, "unreachable"), result
+    assert "Network is unreachable" in str(result["detail"])
