@@ -1,0 +1,60 @@
+"""Probes against the lab: the hub's view and a site agent's view, before and after a cut."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from probes import icmp, tcp
+from probes.target import Target
+from sitewatch.config.model import IcmpProbe, TcpProbe
+from tests.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+
+def probe_from_site(lab: Lab, site: str, *args: str) -> dict[str, object]:
+    """Run `sitewatch probe ... --json` inside a site's namespace, where its agent runs."""
+    done = lab.exec_in(site, [sys.executable, "-m", "sitewatch.cli", "probe", *args, "--json"])
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+async def test_sweep_of_every_device_then_a_chain_cut(whole_lab: Lab) -> None:
+    devices = whole_lab.plan.devices
+    targets = [Target(str(d.address), IcmpProbe(count=2, interval=0.05), id=d.id) for d in devices]
+    before = await icmp.sweep(targets, timeout=1)
+    assert [r.target for r in before if not r.ok] == []
+    whole_lab.cut_link("customer-care-mpls")
+    after = await icmp.sweep(targets, timeout=1)
+    dark = {d.id for d in devices if d.site in ("customer-care", "town-hall")}
+    assert {r.target for r in after if not r.ok} == dark
+    # The hub's blackhole refuses the send itself: a failed result at once, not an exception.
+    assert {r.error_kind for r in after if not r.ok} == {"unreachable"}
+
+
+async def test_tcp_across_a_cut_link_is_unreachable(whole_lab: Lab) -> None:
+    whole_lab.cut_link("tesko-mpls")
+    result = await tcp.probe(Target("10.101.0.21", TcpProbe(port=9100)), timeout=1)
+    assert (result.ok, result.error_kind) == (False, "unreachable")
+    whole_lab.restore_link("tesko-mpls")
+    result = await tcp.probe(Target("10.101.0.21", TcpProbe(port=9100)), timeout=1)
+    assert (result.ok, result.error_kind) == (False, "refused")  # the host is back; no server
+
+
+def test_the_agent_sees_its_own_primary_fail_and_its_backup_carry_on(whole_lab: Lab) -> None:
+    far_primary, far_backup = "10.99.8.1", "10.99.9.1"  # elliotdale's MPLS and wireless
+    for address in (far_primary, far_backup, "10.99.0.1"):
+        result = probe_from_site(whole_lab, "elliotdale", "icmp", address, "--count", "2")
+        assert result["ok"] is True, result
+    whole_lab.cut_link("elliotdale-mpls")
+    primary = probe_from_site(whole_lab, "elliotdale", "icmp", far_primary, "--timeout", "0.5")
+    backup = probe_from_site(whole_lab, "elliotdale", "icmp", far_backup)
+    hub = probe_from_site(whole_lab, "elliotdale", "icmp", "10.99.0.1")
+    assert primary["ok"] is False
+    assert primary["loss"] == 1.0
+    assert backup["ok"] is True
+    assert hub["ok"] is True  # the site still reaches the collector, over its backup
