@@ -33,11 +33,12 @@ def register(kind: str, probe: ProbeFn) -> None:
 
 
 # Imported here, after the registry exists, so that each module can import this package.
-from probes import host, http, icmp, tcp  # noqa: E402
+from probes import host, http, icmp, sip, tcp  # noqa: E402
 
 register("icmp", icmp.probe)
 register("tcp", tcp.probe)
 register("http", http.probe)
+register("sip", sip.probe)
 register("host", host.probe)
 
 __all__ = ["PROBES", "HostProbe", "ProbeFn", "ProbeResult", "Target", "register"]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
 import pytest
 
-from probes import icmp, tcp
+from probes import icmp, sip, tcp
 from probes.target import Target
-from sitewatch.config.model import IcmpProbe, TcpProbe
+from sitewatch.config.model import IcmpProbe, SipProbe, TcpProbe
 from tests.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -58,3 +59,17 @@ def test_the_agent_sees_its_own_primary_fail_and_its_backup_carry_on(whole_lab: 
     assert primary["loss"] == 1.0
     assert backup["ok"] is True
     assert hub["ok"] is True  # the site still reaches the collector, over its backup
+
+
+async def test_every_lab_phone_answers_sip_and_goes_silent_behind_a_cut(whole_lab: Lab) -> None:
+    phones = [d for d in whole_lab.plan.devices if d.sip_port]
+    targets = [
+        Target(str(p.address), SipProbe(port=p.sip_port or 5060, transport="udp"), id=p.id)
+        for p in phones
+    ]
+    results = await asyncio.gather(*(sip.probe(t, timeout=2) for t in targets))
+    assert [(r.target, r.value.get("status")) for r in results] == [(p.id, 200) for p in phones]
+    whole_lab.cut_link("trc-wireless")
+    trc_phone = next(t for t in targets if t.id == "trc-phone-01")
+    result = await sip.probe(trc_phone, timeout=1)
+    assert (result.ok, result.error_kind) == (False, "unreachable")  # the hub's blackhole

@@ -9,7 +9,7 @@ from probes.icmp import probe as icmp_probe
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert {"icmp", "tcp", "http", "host"} <= set(PROBES)
+    assert {"icmp", "tcp", "http", "sip", "host"} <= set(PROBES)
     assert PROBES["icmp"] is icmp_probe
 
 
