@@ -33,12 +33,20 @@ def register(kind: str, probe: ProbeFn) -> None:
 
 
 # Imported here, after the registry exists, so that each module can import this package.
-from probes import host, http, icmp, sip, tcp  # noqa: E402
+from probes import host, http, icmp, sip, snmp, tcp  # noqa: E402
 
 register("icmp", icmp.probe)
 register("tcp", tcp.probe)
 register("http", http.probe)
+register("snmp", snmp.probe)
 register("sip", sip.probe)
 register("host", host.probe)
 
-__all__ = ["PROBES", "HostProbe", "ProbeFn", "ProbeResult", "Target", "register"]
+
+def close() -> None:
+    """Close the sockets the probes share in this event loop; call it before the loop ends."""
+    icmp.close()
+    snmp.close()
+
+
+__all__ = ["PROBES", "HostProbe", "ProbeFn", "ProbeResult", "Target", "close", "register"]

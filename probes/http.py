@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from probes.result import ErrorKind, JsonValue, ProbeResult, now, short
+from probes.result import ErrorKind, JsonValue, ProbeResult, failed, now, short
 from probes.target import Target
 from probes.tcp import classify
 from sitewatch import __version__
@@ -131,9 +131,7 @@ def _certificate_days_left(context: _RecordingContext | bool) -> float | None:
 
 
 def _failed(target: Target, started: datetime, kind: ErrorKind, detail: str) -> ProbeResult:
-    return ProbeResult(
-        target.name, "http", started, ok=False, error_kind=kind, detail=short(detail)
-    )
+    return failed(target.name, "http", started, kind, detail)
 
 
 __all__ = ["probe"]

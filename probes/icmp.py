@@ -263,6 +263,13 @@ _ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IcmpEngine] = (
 )
 
 
+def close() -> None:
+    """Close this event loop's ICMP sockets; a later probe opens new ones."""
+    shared = _ENGINES.pop(asyncio.get_running_loop(), None)
+    if shared is not None:
+        shared.close()
+
+
 def engine() -> IcmpEngine:
     """Return this event loop's shared engine, opening it on first use."""
     loop = asyncio.get_running_loop()

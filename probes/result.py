@@ -110,6 +110,27 @@ class ProbeResult:
         )
 
 
+def failed(
+    target: str,
+    kind: str,
+    started: datetime,
+    error_kind: ErrorKind,
+    detail: str,
+    *,
+    value: dict[str, JsonValue] | None = None,
+) -> ProbeResult:
+    """Return the result of a probe that found its target wanting, its detail on one line."""
+    return ProbeResult(
+        target,
+        kind,
+        started,
+        ok=False,
+        value=value or {},
+        error_kind=error_kind,
+        detail=short(detail),
+    )
+
+
 def now() -> datetime:
     """Return the current time in UTC; probes stamp their start with it."""
     return datetime.now(UTC)

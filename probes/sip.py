@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from probes.result import ErrorKind, JsonValue, ProbeResult, now, short
+from probes.result import ErrorKind, JsonValue, ProbeResult, failed, now, short
 from probes.target import Target
 from probes.tcp import classify
 from sitewatch import __version__
@@ -286,11 +286,4 @@ async def _over_tcp(address: str, port: int, call_id: str, tally: _Tally) -> Out
 
 
 def _failed(target: Target, started: datetime, kind: ErrorKind, detail: str) -> ProbeResult:
-    return ProbeResult(
-        target.name,
-        "sip",
-        started,
-        ok=False,
-        error_kind=kind,
-        detail=short(f"{target.address}: {detail}"),
-    )
+    return failed(target.name, "sip", started, kind, f"{target.address}: {detail}")

@@ -12,7 +12,7 @@ import socket
 import time
 from datetime import datetime
 
-from probes.result import ErrorKind, ProbeResult, now, short
+from probes.result import ErrorKind, ProbeResult, failed, now, short
 from probes.target import Target
 from sitewatch.config.model import TcpProbe
 
@@ -55,6 +55,8 @@ def classify(err: OSError) -> tuple[ErrorKind, str]:
         return "resolve", f"name lookup failed: {err.strerror}"
     if isinstance(err, ConnectionRefusedError):
         return "refused", "connection refused"
+    if err.errno == errno.EINVAL:  # Linux's answer for a destination behind a blackhole route
+        return "unreachable", "no route (blackholed)"
     if err.errno in _UNREACHABLE_ERRNOS:
         return "unreachable", err.strerror or str(err)
     if err.errno == errno.ETIMEDOUT:
@@ -65,12 +67,5 @@ def classify(err: OSError) -> tuple[ErrorKind, str]:
 def _failed(
     target: Target, started: datetime, port: int, kind: ErrorKind, detail: str
 ) -> ProbeResult:
-    return ProbeResult(
-        target.name,
-        "tcp",
-        started,
-        ok=False,
-        value={"port": port},
-        error_kind=kind,
-        detail=short(f"{target.address}:{port}: {detail}"),
-    )
+    where = f"{target.address}:{port}: {detail}"
+    return failed(target.name, "tcp", started, kind, where, value={"port": port})

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from probes import PROBES, Target
+from probes import PROBES, ProbeFn, Target
+from probes import close as close_probes
 from probes.result import ProbeResult
 from probes.target import HostProbe
 from sitewatch.config.model import (
@@ -77,6 +78,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     snmp.add_argument("--auth-password")
     snmp.add_argument("--priv-protocol", choices=PRIV_PROTOCOLS)
     snmp.add_argument("--priv-password")
+    snmp.add_argument("--context", default="", help="v3 context name (default empty)")
     snmp.add_argument(
         "--oid",
         action="append",
@@ -98,9 +100,16 @@ def run(args: argparse.Namespace) -> int:
     if probe is None:
         print(f"sitewatch probe: {args.kind} probes are not available yet", file=sys.stderr)
         return 2
-    result = asyncio.run(probe(target, timeout=args.timeout))
+    result = asyncio.run(_run_once(probe, target, args.timeout))
     print(json.dumps(result.to_json()) if args.json else describe(result))
     return 0
+
+
+async def _run_once(probe: ProbeFn, target: Target, timeout: float) -> ProbeResult:
+    try:
+        return await probe(target, timeout=timeout)
+    finally:
+        close_probes()
 
 
 def build_target(args: argparse.Namespace) -> Target:
@@ -190,7 +199,7 @@ def _credentials(args: argparse.Namespace) -> SnmpCredentials:
         raise UsageError("--priv-protocol needs --auth-protocol too")
     return SnmpCredentials(
         "3", port, None, args.user, args.auth_protocol, args.auth_password,
-        args.priv_protocol, args.priv_password,
+        args.priv_protocol, args.priv_password, args.context,
     )  # fmt: skip
 
 

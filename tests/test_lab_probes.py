@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 
 import pytest
 
-from probes import icmp, sip, tcp
+from probes import icmp, sip, snmp, tcp
 from probes.target import Target
-from sitewatch.config.model import IcmpProbe, SipProbe, TcpProbe
+from sitewatch.config.model import IcmpProbe, SipProbe, SnmpCredentials, SnmpProbe, TcpProbe
 from tests.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -73,3 +74,39 @@ async def test_every_lab_phone_answers_sip_and_goes_silent_behind_a_cut(whole_la
     trc_phone = next(t for t in targets if t.id == "trc-phone-01")
     result = await sip.probe(trc_phone, timeout=1)
     assert (result.ok, result.error_kind) == (False, "unreachable")  # the hub's blackhole
+
+
+async def test_every_lab_printer_read_over_snmp_matches_snmpbulkwalk(whole_lab: Lab) -> None:
+    printers = [d for d in whole_lab.plan.devices if d.snmp_community]
+    credentials = SnmpCredentials("2c", 161, "public", None, None, None, None, None)
+    probe = SnmpProbe("printer", credentials, ())
+    targets = [Target(str(p.address), probe, id=p.id) for p in printers]
+    try:
+        results = await asyncio.gather(*(snmp.probe(t, timeout=3) for t in targets))
+        for printer, result in zip(printers, results, strict=True):
+            assert result.ok, (printer.id, result.detail)
+            supplies = result.value["supplies"]
+            assert isinstance(supplies, list)
+            levels = [entry["level"] for entry in supplies if isinstance(entry, dict)]
+            assert levels == levels_by_snmpbulkwalk(str(printer.address)), printer.id
+            alerts = [{"severity": "warning", "description": "Cyan toner low"}]
+            assert result.value["alerts"] == alerts, printer.id
+        whole_lab.cut_link("customer-care-mpls")
+        behind = next(t for t, p in zip(targets, printers, strict=True) if p.site == "town-hall")
+        dark = await snmp.probe(behind, timeout=1)
+        assert (dark.ok, dark.error_kind) == (False, "unreachable"), dark.detail
+        assert dark.detail.endswith("no route (blackholed)")  # at once, not after the timeout
+    finally:
+        snmp.close()
+
+
+def levels_by_snmpbulkwalk(address: str) -> list[int]:
+    """Return prtMarkerSuppliesLevel as net-snmp reads it from the same printer."""
+    column = ".1.3.6.1.2.1.43.11.1.1.9."
+    walked = subprocess.run(
+        ["snmpbulkwalk", "-v2c", "-c", "public", "-Oqn", address, column.strip(".")],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.splitlines()  # fmt: skip
+    return [
+        int(line.split()[1]) for line in walked if line.startswith(column) and "No " not in line
+    ]

@@ -87,6 +87,7 @@ SNMP_KEYS = (
     "auth_password",
     "priv_protocol",
     "priv_password",
+    "context",
 )
 SNMP_AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
 SNMP_PRIV_PROTOCOLS = ("des", "3des", "aes", "aes128", "aes192", "aes256")
@@ -291,8 +292,17 @@ class _InventoryBuilder:
                 r.problem(fields["priv_protocol"], "privacy (priv) needs auth_protocol too")
             priv_protocol = r.choice(fields["priv_protocol"], SNMP_PRIV_PROTOCOLS)
             priv_password = self._usm_password(fields, "priv_password", where)
+        context = r.string(fields["context"], allow_empty=True) if "context" in fields else ""
         return SnmpCredentials(
-            version, port, None, user, auth_protocol, auth_password, priv_protocol, priv_password
+            version,
+            port,
+            None,
+            user,
+            auth_protocol,
+            auth_password,
+            priv_protocol,
+            priv_password,
+            context,
         )
 
     def _usm_password(self, fields: dict[str, Node], key: str, where: Node) -> str | None:

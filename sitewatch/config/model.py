@@ -89,6 +89,7 @@ class SnmpCredentials:
     auth_password: str | None
     priv_protocol: str | None
     priv_password: str | None
+    context: str = ""  # SNMPv3 context name; most agents use the empty default
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""What answers as the lab's devices: snmpsim as printers, sipp as phones.
+"""What answers as the lab's devices: snmpsim as printers and switches, sipp as phones.
 
 snmpsim has no printer recording, so the printer's answers are written here: Printer-MIB
 supplies (one toner nearly empty, a waste container that only knows "some remaining"),
-host-resources printer and device status, and a system group naming the printer.
+host-resources printer and device status, an alert, and a system group naming the printer.
+The switch recording is the IF-MIB of a small access switch with 64-bit counters.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def printer_records(name: str) -> str:
         ("1.3.6.1.2.1.1.5.0", "4", name),
         ("1.3.6.1.2.1.25.3.2.1.5.1", "2", "2"),  # hrDeviceStatus: running
         ("1.3.6.1.2.1.25.3.5.1.1.1", "2", "3"),  # hrPrinterStatus: idle
+        ("1.3.6.1.2.1.43.18.1.1.2.1.1", "2", "4"),  # prtAlertSeverityLevel: warning
+        ("1.3.6.1.2.1.43.18.1.1.8.1.1", "4", "Cyan toner low"),  # prtAlertDescription
     ]
     for column, kind, pick in (
         (6, "4", lambda s: s[1]),
@@ -57,6 +60,28 @@ def printer_records(name: str) -> str:
     ):
         for supply in SUPPLIES:
             records.append((f"1.3.6.1.2.1.43.11.1.1.{column}.1.{supply[0]}", kind, pick(supply)))
+    records.sort(key=lambda record: tuple(int(part) for part in record[0].split(".")))
+    return "".join(f"{oid}|{kind}|{value}\n" for oid, kind, value in records)
+
+
+def switch_records(name: str, ports: int) -> str:
+    """Return the .snmprec lines of a switch: every third port down, counters near 2**63."""
+    records = [("1.3.6.1.2.1.1.3.0", "67", "123456"), ("1.3.6.1.2.1.1.5.0", "4", name)]
+    for index in range(1, ports + 1):
+        port = f"Gi0/{index}"
+        octets = 2**40 + 7 if index % 3 == 1 else 0 if index % 3 == 2 else 2**63 + 5
+        records += [
+            (f"1.3.6.1.2.1.2.2.1.2.{index}", "4", port),
+            (f"1.3.6.1.2.1.2.2.1.7.{index}", "2", "1"),  # ifAdminStatus: up
+            (f"1.3.6.1.2.1.2.2.1.8.{index}", "2", "2" if index % 3 == 2 else "1"),
+            (f"1.3.6.1.2.1.2.2.1.13.{index}", "65", str(index)),
+            (f"1.3.6.1.2.1.2.2.1.14.{index}", "65", str(index * 10)),
+            (f"1.3.6.1.2.1.2.2.1.19.{index}", "65", "0"),
+            (f"1.3.6.1.2.1.2.2.1.20.{index}", "65", "0"),
+            (f"1.3.6.1.2.1.31.1.1.1.1.{index}", "4", port),
+            (f"1.3.6.1.2.1.31.1.1.1.6.{index}", "70", str(octets)),
+            (f"1.3.6.1.2.1.31.1.1.1.10.{index}", "70", str(octets // 2)),
+        ]
     records.sort(key=lambda record: tuple(int(part) for part in record[0].split(".")))
     return "".join(f"{oid}|{kind}|{value}\n" for oid, kind, value in records)
 

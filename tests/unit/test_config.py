@@ -300,10 +300,14 @@ def test_snmp_v3_rules(tmp_path: Path) -> None:
         f"{path}:9: snmp.community: applies only to SNMP versions 1 and 2c",
         f"{path}:8: snmp.auth_password: must be at least 8 characters",
     ]
+    v2c_context = write(tmp_path, INVENTORY.replace("sites:", "snmp: {context: lab}\nsites:"))
+    assert problems_of(v2c_context) == [
+        f"{v2c_context}:8: snmp.context: applies only to SNMP version 3"
+    ]
     good = INVENTORY.replace(
         "sites:",
         "snmp: {version: 3, user: monitor, auth_protocol: sha256, auth_password: longenough,\n"
-        "       priv_protocol: aes, priv_password: alsolongenough}\nsites:",
+        "       priv_protocol: aes, priv_password: alsolongenough, context: vlan20}\nsites:",
     )
     inventory = load_inventory(write(tmp_path, good))
     credentials = inventory.snmp
@@ -312,6 +316,7 @@ def test_snmp_v3_rules(tmp_path: Path) -> None:
         "monitor",
         "aes",
     )
+    assert credentials.context == "vlan20"
 
 
 def test_device_snmp_override_is_merged_field_by_field(tmp_path: Path) -> None:
