@@ -26,9 +26,10 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# Speed and memory beside peer tools measured in the same run (root: builds a namespace).
+# Speed beside peer tools measured in the same run (root: the ICMP bench builds a namespace).
 bench: venv system-packages
 	$(PY) -m bench.icmp_bench
+	$(PY) -m bench.snmp_bench
 
 # Remove any lab left behind by a run that was killed before it could clean up.
 lab-down: venv
