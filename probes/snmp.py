@@ -311,7 +311,13 @@ class _Session:
                 )
             self._timed(begin)
             if self.credentials.version == "1" and str(status) == "noSuchName":
-                break  # v1 ends a walk past the last object this way
+                # v1 answers a GETNEXT past the last object with noSuchName for the whole
+                # request, naming the varbind: that column is done; ask again for the rest.
+                position = int(index) - 1
+                if not 0 <= position < len(active):
+                    break
+                cursor.pop(active[position])
+                continue
             _check(indication, status, index)
             if not var_binds:
                 break

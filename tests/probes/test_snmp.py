@@ -287,3 +287,12 @@ def test_the_probe_command_reads_a_printer_and_a_v3_agent(agent: int) -> None:
     assert v3.returncode == 0, v3.stderr
     assert v3.stdout.startswith("snmp 127.0.0.1: ok"), v3.stdout
     assert "lab-printer" in v3.stdout
+
+
+async def test_v1_walks_with_getnext_to_the_end_of_the_view(agent: int, closing: None) -> None:
+    """SNMPv1 has no GETBULK: the walk steps with GETNEXT and stops at noSuchName."""
+    v1 = SnmpCredentials("1", agent, "public", None, None, None, None, None)
+    result = await snmp.probe(target(agent, "printer", v1), timeout=3)
+    assert result.ok, result.detail
+    v2c = await snmp.probe(target(agent, "printer"), timeout=3)
+    assert result.value == v2c.value
