@@ -468,7 +468,7 @@ async def _interface(session: _Session, _spec: SnmpProbe) -> Reading:
         raise ProbeProtocolError("no IF-MIB ifOperStatus rows")
     interfaces: list[JsonValue] = []
     for index in sorted(rows[columns["oper"]], key=_index_key):
-        entry: dict[str, JsonValue] = {"index": _int(index)}
+        entry: dict[str, JsonValue] = {"index": int(index) if index.isdigit() else index}
         for field, column in columns.items():
             found = rows[column].get(index)
             if field in ("admin", "oper"):
@@ -583,8 +583,8 @@ def _plain(value: Any) -> Value:
             return int(value)
         if tag == "OctetString":
             raw = bytes(value)
-            try:
-                return raw.decode("utf-8")
+            try:  # Windows agents end their strings with a NUL, C style
+                return raw.removesuffix(b"\x00").decode("utf-8")
             except UnicodeDecodeError:
                 return "0x" + raw.hex()
         return str(value.prettyPrint())

@@ -28,6 +28,15 @@ V2C = SnmpCredentials("2c", 0, "public", None, None, None, None, None)
 V3_USER, V3_AUTH, V3_PRIV = "monitor", "auth-secret-1", "priv-secret-1"
 
 
+RECORDINGS = ("linux-full-walk", "winxp-full-walk")
+
+
+def recorded(name: str) -> Path:
+    import snmpsim  # noqa: PLC0415 -- only to find the data it ships
+
+    return Path(snmpsim.__file__).parent / "data" / "recorded" / f"{name}.snmprec"
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,6 +66,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     (folder / "data").mkdir()
     (folder / "data" / "public.snmprec").write_text(printer_records("lab-printer"))
     (folder / "data" / "switch.snmprec").write_text(switch_records("lab-switch", ports=3))
+    for recording in RECORDINGS:  # real devices' walks that snmpsim ships
+        shutil.copy(recorded(recording), folder / "data" / f"{recording}.snmprec")
     port = free_udp_port()
     responder = Path(sys.executable).with_name("snmpsim-command-responder")
     process = subprocess.Popen(
@@ -137,6 +148,40 @@ async def test_interfaces_match_net_snmp_bulkwalk(agent: int, closing: None) -> 
     assert expected[2] == 2**63 + 5  # 64-bit counters survive the trip
     assert [i["oper"] for i in interfaces] == ["up", "down", "up"]
     assert result.value["uptime_s"] == 1234.56
+
+
+def bulkwalk(port: int, community: str, column: str) -> dict[str, str]:
+    """Return net-snmp's walk of one column: index suffix -> value as it prints it."""
+    walked = subprocess.run(
+        ["snmpbulkwalk", "-v2c", "-c", community, "-Oqn", f"127.0.0.1:{port}", column],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout.splitlines()  # fmt: skip
+    prefix = f".{column}."
+    return {
+        line[len(prefix) :].split()[0]: line.split(maxsplit=1)[1]
+        for line in walked
+        if line.startswith(prefix)
+    }
+
+
+@pytest.mark.parametrize("recording", RECORDINGS)
+async def test_interfaces_of_recorded_devices_match_net_snmp(
+    agent: int, closing: None, recording: str
+) -> None:
+    credentials = SnmpCredentials("2c", agent, recording, None, None, None, None, None)
+    result = await snmp.probe(target(agent, "interface", credentials), timeout=3)
+    assert result.ok, result.detail
+    interfaces = table(result, "interfaces")
+    oper = bulkwalk(agent, recording, "1.3.6.1.2.1.2.2.1.8")
+    assert [str(i["index"]) for i in interfaces] == list(oper)
+    assert [i["oper"] for i in interfaces] == [snmp.IF_STATES[int(v)] for v in oper.values()]
+    octets = bulkwalk(agent, recording, "1.3.6.1.2.1.31.1.1.1.6")  # absent on the Windows XP box
+    assert [i["in_octets"] for i in interfaces] == [
+        int(octets[str(i["index"])]) if octets else None for i in interfaces
+    ]
+    errors = bulkwalk(agent, recording, "1.3.6.1.2.1.2.2.1.14")
+    assert [i["in_errors"] for i in interfaces] == [int(v) for v in errors.values()]
+    assert all(isinstance(i["descr"], str) and "\x00" not in i["descr"] for i in interfaces)
 
 
 async def test_system_profile_and_custom_thresholds(agent: int, closing: None) -> None:
