@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,9 +33,7 @@ RECORDINGS = ("linux-full-walk", "winxp-full-walk")
 
 
 def recorded(name: str) -> Path:
-    import snmpsim  # noqa: PLC0415 -- only to find the data it ships
-
-    return Path(snmpsim.__file__).parent / "data" / "recorded" / f"{name}.snmprec"
+    return Path(str(resources.files("snmpsim"))) / "data" / "recorded" / f"{name}.snmprec"
 
 
 def free_udp_port() -> int:
