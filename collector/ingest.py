@@ -1,0 +1,87 @@
+"""The body an agent posts: parsed and checked whole before anything is stored.
+
+One bad result refuses the whole batch (nothing partial is stored) with an error that names
+it, `results[3].result.ts: ...`, so the agent can set that one result aside and send the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from probes.result import ProbeResult, ResultFormatError
+
+MAX_RESULTS_PER_BATCH = 5_000
+MAX_CLOCK_SKEW = 300.0  # seconds a result may be ahead of the collector's clock
+MAX_SEQ = 2**63 - 1
+
+
+class BatchError(ValueError):
+    """A posted batch is malformed; `index` names the offending result when there is one."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    items: tuple[tuple[int, ProbeResult], ...]
+    heartbeat: dict[str, Any] | None
+
+
+def parse_batch(body: object, *, agent: str, targets: Collection[str], now: float) -> Batch:
+    """Return the batch in a decoded JSON body, or raise BatchError naming the first problem.
+
+    `targets` are the ids this agent may report on: its site's links and devices, and its own
+    id for the host-health results it sends about itself.
+    """
+    if not isinstance(body, dict):
+        raise BatchError("the body must be a JSON object")
+    unknown = sorted(set(body) - {"agent", "results", "heartbeat"})
+    if unknown:
+        raise BatchError(f"unknown field {unknown[0]!r}")
+    if body.get("agent", agent) != agent:
+        raise BatchError(f"agent: this token belongs to {agent!r}")
+    results = body.get("results", [])
+    if not isinstance(results, list):
+        raise BatchError("results: must be a list")
+    if len(results) > MAX_RESULTS_PER_BATCH:
+        raise BatchError(f"results: at most {MAX_RESULTS_PER_BATCH} per batch")
+    heartbeat = body.get("heartbeat")
+    if heartbeat is not None and not isinstance(heartbeat, dict):
+        raise BatchError("heartbeat: must be an object")
+    items = []
+    seen: set[int] = set()
+    for index, item in enumerate(results):
+        seq, result = _item(item, index, targets, now)
+        if seq in seen:
+            raise BatchError(f"results[{index}].seq: {seq} appears twice in this batch", index)
+        seen.add(seq)
+        items.append((seq, result))
+    return Batch(tuple(items), heartbeat)
+
+
+def _item(
+    item: object, index: int, targets: Collection[str], now: float
+) -> tuple[int, ProbeResult]:
+    where = f"results[{index}]"
+    if not isinstance(item, dict) or set(item) != {"seq", "result"}:
+        raise BatchError(f"{where}: must be an object with seq and result", index)
+    seq = item["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq <= MAX_SEQ:
+        raise BatchError(f"{where}.seq: must be a positive whole number", index)
+    try:
+        result = ProbeResult.from_json(item["result"])
+    except ResultFormatError as err:
+        raise BatchError(f"{where}.result: {err}", index) from err
+    if result.target not in targets:
+        raise BatchError(f"{where}.result.target: {result.target!r} is not at this site", index)
+    if result.ts.timestamp() > now + MAX_CLOCK_SKEW:
+        raise BatchError(
+            f"{where}.result.ts: {item['result']['ts']} is in the future "
+            f"(more than {MAX_CLOCK_SKEW:g}s ahead of the collector's clock)",
+            index,
+        )
+    return seq, result

@@ -1,0 +1,284 @@
+"""The collector's store: probe results, agents' heartbeats, rollups, on SQLite in WAL mode.
+
+One connection writes (SQLite allows one writer; the collector is one process), used from a
+worker thread so the event loop never waits on the disk. Ingest is idempotent by (source, seq):
+an agent that retries a batch the collector already stored changes nothing. Results are kept raw
+for `retention` and rolled up per target per 5 minutes beyond it, so a year of history stays
+small. The schema is versioned with `PRAGMA user_version` and upgraded by MIGRATIONS in order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from probes.result import ProbeResult, format_ts
+
+CENTRE = "centre"  # the source name of the collector's own probes
+ROLLUP_SECONDS = 300
+DEFAULT_RETENTION = 30 * 86_400.0
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE results (
+        source TEXT NOT NULL,        -- the agent id, or 'centre'
+        seq INTEGER NOT NULL,        -- the source's sequence number
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ts REAL NOT NULL,            -- when the probe ran, Unix seconds UTC
+        ok INTEGER NOT NULL,
+        rtt_ms REAL,
+        loss REAL,
+        value TEXT NOT NULL,         -- JSON
+        error_kind TEXT,
+        detail TEXT NOT NULL,
+        received REAL NOT NULL,
+        PRIMARY KEY (source, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX results_by_target ON results (target, ts);
+    CREATE INDEX results_by_ts ON results (ts);
+    CREATE TABLE rollups (
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        bucket INTEGER NOT NULL,     -- start of the 5-minute bucket, Unix seconds
+        count INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        rtt_min REAL,
+        rtt_avg REAL,
+        rtt_max REAL,
+        PRIMARY KEY (target, kind, source, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        last_seen REAL NOT NULL,     -- when the collector last heard from it
+        heartbeat TEXT NOT NULL      -- the last heartbeat, JSON
+    );
+    CREATE TABLE sequences (source TEXT PRIMARY KEY, next INTEGER NOT NULL);
+    """,
+)
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is not a SiteWatch database."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One result with where it came from, as read back."""
+
+    source: str
+    seq: int
+    result: ProbeResult
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    stored: int
+    duplicates: int
+
+
+class Store:
+    """The SQLite database of one collector."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"{path}: cannot open the database: {err}") from err
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except sqlite3.Error as err:
+            self._db.close()
+            raise StoreError(f"{path}: not a SiteWatch database ({err})") from err
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this SiteWatch knows"
+            )
+        if version == 0 and self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise StoreError(f"{self.path}: holds tables of something else, not SiteWatch")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def ingest(
+        self,
+        source: str,
+        items: Sequence[tuple[int, ProbeResult]],
+        heartbeat: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> IngestOutcome:
+        """Store a batch in one transaction; rows already stored are counted, not changed."""
+        received = time.time() if now is None else now
+        rows = [_row(source, seq, result, received) for seq, result in items]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._db.total_changes
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                )
+                stored = self._db.total_changes - before
+                self._db.execute(
+                    "INSERT INTO agents VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "last_seen=excluded.last_seen, heartbeat=CASE WHEN ? THEN excluded.heartbeat "
+                    "ELSE agents.heartbeat END",
+                    (source, received, json.dumps(heartbeat or {}), heartbeat is not None),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return IngestOutcome(stored, len(rows) - stored)
+
+    def next_sequence(self, source: str, count: int) -> int:
+        """Reserve `count` sequence numbers for a source (the centre's probes); return the first."""
+        with self._lock:
+            row = self._db.execute(
+                "INSERT INTO sequences VALUES (?, ?) ON CONFLICT(source) DO UPDATE "
+                "SET next = next + ? RETURNING next",
+                (source, 1 + count, count),
+            ).fetchone()
+        return int(row[0]) - count
+
+    def history(self, target: str, start: float, end: float, limit: int = 10_000) -> list[Stored]:
+        """Return one target's raw results in [start, end), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM results WHERE target = ? AND ts >= ? AND ts < ? "
+                "ORDER BY ts, source, seq LIMIT ?",
+                (target, start, end, limit),
+            ).fetchall()
+        return [_stored(row) for row in rows]
+
+    def rollups(self, target: str, start: float, end: float) -> list[dict[str, Any]]:
+        """Return one target's 5-minute rollups in [start, end), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, source, bucket, count, failures, rtt_min, rtt_avg, rtt_max "
+                "FROM rollups WHERE target = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
+                (target, start - ROLLUP_SECONDS, end),
+            ).fetchall()
+        keys = ("kind", "source", "bucket", "count", "failures", "rtt_min", "rtt_avg", "rtt_max")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def since(self, after: float, limit: int = 100_000) -> list[Stored]:
+        """Return results probed after `after`, oldest first: the state's start-up evidence."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM results WHERE ts > ? ORDER BY ts LIMIT ?", (after, limit)
+            ).fetchall()
+        return [_stored(row) for row in rows]
+
+    def sources(self) -> dict[str, tuple[float, dict[str, Any]]]:
+        """Return each agent's last contact time and last heartbeat."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, last_seen, heartbeat FROM agents").fetchall()
+        return {row[0]: (row[1], json.loads(row[2])) for row in rows}
+
+    def sequences(self, source: str) -> list[int]:
+        """Return every stored sequence number of a source, in order (for tests and audits)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq FROM results WHERE source = ? ORDER BY seq", (source,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def roll_up(self, older_than: float) -> int:
+        """Fold raw results older than `older_than` into 5-minute rollups and delete them.
+
+        Whole buckets only, so a bucket is never rolled up twice; returns the rows folded.
+        """
+        cutoff = older_than - older_than % ROLLUP_SECONDS
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    """
+                    INSERT INTO rollups
+                    SELECT target, kind, source, CAST(ts / ? AS INTEGER) * ? AS bucket,
+                           count(*), sum(1 - ok), min(rtt_ms), avg(rtt_ms), max(rtt_ms)
+                    FROM results WHERE ts < ?
+                    GROUP BY target, kind, source, bucket
+                    ON CONFLICT (target, kind, source, bucket) DO UPDATE SET
+                        rtt_min = min(coalesce(rollups.rtt_min, excluded.rtt_min),
+                                      coalesce(excluded.rtt_min, rollups.rtt_min)),
+                        rtt_max = max(coalesce(rollups.rtt_max, excluded.rtt_max),
+                                      coalesce(excluded.rtt_max, rollups.rtt_max)),
+                        rtt_avg = coalesce((coalesce(rollups.rtt_avg, 0) * rollups.count
+                                  + coalesce(excluded.rtt_avg, 0) * excluded.count)
+                                  / (rollups.count + excluded.count), rollups.rtt_avg),
+                        count = rollups.count + excluded.count,
+                        failures = rollups.failures + excluded.failures
+                    """,
+                    (ROLLUP_SECONDS, ROLLUP_SECONDS, cutoff),
+                )
+                folded = self._db.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return folded
+
+
+def _row(source: str, seq: int, result: ProbeResult, received: float) -> tuple[Any, ...]:
+    return (
+        source,
+        seq,
+        result.target,
+        result.kind,
+        result.ts.timestamp(),
+        int(result.ok),
+        result.rtt_ms,
+        result.loss,
+        json.dumps(result.value, separators=(",", ":")),
+        result.error_kind,
+        result.detail,
+        received,
+    )
+
+
+def _stored(row: Iterable[Any]) -> Stored:
+    source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, _ = row
+    result = ProbeResult.from_json(
+        {
+            "target": target,
+            "kind": kind,
+            "ts": format_ts(datetime.fromtimestamp(ts).astimezone()),
+            "ok": bool(ok),
+            "rtt_ms": rtt_ms,
+            "loss": loss,
+            "value": json.loads(value),
+            "error_kind": error_kind,
+            "detail": detail,
+        }
+    )
+    return Stored(source, seq, result)
