@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,6 +62,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hasher.set_defaults(handler=_hash_password)
     probe_command.add_parser(commands)
+
+    agent = commands.add_parser(
+        "agent",
+        help="run a site agent",
+        description=(
+            "Run a branch-office agent: fetch this site's probe plan from the collector (and "
+            "cache it in state_dir), probe on schedule, keep every result in an on-disk outbox "
+            "and ship it to the collector. SIGTERM stops it cleanly."
+        ),
+    )
+    agent.add_argument("--config", type=Path, required=True, metavar="FILE", help="agent.yaml")
+    agent.add_argument("--verbose", action="store_true", help="debug logging")
+    agent.set_defaults(handler=_agent)
+
+    collector = commands.add_parser(
+        "collector",
+        help="run the collector",
+        description=(
+            "Run the central collector: the agents' ingest and plans, the staff API, the "
+            "centre's probes of every link's edge, and the state of every site."
+        ),
+    )
+    collector.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="collector.yaml"
+    )
+    collector.add_argument("--verbose", action="store_true", help="debug logging")
+    collector.set_defaults(handler=_collector)
     return parser
 
 
@@ -100,6 +128,28 @@ def _hash_password(_args: argparse.Namespace) -> int:
         return 1
     print(hash_password(password))
     return 0
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from agent.main import run as run_agent  # noqa: PLC0415 -- keep other commands light
+
+    _logging(args.verbose)
+    return run_agent(args.config)
+
+
+def _collector(args: argparse.Namespace) -> int:
+    from collector.main import run as run_collector  # noqa: PLC0415 -- keep other commands light
+
+    _logging(args.verbose)
+    return run_collector(args.config)
 
 
 def run() -> None:

@@ -1,0 +1,149 @@
+"""A SiteWatch deployment in a folder: configs with fresh tokens, a collector and its agents.
+
+Used by the pipeline tests (on loopback), the lab's end-to-end tests and `make run` (agents in
+the lab's site namespaces). Every process is started as the user would start it, through the
+`sitewatch` command, and stopped by the deployment even when a test fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.lab import wait_until
+
+
+@dataclass
+class Deployment:
+    folder: Path
+    inventory: Path
+    url: str
+    staff_token: str
+    agent_tokens: dict[str, str]  # site -> token
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def collector_config(self) -> Path:
+        return self.folder / "collector.yaml"
+
+    def agent_id(self, site: str) -> str:
+        return f"{site}-agent"
+
+    def agent_config(self, site: str) -> Path:
+        return self.folder / site / "agent.yaml"
+
+    def state_dir(self, site: str) -> Path:
+        return self.folder / site / "state"
+
+    def start_collector(self) -> subprocess.Popen[bytes]:
+        process = self._start("collector", ["collector", "--config", str(self.collector_config)])
+
+        def answering() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"the collector exited: {self.log('collector')[-2000:]}")
+            return self.healthy()
+
+        wait_until(answering, 30, "the collector answering /healthz")
+        return process
+
+    def start_agent(self, site: str, netns: str | None = None) -> subprocess.Popen[bytes]:
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        command = ["agent", "--config", str(self.agent_config(site))]
+        return self._start(f"agent-{site}", command, prefix)
+
+    def _start(
+        self, name: str, args: list[str], prefix: list[str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.folder / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [*(prefix or []), sys.executable, "-m", "sitewatch.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.folder,
+        )
+        log.close()
+        self.processes[name] = process
+        return process
+
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> int:
+        """Signal a process and wait for it; return its exit status."""
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(signum)
+        return process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            try:
+                self.kill(name, signal.SIGTERM)
+            except subprocess.TimeoutExpired:
+                self.kill(name, signal.SIGKILL)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:  # noqa: S310
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def api(self, path: str) -> Any:
+        request = urllib.request.Request(  # noqa: S310 -- our own collector
+            f"{self.url}{path}", headers={"Authorization": f"Bearer {self.staff_token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return json.load(response)
+
+    def site(self, site: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.api(f"/api/v1/sites/{site}")
+        return found
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+
+def deploy(folder: Path, inventory: Path, sites: list[str], listen: str) -> Deployment:
+    """Write the collector's config and one agent config per site, with fresh tokens."""
+    folder.mkdir(parents=True, exist_ok=True)
+    host, port = listen.rsplit(":", 1)
+    tokens = {site: secrets.token_urlsafe(24) for site in sites}
+    deployment = Deployment(
+        folder, inventory, f"http://{host}:{port}", secrets.token_urlsafe(24), tokens
+    )
+    agents = "\n".join(
+        f"  - {{id: {deployment.agent_id(site)}, site: {site}, token_sha256: {_sha(token)}}}"
+        for site, token in tokens.items()
+    )
+    deployment.collector_config.write_text(
+        f"listen: {listen}\n"
+        f"database: {folder / 'collector.db'}\n"
+        f"inventory: {inventory.resolve()}\n"
+        f"agents:\n{agents}\n"
+        "api_tokens:\n"
+        f"  - {{name: tests, role: admin, token_sha256: {_sha(deployment.staff_token)}}}\n"
+    )
+    for site, token in tokens.items():
+        (folder / site).mkdir(exist_ok=True)
+        token_file = folder / site / "agent.token"
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+        deployment.agent_config(site).write_text(
+            f"id: {deployment.agent_id(site)}\n"
+            f"site: {site}\n"
+            f"collector: {deployment.url}\n"
+            f"token_file: {token_file}\n"
+            f"state_dir: {deployment.state_dir(site)}\n"
+        )
+    return deployment
+
+
+def _sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
