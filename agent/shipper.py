@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 BATCH_AGE = 2.0  # seconds a fresh result may wait for company before it is sent
 HEARTBEAT_EVERY = 30.0
-BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 REQUEST_TIMEOUT = 20.0
 GZIP_ABOVE = 1024  # bytes
 

@@ -1,0 +1,111 @@
+"""End to end on the lab: agents in their site namespaces, the collector on the hub.
+
+The example inventory with fast timings (1 s interval) so an outage plays out in seconds: cut
+Customer Care's MPLS link and both Customer Care and Town Hall (behind it) go down by the
+centre's probes and their agents' silence, while their agents keep probing into their outboxes;
+restore it and the backlog arrives, filling the outage's history without a gap.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from probes.plan import build_plan
+from sitewatch.config.files import load_inventory
+from tests.conftest import EXAMPLE_INVENTORY
+from tests.deploy import Deployment, deploy
+from tests.lab import Lab, wait_until
+
+pytestmark = pytest.mark.lab
+FAST = {
+    "  interval: 30s": "  interval: 1s",
+    "  timeout: 2s": "  timeout: 500ms",
+    "  fail_after: 3 ": "  fail_after: 2 ",
+    "  recover_after: 2 ": "  recover_after: 1 ",
+}
+PORT = 18_080
+
+
+def fast_inventory(folder: Path) -> Path:
+    text = EXAMPLE_INVENTORY.read_text()
+    for slow, fast in FAST.items():
+        assert slow in text, slow
+        text = text.replace(slow, fast)
+    path = folder / "inventory.yaml"
+    path.write_text(text)
+    return path
+
+
+def monitored(lab: Lab) -> list[str]:
+    return list(lab.plan.sites)
+
+
+@pytest.fixture(scope="module")
+def deployment(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    folder = tmp_path_factory.mktemp("deployment")
+    sites = monitored(lab)
+    running = deploy(folder, fast_inventory(folder), sites, f"{lab.plan.hub_address}:{PORT}")
+    try:
+        running.start_collector()
+        for site in sites:
+            running.start_agent(site, netns=lab.namespace(site))
+        yield running
+    finally:
+        running.stop_all()
+
+
+def statuses(deployment: Deployment) -> dict[str, tuple[str, bool | None]]:
+    return {s["id"]: (s["status"], s["agent_alive"]) for s in deployment.api("/api/v1/sites")}
+
+
+def outbox_depth(deployment: Deployment, site: str) -> int:
+    path = deployment.state_dir(site) / "outbox.sqlite"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        (depth,) = db.execute("SELECT depth FROM meta").fetchone()
+    db.close()
+    return int(depth)
+
+
+def test_every_site_is_up_with_its_agent_heard(deployment: Deployment, lab: Lab) -> None:
+    expected = dict.fromkeys(monitored(lab), ("up", True))
+    wait_until(lambda: statuses(deployment) == {**statuses(deployment), **expected}, 60,
+               "every monitored site up with a live agent")  # fmt: skip
+    assert statuses(deployment)["dutywa-pound"] == ("unmonitored", None)
+
+
+def test_a_cut_chain_goes_down_and_its_backlog_fills_the_gap(
+    deployment: Deployment, whole_lab: Lab
+) -> None:
+    chain = ("customer-care", "town-hall")
+    wait_until(lambda: all(statuses(deployment)[s] == ("up", True) for s in chain), 60,
+               "the chain up before the cut")  # fmt: skip
+    cut_at = datetime.now().astimezone()
+    whole_lab.cut_link("customer-care-mpls")
+    wait_until(lambda: all(statuses(deployment)[s] == ("down", False) for s in chain), 30,
+               "customer care and town hall down")  # fmt: skip
+    assert statuses(deployment)["tesko"] == ("up", True)  # the rest carry on
+    depth = outbox_depth(deployment, "customer-care")
+    per_second = len(build_plan(load_inventory(deployment.inventory), "customer-care").targets)
+    wait_until(lambda: outbox_depth(deployment, "customer-care") > depth + 5 * per_second, 30,
+               "customer care's agent probing on into its outbox for 5 more seconds")  # fmt: skip
+    restored_at = datetime.now().astimezone()
+    whole_lab.restore_link("customer-care-mpls")
+    wait_until(lambda: all(statuses(deployment)[s] == ("up", True) for s in chain), 60,
+               "the chain up again after the restore")  # fmt: skip
+    wait_until(lambda: outbox_depth(deployment, "customer-care") < 5, 60, "the backlog shipped")
+    history = deployment.api(
+        "/api/v1/history?target=customer-care-mpls"
+        f"&from={cut_at.isoformat()}&to={restored_at.isoformat()}".replace("+", "%2B")
+    )
+    inside = [datetime.fromisoformat(h["ts"]) for h in history if h["source"] != "centre"]
+    outage = (restored_at - cut_at).total_seconds()
+    assert len(inside) >= outage - 2, (outage, inside)
+    assert not all(h["ok"] for h in history if h["source"] != "centre")  # it saw the cut
+    gaps = [(b - a).total_seconds() for a, b in pairwise(inside)]
+    assert max(gaps) < 3, gaps  # one result a second, outage included: no hole
