@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: run test lint typecheck pytest bench lab-down system-packages venv clean
 
 run: venv system-packages
-	$(PY) -m tests.lab up --inventory $(INVENTORY)
+	$(PY) -m tests.lab run --inventory $(INVENTORY)
 
 test: venv system-packages lint typecheck pytest
 

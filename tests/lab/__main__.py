@@ -1,14 +1,20 @@
-"""`python -m tests.lab up|down`: bring the lab up for a person, or sweep leftovers away."""
+"""`python -m tests.lab up|run|down`: the lab for a person, with SiteWatch on it, or sweep it.
+
+`up` builds the lab alone; `run` (what `make run` does) also starts the collector on the hub and
+one agent in each monitored site's namespace, with fresh tokens, and prints how to reach them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from sitewatch.config import ConfigError
+from tests.deploy import Deployment, deploy
 from tests.lab import Lab, LabError, can_build, sweep_stale
 
 
@@ -18,6 +24,11 @@ def main() -> int:
     up = commands.add_parser("up", help="build the lab, print it, keep it until Ctrl-C")
     up.add_argument("--inventory", type=Path, default=Path("config/inventory.yaml"))
     up.add_argument("--hub", default="10.99.0.1", help="the hub's address (default 10.99.0.1)")
+    run = commands.add_parser("run", help="build the lab and run SiteWatch on it until Ctrl-C")
+    run.add_argument("--inventory", type=Path, default=Path("config/inventory.yaml"))
+    run.add_argument("--hub", default="10.99.0.1", help="the hub's address (default 10.99.0.1)")
+    run.add_argument("--port", type=int, default=8080, help="the collector's port (default 8080)")
+    run.add_argument("--folder", type=Path, default=Path(".run"), help="configs, logs, database")
     commands.add_parser("down", help="remove every lab whose process is gone")
     args = parser.parse_args()
     problem = can_build()
@@ -42,14 +53,45 @@ def main() -> int:
     except LabError as err:
         print(f"lab: {err}", file=sys.stderr)
         return 1
+    deployment = None
     try:
         print(lab.describe())
-        print("\nThe lab is up. Ctrl-C tears it down.", flush=True)
+        if args.command == "run":
+            deployment = _start_sitewatch(lab, args)
+        else:
+            print("\nThe lab is up. Ctrl-C tears it down.", flush=True)
         stop.wait()
     finally:
+        if deployment is not None:
+            deployment.stop_all()
+            print("sitewatch: collector and agents stopped")
         lab.down()
         print("lab: torn down")
     return 0
+
+
+def _start_sitewatch(lab: Lab, args: argparse.Namespace) -> Deployment:
+    """Start the collector on the hub and an agent in every monitored site's namespace."""
+    folder = args.folder.resolve()
+    if folder.exists():
+        shutil.rmtree(folder)  # a fresh database and fresh tokens each run
+    sites = list(lab.plan.sites)
+    deployment = deploy(folder, args.inventory, sites, f"{args.hub}:{args.port}")
+    deployment.start_collector()
+    for site in sites:
+        deployment.start_agent(site, netns=lab.namespace(site))
+    print(
+        f"\nSiteWatch is running: collector {deployment.url} (on the hub), "
+        f"{len(sites)} agents in their site namespaces.\n"
+        f"Staff API token (admin): {deployment.staff_token}\n"
+        f"  curl -H 'Authorization: Bearer {deployment.staff_token}' "
+        f"{deployment.url}/api/v1/sites\n"
+        f"Configs, logs and the database: {folder}\n"
+        "Sites fill in within a few probe intervals. Ctrl-C stops SiteWatch and tears the "
+        "lab down.",
+        flush=True,
+    )
+    return deployment
 
 
 if __name__ == "__main__":
