@@ -138,16 +138,17 @@ async def post_results(request: web.Request) -> web.StreamResponse:
 
 async def get_sites(request: web.Request) -> web.StreamResponse:
     viewer(request)
-    views = request.app[COLLECTOR].views()
-    return web.json_response([site_json(view) for view in views])
+    collector = request.app[COLLECTOR]
+    return web.json_response([site_json(view, collector) for view in collector.views()])
 
 
 async def get_site(request: web.Request) -> web.StreamResponse:
     viewer(request)
     site_id = request.match_info["id"]
-    for view in request.app[COLLECTOR].views():
+    collector = request.app[COLLECTOR]
+    for view in collector.views():
         if view.id == site_id:
-            return web.json_response(site_json(view))
+            return web.json_response(site_json(view, collector))
     raise ApiError(404, "not_found", f"no site {site_id!r}")
 
 
@@ -197,7 +198,7 @@ def _time_param(request: web.Request, name: str, default: float) -> float:
         raise ApiError(400, "bad_time", f"{name}: {text!r} is not an RFC 3339 time") from err
 
 
-def site_json(view: SiteView) -> dict[str, Any]:
+def site_json(view: SiteView, collector: Collector) -> dict[str, Any]:
     return {
         "id": view.id,
         "name": view.name,
@@ -206,6 +207,7 @@ def site_json(view: SiteView) -> dict[str, Any]:
         "users": view.users,
         "upstream": list(view.upstream),
         "agent_alive": view.agent_alive,
+        "agent": _agent_json(collector.heartbeats.get(view.id)),
         "links": [
             {
                 "id": link.id,
@@ -222,6 +224,14 @@ def site_json(view: SiteView) -> dict[str, Any]:
         ],
         "availability": None,  # filled by the availability issue
     }
+
+
+def _agent_json(heartbeat: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The agent's last heartbeat as staff need it: who, which version, how far behind."""
+    if heartbeat is None:
+        return None
+    keys = ("id", "version", "clock", "outbox_depth", "dropped")
+    return {key: heartbeat.get(key) for key in keys}
 
 
 def _iso(ts: float) -> str | None:

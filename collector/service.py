@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from collector.ingest import Batch
 from collector.state import SiteView, StateBook
@@ -33,6 +34,7 @@ class Collector:
     store: Store
     retention: float = DEFAULT_RETENTION
     book: StateBook = field(init=False)
+    heartbeats: dict[str, dict[str, Any]] = field(default_factory=dict)  # by site
 
     def __post_init__(self) -> None:
         self.book = StateBook(
@@ -65,8 +67,11 @@ class Collector:
         now = time.time() if now is None else now
         for stored in self.store.since(now - WARM_UP_SECONDS):
             self.book.observe("centre" if stored.source == CENTRE else "agent", stored.result)
-        for agent, (last_seen, _) in self.store.sources().items():
+        sites = {agent.id: agent.site for agent in self.config.agents}
+        for agent, (last_seen, heartbeat) in self.store.sources().items():
             self.book.heard_from(agent, last_seen)
+            if agent in sites and heartbeat:
+                self.heartbeats[sites[agent]] = {"id": agent, **heartbeat}
 
     async def ingest(self, agent: AgentCredential, batch: Batch) -> IngestOutcome:
         """Store a batch, then let its results move the state, oldest first."""
@@ -75,6 +80,8 @@ class Collector:
             self.store.ingest, agent.id, batch.items, batch.heartbeat, now
         )
         self.book.heard_from(agent.id, now)
+        if batch.heartbeat is not None:
+            self.heartbeats[agent.site] = {"id": agent.id, **batch.heartbeat}
         for _, result in sorted(batch.items, key=lambda item: item[1].ts):
             self.book.observe("agent", result)
         return outcome

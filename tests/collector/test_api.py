@@ -180,13 +180,17 @@ async def test_staff_read_sites_and_history(client: TestClient[Any, Any]) -> Non
     assert response.status == 401
     response = await client.get("/api/v1/sites", headers=auth(TOKENS["tesko-01"]))
     assert response.status == 401  # an agent token is not a staff token
-    await post(client, "tesko-01", {"results": [record("tesko-mpls", 1)]})
+    heartbeat = {"version": "0.1.0", "clock": "2026-11-23T08:00:00Z", "outbox_depth": 4,
+                 "dropped": 0, "host": None}  # fmt: skip
+    await post(client, "tesko-01", {"results": [record("tesko-mpls", 1)], "heartbeat": heartbeat})
     sites = await (await client.get("/api/v1/sites", headers=auth(STAFF))).json()
     assert [s["id"] for s in sites][:2] == ["dutywa-main", "dutywa-park-homes"]
     tesko = await (await client.get("/api/v1/sites/tesko", headers=auth(STAFF))).json()
     assert set(tesko) >= {"id", "name", "status", "status_since", "users", "upstream", "links",
                           "devices", "availability"}  # fmt: skip
     assert tesko["status"] == "up"
+    assert tesko["agent"] == {"id": "tesko-01", "version": "0.1.0", "clock": heartbeat["clock"],
+                              "outbox_depth": 4, "dropped": 0}  # fmt: skip
     assert tesko["links"][0]["status"] == "up"
     history = await (
         await client.get("/api/v1/history?target=tesko-mpls", headers=auth(STAFF))
