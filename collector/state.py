@@ -104,14 +104,26 @@ class StateBook:
     targets: dict[tuple[str, str, Vantage], TargetState] = field(default_factory=dict)
     last_heard: dict[str, float] = field(default_factory=dict)  # site id -> agent contact
     site_status: dict[str, tuple[SiteStatus, float]] = field(default_factory=dict)
+    limits: dict[str, tuple[Thresholds, bool]] = field(init=False)  # target -> (limits, link?)
+    inside: dict[str, dict[str, TargetState]] = field(init=False)  # agent's view, by target
+
+    def __post_init__(self) -> None:
+        self.limits = {link.id: (link.thresholds, True) for _, link in self.inventory.links()}
+        self.limits |= {d.id: (d.thresholds, False) for _, d in self.inventory.devices()}
+        self.inside = {}
 
     def observe(self, vantage: Vantage, result: ProbeResult) -> bool:
         """Apply one result; return whether a target's status changed."""
-        thresholds, degradable = self._thresholds(result.target)
-        if thresholds is None:
+        limits = self.limits.get(result.target)
+        if limits is None:
             return False  # the agent's own host, or a target no longer in the inventory
+        thresholds, degradable = limits
         key = (result.target, result.kind, vantage)
-        state = self.targets.setdefault(key, TargetState(thresholds))
+        state = self.targets.get(key)
+        if state is None:
+            state = self.targets[key] = TargetState(thresholds)
+            if vantage == "agent":
+                self.inside.setdefault(result.target, {})[result.kind] = state
         return state.observe(result, degradable=degradable)
 
     def heard_from(self, agent: str, when: float) -> None:
@@ -165,11 +177,7 @@ class StateBook:
 
     def _device(self, device_id: str, agent_alive: bool) -> tuple[Status, float]:
         """A device is down when it stops answering ping; up but failing a service: degraded."""
-        states = {
-            kind: state
-            for (target, kind, vantage), state in self.targets.items()
-            if target == device_id and vantage == "agent"
-        }
+        states = self.inside.get(device_id, {})
         if not agent_alive or not states:
             return "unknown", 0.0
         ping = states.get("icmp")
@@ -184,15 +192,6 @@ class StateBook:
         if failing:
             return "degraded", max(s.since for s in failing)
         return "up", max(s.since for s in known)
-
-    def _thresholds(self, target: str) -> tuple[Thresholds | None, bool]:
-        for _, link in self.inventory.links():
-            if link.id == target:
-                return link.thresholds, True
-        for _, device in self.inventory.devices():
-            if device.id == target:
-                return device.thresholds, False
-        return None, False
 
 
 def _site_status(site: Site, links: tuple[LinkView, ...], agent_alive: bool) -> SiteStatus:
