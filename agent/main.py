@@ -130,12 +130,14 @@ class Agent:
             log.info("starting from the cached plan %s (%d targets)", cached.version,
                      len(cached.targets))  # fmt: skip
             return cached
-        delay = 1.0
+        delay, said = 1.0, ""
         while not stop.is_set():
             try:
                 plan = await fetch(session, base, None, PLAN_TIMEOUT)
             except PlanUnavailable as err:
-                log.warning("no plan yet: %s; retrying", err)
+                if str(err) != said:  # the state change, not every retry
+                    log.warning("no plan yet: %s; retrying", err)
+                    said = str(err)
             else:
                 if plan is not None:
                     await asyncio.to_thread(save_cached, self.config.state_dir, plan)

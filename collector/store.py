@@ -63,6 +63,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE sequences (source TEXT PRIMARY KEY, next INTEGER NOT NULL);
     """,
+    # How many of a bucket's results had an rtt: the weight of rtt_avg when late results for
+    # the bucket are merged in. Version 1 weighted by count; its rows keep that assumption.
+    """
+    ALTER TABLE rollups ADD COLUMN rtt_count INTEGER NOT NULL DEFAULT 0;
+    UPDATE rollups SET rtt_count = count WHERE rtt_avg IS NOT NULL;
+    """,
 )
 
 
@@ -97,13 +103,16 @@ class Store:
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"{path}: cannot open the database: {err}") from err
         try:
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()  # before WAL: another program's database must be left as it was
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._migrate()
         except sqlite3.Error as err:
             self._db.close()
             raise StoreError(f"{path}: not a SiteWatch database ({err})") from err
+        except StoreError:
+            self._db.close()
+            raise
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -223,9 +232,11 @@ class Store:
             try:
                 self._db.execute(
                     """
-                    INSERT INTO rollups
+                    INSERT INTO rollups (target, kind, source, bucket, count, failures,
+                                         rtt_min, rtt_avg, rtt_max, rtt_count)
                     SELECT target, kind, source, CAST(ts / ? AS INTEGER) * ? AS bucket,
-                           count(*), sum(1 - ok), min(rtt_ms), avg(rtt_ms), max(rtt_ms)
+                           count(*), sum(1 - ok), min(rtt_ms), avg(rtt_ms), max(rtt_ms),
+                           count(rtt_ms)
                     FROM results WHERE ts < ?
                     GROUP BY target, kind, source, bucket
                     ON CONFLICT (target, kind, source, bucket) DO UPDATE SET
@@ -233,9 +244,11 @@ class Store:
                                       coalesce(excluded.rtt_min, rollups.rtt_min)),
                         rtt_max = max(coalesce(rollups.rtt_max, excluded.rtt_max),
                                       coalesce(excluded.rtt_max, rollups.rtt_max)),
-                        rtt_avg = coalesce((coalesce(rollups.rtt_avg, 0) * rollups.count
-                                  + coalesce(excluded.rtt_avg, 0) * excluded.count)
-                                  / (rollups.count + excluded.count), rollups.rtt_avg),
+                        rtt_avg = CASE WHEN rollups.rtt_count + excluded.rtt_count > 0 THEN
+                                  (coalesce(rollups.rtt_avg, 0) * rollups.rtt_count
+                                   + coalesce(excluded.rtt_avg, 0) * excluded.rtt_count)
+                                  / (rollups.rtt_count + excluded.rtt_count) END,
+                        rtt_count = rollups.rtt_count + excluded.rtt_count,
                         count = rollups.count + excluded.count,
                         failures = rollups.failures + excluded.failures
                     """,

@@ -11,6 +11,7 @@ import hashlib
 import json
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -30,6 +31,7 @@ class Deployment:
     staff_token: str
     agent_tokens: dict[str, str]  # site -> token
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ca_file: Path | None = None  # the CA that signed the collector's certificate, under TLS
 
     @property
     def collector_config(self) -> Path:
@@ -82,15 +84,16 @@ class Deployment:
         return process.wait(timeout=30)
 
     def stop_all(self) -> None:
-        for name in list(self.processes):
+        for name in sorted(self.processes, key=lambda n: n == "collector"):  # agents first
             try:
                 self.kill(name, signal.SIGTERM)
             except subprocess.TimeoutExpired:
                 self.kill(name, signal.SIGKILL)
 
     def healthy(self) -> bool:
+        url = f"{self.url}/healthz"
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2, context=self._tls()) as response:  # noqa: S310
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False
@@ -99,8 +102,12 @@ class Deployment:
         request = urllib.request.Request(  # noqa: S310 -- our own collector
             f"{self.url}{path}", headers={"Authorization": f"Bearer {self.staff_token}"}
         )
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5, context=self._tls()) as response:  # noqa: S310
             return json.load(response)
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """Return a context trusting the deployment's CA, or None for plain HTTP."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
 
     def site(self, site: str) -> dict[str, Any]:
         found: dict[str, Any] = self.api(f"/api/v1/sites/{site}")
@@ -110,20 +117,42 @@ class Deployment:
         return (self.folder / f"{name}.log").read_text(errors="replace")
 
 
-def deploy(folder: Path, inventory: Path, sites: list[str], listen: str) -> Deployment:
-    """Write the collector's config and one agent config per site, with fresh tokens."""
+def deploy(
+    folder: Path,
+    inventory: Path,
+    sites: list[str],
+    listen: str,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    ca_file: Path | None = None,
+) -> Deployment:
+    """Write the collector's config and one agent config per site, with fresh tokens.
+
+    With `tls` (certificate chain, key) the collector serves HTTPS, and the agents and the
+    deployment's own requests trust `ca_file`.
+    """
+    if (tls is None) != (ca_file is None):
+        raise ValueError("tls and ca_file go together")
     folder.mkdir(parents=True, exist_ok=True)
     host, port = listen.rsplit(":", 1)
     tokens = {site: secrets.token_urlsafe(24) for site in sites}
+    scheme = "https" if tls else "http"
     deployment = Deployment(
-        folder, inventory, f"http://{host}:{port}", secrets.token_urlsafe(24), tokens
+        folder,
+        inventory,
+        f"{scheme}://{host}:{port}",
+        secrets.token_urlsafe(24),
+        tokens,
+        ca_file=ca_file.resolve() if ca_file else None,
     )
     agents = "\n".join(
         f"  - {{id: {deployment.agent_id(site)}, site: {site}, token_sha256: {_sha(token)}}}"
         for site, token in tokens.items()
     )
+    tls_key = f"tls: {{cert: {tls[0].resolve()}, key: {tls[1].resolve()}}}\n" if tls else ""
     deployment.collector_config.write_text(
         f"listen: {listen}\n"
+        f"{tls_key}"
         f"database: {folder / 'collector.db'}\n"
         f"inventory: {inventory.resolve()}\n"
         f"agents:\n{agents}\n"
@@ -139,7 +168,8 @@ def deploy(folder: Path, inventory: Path, sites: list[str], listen: str) -> Depl
             f"id: {deployment.agent_id(site)}\n"
             f"site: {site}\n"
             f"collector: {deployment.url}\n"
-            f"token_file: {token_file}\n"
+            + (f"ca_file: {deployment.ca_file}\n" if deployment.ca_file else "")
+            + f"token_file: {token_file}\n"
             f"state_dir: {deployment.state_dir(site)}\n"
         )
     return deployment

@@ -1,0 +1,347 @@
+"""The collector's store on real SQLite files: idempotent ingest, rollups, history, sequences."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.store import MIGRATIONS, ROLLUP_SECONDS, Store, StoreError
+from probes.result import ProbeResult
+
+B = 1_800_000_000  # the start of a 5-minute bucket: 1_800_000_000 % 300 == 0
+NOW = B + 86_400.0  # when the collector received everything, for `ingest(now=...)`
+
+
+def result(
+    ts: float,
+    rtt_ms: float | None = None,
+    *,
+    ok: bool = True,
+    target: str = "gw",
+    kind: str = "icmp",
+) -> ProbeResult:
+    return ProbeResult(target, kind, datetime.fromtimestamp(ts, UTC), ok, rtt_ms=rtt_ms)
+
+
+def numbered(first: int, *results: ProbeResult) -> list[tuple[int, ProbeResult]]:
+    return list(enumerate(results, start=first))
+
+
+def raw_rows(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(sql, args).fetchall()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "collector.db")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def rollups(store: Store, target: str = "gw") -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Return a target's rollups keyed by (kind, source, bucket)."""
+    return {(r["kind"], r["source"], r["bucket"]): r for r in store.rollups(target, 0, 2 * NOW)}
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+def test_ingest_stores_each_source_and_seq_once_and_counts_the_rest(store: Store) -> None:
+    first = numbered(1, result(B + 1, 1.0), result(B + 2, 2.0))
+    outcome = store.ingest("a", first, now=NOW)
+    assert (outcome.stored, outcome.duplicates) == (2, 0)
+    outcome = store.ingest("a", first, now=NOW)  # the reply was lost; the agent sends again
+    assert (outcome.stored, outcome.duplicates) == (0, 2)
+    resent = numbered(2, result(B + 2, 99.0, ok=False), result(B + 3, 3.0))  # 2 again, changed
+    outcome = store.ingest("a", resent, now=NOW)
+    assert (outcome.stored, outcome.duplicates) == (1, 1)
+    within = store.ingest("a", [(4, result(B + 4)), (4, result(B + 5))], now=NOW)
+    assert (within.stored, within.duplicates) == (1, 1)  # a batch repeating itself, too
+    other = store.ingest("b", numbered(1, result(B + 1, 5.0)), now=NOW)  # same seq, other source
+    assert (other.stored, other.duplicates) == (1, 0)
+    assert store.sequences("a") == [1, 2, 3, 4]
+    assert store.sequences("b") == [1]
+    by_seq = {s.seq: s.result for s in store.history("gw", B, B + 10) if s.source == "a"}
+    assert by_seq[2] == result(B + 2, 2.0)  # the first copy stays; a resend changes nothing
+    assert by_seq[4] == result(B + 4)
+
+
+def test_ingest_records_contact_and_keeps_the_last_heartbeat(store: Store) -> None:
+    store.ingest("a", numbered(1, result(B)), heartbeat={"depth": 7}, now=NOW)
+    store.ingest("a", numbered(2, result(B + 1)), heartbeat=None, now=NOW + 30)
+    assert store.sources() == {"a": (NOW + 30, {"depth": 7})}
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+def test_history_is_start_inclusive_end_exclusive_and_oldest_first(store: Store) -> None:
+    full = ProbeResult(
+        "gw",
+        "http",
+        datetime.fromtimestamp(B + 10.123456, UTC),
+        False,
+        rtt_ms=12.5,
+        loss=0.25,
+        value={"status": 503, "headers": ["a", "b"]},
+        error_kind="unexpected",
+        detail="503 Service Unavailable",
+    )
+    store.ingest("b", [(1, result(B + 20)), (2, result(B)), (3, result(B + 30))], now=NOW)
+    store.ingest("a", [(7, full), (8, result(B + 20)), (9, result(B + 20, target="sw"))], now=NOW)
+    found = store.history("gw", B, B + 30)
+    assert [(s.source, s.seq) for s in found] == [("b", 2), ("a", 7), ("a", 8), ("b", 1)]
+    assert found[1].result == full  # every field survives the round trip
+    assert found[0].result.ts == datetime.fromtimestamp(B, UTC)
+    assert [s.seq for s in store.history("gw", B + 0.5, B + 30.5)] == [7, 8, 1, 3]
+    assert store.history("gw", B + 21, B + 30) == []
+    assert [s.seq for s in store.history("gw", B, B + 31, limit=2)] == [2, 7]
+
+
+# -- next_sequence --------------------------------------------------------------------------
+
+
+def test_next_sequence_reserves_disjoint_ranges_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "collector.db"
+    reserved: dict[str, list[range]] = {"centre": [], "other": []}
+    for counts in ([5, 1, 3], [2], [4, 4]):
+        store = Store(path)
+        try:
+            for source, count in [*(("centre", c) for c in counts), ("other", 2)]:
+                first = store.next_sequence(source, count)
+                reserved[source].append(range(first, first + count))
+        finally:
+            store.close()
+    assert [r.start for r in reserved["centre"]] == [1, 6, 7, 10, 12, 16]
+    assert [n for r in reserved["centre"] for n in r] == list(range(1, 20))  # disjoint, no gap
+    assert [n for r in reserved["other"] for n in r] == list(range(1, 7))  # each source its own
+
+
+# -- roll_up --------------------------------------------------------------------------------
+
+
+def crafted(store: Store) -> None:
+    """Results in three buckets of gw (two whole, one current) and beside it."""
+    store.ingest(
+        "a",
+        numbered(
+            1,
+            result(B + 1, 10.0),
+            result(B + 60, 30.0),
+            result(B + 120, None, ok=False),
+            result(B + 299.5, 20.0),  # bucket B: 4 results, 1 failure, rtt 10/20/30
+            result(B + 300, None, ok=False),  # exactly on a boundary: bucket B+300
+            result(B + 599.999, None, ok=False),  # bucket B+300: 2 failures, no rtt at all
+            result(B + 600, 7.0),
+            result(B + 650, 9.0),  # bucket B+600: not whole at the cutoff
+            result(B + 10, 1.5, target="sw", kind="tcp"),
+        ),
+        now=NOW,
+    )
+    store.ingest("centre", numbered(1, result(B + 5, 4.0)), now=NOW)
+
+
+def test_roll_up_folds_whole_buckets_older_than_the_cutoff(store: Store) -> None:
+    crafted(store)
+    assert store.roll_up(B + 600 + 299) == 8  # cutoff B+600: bucket B+600 is not whole yet
+    assert rollups(store) == {
+        ("icmp", "a", B): {
+            "kind": "icmp",
+            "source": "a",
+            "bucket": B,
+            "count": 4,
+            "failures": 1,
+            "rtt_min": 10.0,
+            "rtt_avg": 20.0,
+            "rtt_max": 30.0,
+        },
+        ("icmp", "a", B + 300): {
+            "kind": "icmp",
+            "source": "a",
+            "bucket": B + 300,
+            "count": 2,
+            "failures": 2,
+            "rtt_min": None,
+            "rtt_avg": None,
+            "rtt_max": None,
+        },
+        ("icmp", "centre", B): {
+            "kind": "icmp",
+            "source": "centre",
+            "bucket": B,
+            "count": 1,
+            "failures": 0,
+            "rtt_min": 4.0,
+            "rtt_avg": 4.0,
+            "rtt_max": 4.0,
+        },
+    }
+    assert [(r["kind"], r["count"], r["rtt_avg"]) for r in store.rollups("sw", 0, 2 * NOW)] == [
+        ("tcp", 1, 1.5)
+    ]
+    assert [(s.seq, s.result.rtt_ms) for s in store.history("gw", 0, 2 * NOW)] == [
+        (7, 7.0),
+        (8, 9.0),
+    ]  # the current bucket untouched
+    assert store.sequences("a") == [7, 8]
+    assert store.sequences("centre") == []
+    assert store.roll_up(B + 600 + 299) == 0  # nothing more to fold
+    assert len(rollups(store)) == 3
+
+
+def test_roll_up_merges_late_results_into_a_rolled_up_bucket(store: Store) -> None:
+    crafted(store)
+    store.roll_up(B + 600)
+    store.ingest(  # an agent's backlog arrives for buckets already rolled up
+        "a",
+        numbered(
+            20,
+            result(B + 200, 60.0),
+            result(B + 250, None, ok=False),  # bucket B: now 6, rtt 10/20/30/60
+            result(B + 400, 5.0),  # bucket B+300: its first rtt
+            result(B + 301, None, ok=False),
+        ),
+        now=NOW,
+    )
+    assert store.roll_up(B + 900) == 6  # the four late ones and bucket B+600
+    merged = rollups(store)
+    bucket = merged["icmp", "a", B]
+    assert (bucket["count"], bucket["failures"]) == (6, 2)
+    assert (bucket["rtt_min"], bucket["rtt_max"]) == (10.0, 60.0)
+    assert bucket["rtt_avg"] == pytest.approx((10 + 30 + 20 + 60) / 4)  # per rtt, not per result
+    later = merged["icmp", "a", B + 300]
+    assert (later["count"], later["failures"]) == (4, 3)
+    assert (later["rtt_min"], later["rtt_avg"], later["rtt_max"]) == (5.0, 5.0, 5.0)
+    current = merged["icmp", "a", B + 600]
+    assert (current["count"], current["failures"], current["rtt_avg"]) == (2, 0, 8.0)
+    assert merged["icmp", "centre", B]["count"] == 1  # untouched by the second pass
+    assert store.history("gw", 0, 2 * NOW) == []
+
+
+def test_roll_up_of_late_results_without_rtt_keeps_the_average(store: Store) -> None:
+    crafted(store)
+    store.roll_up(B + 600)
+    store.ingest("a", numbered(20, result(B + 7, None, ok=False)), now=NOW)
+    store.ingest("a", numbered(21, result(B + 310, None, ok=False)), now=NOW)
+    store.roll_up(B + 600)
+    merged = rollups(store)
+    assert (merged["icmp", "a", B]["count"], merged["icmp", "a", B]["rtt_avg"]) == (5, 20.0)
+    assert merged["icmp", "a", B + 300]["rtt_avg"] is None  # still no rtt, not 0
+
+
+OFFSETS = st.floats(min_value=0, max_value=3 * ROLLUP_SECONDS - 0.001)
+RESULTS = st.lists(
+    st.tuples(OFFSETS, st.one_of(st.none(), st.floats(0, 1000)), st.booleans()), max_size=12
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=RESULTS, late=RESULTS, cut=st.integers(1, 3))
+def test_rolling_up_in_two_passes_equals_rolling_up_once(
+    first: list[tuple[float, float | None, bool]],
+    late: list[tuple[float, float | None, bool]],
+    cut: int,
+) -> None:
+    """However a bucket's results are split between passes, its rollup is the same."""
+
+    def results(items: list[tuple[float, float | None, bool]]) -> list[ProbeResult]:
+        return [result(B + offset, rtt, ok=ok) for offset, rtt, ok in items]
+
+    older_than = B + cut * ROLLUP_SECONDS
+    with tempfile.TemporaryDirectory() as folder:
+        twice, once = Store(Path(folder) / "twice.db"), Store(Path(folder) / "once.db")
+        try:
+            twice.ingest("a", numbered(1, *results(first)), now=NOW)
+            twice.roll_up(older_than)
+            twice.ingest("a", numbered(100, *results(late)), now=NOW)
+            twice.roll_up(older_than)
+            once.ingest("a", numbered(1, *results(first)), now=NOW)
+            once.ingest("a", numbered(100, *results(late)), now=NOW)
+            once.roll_up(older_than)
+            split, whole = rollups(twice), rollups(once)
+            assert split.keys() == whole.keys()
+            for key, expected in whole.items():
+                assert split[key] == {
+                    k: pytest.approx(v) if k == "rtt_avg" and v is not None else v
+                    for k, v in expected.items()
+                }
+            assert twice.history("gw", 0, 2 * NOW) == once.history("gw", 0, 2 * NOW)
+        finally:
+            twice.close()
+            once.close()
+
+
+# -- files that are not ours ----------------------------------------------------------------
+
+
+def test_a_file_that_is_not_sqlite_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    content = b"these are not the tables you are looking for\n" * 100
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match="not a SiteWatch database") as caught:
+        Store(path)
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == content
+
+
+def test_another_programs_sqlite_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE printers (name TEXT)")
+        db.execute("INSERT INTO printers VALUES ('third floor')")
+        db.commit()
+    with pytest.raises(StoreError, match="something else") as caught:
+        Store(path)
+    assert str(path) in str(caught.value)
+    assert raw_rows(path, "PRAGMA journal_mode") == [("delete",)]  # not switched to WAL
+    assert raw_rows(path, "SELECT name FROM sqlite_master") == [("printers",)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inventory.db"]  # and closed again
+
+
+def test_a_schema_newer_than_this_sitewatch_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "collector.db"
+    Store(path).close()
+    assert raw_rows(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer") as caught:
+        Store(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_version_1_database_is_upgraded_with_its_rollups(tmp_path: Path) -> None:
+    """Version 1 kept no count of rtts; its averages are taken as over every result."""
+    path = tmp_path / "collector.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for statement in MIGRATIONS[0].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        insert = "INSERT INTO rollups VALUES ('gw', 'icmp', 'a', ?, ?, ?, ?, ?, ?)"
+        db.execute(insert, (B, 4, 0, 10.0, 20.0, 30.0))
+        db.execute(insert, (B + 300, 2, 2, None, None, None))
+    store = Store(path)
+    try:
+        store.ingest("a", numbered(1, result(B + 9, 70.0), result(B + 309, 3.0)), now=NOW)
+        store.roll_up(B + 600)
+        merged = rollups(store)
+    finally:
+        store.close()
+    assert raw_rows(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert (merged["icmp", "a", B]["count"], merged["icmp", "a", B]["rtt_avg"]) == (5, 30.0)
+    assert (merged["icmp", "a", B + 300]["count"], merged["icmp", "a", B + 300]["rtt_avg"]) == (
+        3,
+        3.0,
+    )
