@@ -26,10 +26,13 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# Speed beside peer tools measured in the same run (root: the ICMP bench builds a namespace).
+# Speed beside peer tools measured in the same run (root: the ICMP bench builds a namespace,
+# the agent bench pings through raw sockets).
 bench: venv system-packages
 	$(PY) -m bench.icmp_bench
 	$(PY) -m bench.snmp_bench
+	$(PY) -m bench.ingest_bench
+	$(PY) -m bench.agent_bench
 
 # Remove any lab left behind by a run that was killed before it could clean up.
 lab-down: venv
