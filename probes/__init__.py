@@ -8,6 +8,7 @@ and raises. Nothing is discovered by scanning files.
 
 from __future__ import annotations
 
+import sys
 from typing import Protocol
 
 from probes.result import ProbeResult
@@ -33,12 +34,21 @@ def register(kind: str, probe: ProbeFn) -> None:
 
 
 # Imported here, after the registry exists, so that each module can import this package.
-from probes import host, http, icmp, sip, snmp, tcp  # noqa: E402
+from probes import host, http, icmp, sip, tcp  # noqa: E402
+
+
+async def _snmp(target: Target, *, timeout: float) -> ProbeResult:
+    """The SNMP probe, imported on first use: pysnmp and its MIBs hold some 15 MB of memory,
+    which an agent whose site has no SNMP devices need not carry."""
+    from probes import snmp  # noqa: PLC0415
+
+    return await snmp.probe(target, timeout=timeout)
+
 
 register("icmp", icmp.probe)
 register("tcp", tcp.probe)
 register("http", http.probe)
-register("snmp", snmp.probe)
+register("snmp", _snmp)
 register("sip", sip.probe)
 register("host", host.probe)
 
@@ -46,7 +56,9 @@ register("host", host.probe)
 def close() -> None:
     """Close the sockets the probes share in this event loop; call it before the loop ends."""
     icmp.close()
-    snmp.close()
+    snmp = sys.modules.get("probes.snmp")
+    if snmp is not None:
+        snmp.close()
 
 
 __all__ = ["PROBES", "HostProbe", "ProbeFn", "ProbeResult", "Target", "close", "register"]

@@ -15,8 +15,6 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-import holidays
-
 from sitewatch.config.errors import ConfigError
 from sitewatch.config.model import (
     DEVICE_KINDS,
@@ -197,6 +195,8 @@ class _InventoryBuilder:
             self.reader.problem(node, 'write Norway\'s code in quotes ("NO"), or none for none')
             return None
         code = self.reader.string(node).upper()
+        import holidays  # noqa: PLC0415 -- 4 MB an agent, which reads no inventory, need not load
+
         if code and code not in holidays.list_supported_countries():
             self.reader.problem(
                 node,
