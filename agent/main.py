@@ -14,7 +14,6 @@ import logging
 import signal
 import ssl
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from probes.plan import Plan
 from probes.result import format_ts, now
 from probes.target import HostProbe, Target
 from sitewatch import __version__
-from sitewatch.config import ConfigError
 from sitewatch.config.files import load_agent_config
 from sitewatch.config.model import AgentConfig
 
@@ -43,13 +41,8 @@ OUTBOX_NAME = "outbox.sqlite"
 
 
 def run(config_path: Path) -> int:
-    """Run the agent; return the exit status (1 for a configuration it cannot use)."""
-    try:
-        config = load_agent_config(config_path)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 1
+    """Run the agent; return the exit status (1 for a token or state directory it cannot use)."""
+    config = load_agent_config(config_path)  # a ConfigError is the command line's to print
     try:
         token = config.token_file.read_text().strip()
     except OSError as err:
@@ -206,12 +199,10 @@ async def _write(queue: asyncio.Queue[ProbeResult], outbox: Outbox, shipper: Shi
 
 async def _flush(shipper: Shipper, deadline: float) -> None:
     """Ship what the outbox holds until it is empty, a send fails, or the deadline passes."""
-    ends = time.monotonic() + deadline
     try:
         async with asyncio.timeout(deadline):
-            while time.monotonic() < ends and await asyncio.to_thread(shipper.outbox.depth) > 0:
-                sent = await shipper.ship_once()
-                if not sent:
+            while await asyncio.to_thread(shipper.outbox.depth) > 0:
+                if not await shipper.ship_once():
                     return
     except TimeoutError:
         pass

@@ -83,7 +83,7 @@ def stored(deployment: Deployment, agent: str) -> dict[str, tuple[int, int]]:
     """Return, per probe kind, how many of the agent's results the collector holds and how many
     of them are ok."""
     try:
-        db = sqlite3.connect(deployment.folder / "collector.db", timeout=5)
+        db = sqlite3.connect(deployment.database, timeout=5)
         try:
             rows = db.execute(
                 "SELECT kind, count(*), sum(ok) FROM results WHERE source = ? GROUP BY kind",

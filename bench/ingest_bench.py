@@ -44,7 +44,7 @@ from aiohttp import web
 
 from collector.api import build_app
 from collector.service import Collector
-from collector.store import Store
+from collector.store import INSERT_RESULT, RESULTS_SCHEMA, Store, result_row
 from probes.result import JsonValue, ProbeResult
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, CollectorConfig
@@ -54,27 +54,6 @@ MIN_RATE = 20_000.0  # results/s through the HTTP path
 MAX_SLOWDOWN = 3.0  # times the plain insert
 CLIENT_TIMEOUT = 600.0  # seconds for the client to build its bodies, and to post them all
 
-# The store's results table and its indexes, as collector/store.py MIGRATIONS[0] creates them.
-PLAIN_SCHEMA = """
-    CREATE TABLE results (
-        source TEXT NOT NULL,        -- the agent id, or 'centre'
-        seq INTEGER NOT NULL,        -- the source's sequence number
-        target TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        ts REAL NOT NULL,            -- when the probe ran, Unix seconds UTC
-        ok INTEGER NOT NULL,
-        rtt_ms REAL,
-        loss REAL,
-        value TEXT NOT NULL,         -- JSON
-        error_kind TEXT,
-        detail TEXT NOT NULL,
-        received REAL NOT NULL,
-        PRIMARY KEY (source, seq)
-    ) WITHOUT ROWID;
-    CREATE INDEX results_by_target ON results (target, ts);
-    CREATE INDEX results_by_ts ON results (ts);
-"""
-INSERT = "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 COLUMNS = (
     "source", "seq", "target", "kind", "ts", "ok", "rtt_ms", "loss", "value", "error_kind",
     "detail", "received",
@@ -166,15 +145,6 @@ def batches(work: Workload) -> Batches:
     return out
 
 
-def row(source: str, seq: int, found: ProbeResult, received: float) -> tuple[Any, ...]:
-    """The row of one result, exactly as the store writes it."""
-    return (
-        source, seq, found.target, found.kind, found.ts.timestamp(), int(found.ok),
-        found.rtt_ms, found.loss, json.dumps(found.value, separators=(",", ":")),
-        found.error_kind, found.detail, received,
-    )  # fmt: skip
-
-
 def measured(work: Callable[[], int]) -> Figures:
     """Run `work`, which returns how many results it stored; time it and this process's CPU."""
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -191,12 +161,12 @@ def run_plain(path: Path, rows: Sequence[list[tuple[Any, ...]]]) -> Figures:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(PLAIN_SCHEMA)
+        db.executescript(RESULTS_SCHEMA)
 
         def insert_all() -> int:
             for batch in rows:
                 db.execute("BEGIN")
-                db.executemany(INSERT, batch)
+                db.executemany(INSERT_RESULT, batch)
                 db.execute("COMMIT")
             return sum(len(batch) for batch in rows)
 
@@ -374,7 +344,8 @@ def main() -> None:
     received = time.time()
     arriving = batches(work)
     rows = [
-        [row(source, seq, found, received) for seq, found in items] for source, items in arriving
+        [result_row(source, seq, found, received) for seq, found in items]
+        for source, items in arriving
     ]
     server_cpus, client_cpus = pin()
     print(

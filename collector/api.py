@@ -156,7 +156,7 @@ async def get_history(request: web.Request) -> web.StreamResponse:
     viewer(request)
     collector = request.app[COLLECTOR]
     target = request.query.get("target", "")
-    if target not in collector.known_targets():
+    if target not in collector.known_targets:
         raise ApiError(400, "bad_target", f"target: {target!r} is not a link or device id")
     now = time.time()
     start = _time_param(request, "from", now - 86_400)

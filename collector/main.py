@@ -15,20 +15,14 @@ from collector.api import build_app
 from collector.service import Collector
 from collector.store import Store, StoreError
 from probes import close as close_probes
-from sitewatch.config import ConfigError
 from sitewatch.config.files import load_collector_config
 
 log = logging.getLogger("sitewatch.collector")
 
 
 def run(config_path: Path) -> int:
-    """Run the collector; return the exit status (1 for a configuration it cannot use)."""
-    try:
-        config = load_collector_config(config_path)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 1
+    """Run the collector; return the exit status (1 for a database or address it cannot use)."""
+    config = load_collector_config(config_path)  # a ConfigError is the command line's to print
     if config.database.startswith(("postgresql://", "postgres://")):
         print(
             f"{config_path}: database: PostgreSQL is not supported by this version yet; "

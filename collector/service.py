@@ -49,18 +49,21 @@ class Collector:
     def plan(self, site: str) -> Plan:
         return self._plans[site]
 
+    @cached_property
+    def _site_targets(self) -> dict[str, frozenset[str]]:
+        return {
+            site.id: frozenset([*(link.id for link in site.links), *(d.id for d in site.devices)])
+            for site in self.config.inventory.sites
+        }
+
     def targets_of(self, agent: AgentCredential) -> frozenset[str]:
         """Return the ids an agent may report on: its site's links and devices, and itself."""
-        site = self.config.inventory.site(agent.site)
-        return frozenset(
-            [agent.id, *(link.id for link in site.links), *(d.id for d in site.devices)]
-        )
+        return self._site_targets[agent.site] | {agent.id}
 
+    @cached_property
     def known_targets(self) -> frozenset[str]:
-        inventory = self.config.inventory
-        return frozenset(
-            [*(link.id for _, link in inventory.links()), *(d.id for _, d in inventory.devices())]
-        )
+        """Every link and device id of the inventory: what history can be asked for."""
+        return frozenset().union(*self._site_targets.values())
 
     def warm_up(self, now: float | None = None) -> None:
         """Replay the recent past from the store into the state book."""

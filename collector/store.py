@@ -25,8 +25,7 @@ CENTRE = "centre"  # the source name of the collector's own probes
 ROLLUP_SECONDS = 300
 DEFAULT_RETENTION = 30 * 86_400.0
 
-MIGRATIONS: tuple[str, ...] = (
-    """
+RESULTS_SCHEMA = """
     CREATE TABLE results (
         source TEXT NOT NULL,        -- the agent id, or 'centre'
         seq INTEGER NOT NULL,        -- the source's sequence number
@@ -44,6 +43,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX results_by_target ON results (target, ts);
     CREATE INDEX results_by_ts ON results (ts);
+"""  # migration 1 made it so: later changes go in new migrations; the ingest bench reuses it
+INSERT_RESULT = "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+
+MIGRATIONS: tuple[str, ...] = (
+    RESULTS_SCHEMA
+    + """
     CREATE TABLE rollups (
         target TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -147,14 +152,12 @@ class Store:
     ) -> IngestOutcome:
         """Store a batch in one transaction; rows already stored are counted, not changed."""
         received = time.time() if now is None else now
-        rows = [_row(source, seq, result, received) for seq, result in items]
+        rows = [result_row(source, seq, result, received) for seq, result in items]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 before = self._db.total_changes
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
-                )
+                self._db.executemany(INSERT_RESULT, rows)
                 stored = self._db.total_changes - before
                 self._db.execute(
                     "INSERT INTO agents VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET "
@@ -262,7 +265,8 @@ class Store:
         return folded
 
 
-def _row(source: str, seq: int, result: ProbeResult, received: float) -> tuple[Any, ...]:
+def result_row(source: str, seq: int, result: ProbeResult, received: float) -> tuple[Any, ...]:
+    """Return the `results` row of one result, as ingest writes it."""
     return (
         source,
         seq,

@@ -360,9 +360,7 @@ async def probe(target: Target, *, timeout: float) -> ProbeResult:
                 "custom": _custom,
             }[spec.profile]
             value, problem = await reader(session, spec)
-    except TimeoutError:
-        return _failed(target, started, "timeout", _timeout_detail(credentials, timeout))
-    except ProbeTimeout:
+    except (TimeoutError, ProbeTimeout):
         return _failed(target, started, "timeout", _timeout_detail(credentials, timeout))
     except ProbeUnreachable as err:
         return _failed(target, started, "unreachable", str(err))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -15,10 +16,25 @@ from pathlib import Path
 from typing import NoReturn
 
 from sitewatch import __version__, probe_command
-from sitewatch.config import check_files
+from sitewatch.config import ConfigError, check_files
 from sitewatch.passwords import hash_password
 
 MIN_PASSWORD_LENGTH = 8
+SERVICES = {  # command: (summary, description, example config); each runs `<command>.main.run`
+    "agent": (
+        "run a site agent",
+        "Run a branch-office agent: fetch this site's probe plan from the collector (and cache "
+        "it in state_dir), probe on schedule, keep every result in an on-disk outbox and ship "
+        "it to the collector. SIGTERM stops it cleanly.",
+        "agent.yaml",
+    ),
+    "collector": (
+        "run the collector",
+        "Run the central collector: the agents' ingest and plans, the staff API, the centre's "
+        "probes of every link's edge, and the state of every site.",
+        "collector.yaml",
+    ),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,32 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     hasher.set_defaults(handler=_hash_password)
     probe_command.add_parser(commands)
 
-    agent = commands.add_parser(
-        "agent",
-        help="run a site agent",
-        description=(
-            "Run a branch-office agent: fetch this site's probe plan from the collector (and "
-            "cache it in state_dir), probe on schedule, keep every result in an on-disk outbox "
-            "and ship it to the collector. SIGTERM stops it cleanly."
-        ),
-    )
-    agent.add_argument("--config", type=Path, required=True, metavar="FILE", help="agent.yaml")
-    agent.add_argument("--verbose", action="store_true", help="debug logging")
-    agent.set_defaults(handler=_agent)
-
-    collector = commands.add_parser(
-        "collector",
-        help="run the collector",
-        description=(
-            "Run the central collector: the agents' ingest and plans, the staff API, the "
-            "centre's probes of every link's edge, and the state of every site."
-        ),
-    )
-    collector.add_argument(
-        "--config", type=Path, required=True, metavar="FILE", help="collector.yaml"
-    )
-    collector.add_argument("--verbose", action="store_true", help="debug logging")
-    collector.set_defaults(handler=_collector)
+    for name, (summary, description, example) in SERVICES.items():
+        service = commands.add_parser(name, help=summary, description=description)
+        service.add_argument("--config", type=Path, required=True, metavar="FILE", help=example)
+        service.add_argument("--verbose", action="store_true", help="debug logging")
+        service.set_defaults(handler=_service)
     return parser
 
 
@@ -138,18 +133,17 @@ def _logging(verbose: bool) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def _agent(args: argparse.Namespace) -> int:
-    from agent.main import run as run_agent  # noqa: PLC0415 -- keep other commands light
-
+def _service(args: argparse.Namespace) -> int:
+    """Run the agent or the collector; imported here so that other commands stay light."""
+    service = importlib.import_module(f"{args.command}.main")
     _logging(args.verbose)
-    return run_agent(args.config)
-
-
-def _collector(args: argparse.Namespace) -> int:
-    from collector.main import run as run_collector  # noqa: PLC0415 -- keep other commands light
-
-    _logging(args.verbose)
-    return run_collector(args.config)
+    try:
+        status: int = service.run(args.config)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    return status
 
 
 def run() -> None:

@@ -11,6 +11,8 @@ import hashlib
 import json
 import secrets
 import signal
+import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.main import OUTBOX_NAME
 from tests.lab import wait_until
 
 
@@ -45,6 +48,29 @@ class Deployment:
 
     def state_dir(self, site: str) -> Path:
         return self.folder / site / "state"
+
+    @property
+    def database(self) -> Path:
+        return self.folder / "collector.db"
+
+    def outbox(self, site: str) -> Path:
+        return self.state_dir(site) / OUTBOX_NAME
+
+    def outbox_depth(self, site: str) -> int:
+        """Return how many results a (running) agent's outbox holds; WAL lets us read beside it."""
+        with sqlite3.connect(f"file:{self.outbox(site)}?mode=ro", uri=True) as db:
+            (depth,) = db.execute("SELECT depth FROM meta").fetchone()
+        db.close()
+        return int(depth)
+
+    def stored_sequences(self, source: str) -> list[int]:
+        """Return the sequence numbers the collector has stored from one source, in order."""
+        with sqlite3.connect(self.database) as db:
+            rows = db.execute(
+                "SELECT seq FROM results WHERE source = ? ORDER BY seq", (source,)
+            ).fetchall()
+        db.close()
+        return [row[0] for row in rows]
 
     def start_collector(self) -> subprocess.Popen[bytes]:
         process = self._start("collector", ["collector", "--config", str(self.collector_config)])
@@ -153,7 +179,7 @@ def deploy(
     deployment.collector_config.write_text(
         f"listen: {listen}\n"
         f"{tls_key}"
-        f"database: {folder / 'collector.db'}\n"
+        f"database: {deployment.database}\n"
         f"inventory: {inventory.resolve()}\n"
         f"agents:\n{agents}\n"
         "api_tokens:\n"
@@ -173,6 +199,14 @@ def deploy(
             f"state_dir: {deployment.state_dir(site)}\n"
         )
     return deployment
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _sha(token: str) -> str:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from agent.outbox import Outbox
-from tests.deploy import Deployment, deploy
+from tests.deploy import Deployment, deploy, free_port
 from tests.lab import wait_until
-from tests.probes.test_snmp import free_udp_port
 
 DEVICES = 30
 
@@ -41,18 +39,9 @@ def loopback_inventory(folder: Path) -> Path:
     return path
 
 
-def stored_sequences(deployment: Deployment, agent: str) -> list[int]:
-    with sqlite3.connect(deployment.folder / "collector.db") as db:
-        rows = db.execute(
-            "SELECT seq FROM results WHERE source = ? ORDER BY seq", (agent,)
-        ).fetchall()
-    db.close()
-    return [row[0] for row in rows]
-
-
 @pytest.fixture
 def deployment(tmp_path: Path) -> Deployment:
-    listen = f"127.0.0.1:{free_udp_port()}"  # a free number; TCP on it is free here too
+    listen = f"127.0.0.1:{free_port()}"
     return deploy(tmp_path, loopback_inventory(tmp_path), ["alpha"], listen)
 
 
@@ -81,10 +70,10 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(deployment: Deployme
         deployment.start_collector()
         deployment.start_agent("alpha")
         for round_ in range(12):
-            before = len(stored_sequences(deployment, agent_id))
+            before = len(deployment.stored_sequences(agent_id))
             wait_until(
                 lambda b=before: (
-                    len(stored_sequences(deployment, agent_id)) > b + chance.randint(1, 60)
+                    len(deployment.stored_sequences(agent_id)) > b + chance.randint(1, 60)
                 ),  # type: ignore[misc]
                 30,
                 f"results flowing before kill {round_}",
@@ -95,9 +84,9 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(deployment: Deployme
                 deployment.start_collector()
             else:
                 deployment.start_agent("alpha")
-        settled = len(stored_sequences(deployment, agent_id))
+        settled = len(deployment.stored_sequences(agent_id))
         wait_until(  # both back at work, so SIGTERM finds the agent's handler installed
-            lambda: len(stored_sequences(deployment, agent_id)) > settled,
+            lambda: len(deployment.stored_sequences(agent_id)) > settled,
             30,
             "results flowing after the last restart",
         )
@@ -105,10 +94,10 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(deployment: Deployme
         assert status == 0, deployment.log("agent-alpha")
     finally:
         deployment.stop_all()
-    with Outbox(deployment.state_dir("alpha") / "outbox.sqlite") as outbox:
+    with Outbox(deployment.outbox("alpha")) as outbox:
         waiting = [entry.seq for entry in outbox.take(1_000_000)]
         assert outbox.dropped() == 0
         next_seq = outbox.put([{"probe": "after the test"}])[0]
-    stored = stored_sequences(deployment, agent_id)
+    stored = deployment.stored_sequences(agent_id)
     assert len(stored) > 300
     assert sorted(stored + waiting) == list(range(1, next_seq))  # each exactly once, no gap

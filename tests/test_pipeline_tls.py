@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,8 @@ import trustme
 
 from agent.outbox import Outbox
 from agent.plan_cache import CACHE_NAME
-from tests.deploy import Deployment, deploy
+from tests.deploy import Deployment, deploy, free_port
 from tests.lab import wait_until
-from tests.probes.test_snmp import free_udp_port
 from tests.test_pipeline import loopback_inventory
 
 AGENT = "alpha-agent"
@@ -33,7 +31,7 @@ def deployment(tmp_path: Path) -> Deployment:
     cert, key = tmp_path / "collector.crt", tmp_path / "collector.key"
     cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
     issued.private_key_pem.write_to_path(str(key))
-    listen = f"127.0.0.1:{free_udp_port()}"  # a free number; TCP on it is free here too
+    listen = f"127.0.0.1:{free_port()}"
     return deploy(
         tmp_path,
         loopback_inventory(tmp_path),
@@ -50,22 +48,6 @@ def trust(deployment: Deployment, site: str, ca_file: Path) -> None:
     text = re.sub(r"(?m)^ca_file: .*$", f"ca_file: {ca_file}", config.read_text())
     config.write_text(text)
     assert f"ca_file: {ca_file}\n" in config.read_text()
-
-
-def waiting(deployment: Deployment, site: str) -> int:
-    """Return the depth of a running agent's outbox, read beside it (WAL allows a reader)."""
-    path = deployment.state_dir(site) / "outbox.sqlite"
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        (depth,) = db.execute("SELECT depth FROM meta WHERE id = 1").fetchone()
-    db.close()
-    return int(depth)
-
-
-def stored_count(deployment: Deployment, source: str) -> int:
-    with sqlite3.connect(deployment.folder / "collector.db") as db:
-        (count,) = db.execute("SELECT count(*) FROM results WHERE source = ?", (source,)).fetchone()
-    db.close()
-    return int(count)
 
 
 def test_an_agent_trusting_the_collectors_ca_ships_over_https(deployment: Deployment) -> None:
@@ -110,7 +92,7 @@ def test_an_agent_trusting_another_ca_gets_nothing_in(
     assert not (deployment.state_dir("alpha") / CACHE_NAME).exists()  # no plan ever arrived
     assert site["agent_alive"] is False
     assert AGENT not in {h["source"] for h in history}
-    assert stored_count(deployment, AGENT) == 0
+    assert len(deployment.stored_sequences(AGENT)) == 0
 
 
 def test_an_agent_with_a_cached_plan_and_another_ca_keeps_its_results(
@@ -122,21 +104,21 @@ def test_an_agent_with_a_cached_plan_and_another_ca_keeps_its_results(
     try:
         deployment.start_collector()
         deployment.start_agent("alpha")
-        wait_until(lambda: stored_count(deployment, AGENT) > 0, 30, "results over HTTPS")
+        wait_until(lambda: len(deployment.stored_sequences(AGENT)) > 0, 30, "results over HTTPS")
         assert deployment.kill("agent-alpha", signal.SIGTERM) == 0
-        before = stored_count(deployment, AGENT)
+        before = len(deployment.stored_sequences(AGENT))
         trust(deployment, "alpha", write_ca(trustme.CA(), tmp_path / "other-ca.pem"))
         deployment.start_agent("alpha")
         wait_until(
             lambda: (
                 "collector unreachable" in deployment.log("agent-alpha")
-                and waiting(deployment, "alpha") > 0
+                and deployment.outbox_depth("alpha") > 0
             ),
             30,
             "the restarted agent probing while its shipper finds the collector unreachable",
         )
         assert deployment.kill("agent-alpha", signal.SIGTERM) == 0
-        after = stored_count(deployment, AGENT)
+        after = len(deployment.stored_sequences(AGENT))
     finally:
         deployment.stop_all()
     agent_log = deployment.log("agent-alpha")
@@ -144,5 +126,5 @@ def test_an_agent_with_a_cached_plan_and_another_ca_keeps_its_results(
     (unreachable,) = [line for line in agent_log.splitlines() if "collector unreachable" in line]
     assert "CERTIFICATE_VERIFY_FAILED" in unreachable, agent_log
     assert after == before
-    with Outbox(deployment.state_dir("alpha") / "outbox.sqlite") as outbox:
+    with Outbox(deployment.outbox("alpha")) as outbox:
         assert outbox.depth() > 0  # probed on, and kept what it could not ship

@@ -97,3 +97,20 @@ def test_probe_prints_the_result_record_with_json(tmp_path: Path) -> None:
     result = run("probe", "host", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("host localhost: ok")
+
+
+def test_agent_and_collector_with_bad_configs_exit_1_with_one_line_each(tmp_path: Path) -> None:
+    agent = tmp_path / "agent.yaml"
+    agent.write_text("id: x\nsite: alpha\n")
+    result = run("agent", "--config", str(agent))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{agent}:1: missing required key 'collector'",
+        f"{agent}:1: missing required key 'token_file'",
+    ]
+    missing = tmp_path / "collector.yaml"
+    result = run("collector", "--config", str(missing))
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"{missing}: cannot read: No such file or directory\n",
+    )
