@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,15 +38,6 @@ def numbered(first: int, *results: ProbeResult) -> list[tuple[int, ProbeResult]]
 def raw_rows(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(path)) as db:
         return db.execute(sql, args).fetchall()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "collector.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def rollups(store: Store, target: str = "gw") -> dict[tuple[str, str, int], dict[str, Any]]:
