@@ -33,6 +33,8 @@ bench: venv system-packages
 	$(PY) -m bench.snmp_bench
 	$(PY) -m bench.ingest_bench
 	$(PY) -m bench.agent_bench
+	$(PY) -m bench.correlation_bench
+	$(PY) -m bench.detection_bench
 
 # Remove any lab left behind by a run that was killed before it could clean up.
 lab-down: venv

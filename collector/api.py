@@ -1,4 +1,5 @@
-"""The collector's HTTP API: agents' plan and results, staff's sites and history, /healthz.
+"""The collector's HTTP API: agents' plan and results; staff's sites, history, incidents and
+maintenance windows; /healthz.
 
 Every error leaves as `{"error": {"code", "message"}}` with a 4xx status; a request the code did
 not foresee is logged and answered 500 with the same body, never a traceback page. Tokens are
@@ -20,6 +21,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from collector import maintenance
+from collector.incidents import IncidentError
 from collector.ingest import BatchError, parse_batch
 from collector.service import Collector
 from collector.state import SiteView
@@ -106,6 +109,8 @@ def staff(minimum: Role) -> Callable[[web.Request], ApiToken]:
 
 
 viewer = staff("viewer")
+operator = staff("operator")
+MAX_TEXT = 4_000  # characters of a note
 
 
 async def get_plan(request: web.Request) -> web.StreamResponse:
@@ -180,6 +185,162 @@ async def get_history(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def get_incidents(request: web.Request) -> web.StreamResponse:
+    viewer(request)
+    collector = request.app[COLLECTOR]
+    status = request.query.get("status", "open")
+    if status not in ("open", "resolved", "all"):
+        raise ApiError(400, "bad_status", f"status: {status!r} is not open, resolved or all")
+    now = time.time()
+    start = _time_param(request, "from", 0.0)
+    end = _time_param(request, "to", now + 1.0)
+    limit_text = request.query.get("limit", "500")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10_000:
+        raise ApiError(400, "bad_limit", f"limit: {limit_text!r} is not a number 1..10000")
+    book = collector.incidents
+    found = await asyncio.to_thread(
+        book.find,
+        status,  # type: ignore[arg-type]
+        start,
+        end,
+        int(limit_text),
+    )
+    return web.json_response([book.to_json(incident, now) for incident in found])
+
+
+async def get_incident(request: web.Request) -> web.StreamResponse:
+    viewer(request)
+    book = request.app[COLLECTOR].incidents
+    incident_id = _incident_id(request)
+    incident = await asyncio.to_thread(book.get, incident_id)
+    if incident is None:
+        raise ApiError(404, "not_found", f"no incident {incident_id}")
+    events = await asyncio.to_thread(book.timeline, incident_id)
+    return web.json_response(book.to_json(incident, time.time(), events))
+
+
+async def acknowledge(request: web.Request) -> web.StreamResponse:
+    who = operator(request).name
+    body = await _json_body(request, optional=True)
+    note = _text(body, "note", required=False)
+    return await _staff_action(request, "acknowledge", who, note)
+
+
+async def add_note(request: web.Request) -> web.StreamResponse:
+    who = operator(request).name
+    text = _text(await _json_body(request), "text", required=True)
+    return await _staff_action(request, "note", who, text)
+
+
+async def resolve(request: web.Request) -> web.StreamResponse:
+    who = operator(request).name
+    note = _text(await _json_body(request), "note", required=True)
+    return await _staff_action(request, "resolve", who, note)
+
+
+async def _staff_action(
+    request: web.Request, action: str, who: str, text: str | None
+) -> web.StreamResponse:
+    collector = request.app[COLLECTOR]
+    book = collector.incidents
+    incident_id = _incident_id(request)
+    now = time.time()
+
+    def act() -> None:
+        if action == "acknowledge":
+            book.acknowledge(incident_id, who, now)
+            if text:
+                book.add_note(incident_id, who, text, now)
+        elif action == "note":
+            book.add_note(incident_id, who, text or "", now)
+        else:
+            book.resolve(incident_id, who, text or "", now)
+
+    try:
+        await asyncio.to_thread(act)
+    except IncidentError as err:
+        raise ApiError(err.status, err.code, str(err)) from err
+    collector.notify_wake.set()
+    incident = await asyncio.to_thread(book.get, incident_id)
+    events = await asyncio.to_thread(book.timeline, incident_id)
+    assert incident is not None  # noqa: S101 -- it was just changed, and incidents are kept
+    return web.json_response(book.to_json(incident, now, events))
+
+
+def _incident_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(404, "not_found", f"no incident {text!r}")
+    return int(text)
+
+
+async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip() and optional:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ApiError(400, "bad_json", f"the body is not JSON: {err}") from err
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid", "the body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], name: str, *, required: bool) -> str | None:
+    unknown = sorted(set(body) - {name})
+    if unknown:
+        raise ApiError(422, "invalid", f"{unknown[0]}: unknown field (expected {name})")
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(422, "invalid", f"{name}: needs a non-empty string")
+    if len(value) > MAX_TEXT:
+        raise ApiError(422, "invalid", f"{name}: longer than {MAX_TEXT} characters")
+    return value.strip()
+
+
+async def get_maintenance(request: web.Request) -> web.StreamResponse:
+    viewer(request)
+    collector = request.app[COLLECTOR]
+    now, tz = time.time(), collector.config.inventory.timezone
+    return web.json_response(
+        [maintenance.window_json(window, tz, now=now) for window in collector.windows]
+    )
+
+
+async def post_maintenance(request: web.Request) -> web.StreamResponse:
+    who = operator(request).name
+    collector = request.app[COLLECTOR]
+    body = await _json_body(request)
+    now = time.time()
+    try:
+        new = maintenance.parse_window(body, collector.config.inventory, now=now)
+    except maintenance.MaintenanceError as err:
+        raise ApiError(422, "invalid", str(err)) from err
+    window = await asyncio.to_thread(maintenance.add, collector.store, new, created_by=who, now=now)
+    collector.windows.append(window)
+    collector.changed.set()
+    tz = collector.config.inventory.timezone
+    return web.json_response(maintenance.window_json(window, tz, now=now), status=201)
+
+
+async def delete_maintenance(request: web.Request) -> web.StreamResponse:
+    operator(request)
+    collector = request.app[COLLECTOR]
+    text = request.match_info["id"]
+    window_id = int(text) if text.isdigit() and len(text) < 18 else -1
+    deleted = await asyncio.to_thread(
+        maintenance.delete, collector.store, window_id, now=time.time()
+    )
+    if not deleted:
+        raise ApiError(404, "not_found", f"no maintenance window {text!r}")
+    collector.windows = [w for w in collector.windows if w.id != window_id]
+    collector.changed.set()
+    return web.Response(status=204)
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     healthy = await request.app[COLLECTOR].healthy()
     return web.json_response(
@@ -250,6 +411,14 @@ def build_app(collector: Collector) -> web.Application:
     app.router.add_get("/api/v1/sites", get_sites)
     app.router.add_get("/api/v1/sites/{id}", get_site)
     app.router.add_get("/api/v1/history", get_history)
+    app.router.add_get("/api/v1/incidents", get_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", get_incident)
+    app.router.add_post("/api/v1/incidents/{id}/acknowledge", acknowledge)
+    app.router.add_post("/api/v1/incidents/{id}/notes", add_note)
+    app.router.add_post("/api/v1/incidents/{id}/resolve", resolve)
+    app.router.add_get("/api/v1/maintenance", get_maintenance)
+    app.router.add_post("/api/v1/maintenance", post_maintenance)
+    app.router.add_delete("/api/v1/maintenance/{id}", delete_maintenance)
     app.router.add_get("/healthz", healthz)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -68,6 +68,8 @@ async def _serve(collector: Collector) -> int:
         async with asyncio.TaskGroup() as group:
             group.create_task(collector.central_probes(stop))
             group.create_task(collector.housekeeping(stop))
+            group.create_task(collector.correlation_loop(stop))
+            group.create_task(collector.deliver_notifications(stop))
             await stop.wait()
         log.info("stopping")
     finally:

@@ -1,7 +1,9 @@
-"""The running collector: the store, the state book, plans and the centre's own probes.
+"""The running collector: the store, the state book, plans, the centre's own probes, incidents.
 
 The API calls into this; so do the background loops. State is rebuilt at start-up from the
-last hour of stored results, so a restarted collector knows at once what it knew before.
+last hour of stored results, so a restarted collector knows at once what it knew before; open
+incidents are read back from the store. A correlation pass runs every second, and at once when
+a result moves a target's state, so an outage becomes an incident without waiting for a tick.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from collector import maintenance
+from collector.incidents import IncidentBook
 from collector.ingest import Batch
+from collector.notify import Deliverer
 from collector.state import SiteView, StateBook
 from collector.store import CENTRE, DEFAULT_RETENTION, IngestOutcome, Store
+from collector.topology import Correlation, Maintained
 from probes import icmp
 from probes.plan import Plan, build_plan
 from probes.target import Target
@@ -24,6 +30,7 @@ from sitewatch.config.model import AgentCredential, CollectorConfig, IcmpProbe
 log = logging.getLogger(__name__)
 WARM_UP_SECONDS = 3_600.0
 ROLLUP_EVERY = 3_600.0
+CORRELATE_EVERY = 1.0  # seconds: silence, SLA percentages and maintenance move with time
 
 
 @dataclass
@@ -34,12 +41,19 @@ class Collector:
     store: Store
     retention: float = DEFAULT_RETENTION
     book: StateBook = field(init=False)
+    incidents: IncidentBook = field(init=False)
     heartbeats: dict[str, dict[str, Any]] = field(default_factory=dict)  # by site
+    correlation: Correlation | None = None  # the latest pass
+    pass_seconds: float = 0.0  # how long the latest pass took
+    windows: list[maintenance.Window] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # a target's state moved
+    notify_wake: asyncio.Event = field(default_factory=asyncio.Event)  # something to send
 
     def __post_init__(self) -> None:
         self.book = StateBook(
             self.config.inventory, {agent.id: agent.site for agent in self.config.agents}
         )
+        self.incidents = IncidentBook(self.store, self.config.inventory, self.config.notify)
 
     @cached_property
     def _plans(self) -> dict[str, Plan]:
@@ -68,13 +82,19 @@ class Collector:
     def warm_up(self, now: float | None = None) -> None:
         """Replay the recent past from the store into the state book."""
         now = time.time() if now is None else now
+        probed: dict[str, float] = {}
         for stored in self.store.since(now - WARM_UP_SECONDS):
             self.book.observe("centre" if stored.source == CENTRE else "agent", stored.result)
+            probed[stored.source] = stored.result.ts.timestamp()  # oldest first: the last wins
         sites = {agent.id: agent.site for agent in self.config.agents}
         for agent, (last_seen, heartbeat) in self.store.sources().items():
-            self.book.heard_from(agent, last_seen)
+            # An agent heard before counts as heard now: after a restart it gets its silence
+            # allowance again instead of every site being judged on the collector's own gap.
+            self.book.heard_from(agent, max(last_seen, now), probed.get(agent))
             if agent in sites and heartbeat:
                 self.heartbeats[sites[agent]] = {"id": agent, **heartbeat}
+        self.incidents.load(now)
+        self.windows = maintenance.load(self.store)
 
     async def ingest(self, agent: AgentCredential, batch: Batch) -> IngestOutcome:
         """Store a batch, then let its results move the state, oldest first."""
@@ -82,15 +102,56 @@ class Collector:
         outcome = await asyncio.to_thread(
             self.store.ingest, agent.id, batch.items, batch.heartbeat, now
         )
-        self.book.heard_from(agent.id, now)
+        probed = max((result.ts.timestamp() for _, result in batch.items), default=None)
+        self.book.heard_from(agent.id, now, probed)
         if batch.heartbeat is not None:
             self.heartbeats[agent.site] = {"id": agent.id, **batch.heartbeat}
+        moved = False
         for _, result in sorted(batch.items, key=lambda item: item[1].ts):
-            self.book.observe("agent", result)
+            moved |= self.book.observe("agent", result)
+        if moved:
+            self.changed.set()
         return outcome
 
     def views(self, now: float | None = None) -> list[SiteView]:
-        return list(self.book.views(time.time() if now is None else now))
+        return list(self.book.views(time.time() if now is None else now, self.correlation))
+
+    def maintained(self, now: float) -> Maintained:
+        """Return what is inside a maintenance window at `now`."""
+        return maintenance.Schedule(self.windows, self.config.inventory).active(now)
+
+    def correlate(self, now: float) -> tuple[Correlation, list[tuple[str, str]]]:
+        """Run one correlation pass; return it and the sites whose status changed."""
+        began = time.perf_counter()
+        correlation = self.book.correlate(now, self.maintained(now))
+        self.pass_seconds = time.perf_counter() - began
+        self.correlation = correlation
+        return correlation, self.book.track(correlation, now)
+
+    async def correlation_loop(self, stop: asyncio.Event) -> None:
+        """Correlate every second, or at once when a target's state moves, until `stop`."""
+        while not stop.is_set():
+            self.changed.clear()
+            now = time.time()
+            correlation, changed = self.correlate(now)
+            for site, status in changed:
+                log.info("site %s is %s", site, status)
+            queued = await asyncio.to_thread(self._record, correlation, changed, now)
+            if queued:
+                self.notify_wake.set()
+            await _wait_any(stop, self.changed, CORRELATE_EVERY)
+
+    def _record(self, correlation: Correlation, changed: list[tuple[str, str]], now: float) -> int:
+        if changed:
+            with self.store.transaction() as db:
+                db.executemany(
+                    "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, ?)",
+                    [(f"site:{site}", now, status) for site, status in changed],
+                )
+        return self.incidents.reconcile(correlation.causes, now)
+
+    async def deliver_notifications(self, stop: asyncio.Event) -> None:
+        await Deliverer(self.store, self.config.notify).run(stop, self.notify_wake)
 
     async def healthy(self) -> bool:
         try:
@@ -121,8 +182,11 @@ class Collector:
                 first = await asyncio.to_thread(self.store.next_sequence, CENTRE, len(results))
                 items = tuple(enumerate(results, start=first))
                 await asyncio.to_thread(self.store.ingest, CENTRE, items, None)
+                moved = False
                 for result in results:
-                    self.book.observe("centre", result)
+                    moved |= self.book.observe("centre", result)
+                if moved:
+                    self.changed.set()
             await _wait(stop, interval - (time.monotonic() - began))
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
@@ -132,6 +196,16 @@ class Collector:
             if folded:
                 log.info("rolled up %d results older than the retention period", folded)
             await _wait(stop, ROLLUP_EVERY)
+
+
+async def _wait_any(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:
+    """Wait until `stop` or `event` is set, or `seconds` pass."""
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(event.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

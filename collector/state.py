@@ -11,17 +11,30 @@ it has gone silent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from collector.topology import (
+    Correlation,
+    Evidence,
+    Maintained,
+    SiteStatus,
+    Topology,
+    correlate,
+)
 from probes.result import ProbeResult
 from sitewatch.config.model import Inventory, Link, Site, Thresholds
 
 Status = Literal["up", "degraded", "down", "unknown"]
-SiteStatus = Literal["up", "degraded", "down", "unknown", "maintenance", "unmonitored"]
+DeviceStatus = Literal["up", "degraded", "down", "unknown", "unreachable", "maintenance"]
 Vantage = Literal["agent", "centre"]
 SILENT_AFTER_INTERVALS = 3  # an agent unheard for this many probe intervals is silent
+# ... but never sooner than this: a healthy agent may go unheard for a while, e.g. when its post
+# hangs on a connection over a link that just failed until the shipper gives up on it (20 s)
+# and retries over the backup. A monitored site's outage is seen sooner, from the centre.
+SILENT_AFTER_AT_LEAST = 30.0
 
 
 @dataclass
@@ -34,6 +47,7 @@ class TargetState:
     last_ts: float = 0.0
     failures: int = 0
     successes: int = 0
+    failing_since: float = 0.0  # when the current run of failures began
     last: ProbeResult | None = None
 
     def observe(self, result: ProbeResult, *, degradable: bool) -> bool:
@@ -45,6 +59,8 @@ class TargetState:
         if result.ok:
             self.successes, self.failures = self.successes + 1, 0
         else:
+            if self.failures == 0:
+                self.failing_since = ts
             self.failures, self.successes = self.failures + 1, 0
         new = self.status
         if not result.ok and (self.failures >= self.thresholds.fail_after or new == "unknown"):
@@ -68,7 +84,7 @@ class LinkView:
     id: str
     kind: str
     role: str
-    status: Status
+    status: Status | Literal["maintenance"]
     since: float
     vantage: Vantage | None  # whose evidence decided, None without any
 
@@ -78,7 +94,7 @@ class DeviceView:
     id: str
     kind: str
     address: str
-    status: Status
+    status: DeviceStatus
     since: float
 
 
@@ -97,20 +113,25 @@ class SiteView:
 
 @dataclass
 class StateBook:
-    """Every target's state, and the views of links, devices and sites built from them."""
+    """Every target's state, the evidence correlation needs, and the views staff read."""
 
     inventory: Inventory
     agents: dict[str, str] = field(default_factory=dict)  # agent id -> site id
     targets: dict[tuple[str, str, Vantage], TargetState] = field(default_factory=dict)
     last_heard: dict[str, float] = field(default_factory=dict)  # site id -> agent contact
+    probed: dict[str, float] = field(default_factory=dict)  # site id -> agent's newest probe
     site_status: dict[str, tuple[SiteStatus, float]] = field(default_factory=dict)
     limits: dict[str, tuple[Thresholds, bool]] = field(init=False)  # target -> (limits, link?)
     inside: dict[str, dict[str, TargetState]] = field(init=False)  # agent's view, by target
+    down: dict[str, set[str]] = field(init=False)  # site id -> devices down (agent's view)
+    topology: Topology = field(init=False)
 
     def __post_init__(self) -> None:
         self.limits = {link.id: (link.thresholds, True) for _, link in self.inventory.links()}
         self.limits |= {d.id: (d.thresholds, False) for _, d in self.inventory.devices()}
         self.inside = {}
+        self.down = {}
+        self.topology = Topology(self.inventory).with_agents(self.agents.items())
 
     def observe(self, vantage: Vantage, result: ProbeResult) -> bool:
         """Apply one result; return whether a target's status changed."""
@@ -124,52 +145,138 @@ class StateBook:
             state = self.targets[key] = TargetState(thresholds)
             if vantage == "agent":
                 self.inside.setdefault(result.target, {})[result.kind] = state
-        return state.observe(result, degradable=degradable)
+        changed = state.observe(result, degradable=degradable)
+        if changed and not degradable and vantage == "agent":
+            site = self.topology.device_site.get(result.target)
+            if site is not None:
+                failing = self._device(result.target, agent_alive=True)[0] == "down"
+                down = self.down.setdefault(site, set())
+                (down.add if failing else down.discard)(result.target)
+        return changed
 
-    def heard_from(self, agent: str, when: float) -> None:
-        """Note that an agent reached the collector at `when` (a batch or a heartbeat)."""
+    def heard_from(self, agent: str, when: float, probed: float | None = None) -> None:
+        """Note that an agent reached the collector at `when`, with results up to `probed`."""
         site = self.agents.get(agent)
         if site is not None:
             self.last_heard[site] = max(self.last_heard.get(site, 0.0), when)
+            if probed is not None:
+                self.probed[site] = max(self.probed.get(site, 0.0), probed)
 
     def agent_alive(self, site: Site, now: float) -> bool:
-        limit = SILENT_AFTER_INTERVALS * site.thresholds.interval.total_seconds()
-        return now - self.last_heard.get(site.id, float("-inf")) <= limit
+        """Whether the agent's word counts: heard lately, with news from after its links failed.
 
-    def views(self, now: float) -> Iterator[SiteView]:
-        """Yield every site's current view, remembering since when each status holds."""
+        Silence takes a while to be sure of; the centre's pings are quicker. When the centre
+        sees every link of the site down, and the agent's newest result was probed before they
+        began to fail, its word is older than the outage and the centre's view decides at once
+        (a batch still in flight when the link was cut arrives after the cut, so the time it
+        was received proves nothing; the time its results were probed does). Results probed
+        after that prove a path the centre cannot see, and the agent still counts.
+        """
+        heard = self.last_heard.get(site.id)
+        interval = site.thresholds.interval.total_seconds()
+        if heard is None or now - heard > max(
+            SILENT_AFTER_INTERVALS * interval, SILENT_AFTER_AT_LEAST
+        ):
+            return False
+        seen = [self.targets.get((link.id, "icmp", "centre")) for link in site.links]
+        known = [state for state in seen if state is not None and state.status != "unknown"]
+        probed = self.probed.get(site.id, float("-inf"))
+        return not known or not all(
+            state.status == "down" and state.failing_since > probed for state in known
+        )
+
+    def evidence(self, now: float) -> Evidence:
+        """Return what correlation reasons with: link states, agents heard, devices down.
+
+        Agents never heard from do not count either way: a site is not declared down because
+        an agent was configured and never installed.
+        """
+        alive = {
+            site.id: self.agent_alive(site, now)
+            for site in self.inventory.sites
+            if site.id in self.last_heard
+        }
+        links = {
+            link.id: self._link(site, link, alive.get(site.id, False)).status
+            for site, link in self.inventory.links()
+        }
+        down = {site: frozenset(devices) for site, devices in self.down.items() if devices}
+        return Evidence(links, alive, down)  # type: ignore[arg-type]
+
+    def correlate(self, now: float, maintained: Maintained = frozenset()) -> Correlation:
+        return correlate(self.topology, self.evidence(now), maintained)
+
+    def track(self, correlation: Correlation, now: float) -> list[tuple[str, str]]:
+        """Remember since when each site's status holds; return the sites whose status changed."""
+        changed: list[tuple[str, str]] = []
+        for site_id, status in correlation.sites.items():
+            previous = self.site_status.get(site_id)
+            if previous is None or previous[0] != status:
+                self.site_status[site_id] = (status, now)
+                changed.append((site_id, status))
+        return changed
+
+    def views(self, now: float, correlation: Correlation | None = None) -> Iterator[SiteView]:
+        """Yield every site's view, with statuses as correlation decided them.
+
+        Without a correlation, run one now and remember its statuses; with one (the collector's
+        latest pass), its statuses were remembered when the pass ran.
+        """
+        if correlation is None:
+            correlation = self.correlate(now)
+            self.track(correlation, now)
         for site in self.inventory.sites:
-            view = self._site(site, now)
-            previous = self.site_status.get(site.id)
-            if previous is None or previous[0] != view.status:
-                self.site_status[site.id] = (view.status, now)
-            yield view
+            status = correlation.sites.get(site.id, "unknown")
+            since = self.site_status.get(site.id, (status, now))[1]
+            yield self._site(site, now, status, since, correlation)
 
-    def _site(self, site: Site, now: float) -> SiteView:
+    def _site(
+        self, site: Site, now: float, status: SiteStatus, since: float, correlation: Correlation
+    ) -> SiteView:
         has_agent = site.id in self.agents.values()
         alive = self.agent_alive(site, now) if has_agent else False
-        links = tuple(self._link(link, alive) for link in site.links)
-        devices = tuple(
-            DeviceView(d.id, d.kind, d.address, *self._device(d.id, alive)) for d in site.devices
-        )
-        status = _site_status(site, links, alive)
-        since = self.site_status.get(site.id, (status, now))
+        links = []
+        for link in site.links:
+            view = self._link(site, link, alive)
+            if correlation.links.get(link.id) == "maintenance":
+                view = dataclasses.replace(view, status="maintenance")
+            links.append(view)
+        devices = []
+        for d in site.devices:
+            device_status: DeviceStatus
+            device_status, device_since = self._device(d.id, alive)
+            if d.id in correlation.maintained_devices:
+                device_status = "maintenance"
+            elif d.id in correlation.unreachable:
+                device_status = "unreachable"
+            devices.append(DeviceView(d.id, d.kind, d.address, device_status, device_since))
         return SiteView(
             site.id,
             site.name,
             status,
-            since[1] if since[0] == status else now,
+            since,
             site.users,
             site.upstream,
             alive if has_agent else None,
-            links,
-            devices,
+            tuple(links),
+            tuple(devices),
         )
 
-    def _link(self, link: Link, agent_alive: bool) -> LinkView:
+    def _link(self, site: Site, link: Link, agent_alive: bool) -> LinkView:
+        """The agent's view while it counts, unless the centre saw the link fail since.
+
+        An agent on a site with a backup stays heard, yet its batch may hang for a while on a
+        connection over the link that just failed; until its newer results arrive, the
+        centre's pings are the fresher evidence about that link.
+        """
         inside = self.targets.get((link.id, "icmp", "agent"))
         outside = self.targets.get((link.id, "icmp", "centre"))
-        if agent_alive and inside is not None and inside.status != "unknown":
+        outdated = (
+            outside is not None
+            and outside.status == "down"
+            and outside.failing_since > self.probed.get(site.id, float("-inf"))
+        )
+        if agent_alive and inside is not None and inside.status != "unknown" and not outdated:
             return LinkView(link.id, link.kind, link.role, inside.status, inside.since, "agent")
         if outside is not None and outside.status != "unknown":
             return LinkView(link.id, link.kind, link.role, outside.status, outside.since, "centre")
@@ -192,23 +299,3 @@ class StateBook:
         if failing:
             return "degraded", max(s.since for s in failing)
         return "up", max(s.since for s in known)
-
-
-def _site_status(site: Site, links: tuple[LinkView, ...], agent_alive: bool) -> SiteStatus:
-    """Whether the site is joined to the network, from its links and whether its agent is heard.
-
-    A site whose agent is heard is up at least through some path, even with all its link probes
-    failing (the results had to arrive somehow); without the agent, the centre's view decides.
-    """
-    if not site.monitored:
-        return "unmonitored"
-    known = [link for link in links if link.status != "unknown"]
-    if not known:
-        return "up" if agent_alive else "unknown"
-    working = [link for link in known if link.status in ("up", "degraded")]
-    if not working:
-        return "degraded" if agent_alive else "down"
-    primary_down = any(link.role == "primary" and link.status == "down" for link in known)
-    if primary_down or any(link.status == "degraded" for link in known):
-        return "degraded"
-    return "up"

@@ -13,7 +13,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,71 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE rollups ADD COLUMN rtt_count INTEGER NOT NULL DEFAULT 0;
     UPDATE rollups SET rtt_count = count WHERE rtt_avg IS NOT NULL;
+    """,
+    # Incidents, their timeline, the notification outbox, maintenance windows and the log of
+    # status changes that availability is computed from. The partial unique index is the rule
+    # "at most one open incident per cause", kept by the database, not only by the code.
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,           -- link:ID, site:ID, device:ID, agent:ID, devices:SITE:KIND
+        priority TEXT NOT NULL,      -- P1 | P2 | P3
+        status TEXT NOT NULL,        -- open | acknowledged | resolved
+        title TEXT NOT NULL,
+        cause TEXT NOT NULL,         -- JSON with at least its kind
+        sites TEXT NOT NULL,         -- JSON list of site ids
+        affected_users INTEGER NOT NULL,
+        opened_at REAL NOT NULL,
+        acknowledged_at REAL,
+        acknowledged_by TEXT,
+        resolved_at REAL,
+        resolved_by TEXT,            -- who resolved it by hand, NULL when its cause cleared
+        due_at REAL NOT NULL,
+        major INTEGER NOT NULL DEFAULT 0,
+        flaps INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX incidents_one_open_per_key ON incidents (key) WHERE status != 'resolved';
+    CREATE INDEX incidents_by_opened ON incidents (opened_at);
+    CREATE TABLE incident_events (
+        incident INTEGER NOT NULL REFERENCES incidents (id),
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,          -- opened, upgraded, escalated, acknowledged, note, ...
+        author TEXT,                 -- the operator, or NULL for SiteWatch itself
+        detail TEXT NOT NULL         -- JSON
+    );
+    CREATE INDEX incident_events_by_incident ON incident_events (incident, ts);
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        incident INTEGER NOT NULL REFERENCES incidents (id),
+        channel TEXT NOT NULL,       -- the receiver, as collector.notify.channel_name gives it
+        event TEXT NOT NULL,         -- opened | acknowledged | escalated | ... | resolved
+        payload TEXT NOT NULL,       -- JSON: the incident as it was at the event
+        created REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        delivered_at REAL,
+        last_error TEXT
+    );
+    CREATE INDEX notifications_pending ON notifications (next_attempt)
+        WHERE delivered_at IS NULL;
+    CREATE TABLE maintenance (
+        id INTEGER PRIMARY KEY,
+        scope TEXT NOT NULL,         -- site | link | device
+        target TEXT NOT NULL,        -- its inventory id
+        start REAL,                  -- a one-off window: [start, end), Unix seconds
+        "end" REAL,
+        weekly TEXT,                 -- or a weekly one: JSON {days, start, end}, local time
+        reason TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        deleted_at REAL
+    );
+    CREATE TABLE status_log (
+        entity TEXT NOT NULL,        -- site:ID or link:ID
+        ts REAL NOT NULL,            -- when the status began
+        status TEXT NOT NULL
+    );
+    CREATE INDEX status_log_by_entity ON status_log (entity, ts);
     """,
 )
 
@@ -142,6 +208,28 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the writer for one transaction: committed on exit, rolled back on any error.
+
+        For the modules that keep their own tables here (incidents, notifications,
+        maintenance); call from a worker thread, like every other method of the store.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """Hold the connection for reads that need no transaction."""
+        with self._lock:
+            yield self._db
 
     def ingest(
         self,

@@ -31,7 +31,9 @@ SERVICES = {  # command: (summary, description, example config); each runs `<com
     "collector": (
         "run the collector",
         "Run the central collector: the agents' ingest and plans, the staff API, the centre's "
-        "probes of every link's edge, and the state of every site.",
+        "probes of every link's edge, the state of every site, root-cause correlation, "
+        "incidents with working-hours SLA clocks, maintenance windows and notifications "
+        "(webhook, PagerDuty, email). SIGTERM stops it cleanly.",
         "collector.yaml",
     ),
 }

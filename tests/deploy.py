@@ -135,6 +135,24 @@ class Deployment:
         """Return a context trusting the deployment's CA, or None for plain HTTP."""
         return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
 
+    def post(self, path: str, body: Any, method: str = "POST") -> tuple[int, Any]:
+        """Send JSON as the staff token; return the status and the decoded reply (None if empty)."""
+        request = urllib.request.Request(  # noqa: S310 -- our own collector
+            f"{self.url}{path}",
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.staff_token}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=self._tls()) as response:  # noqa: S310
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
     def site(self, site: str) -> dict[str, Any]:
         found: dict[str, Any] = self.api(f"/api/v1/sites/{site}")
         return found
@@ -151,11 +169,13 @@ def deploy(
     *,
     tls: tuple[Path, Path] | None = None,
     ca_file: Path | None = None,
+    collector_extra: str = "",
 ) -> Deployment:
     """Write the collector's config and one agent config per site, with fresh tokens.
 
     With `tls` (certificate chain, key) the collector serves HTTPS, and the agents and the
-    deployment's own requests trust `ca_file`.
+    deployment's own requests trust `ca_file`. `collector_extra` is appended to collector.yaml
+    (receivers under `notify:`, dashboard `users:`).
     """
     if (tls is None) != (ca_file is None):
         raise ValueError("tls and ca_file go together")
@@ -184,6 +204,7 @@ def deploy(
         f"agents:\n{agents}\n"
         "api_tokens:\n"
         f"  - {{name: tests, role: admin, token_sha256: {_sha(deployment.staff_token)}}}\n"
+        f"{collector_extra}"
     )
     for site, token in tokens.items():
         (folder / site).mkdir(exist_ok=True)

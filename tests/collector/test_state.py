@@ -64,10 +64,22 @@ def test_the_agent_counts_while_heard_then_the_centre_decides() -> None:
     states.observe("agent", result("tesko-mpls", 0, ok=True))
     states.observe("centre", result("tesko-mpls", 0, ok=True))
     assert site(states, "tesko", 1) == "up"
-    for second in range(1, 4):  # the agent falls silent and the edge stops answering
+    for second in range(1, 4):  # the edge stops answering the centre
         states.observe("centre", result("tesko-mpls", second, ok=False))
+    # heard after the failures began: the agent proves a path the centre cannot see
+    states.heard_from("tesko-01", T0.timestamp() + 2, probed=T0.timestamp() + 2)
     assert site(states, "tesko", 60) == "up"  # within 3 intervals (30 s) the agent still counts
-    assert site(states, "tesko", 91) == "down"  # silent, and the centre cannot reach the edge
+    assert site(states, "tesko", 93) == "down"  # silent, and the centre cannot reach the edge
+
+
+def test_an_agent_unheard_since_its_links_failed_is_outdated_at_once() -> None:
+    states = book()
+    states.heard_from("tesko-01", T0.timestamp())
+    states.observe("agent", result("tesko-mpls", 0, ok=True))
+    for second in range(1, 4):  # the cut: the agent's last batch came before it
+        states.observe("centre", result("tesko-mpls", second, ok=False))
+    view = next(v for v in states.views(T0.timestamp() + 4) if v.id == "tesko")
+    assert (view.status, view.agent_alive) == ("down", False)
 
 
 def test_a_silent_agent_with_its_edge_answering_is_not_a_site_outage() -> None:

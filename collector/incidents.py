@@ -1,0 +1,515 @@
+"""Incidents: one per cause, opened, upgraded, escalated and resolved from correlation passes.
+
+Each pass hands the book the causes it found. A cause with no open incident opens one, or
+reopens the one it had if that was resolved less than `reopen_window` ago (the SLA clock keeps
+running from the first opening; each relapse counts as a flap). A cause whose impact grew upgrades
+its incident in place. An open incident whose cause is gone resolves itself, or is merged into
+the cause that now explains it (one phone's incident into "most phones down", a link's into the
+cut upstream of it). An operator may acknowledge, add notes and resolve by hand; a cause that is
+still there after a manual resolution stays quiet until it has cleared once.
+
+Every change, its timeline entry and its notifications are written in one transaction, so a
+notification is queued exactly when its incident changed, and none is lost with a crash. The
+database keeps the rule of one open incident per key with a unique index; the book keeps the
+open and recently resolved incidents in memory so a pass costs no query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from collector import notify
+from collector.sla import WorkingCalendar
+from collector.store import Store
+from collector.topology import PRIORITY_ORDER, Cause, Priority
+from probes.result import format_ts
+from sitewatch.config.model import Inventory, Notifier
+
+Status = Literal["open", "acknowledged", "resolved"]
+MAJOR_AT_PERCENT = 75.0  # a P1 that has used this much of its SLA is a major incident
+MAJOR_P1_COUNT = 2  # this many P1s open at once make each of them major
+# What an outage explained a moment ago may not open for 2 intervals and this many seconds: the
+# evidence behind a cut (a chain's own link seen down from the centre, its silent agent) is
+# refreshed one source at a time as it heals, and for a moment a recovering child looks like an
+# outage of its own. A child still down after that is a real fault, and opens then.
+SETTLE_MARGIN = 2.0
+
+
+class IncidentError(Exception):
+    """A staff action that cannot be done: the incident is missing or in the wrong state."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One row of the incidents table."""
+
+    id: int
+    key: str
+    priority: Priority
+    status: Status
+    title: str
+    cause: Mapping[str, Any]
+    sites: tuple[str, ...]
+    affected_users: int
+    opened_at: float
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    resolved_at: float | None
+    resolved_by: str | None
+    due_at: float
+    major: bool
+    flaps: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of an incident's timeline."""
+
+    ts: float
+    kind: str
+    author: str | None
+    detail: Mapping[str, Any]
+
+
+COLUMNS = (
+    "id, key, priority, status, title, cause, sites, affected_users, opened_at, "
+    "acknowledged_at, acknowledged_by, resolved_at, resolved_by, due_at, major, flaps"
+)
+
+
+def _select(db: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[Incident]:
+    """Read incidents; `where` is always one of this module's fixed clauses."""
+    query = f"SELECT {COLUMNS} FROM incidents WHERE {where}"  # noqa: S608 -- fixed clauses
+    return [_from_row(row) for row in db.execute(query, params).fetchall()]
+
+
+def _from_row(row: Sequence[Any]) -> Incident:
+    return Incident(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        json.loads(row[5]),
+        tuple(json.loads(row[6])),
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        bool(row[14]),
+        row[15],
+    )
+
+
+class IncidentBook:
+    """The incidents of one collector, kept in the store and mirrored in memory while live."""
+
+    def __init__(
+        self,
+        store: Store,
+        inventory: Inventory,
+        notifiers: Sequence[Notifier] = (),
+        calendar: WorkingCalendar | None = None,
+    ) -> None:
+        self.store = store
+        self.inventory = inventory
+        self.notifiers = tuple(notifiers)
+        self.calendar = calendar or WorkingCalendar(inventory.business_hours, inventory.timezone)
+        self._names = {site.id: site.name for site in inventory.sites}
+        self._lock = threading.Lock()
+        self._live: dict[str, Incident] = {}  # key -> open, or resolved within the window
+        self._quiet: set[str] = set()  # resolved by hand while the cause was still present
+        self._present: set[str] = set()  # keys of the last pass's causes
+        self._covered: frozenset[str] = frozenset()  # what the last pass's causes explained
+        self._settling: dict[str, float] = {}  # key -> until when it may not open
+        interval = inventory.thresholds.interval.total_seconds()
+        self.settle = 2 * interval + SETTLE_MARGIN
+
+    # -- start-up -------------------------------------------------------------------------
+
+    def load(self, now: float) -> None:
+        """Read the open and recently resolved incidents back after a restart."""
+        window = self.inventory.priorities.reopen_window.total_seconds()
+        with self.store.reading() as db:
+            rows = _select(
+                db, "status != 'resolved' OR resolved_at >= ? ORDER BY id", (now - window,)
+            )
+        with self._lock:
+            self._live = {}
+            for incident in rows:
+                self._live[incident.key] = incident
+                if incident.status == "resolved" and incident.resolved_by is not None:
+                    self._quiet.add(incident.key)
+
+    # -- correlation passes ---------------------------------------------------------------
+
+    def reconcile(self, causes: Iterable[Cause], now: float) -> int:
+        """Bring the incidents in line with this pass's causes; return notifications queued."""
+        causes = list(causes)
+        with self._lock, self.store.transaction() as db:
+            writer = _Writer(self, db, now)
+            present = {cause.key: cause for cause in causes}
+            covered = {key: cause.key for cause in causes for key in cause.covers}
+            self._settling = {k: until for k, until in self._settling.items() if until > now}
+            for released in self._covered - set(covered):
+                self._settling[released] = now + self.settle
+            self._covered = frozenset(covered)
+            for cause in causes:
+                self._apply(writer, cause, now)
+            for key, incident in list(self._live.items()):
+                if incident.status == "resolved" or key in present:
+                    continue
+                if key in covered:
+                    writer.resolve(incident, None, {"merged_into": covered[key]})
+                else:
+                    writer.resolve(incident, None, {"reason": "the cause cleared"})
+            self._quiet &= set(present)
+            self._present = set(present)
+            self._escalate(writer, now)
+            self._forget_old(now)
+            return writer.queued
+
+    def _apply(self, writer: _Writer, cause: Cause, now: float) -> None:
+        if cause.key in self._quiet:
+            return  # resolved by hand while present: quiet until it has cleared once
+        incident = self._live.get(cause.key)
+        window = self.inventory.priorities.reopen_window.total_seconds()
+        if incident is None or incident.status == "resolved":
+            if now < self._settling.get(cause.key, 0.0):
+                return  # the echo of an outage that just cleared: wait for fresh evidence
+            if incident is None or (incident.resolved_at or 0.0) < now - window:
+                writer.open(cause)
+                return
+            incident = writer.reopen(incident)
+        if _rank(cause.priority) < _rank(incident.priority):
+            writer.upgrade(incident, cause)
+        elif not set(cause.sites) <= set(incident.sites):
+            writer.extend(incident, cause)
+        elif cause.title != incident.title:
+            writer.retitle(incident, cause)
+
+    def _escalate(self, writer: _Writer, now: float) -> None:
+        p1 = [i for i in self._live.values() if i.status != "resolved" and i.priority == "P1"]
+        for incident in p1:
+            if incident.major:
+                continue
+            if len(p1) >= MAJOR_P1_COUNT:
+                writer.escalate(incident, f"{len(p1)} P1 incidents open at once")
+            elif self.percent_used(incident, now) >= MAJOR_AT_PERCENT:
+                writer.escalate(incident, f"{MAJOR_AT_PERCENT:g}% of its SLA used")
+
+    def _forget_old(self, now: float) -> None:
+        window = self.inventory.priorities.reopen_window.total_seconds()
+        for key, incident in list(self._live.items()):
+            old = incident.status == "resolved" and (incident.resolved_at or 0.0) < now - window
+            if old and key not in self._quiet:
+                del self._live[key]
+
+    # -- staff actions --------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: int, who: str, now: float) -> Incident:
+        with self._lock, self.store.transaction() as db:
+            incident = self._get(db, incident_id)
+            if incident.status != "open":
+                raise IncidentError(409, "conflict", f"incident {incident_id} is {incident.status}")
+            writer = _Writer(self, db, now)
+            return writer.acknowledge(incident, who)
+
+    def add_note(self, incident_id: int, who: str, text: str, now: float) -> Incident:
+        with self._lock, self.store.transaction() as db:
+            incident = self._get(db, incident_id)
+            _Writer(self, db, now).event(incident.id, "note", {"text": text}, author=who)
+            return incident
+
+    def resolve(self, incident_id: int, who: str, note: str, now: float) -> Incident:
+        with self._lock, self.store.transaction() as db:
+            incident = self._get(db, incident_id)
+            if incident.status == "resolved":
+                raise IncidentError(409, "conflict", f"incident {incident_id} is resolved")
+            resolved = _Writer(self, db, now).resolve(incident, who, {"note": note})
+            if incident.key in self._present:
+                self._quiet.add(incident.key)
+            return resolved
+
+    def _get(self, db: sqlite3.Connection, incident_id: int) -> Incident:
+        found = _select(db, "id = ?", (incident_id,))
+        if not found:
+            raise IncidentError(404, "not_found", f"no incident {incident_id}")
+        return found[0]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def open_incidents(self) -> list[Incident]:
+        with self._lock:
+            return sorted(
+                (i for i in self._live.values() if i.status != "resolved"),
+                key=lambda i: (_rank(i.priority), i.opened_at),
+            )
+
+    def get(self, incident_id: int) -> Incident | None:
+        with self.store.reading() as db:
+            found = _select(db, "id = ?", (incident_id,))
+        return found[0] if found else None
+
+    def find(
+        self, status: Literal["open", "resolved", "all"], start: float, end: float, limit: int
+    ) -> list[Incident]:
+        """Return incidents opened in [start, end), newest first; open means not resolved."""
+        where = {"open": "status != 'resolved'", "resolved": "status = 'resolved'", "all": "1"}
+        with self.store.reading() as db:
+            return _select(
+                db,
+                f"{where[status]} AND opened_at >= ? AND opened_at < ? "
+                "ORDER BY opened_at DESC, id DESC LIMIT ?",
+                (start, end, limit),
+            )
+
+    def timeline(self, incident_id: int) -> list[Event]:
+        with self.store.reading() as db:
+            rows = db.execute(
+                "SELECT ts, kind, author, detail FROM incident_events WHERE incident = ? "
+                "ORDER BY ts, rowid",
+                (incident_id,),
+            ).fetchall()
+        return [Event(ts, kind, author, json.loads(detail)) for ts, kind, author, detail in rows]
+
+    def percent_used(self, incident: Incident, now: float) -> float:
+        end = now if incident.resolved_at is None else incident.resolved_at
+        return self.calendar.percent_used(
+            incident.opened_at, self.inventory.sla[incident.priority], end
+        )
+
+    def to_json(
+        self, incident: Incident, now: float, events: Sequence[Event] | None = None
+    ) -> dict[str, Any]:
+        """Return the incident in the contract's form; with `events`, its notes and timeline."""
+        end = now if incident.resolved_at is None else incident.resolved_at
+        body: dict[str, Any] = {
+            "id": incident.id,
+            "key": incident.key,
+            "priority": incident.priority,
+            "status": incident.status,
+            "title": incident.title,
+            "cause": dict(incident.cause),
+            "sites": list(incident.sites),
+            "site_names": [self._names.get(s, s) for s in incident.sites],
+            "affected_users": incident.affected_users,
+            "opened_at": iso(incident.opened_at),
+            "acknowledged_at": iso(incident.acknowledged_at),
+            "acknowledged_by": incident.acknowledged_by,
+            "resolved_at": iso(incident.resolved_at),
+            "resolved_by": incident.resolved_by,
+            "sla": {
+                "due_at": iso(incident.due_at),
+                "percent_used": round(self.percent_used(incident, now), 1),
+                "breached": end > incident.due_at,
+            },
+            "major": incident.major,
+            "flaps": incident.flaps,
+            "notes": [],
+        }
+        if events is not None:
+            body["notes"] = [
+                {"ts": iso(e.ts), "author": e.author, "text": e.detail.get("text", "")}
+                for e in events
+                if e.kind == "note"
+            ]
+            body["timeline"] = [
+                {"ts": iso(e.ts), "kind": e.kind, "author": e.author, "detail": dict(e.detail)}
+                for e in events
+            ]
+        return body
+
+
+class _Writer:
+    """The changes of one transaction: rows, timeline entries and notifications together."""
+
+    def __init__(self, book: IncidentBook, db: sqlite3.Connection, now: float) -> None:
+        self.book, self.db, self.now = book, db, now
+        self.queued = 0
+
+    def due(self, opened_at: float, priority: Priority) -> float:
+        return self.book.calendar.due_at(opened_at, self.book.inventory.sla[priority])
+
+    def open(self, cause: Cause) -> Incident:
+        now = self.now
+        cursor = self.db.execute(
+            "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
+            "opened_at, due_at) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?)",
+            (
+                cause.key,
+                cause.priority,
+                cause.title,
+                json.dumps(cause.as_json()),
+                json.dumps(list(cause.sites)),
+                cause.affected_users,
+                now,
+                self.due(now, cause.priority),
+            ),
+        )
+        incident_id = cursor.lastrowid
+        assert incident_id is not None  # noqa: S101 -- an INSERT always yields a row id
+        incident = Incident(
+            incident_id,
+            cause.key,
+            cause.priority,
+            "open",
+            cause.title,
+            cause.as_json(),
+            cause.sites,
+            cause.affected_users,
+            now,
+            None,
+            None,
+            None,
+            None,
+            self.due(now, cause.priority),
+            False,
+            0,
+        )
+        self.book._live[cause.key] = incident
+        self.event(incident.id, "opened", {"priority": cause.priority, "title": cause.title})
+        self.notify(incident, "opened")
+        return incident
+
+    def reopen(self, incident: Incident) -> Incident:
+        flaps = incident.flaps + 1
+        reopened = self.save(
+            incident, status="open", resolved_at=None, resolved_by=None, flaps=flaps
+        )
+        self.event(
+            incident.id, "reopened", {"flap": flaps, "resolved_at": iso(incident.resolved_at)}
+        )
+        self.notify(reopened, "reopened")
+        return reopened
+
+    def upgrade(self, incident: Incident, cause: Cause) -> Incident:
+        upgraded = self.save(
+            incident,
+            priority=cause.priority,
+            due_at=self.due(incident.opened_at, cause.priority),
+            **self._impact(incident, cause),
+        )
+        self.event(
+            incident.id,
+            "upgraded",
+            {"from": incident.priority, "to": cause.priority, "sites": list(upgraded.sites)},
+        )
+        self.notify(upgraded, "upgraded")
+        return upgraded
+
+    def extend(self, incident: Incident, cause: Cause) -> Incident:
+        extended = self.save(incident, **self._impact(incident, cause))
+        self.event(incident.id, "extended", {"sites": list(extended.sites)})
+        return extended
+
+    @staticmethod
+    def _impact(incident: Incident, cause: Cause) -> dict[str, Any]:
+        """An incident keeps the widest impact it has had: sites are added, never removed."""
+        sites = tuple(dict.fromkeys([*incident.sites, *cause.sites]))
+        return {
+            "sites": sites,
+            "affected_users": max(incident.affected_users, cause.affected_users),
+            "title": cause.title,
+            "cause": cause.as_json(),
+        }
+
+    def retitle(self, incident: Incident, cause: Cause) -> Incident:
+        """The same cause, described anew: a degraded link that went down, say."""
+        changed = self.save(incident, title=cause.title, cause=cause.as_json())
+        self.event(incident.id, "changed", {"title": cause.title})
+        return changed
+
+    def escalate(self, incident: Incident, reason: str) -> Incident:
+        escalated = self.save(incident, major=True)
+        self.event(incident.id, "escalated", {"reason": reason})
+        self.notify(escalated, "escalated")
+        return escalated
+
+    def acknowledge(self, incident: Incident, who: str) -> Incident:
+        acknowledged = self.save(
+            incident, status="acknowledged", acknowledged_at=self.now, acknowledged_by=who
+        )
+        self.event(incident.id, "acknowledged", {}, author=who)
+        self.notify(acknowledged, "acknowledged")
+        return acknowledged
+
+    def resolve(self, incident: Incident, who: str | None, detail: dict[str, Any]) -> Incident:
+        resolved = self.save(incident, status="resolved", resolved_at=self.now, resolved_by=who)
+        duration = self.now - incident.opened_at
+        self.event(incident.id, "resolved", {**detail, "duration_s": round(duration, 1)}, who)
+        if who is not None and detail.get("note"):
+            self.event(incident.id, "note", {"text": detail["note"]}, author=who)
+        self.notify(resolved, "resolved")
+        return resolved
+
+    def save(self, incident: Incident, **changes: Any) -> Incident:
+        updated = dataclasses.replace(incident, **changes)
+        self.db.execute(
+            "UPDATE incidents SET priority=?, status=?, title=?, cause=?, sites=?, "
+            "affected_users=?, acknowledged_at=?, acknowledged_by=?, resolved_at=?, "
+            "resolved_by=?, due_at=?, major=?, flaps=? WHERE id=?",
+            (
+                updated.priority,
+                updated.status,
+                updated.title,
+                json.dumps(dict(updated.cause)),
+                json.dumps(list(updated.sites)),
+                updated.affected_users,
+                updated.acknowledged_at,
+                updated.acknowledged_by,
+                updated.resolved_at,
+                updated.resolved_by,
+                updated.due_at,
+                int(updated.major),
+                updated.flaps,
+                updated.id,
+            ),
+        )
+        live = self.book._live.get(updated.key)
+        if live is None or live.id == updated.id:
+            self.book._live[updated.key] = updated
+        return updated
+
+    def event(
+        self, incident: int, kind: str, detail: Mapping[str, Any], author: str | None = None
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO incident_events (incident, ts, kind, author, detail) VALUES (?,?,?,?,?)",
+            (incident, self.now, kind, author, json.dumps(dict(detail))),
+        )
+
+    def notify(self, incident: Incident, event: str) -> None:
+        if not self.book.notifiers:
+            return
+        payload = self.book.to_json(incident, self.now)
+        self.queued += notify.queue(
+            self.db,
+            self.book.notifiers,
+            incident=incident.id,
+            event=event,
+            payload=payload,
+            now=self.now,
+        )
+
+
+def _rank(priority: Priority) -> int:
+    return PRIORITY_ORDER.index(priority)
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else format_ts(datetime.fromtimestamp(ts, UTC))

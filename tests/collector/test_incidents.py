@@ -1,0 +1,325 @@
+"""The incident book over a real SQLite file, driven by correlation passes on a fake clock."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.incidents import IncidentBook, IncidentError
+from collector.store import Store
+from collector.topology import Cause, Evidence, Topology, correlate
+from sitewatch.config.files import load_inventory
+from sitewatch.config.model import WebhookNotifier
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = load_inventory(ROOT / "config" / "inventory.yaml")
+TOPOLOGY = Topology(INVENTORY).with_agents(
+    (f"{site.id}-01", site.id) for site in INVENTORY.sites if site.monitored
+)
+SAST = ZoneInfo("Africa/Johannesburg")
+LINKS = [link.id for _, link in INVENTORY.links()]
+MONITORED = [site.id for site in INVENTORY.sites if site.monitored]
+HOOK = WebhookNotifier(url="http://127.0.0.1:9/hook", format="generic", routing_key=None)
+
+
+def at(text: str) -> float:
+    """Local time in the inventory's zone, as Unix seconds."""
+    return datetime.fromisoformat(text).replace(tzinfo=SAST).timestamp()
+
+
+def causes(
+    down: dict[str, str] | None = None,
+    silent: frozenset[str] = frozenset(),
+    devices: dict[str, frozenset[str]] | None = None,
+) -> tuple[Cause, ...]:
+    links = dict.fromkeys(LINKS, "up") | (down or {})
+    alive = {site: site not in silent for site in MONITORED}
+    return correlate(
+        TOPOLOGY,
+        Evidence(links, alive, devices or {}),  # type: ignore[arg-type]
+        frozenset(),
+    ).causes
+
+
+CUT_CC = {"customer-care-mpls": "down", "town-hall-wireless": "down"}
+CC_SILENT = frozenset({"customer-care", "town-hall"})
+
+
+def book_of(store: Store, notifiers: tuple[WebhookNotifier, ...] = (HOOK,)) -> IncidentBook:
+    book = IncidentBook(store, INVENTORY, notifiers)
+    book.load(0.0)
+    return book
+
+
+def rows(store: Store, query: str) -> list[tuple[object, ...]]:
+    with store.reading() as db:
+        return list(db.execute(query).fetchall())
+
+
+def test_a_cut_opens_one_p1_due_in_four_working_hours_and_resolves_itself(store: Store) -> None:
+    book = book_of(store)
+    friday = at("2026-11-27T16:00:00")
+    assert book.reconcile(causes(CUT_CC, CC_SILENT), friday) == 1
+    book.reconcile(causes(CUT_CC, CC_SILENT), friday + 30)  # the same outage: nothing new
+    (incident,) = book.open_incidents()
+    assert (incident.key, incident.priority, incident.sites, incident.affected_users) == (
+        "link:customer-care-mpls",
+        "P1",
+        ("customer-care", "town-hall"),
+        22,
+    )
+    assert incident.due_at == at("2026-11-30T11:30:00")  # Friday 16:00 + 4 h -> Monday 11:30
+    body = book.to_json(incident, friday + 15 * 60)
+    assert body["sla"] == {"due_at": "2026-11-30T09:30:00Z", "percent_used": 6.2, "breached": False}
+
+    book.reconcile(causes(), friday + 600)
+    assert book.open_incidents() == []
+    resolved = book.get(incident.id)
+    assert resolved is not None
+    assert (resolved.status, resolved.resolved_at, resolved.resolved_by) == (
+        "resolved",
+        friday + 600,
+        None,
+    )
+    events = [e.kind for e in book.timeline(incident.id)]
+    assert events == ["opened", "resolved"]
+    queued = rows(store, "SELECT event FROM notifications ORDER BY id")
+    assert queued == [("opened",), ("resolved",)]
+
+
+def test_a_relapse_within_the_window_reopens_and_keeps_the_clock(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    (first,) = book.open_incidents()
+    for n in range(3):  # three flaps, each inside the 15-minute window
+        book.reconcile(causes(), t0 + 60 + n * 120)
+        book.reconcile(causes(CUT_CC, CC_SILENT), t0 + 120 + n * 120)
+    (again,) = book.open_incidents()
+    assert (again.id, again.flaps, again.opened_at, again.due_at) == (
+        first.id,
+        3,
+        t0,
+        first.due_at,
+    )
+    assert rows(store, "SELECT count(*) FROM incidents") == [(1,)]
+    kinds = [e.kind for e in book.timeline(first.id)]
+    assert kinds.count("reopened") == 3
+
+
+def test_a_relapse_after_the_window_is_a_new_incident(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    book.reconcile(causes(), t0 + 60)
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0 + 60 + 16 * 60)
+    assert rows(store, "SELECT id, status FROM incidents ORDER BY id") == [
+        (1, "resolved"),
+        (2, "open"),
+    ]
+
+
+def test_growing_impact_upgrades_in_place(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes({"workshop-mpls": "down"}), t0)  # on its backup: P2
+    (incident,) = book.open_incidents()
+    assert (incident.key, incident.priority) == ("link:workshop-mpls", "P2")
+    cut = {"workshop-mpls": "down", "workshop-fibre": "down"}
+    book.reconcile(causes(cut, frozenset({"dutywa-workshop"})), t0 + 60)
+    (same,) = book.open_incidents()
+    assert (same.id, same.priority) == (incident.id, "P2")  # 7 users: still P2, same incident
+    # Town Hall behind Customer Care: first only its own wireless, then the whole chain.
+    book.reconcile(causes({"town-hall-wireless": "down"}, frozenset({"town-hall"})), t0 + 120)
+    assert [i.key for i in book.open_incidents()] == ["link:town-hall-wireless"]
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0 + 180)
+    (chain,) = book.open_incidents()
+    assert chain.key == "link:customer-care-mpls"
+    merged = rows(store, "SELECT detail FROM incident_events WHERE kind = 'resolved'")
+    assert any("merged_into" in str(detail) for (detail,) in merged)
+
+
+def test_a_p2_growing_into_a_p1_is_upgraded_with_a_new_due_time(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    small = Cause("link:x", "link", "P2", "x down", ("tesko",), 7, {"links": ["x"]})
+    big = Cause("link:x", "link", "P1", "x down", ("tesko", "elliotdale"), 22, {"links": ["x"]})
+    book.reconcile([small], t0)
+    book.reconcile([big], t0 + 60)
+    (incident,) = book.open_incidents()
+    assert (incident.priority, incident.sites, incident.affected_users) == (
+        "P1",
+        ("tesko", "elliotdale"),
+        22,
+    )
+    assert incident.due_at == at("2026-11-23T13:00:00")  # 4 h from the first opening
+    assert [e.kind for e in book.timeline(incident.id)] == ["opened", "upgraded"]
+
+
+def test_two_p1s_at_once_are_both_major_and_escalated(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    assert not book.open_incidents()[0].major
+    both = {**CUT_CC, "elliotdale-mpls": "down", "elliotdale-wireless": "down"}
+    book.reconcile(causes(both, CC_SILENT | {"elliotdale"}), t0 + 60)
+    opened = book.open_incidents()
+    assert [(i.priority, i.major) for i in opened] == [("P1", True), ("P1", True)]
+    escalations = rows(store, "SELECT count(*) FROM notifications WHERE event = 'escalated'")
+    assert escalations == [(2,)]
+
+
+def test_a_p1_at_75_percent_of_its_sla_is_escalated_once(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")  # due 13:00; 75% is 12:00
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    book.reconcile(causes(CUT_CC, CC_SILENT), at("2026-11-23T11:59:00"))
+    assert not book.open_incidents()[0].major
+    book.reconcile(causes(CUT_CC, CC_SILENT), at("2026-11-23T12:00:00"))
+    book.reconcile(causes(CUT_CC, CC_SILENT), at("2026-11-23T12:30:00"))
+    (incident,) = book.open_incidents()
+    assert incident.major
+    assert [e.kind for e in book.timeline(incident.id)].count("escalated") == 1
+
+
+def test_staff_acknowledge_note_and_resolve(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    (incident,) = book.open_incidents()
+    acknowledged = book.acknowledge(incident.id, "desk", t0 + 60)
+    assert (acknowledged.status, acknowledged.acknowledged_by) == ("acknowledged", "desk")
+    with pytest.raises(IncidentError, match="acknowledged"):
+        book.acknowledge(incident.id, "desk", t0 + 61)
+    book.add_note(incident.id, "desk", "Telkom ticket 4411 logged", t0 + 90)
+    resolved = book.resolve(incident.id, "desk", "fibre spliced", t0 + 120)
+    assert (resolved.status, resolved.resolved_by) == ("resolved", "desk")
+    # the cause is still there: a manual resolution is not undone by the next pass
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0 + 150)
+    assert book.open_incidents() == []
+    # once it has cleared, a relapse within the window reopens it
+    book.reconcile(causes(), t0 + 180)
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0 + 240)
+    assert [i.id for i in book.open_incidents()] == [incident.id]
+    body = book.to_json(incident, t0 + 240, book.timeline(incident.id))
+    assert [n["text"] for n in body["notes"]] == ["Telkom ticket 4411 logged", "fibre spliced"]
+    with pytest.raises(IncidentError, match="no incident 99"):
+        book.resolve(99, "desk", "x", t0)
+
+
+def test_the_store_refuses_two_open_incidents_with_one_key(store: Store) -> None:
+    book = book_of(store)
+    book.reconcile(causes(CUT_CC, CC_SILENT), at("2026-11-23T09:00:00"))
+    with pytest.raises(sqlite3.IntegrityError), store.transaction() as db:
+        db.execute(
+            "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users,"
+            " opened_at, due_at) VALUES ('link:customer-care-mpls', 'P1', 'open', 't', '{}',"
+            " '[]', 0, 0, 0)"
+        )
+
+
+def test_a_restart_reads_open_incidents_back(store: Store) -> None:
+    t0 = at("2026-11-23T09:00:00")
+    book_of(store).reconcile(causes(CUT_CC, CC_SILENT), t0)
+    again = IncidentBook(store, INVENTORY, (HOOK,))
+    again.load(t0 + 30)
+    again.reconcile(causes(CUT_CC, CC_SILENT), t0 + 30)
+    assert rows(store, "SELECT count(*) FROM incidents") == [(1,)]
+    again.reconcile(causes(), t0 + 60)
+    assert again.open_incidents() == []
+
+
+SCENES = st.sampled_from(
+    [
+        ({}, frozenset(), {}),
+        (CUT_CC, CC_SILENT, {}),
+        ({"town-hall-wireless": "down"}, frozenset({"town-hall"}), {}),
+        ({"workshop-mpls": "down"}, frozenset(), {}),
+        ({"workshop-mpls": "down", "workshop-fibre": "down"}, frozenset({"dutywa-workshop"}), {}),
+        ({}, frozenset({"tesko"}), {}),
+        ({}, frozenset(), {"dutywa-main": frozenset({"dm-phone-01"})}),
+        ({}, frozenset(), {"dutywa-main": frozenset({"dm-phone-01", "dm-phone-02"})}),
+        ({"elliotdale-mpls": "degraded"}, frozenset(), {}),
+    ]
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    passes=st.lists(st.tuples(SCENES, st.integers(1, 1200)), min_size=1, max_size=25),
+    resolve_by_hand=st.lists(st.integers(0, 24), max_size=3),
+)
+def test_properties_over_random_passes(
+    tmp_path_factory: pytest.TempPathFactory,
+    passes: list[tuple[tuple[dict[str, str], frozenset[str], dict[str, frozenset[str]]], int]],
+    resolve_by_hand: list[int],
+) -> None:
+    store = Store(tmp_path_factory.mktemp("db") / "collector.db")
+    try:
+        book = book_of(store)
+        now = at("2026-11-23T08:00:00")
+        for n, ((down, silent, devices), step) in enumerate(passes):
+            now += step
+            found = causes(down, silent, devices)
+            book.reconcile(found, now)
+            if n in resolve_by_hand and book.open_incidents():
+                book.resolve(book.open_incidents()[0].id, "desk", "by hand", now)
+            open_keys = rows(store, "SELECT key FROM incidents WHERE status != 'resolved'")
+            assert len(open_keys) == len(set(open_keys)), "one open incident per key"
+            # a device behind a cut never has its own incident
+            unreachable = correlate(
+                TOPOLOGY,
+                Evidence(
+                    dict.fromkeys(LINKS, "up") | down,  # type: ignore[arg-type]
+                    {site: site not in silent for site in MONITORED},
+                    devices,
+                ),
+                frozenset(),
+            ).unreachable
+            assert not {f"device:{d}" for d in unreachable} & {k for (k,) in open_keys}
+        book.reconcile(causes(), now + 1)
+        assert book.open_incidents() == []
+        assert rows(store, "SELECT count(*) FROM incidents WHERE status != 'resolved'") == [(0,)]
+    finally:
+        store.close()
+
+
+def test_what_a_cleared_cut_explained_settles_before_it_may_open(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    # Healing: Customer Care's agent is back, Town Hall's evidence not yet refreshed.
+    echo = causes({"town-hall-wireless": "down"}, frozenset({"town-hall"}))
+    assert [c.key for c in echo] == ["link:town-hall-wireless"]
+    book.reconcile(echo, t0 + 10)
+    book.reconcile(echo, t0 + 10 + book.settle - 0.1)
+    assert book.open_incidents() == []  # the echo of the cleared cut opens nothing
+    book.reconcile(echo, t0 + 10 + book.settle)  # still down after the settling time: real
+    assert [i.key for i in book.open_incidents()] == ["link:town-hall-wireless"]
+    # an outage that explained nothing before opens at once
+    book.reconcile([*echo, *causes({"tesko-mpls": "down"}, frozenset({"tesko"}))], t0 + 100)
+    assert sorted(i.key for i in book.open_incidents()) == [
+        "link:tesko-mpls",
+        "link:town-hall-wireless",
+    ]
+
+
+def test_a_cause_that_changes_its_story_is_retitled_in_place(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes({"workshop-mpls": "degraded"}), t0)
+    (incident,) = book.open_incidents()
+    assert "degraded" in incident.title
+    book.reconcile(causes({"workshop-mpls": "down"}), t0 + 5)
+    (same,) = book.open_incidents()
+    assert same.id == incident.id
+    assert "on its backup" in same.title
+    assert [e.kind for e in book.timeline(incident.id)] == ["opened", "changed"]
