@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APT_PACKAGES := iproute2 snmp sip-tester fping systemd
+APT_PACKAGES := iproute2 snmp sip-tester fping systemd chromium
 INVENTORY ?= config/inventory.yaml
 PYTEST_ARGS ?=
 

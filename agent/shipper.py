@@ -29,6 +29,10 @@ BATCH_AGE = 2.0  # seconds a fresh result may wait for company before it is sent
 HEARTBEAT_EVERY = 30.0
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 REQUEST_TIMEOUT = 20.0
+# A collector answers a batch in well under a second; a reply this late means the connection
+# sits on a path that just failed (an MPLS cut with the backup taking over), so drop it and
+# retry on a fresh connection, which takes the new route, rather than wait out REQUEST_TIMEOUT.
+REPLY_TIMEOUT = 5.0
 GZIP_ABOVE = 1024  # bytes
 
 
@@ -125,7 +129,7 @@ class Shipper:
                 f"{self.base_url}/api/v1/agent/results",
                 data=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_read=REPLY_TIMEOUT),
             ) as response:
                 text = await response.text()
                 try:

@@ -24,6 +24,7 @@ from aiohttp import web
 from collector import maintenance
 from collector.incidents import IncidentError
 from collector.ingest import BatchError, parse_batch
+from collector.metrics import METRICS, get_metrics, registry_of
 from collector.service import Collector
 from collector.state import SiteView
 from probes.plan import plan_to_json
@@ -420,5 +421,7 @@ def build_app(collector: Collector) -> web.Application:
     app.router.add_post("/api/v1/maintenance", post_maintenance)
     app.router.add_delete("/api/v1/maintenance/{id}", delete_maintenance)
     app.router.add_get("/healthz", healthz)
+    app[METRICS] = registry_of(collector)
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

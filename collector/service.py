@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 WARM_UP_SECONDS = 3_600.0
 ROLLUP_EVERY = 3_600.0
 CORRELATE_EVERY = 1.0  # seconds: silence, SLA percentages and maintenance move with time
+ALIVE_EVERY = 5.0  # seconds between notes that the collector is watching (for unknown time)
 
 
 @dataclass
@@ -48,6 +49,9 @@ class Collector:
     windows: list[maintenance.Window] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # a target's state moved
     notify_wake: asyncio.Event = field(default_factory=asyncio.Event)  # something to send
+    link_status: dict[str, str] = field(default_factory=dict)  # as last logged
+    ingested: int = 0  # results stored from agents since start
+    _alive_noted: float = 0.0
 
     def __post_init__(self) -> None:
         self.book = StateBook(
@@ -95,6 +99,7 @@ class Collector:
                 self.heartbeats[sites[agent]] = {"id": agent, **heartbeat}
         self.incidents.load(now)
         self.windows = maintenance.load(self.store)
+        self.mark_gap()
 
     async def ingest(self, agent: AgentCredential, batch: Batch) -> IngestOutcome:
         """Store a batch, then let its results move the state, oldest first."""
@@ -104,6 +109,7 @@ class Collector:
         )
         probed = max((result.ts.timestamp() for _, result in batch.items), default=None)
         self.book.heard_from(agent.id, now, probed)
+        self.ingested += outcome.stored
         if batch.heartbeat is not None:
             self.heartbeats[agent.site] = {"id": agent.id, **batch.heartbeat}
         moved = False
@@ -121,12 +127,17 @@ class Collector:
         return maintenance.Schedule(self.windows, self.config.inventory).active(now)
 
     def correlate(self, now: float) -> tuple[Correlation, list[tuple[str, str]]]:
-        """Run one correlation pass; return it and the sites whose status changed."""
+        """Run one correlation pass; return it and the sites and links whose status changed."""
         began = time.perf_counter()
         correlation = self.book.correlate(now, self.maintained(now))
         self.pass_seconds = time.perf_counter() - began
         self.correlation = correlation
-        return correlation, self.book.track(correlation, now)
+        changed = [(f"site:{site}", status) for site, status in self.book.track(correlation, now)]
+        for link, status in correlation.links.items():
+            if self.link_status.get(link) != status:
+                self.link_status[link] = status
+                changed.append((f"link:{link}", status))
+        return correlation, changed
 
     async def correlation_loop(self, stop: asyncio.Event) -> None:
         """Correlate every second, or at once when a target's state moves, until `stop`."""
@@ -134,21 +145,43 @@ class Collector:
             self.changed.clear()
             now = time.time()
             correlation, changed = self.correlate(now)
-            for site, status in changed:
-                log.info("site %s is %s", site, status)
+            for entity, status in changed:
+                if entity.startswith("site:"):
+                    log.info("%s is %s", entity, status)
             queued = await asyncio.to_thread(self._record, correlation, changed, now)
             if queued:
                 self.notify_wake.set()
             await _wait_any(stop, self.changed, CORRELATE_EVERY)
 
     def _record(self, correlation: Correlation, changed: list[tuple[str, str]], now: float) -> int:
-        if changed:
+        """Log status changes (availability is computed from them) and note that we are alive."""
+        if changed or now - self._alive_noted >= ALIVE_EVERY:
             with self.store.transaction() as db:
                 db.executemany(
                     "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, ?)",
-                    [(f"site:{site}", now, status) for site, status in changed],
+                    [(entity, now, status) for entity, status in changed],
                 )
+                db.execute("UPDATE collector SET alive_until = ?", (now,))
+            self._alive_noted = now
         return self.incidents.reconcile(correlation.causes, now)
+
+    def mark_gap(self) -> None:
+        """Log every site and link unknown from when this collector was last known alive.
+
+        Nobody watched between then and now, so that time is neither up nor down; the first
+        correlation pass logs what each status is now.
+        """
+        with self.store.transaction() as db:
+            row = db.execute("SELECT alive_until FROM collector").fetchone()
+            if row is None:
+                db.execute("INSERT INTO collector (alive_until) VALUES (?)", (time.time(),))
+                return
+            entities = [f"site:{site.id}" for site in self.config.inventory.sites]
+            entities += [f"link:{link.id}" for _, link in self.config.inventory.links()]
+            db.executemany(
+                "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, 'unknown')",
+                [(entity, row[0]) for entity in entities],
+            )
 
     async def deliver_notifications(self, stop: asyncio.Event) -> None:
         await Deliverer(self.store, self.config.notify).run(stop, self.notify_wake)

@@ -32,8 +32,9 @@ DeviceStatus = Literal["up", "degraded", "down", "unknown", "unreachable", "main
 Vantage = Literal["agent", "centre"]
 SILENT_AFTER_INTERVALS = 3  # an agent unheard for this many probe intervals is silent
 # ... but never sooner than this: a healthy agent may go unheard for a while, e.g. when its post
-# hangs on a connection over a link that just failed until the shipper gives up on it (20 s)
-# and retries over the backup. A monitored site's outage is seen sooner, from the centre.
+# hangs on a connection over a link that just failed until the shipper gives up on it (5 s
+# without a reply, then a backoff) and retries over the backup. A site's outage is seen sooner,
+# from the centre.
 SILENT_AFTER_AT_LEAST = 30.0
 
 

@@ -140,6 +140,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX status_log_by_entity ON status_log (entity, ts);
     """,
+    # Until when the collector was last known to be watching: after a restart the time since
+    # then is logged as unknown, neither up nor down.
+    """
+    CREATE TABLE collector (alive_until REAL NOT NULL);
+    """,
 )
 
 

@@ -16,15 +16,17 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from collector.api import MAX_BODY, build_app
+from collector.api import COLLECTOR, MAX_BODY, build_app
 from collector.service import Collector
 from collector.store import Store
+from collector.topology import Cause
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {"tesko-01": "tesko-secret", "willowvale-01": "willowvale-secret"}
 STAFF = "staff-secret"
+OPERATOR = "operator-secret"
 STORES: weakref.WeakKeyDictionary[TestClient[Any, Any], Store] = weakref.WeakKeyDictionary()
 
 
@@ -38,7 +40,10 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
     config = replace(
         config,
         agents=tuple(AgentCredential(a, a.split("-")[0], sha(t)) for a, t in TOKENS.items()),
-        api_tokens=(ApiToken("screen", "viewer", sha(STAFF)),),
+        api_tokens=(
+            ApiToken("screen", "viewer", sha(STAFF)),
+            ApiToken("desk", "operator", sha(OPERATOR)),
+        ),
     )
     store = Store(tmp_path / "collector.db")
     collector = Collector(config, store)
@@ -209,3 +214,134 @@ async def test_unknown_paths_get_the_error_body(client: TestClient[Any, Any]) ->
     assert (await response.json())["error"]["code"] == "not_found"
     health = await client.get("/healthz")
     assert (health.status, (await health.json())["status"]) == (200, "ok")
+
+
+def collector_of(client: TestClient[Any, Any]) -> Collector:
+    assert isinstance(client.server, TestServer)
+    return client.server.app[COLLECTOR]
+
+
+async def call(
+    client: TestClient[Any, Any], method: str, path: str, body: object = None, token: str = OPERATOR
+) -> tuple[int, Any]:
+    data = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = await client.request(method, path, data=data, headers=auth(token))
+    if response.status == 204:
+        return 204, None
+    return response.status, await response.json()
+
+
+CONTRACT = {
+    "id", "key", "priority", "status", "title", "cause", "sites", "affected_users", "opened_at",
+    "acknowledged_at", "resolved_at", "sla", "major", "notes",
+}  # fmt: skip
+
+
+async def test_incidents_through_the_api_with_roles(client: TestClient[Any, Any]) -> None:
+    collector = collector_of(client)
+    cause = Cause("link:tesko-mpls", "link", "P2", "tesko-mpls down", ("tesko",), 7,
+                  {"link": "tesko-mpls", "links": ["tesko-mpls"]})  # fmt: skip
+    collector.incidents.reconcile([cause], datetime.now(UTC).timestamp())
+    status, listed = await call(client, "GET", "/api/v1/incidents", token=STAFF)
+    assert status == 200
+    (incident,) = listed
+    assert set(incident) >= CONTRACT
+    assert set(incident["sla"]) == {"due_at", "percent_used", "breached"}
+    assert incident["cause"]["kind"] == "link"
+    path = f"/api/v1/incidents/{incident['id']}"
+    status, body = await call(client, "POST", f"{path}/acknowledge", {}, token=STAFF)
+    assert (status, body["error"]["code"]) == (403, "forbidden")  # a viewer may only look
+    status, body = await call(client, "POST", f"{path}/acknowledge", {})
+    assert (status, body["status"], body["acknowledged_by"]) == (200, "acknowledged", "desk")
+    status, body = await call(client, "POST", f"{path}/notes", {"text": "called Telkom"})
+    assert [n["text"] for n in body["notes"]] == ["called Telkom"]
+    status, body = await call(client, "POST", f"{path}/resolve", {"note": "fixed"})
+    assert (status, body["status"], body["resolved_by"]) == (200, "resolved", "desk")
+    status, body = await call(client, "GET", "/api/v1/incidents?status=open", token=STAFF)
+    assert body == []
+    status, body = await call(client, "GET", "/api/v1/incidents?status=resolved", token=STAFF)
+    assert [i["id"] for i in body] == [incident["id"]]
+
+
+@pytest.mark.parametrize(
+    ("request_line", "body", "expected", "words"),
+    [
+        ("GET /api/v1/incidents?status=closed", None, 400, "status"),
+        ("GET /api/v1/incidents?limit=0", None, 400, "limit"),
+        ("GET /api/v1/incidents?from=yesterday", None, 400, "from"),
+        ("GET /api/v1/incidents/12", None, 404, "no incident"),
+        ("GET /api/v1/incidents/x", None, 404, "no incident"),
+        ("POST /api/v1/incidents/1/notes", b"{not json", 400, "JSON"),
+        ("POST /api/v1/incidents/1/notes", [1, 2], 422, "object"),
+        ("POST /api/v1/incidents/1/notes", {"txt": "x"}, 422, "txt"),
+        ("POST /api/v1/incidents/1/notes", {"text": 5}, 422, "text"),
+        ("POST /api/v1/incidents/1/notes", {"text": "x" * 5000}, 422, "longer"),
+        ("POST /api/v1/incidents/1/resolve", {}, 422, "note"),
+        ("POST /api/v1/incidents/1/acknowledge", None, 404, "no incident"),
+        ("POST /api/v1/maintenance", {"scope": "moon"}, 422, "scope"),
+        ("POST /api/v1/maintenance", None, 400, "JSON"),
+        ("DELETE /api/v1/maintenance/7", None, 404, "no maintenance window"),
+    ],
+)
+async def test_bad_staff_requests_are_refused_clearly(
+    client: TestClient[Any, Any], request_line: str, body: object, expected: int, words: str
+) -> None:
+    method, path = request_line.split(" ", 1)
+    status, answer = await call(client, method, path, body)
+    assert status == expected, answer
+    assert words in answer["error"]["message"]
+
+
+async def test_maintenance_windows_through_the_api(client: TestClient[Any, Any]) -> None:
+    now = datetime.now(UTC)
+    window = {
+        "scope": "site",
+        "target": "tesko",
+        "start": now.isoformat(),
+        "end": (now + timedelta(hours=2)).isoformat(),
+        "reason": "re-cabling",
+    }
+    status, _ = await call(client, "POST", "/api/v1/maintenance", window, token=STAFF)
+    assert status == 403
+    status, created = await call(client, "POST", "/api/v1/maintenance", window)
+    assert (status, created["active"], created["created_by"]) == (201, True, "desk")
+    weekly = {"scope": "device", "target": "ts-prn-01", "reason": "weekly reboot",
+              "weekly": {"days": ["sun"], "start": "02:00", "end": "03:00"}}  # fmt: skip
+    status, second = await call(client, "POST", "/api/v1/maintenance", weekly)
+    assert status == 201
+    assert second["weekly"] == weekly["weekly"]
+    status, listed = await call(client, "GET", "/api/v1/maintenance", token=STAFF)
+    assert [w["id"] for w in listed] == [created["id"], second["id"]]
+    assert ("site", "tesko") in collector_of(client).maintained(now.timestamp() + 60)
+    status, _ = await call(client, "DELETE", f"/api/v1/maintenance/{created['id']}")
+    assert status == 204
+    assert ("site", "tesko") not in collector_of(client).maintained(now.timestamp() + 60)
+    status, listed = await call(client, "GET", "/api/v1/maintenance", token=STAFF)
+    assert [w["id"] for w in listed] == [second["id"]]
+
+
+async def test_metrics_in_the_prometheus_format(client: TestClient[Any, Any]) -> None:
+    collector = collector_of(client)
+    cause = Cause("device:ts-prn-01", "device", "P3", "printer down", ("tesko",), 0, {})
+    collector.incidents.reconcile([cause], datetime.now(UTC).timestamp())
+    status, _ = await post(
+        client, "tesko-01", {"agent": "tesko-01", "results": [record("tesko-mpls", 1)]}
+    )
+    assert status == 200
+    response = await client.get("/metrics")  # open, like /healthz
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = await response.text()
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert families >= {
+        "sitewatch_site_status",
+        "sitewatch_link_status",
+        "sitewatch_device_status",
+        "sitewatch_incidents_open",
+        "sitewatch_results_ingested_total",
+        "sitewatch_agent_outbox_depth",
+        "sitewatch_correlation_pass_seconds",
+    }
+    assert 'sitewatch_incidents_open{priority="P3"} 1.0' in text
+    assert "sitewatch_results_ingested_total 1.0" in text
+    assert 'sitewatch_site_status{site="dutywa-pound",status="unmonitored"} 1.0' in text
