@@ -16,12 +16,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from collector import maintenance
+from collector import availability, maintenance, report
+from collector.dashboard.sessions import Login, logged_in
 from collector.incidents import IncidentError
 from collector.ingest import BatchError, parse_batch
 from collector.metrics import METRICS, get_metrics, registry_of
@@ -97,9 +98,14 @@ def agent_of(request: web.Request) -> AgentCredential:
     return agent
 
 
-def staff(minimum: Role) -> Callable[[web.Request], ApiToken]:
-    def check(request: web.Request) -> ApiToken:
-        token = _matching(token_of(request), request.app[COLLECTOR].config.api_tokens)
+def staff(minimum: Role) -> Callable[[web.Request], ApiToken | Login]:
+    def check(request: web.Request) -> ApiToken | Login:
+        # A dashboard session counts when no bearer token is sent (changes need its CSRF token).
+        token: ApiToken | Login | None = None
+        if "Authorization" not in request.headers:
+            token = logged_in(request)
+        if token is None:
+            token = _matching(token_of(request), request.app[COLLECTOR].config.api_tokens)
         if token is None:
             raise ApiError(401, "unauthenticated", "unknown API token")
         if ROLES.index(token.role) < ROLES.index(minimum):
@@ -145,7 +151,9 @@ async def post_results(request: web.Request) -> web.StreamResponse:
 async def get_sites(request: web.Request) -> web.StreamResponse:
     viewer(request)
     collector = request.app[COLLECTOR]
-    return web.json_response([site_json(view, collector) for view in collector.views()])
+    views = collector.views()
+    shares = await _availability(collector, [view.id for view in views])
+    return web.json_response([site_json(view, collector, *shares[view.id]) for view in views])
 
 
 async def get_site(request: web.Request) -> web.StreamResponse:
@@ -154,8 +162,62 @@ async def get_site(request: web.Request) -> web.StreamResponse:
     collector = request.app[COLLECTOR]
     for view in collector.views():
         if view.id == site_id:
-            return web.json_response(site_json(view, collector))
+            shares = await _availability(collector, [site_id])
+            return web.json_response(site_json(view, collector, *shares[site_id]))
     raise ApiError(404, "not_found", f"no site {site_id!r}")
+
+
+Shares = dict[str, float | None]
+
+
+async def _availability(collector: Collector, sites: list[str]) -> dict[str, tuple[Shares, Shares]]:
+    """Each site's availability over 24h, 7d and 30d: round the clock and in business hours."""
+    now, calendar = time.time(), collector.incidents.calendar
+    always = await asyncio.to_thread(
+        availability.sites_availability, collector.store, calendar, sites, now
+    )
+    working = await asyncio.to_thread(
+        availability.sites_availability,
+        collector.store,
+        calendar,
+        sites,
+        now,
+        business_hours=True,
+    )
+    return {site: (always[site], working[site]) for site in sites}
+
+
+async def get_sla_report(request: web.Request) -> web.StreamResponse:
+    """The management report for whole days in the inventory's time zone, `to` included."""
+    viewer(request)
+    collector = request.app[COLLECTOR]
+    inventory = collector.config.inventory
+    first, last = _day_param(request, "from"), _day_param(request, "to")
+    if last < first:
+        raise ApiError(400, "bad_range", "to: must not be before from")
+    start, end = report.period_bounds(first, last, inventory.timezone)
+    built = await asyncio.to_thread(
+        report.build_report, collector.store, inventory, start, end, time.time()
+    )
+    fmt = request.query.get("format", "json")
+    if fmt == "csv":
+        name = f"sla-{first.isoformat()}-{last.isoformat()}.csv"
+        return web.Response(
+            text=report.report_csv(built),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    if fmt != "json":
+        raise ApiError(400, "bad_format", f"format: {fmt!r} is not json or csv")
+    return web.json_response(report.report_json(built))
+
+
+def _day_param(request: web.Request, name: str) -> date:
+    text = request.query.get(name, "")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as err:
+        raise ApiError(400, "bad_date", f"{name}: {text!r} is not a date (YYYY-MM-DD)") from err
 
 
 async def get_history(request: web.Request) -> web.StreamResponse:
@@ -360,7 +422,12 @@ def _time_param(request: web.Request, name: str, default: float) -> float:
         raise ApiError(400, "bad_time", f"{name}: {text!r} is not an RFC 3339 time") from err
 
 
-def site_json(view: SiteView, collector: Collector) -> dict[str, Any]:
+def site_json(
+    view: SiteView,
+    collector: Collector,
+    availability: Shares | None = None,
+    business_hours: Shares | None = None,
+) -> dict[str, Any]:
     return {
         "id": view.id,
         "name": view.name,
@@ -384,7 +451,8 @@ def site_json(view: SiteView, collector: Collector) -> dict[str, Any]:
             {"id": d.id, "kind": d.kind, "address": d.address, "status": d.status}
             for d in view.devices
         ],
-        "availability": None,  # filled by the availability issue
+        "availability": availability,
+        "availability_business_hours": business_hours,
     }
 
 
@@ -405,6 +473,8 @@ async def not_found(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(collector: Collector) -> web.Application:
+    from collector.dashboard.routes import add_routes  # noqa: PLC0415 -- it imports this module
+
     app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
     app[COLLECTOR] = collector
     app.router.add_get("/api/v1/agent/plan", get_plan)
@@ -417,11 +487,13 @@ def build_app(collector: Collector) -> web.Application:
     app.router.add_post("/api/v1/incidents/{id}/acknowledge", acknowledge)
     app.router.add_post("/api/v1/incidents/{id}/notes", add_note)
     app.router.add_post("/api/v1/incidents/{id}/resolve", resolve)
+    app.router.add_get("/api/v1/reports/sla", get_sla_report)
     app.router.add_get("/api/v1/maintenance", get_maintenance)
     app.router.add_post("/api/v1/maintenance", post_maintenance)
     app.router.add_delete("/api/v1/maintenance/{id}", delete_maintenance)
     app.router.add_get("/healthz", healthz)
     app[METRICS] = registry_of(collector)
     app.router.add_get("/metrics", get_metrics)
+    add_routes(app)  # the dashboard's pages, event stream and static files
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

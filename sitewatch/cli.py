@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import json
 import logging
+import sqlite3
 import sys
+import time
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sitewatch import __version__, probe_command
 from sitewatch.config import ConfigError, check_files
@@ -80,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hasher.set_defaults(handler=_hash_password)
     probe_command.add_parser(commands)
+    _add_report_parser(commands)
 
     for name, (summary, description, example) in SERVICES.items():
         service = commands.add_parser(name, help=summary, description=description)
@@ -87,6 +92,59 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("--verbose", action="store_true", help="debug logging")
         service.set_defaults(handler=_service)
     return parser
+
+
+def _add_report_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add `report sla`: the management report, read from the collector's database."""
+    report = commands.add_parser(
+        "report",
+        help="print a management report from the collector's database",
+        description="Print a management report read from the collector's database.",
+    )
+    kinds = report.add_subparsers(
+        dest="report", required=True, metavar="REPORT", parser_class=_Parser
+    )
+    sla = kinds.add_parser(
+        "sla",
+        help="incidents resolved within target, and site availability",
+        description=(
+            "Print the SLA report of the days FROM to TO inclusive, midnight to midnight in "
+            "the inventory's time zone: per priority, incidents opened, resolved, within "
+            "target and breached, the share achieved against the target, and time to resolve "
+            "in working hours; per site, availability round the clock and in business hours, "
+            "downtime and unknown time; the major incidents. Incidents are judged as they "
+            "stood at the end of the period (an incident open past its due time is breached). "
+            "Reads the database named in the collector file; the collector may keep running. "
+            "Exit status 1 for a bad config file or database, 2 for bad arguments."
+        ),
+    )
+    sla.add_argument("--config", type=Path, required=True, metavar="FILE", help="collector.yaml")
+    sla.add_argument(
+        "--from", dest="first", type=_day, required=True, metavar="DATE", help="YYYY-MM-DD"
+    )
+    sla.add_argument(
+        "--to",
+        dest="last",
+        type=_day,
+        required=True,
+        metavar="DATE",
+        help="YYYY-MM-DD, inclusive",
+    )
+    sla.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="default table"
+    )
+    sla.set_defaults(handler=_report_sla, parser=sla)
+
+
+def _day(text: str) -> date:
+    """Return the day of a YYYY-MM-DD argument (argparse makes a bad one a usage error)."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is None or len(text) != len("YYYY-MM-DD"):  # not the other ISO forms (20240301)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
+    return day
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,6 +204,55 @@ def _service(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 1
     return status
+
+
+def _report_sla(args: argparse.Namespace) -> int:
+    """Print the SLA report; imported here so that other commands stay light."""
+    from collector import report  # noqa: PLC0415 -- the collector's modules load on demand
+    from collector.store import Store, StoreError  # noqa: PLC0415 -- as above
+    from sitewatch.config import load_collector_config  # noqa: PLC0415 -- as above
+
+    if args.last < args.first:
+        args.parser.error(f"--from {args.first} is after --to {args.last}")
+    try:
+        config = load_collector_config(args.config)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    database = Path(config.database)
+    if "://" in config.database:
+        return _report_error(f"{args.config}: database: only a SQLite file can be read for reports")
+    if not database.is_absolute():
+        database = config.source.parent / database
+    if not database.is_file():
+        return _report_error(
+            f"{database}: no such database (has the collector run with this file?)"
+        )
+    inventory = config.inventory
+    start, end = report.period_bounds(args.first, args.last, inventory.timezone)
+    try:
+        store = Store(database)
+    except StoreError as err:
+        return _report_error(str(err))
+    try:
+        built = report.build_report(store, inventory, start, end, time.time())
+    except sqlite3.Error as err:
+        return _report_error(f"{database}: cannot read the database: {err}")
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(report.report_json(built), indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(report.report_csv(built))
+    else:
+        sys.stdout.write(report.report_table(built))
+    return 0
+
+
+def _report_error(message: str) -> int:
+    print(f"sitewatch report sla: {message}", file=sys.stderr)
+    return 1
 
 
 def run() -> None:

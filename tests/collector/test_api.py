@@ -345,3 +345,51 @@ async def test_metrics_in_the_prometheus_format(client: TestClient[Any, Any]) ->
     assert 'sitewatch_incidents_open{priority="P3"} 1.0' in text
     assert "sitewatch_results_ingested_total 1.0" in text
     assert 'sitewatch_site_status{site="dutywa-pound",status="unmonitored"} 1.0' in text
+
+
+async def test_sites_carry_their_availability_from_the_status_log(
+    client: TestClient[Any, Any],
+) -> None:
+    now = datetime.now(UTC).timestamp()
+    with STORES[client].transaction() as db:
+        db.executemany(
+            "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, ?)",
+            [
+                ("site:tesko", now - 7200, "up"),
+                ("site:tesko", now - 3600, "down"),
+                ("site:tesko", now - 1800, "up"),
+            ],
+        )
+    status, site = await call(client, "GET", "/api/v1/sites/tesko", token=STAFF)
+    assert status == 200
+    # two hours known, half an hour of it down; before that no evidence at all
+    assert site["availability"]["24h"] == pytest.approx(0.75, abs=1e-3)
+    assert site["availability"]["30d"] == pytest.approx(0.75, abs=1e-3)
+    assert set(site["availability_business_hours"]) == {"24h", "7d", "30d"}
+    status, sites = await call(client, "GET", "/api/v1/sites", token=STAFF)
+    by_id = {s["id"]: s for s in sites}
+    assert by_id["tesko"]["availability"]["7d"] == pytest.approx(0.75, abs=1e-3)
+    assert by_id["willowvale"]["availability"] == {"24h": None, "7d": None, "30d": None}
+
+
+async def test_the_sla_report_through_the_api(client: TestClient[Any, Any]) -> None:
+    status, body = await call(
+        client, "GET", "/api/v1/reports/sla?from=2026-11-01&to=2026-11-30", token=STAFF
+    )
+    assert status == 200
+    assert {p["priority"] for p in body["priorities"]} == {"P1", "P2", "P3"}
+    response = await client.get(
+        "/api/v1/reports/sla?from=2026-11-01&to=2026-11-30&format=csv", headers=auth(STAFF)
+    )
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    assert (await response.text()).startswith("section,subject,metric,value")
+    for query, words in [
+        ("from=2026-11-31&to=2026-12-01", "from"),
+        ("from=2026-11-02&to=2026-11-01", "before"),
+        ("from=2026-11-01&to=2026-11-02&format=pdf", "format"),
+        ("to=2026-11-02", "from"),
+    ]:
+        status, body = await call(client, "GET", f"/api/v1/reports/sla?{query}", token=STAFF)
+        assert status == 400, query
+        assert words in body["error"]["message"]
