@@ -1,0 +1,222 @@
+"""Logging in and out, and the guard in front of every page.
+
+A login checks the password with scrypt in a worker thread (a few at a time, so a burst of
+attempts cannot eat the collector's memory). An unknown user name is checked against a dummy
+hash of the same cost, so the answer takes as long as for a real user with a wrong password.
+The login form has no session yet: its CSRF token is a double-submit cookie, scoped to /login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import quote
+
+from aiohttp import web
+
+from collector.api import COLLECTOR
+from collector.dashboard.limits import LIMITER
+from collector.dashboard.render import error_page, render
+from collector.dashboard.sessions import (
+    COOKIE,
+    CSRF_FIELD,
+    SAFE_METHODS,
+    SESSIONS,
+    Login,
+    Session,
+    csrf_ok,
+    current,
+    same_origin,
+)
+from sitewatch.config.model import Role, User
+from sitewatch.passwords import verify_password
+
+log = logging.getLogger(__name__)
+LOGIN_COOKIE = "sitewatch_login"
+MAX_NAME, MAX_PASSWORD = 200, 1_024  # characters: longer is not a login, it is an attack
+CONCURRENT_CHECKS = 4  # scrypt checks at once: each takes ~32 MB for ~0.1 s
+# The cost of the default hash, for names that are nobody's: verifying it always fails.
+DUMMY_HASH = "scrypt$32768$8$1$c2l0ZXdhdGNoLWR1bW15IQ$bmV2ZXItdGhlLWhhc2gtb2YtYW55LXBhc3N3b3JkISE"
+CHECKS: web.AppKey[asyncio.Semaphore] = web.AppKey("dashboard_password_checks", asyncio.Semaphore)
+
+PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class PageError(Exception):
+    """A page that cannot be shown: its status, a short title and a message for people."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+def guard(minimum: Role = "viewer") -> Callable[[PageHandler], Handler]:
+    """Wrap a page: a session is needed, a POST needs its CSRF token, and `minimum` role."""
+
+    def wrap(handler: PageHandler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            session = current(request)
+            if session is None:
+                if request.method in SAFE_METHODS:
+                    return redirect(f"/login?next={quote(request.path_qs, safe='/')}")
+                return error_page(
+                    request, None, 403, "Logged out", "Your session has ended: log in again."
+                )
+            if request.method not in SAFE_METHODS:
+                form = await request.post()
+                if not csrf_ok(request, session, form.get(CSRF_FIELD)):
+                    return error_page(
+                        request,
+                        session,
+                        403,
+                        "Refused",
+                        "The form was stale or came from another site; reload the page and "
+                        "try again.",
+                    )
+            if not session.login.may(minimum):
+                return error_page(
+                    request, session, 403, "Not allowed", f"This needs the {minimum} role."
+                )
+            try:
+                return await handler(request, session)
+            except PageError as err:
+                return error_page(request, session, err.status, err.title, err.message)
+
+        return guarded
+
+    return wrap
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    session = current(request)
+    target = safe_next(request.query.get("next"))
+    if session is not None:
+        return redirect(target)
+    return _login_form(request, target)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    target = safe_next(_field(form, "next", 2_000))
+    presented = _field(form, CSRF_FIELD, 100)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not (same_origin(request) and expected and hmac.compare_digest(presented, expected)):
+        return _login_form(
+            request, target, error="The login form was stale; please try again.", status=403
+        )
+    name = _field(form, "name", MAX_NAME).strip()
+    password = _field(form, "password", MAX_PASSWORD)
+    address = request.remote or "unknown"
+    limiter = request.app[LIMITER]
+    wait = limiter.retry_after(address, name)
+    if wait > 0:
+        log.warning("login refused: too many failures from %s or for %r", address, name)
+        minutes = max(1, math.ceil(wait / 60))
+        return _login_form(
+            request,
+            target,
+            error=f"Too many failed logins. Try again in {minutes} minute(s).",
+            status=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    collector = request.app[COLLECTOR]
+    user = _find(collector.config.users, name)
+    async with request.app[CHECKS]:
+        matches = await asyncio.to_thread(
+            verify_password, password, user.password_hash if user else DUMMY_HASH
+        )
+    if user is None or not matches or not name:
+        limiter.failed(address, name)
+        log.warning("failed login for %r from %s", name, address)
+        return _login_form(request, target, error="Wrong user name or password.", status=401)
+    limiter.succeeded(name)
+    token = request.app[SESSIONS].create(Login(user.name, user.role))
+    log.info("%s logged in from %s", user.name, address)
+    response = redirect(target)
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="Strict", secure=_secure(request), path="/"
+    )
+    response.del_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = current(request)
+    if session is not None:
+        form = await request.post()
+        if not csrf_ok(request, session, form.get(CSRF_FIELD)):
+            return error_page(request, session, 403, "Refused", "Reload the page and try again.")
+        request.app[SESSIONS].drop(request.cookies[COOKIE])
+        log.info("%s logged out", session.login.name)
+    response = redirect("/login")
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+def _login_form(
+    request: web.Request,
+    target: str,
+    *,
+    error: str = "",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+    if len(token) > 100:
+        token = secrets.token_urlsafe(32)
+    response = render(
+        request,
+        "login.html",
+        None,
+        status=status,
+        headers=headers,
+        login_csrf=token,
+        next=target,
+        error=error,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+        path="/login",
+    )
+    return response
+
+
+def _find(users: tuple[User, ...], name: str) -> User | None:
+    """Return the user called `name`, comparing against every user whatever matches."""
+    found = None
+    for user in users:
+        if hmac.compare_digest(user.name.encode(), name.encode()):
+            found = user
+    return found
+
+
+def _field(form: Mapping[str, object], name: str, limit: int) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def safe_next(target: str | None) -> str:
+    """Return a local path to go to after login; anything else (another host) becomes /."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if any(not 0x20 < ord(c) < 0x7F or c == "\\" for c in target):
+        return "/"  # a Location header carries printable ASCII; browsers read \ as /
+    return target
+
+
+def redirect(location: str) -> web.Response:
+    """Return a 303 to `location` (a local path)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _secure(request: web.Request) -> bool:
+    return request.app[COLLECTOR].config.tls is not None

@@ -1,0 +1,293 @@
+"""The dashboard's pages: overview, a site, the incident list, one incident and its actions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from collector.api import COLLECTOR, MAX_TEXT, site_json
+from collector.dashboard.auth import PageError, guard, redirect
+from collector.dashboard.charts import Chart, link_charts
+from collector.dashboard.render import duration, render
+from collector.dashboard.sessions import Session
+from collector.dashboard.snapshot import SNAPSHOTS, availability_text, site_availability
+from collector.incidents import IncidentBook, IncidentError
+from collector.service import Collector
+from collector.state import SiteView
+from sitewatch.config.model import HUB, PRIORITIES
+
+CHART_HOURS = (1, 6, 24)
+CHART_ROWS = 50_000  # results read per link for its charts
+SUPPLY_WINDOW = 900.0  # seconds back to look for a printer's latest SNMP reading
+RECENT_DAYS = 30
+RECENT_INCIDENTS = 10
+LIST_LIMIT = 500
+STATUSES = ("open", "resolved", "all")
+
+
+@guard()
+async def overview(request: web.Request, session: Session) -> web.StreamResponse:
+    snapshot = await request.app[SNAPSHOTS].get(request.app[COLLECTOR])
+    return render(request, "overview.html", session, snapshot=snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class Printer:
+    id: str
+    address: str
+    status: str
+    supplies: list[dict[str, Any]]
+    read_at: float | None  # when the supplies were read, None without a reading
+
+
+@guard()
+async def site(request: web.Request, session: Session) -> web.StreamResponse:
+    collector = request.app[COLLECTOR]
+    site_id = request.match_info["id"]
+    views = {view.id: view for view in collector.views()}
+    view = views.get(site_id)
+    if view is None:
+        raise PageError(404, "No such site", f"There is no site {site_id!r} in the inventory.")
+    hours_text = request.query.get("hours", "24")
+    hours = int(hours_text) if hours_text.isdigit() else 0
+    if hours not in CHART_HOURS:
+        raise PageError(400, "Bad period", f"hours: choose one of {CHART_HOURS}")
+    now = time.time()
+    tz = ZoneInfo(collector.config.inventory.timezone)
+    charts, printers, recent = await asyncio.to_thread(
+        _site_data, collector, view, now - hours * 3_600, now, tz
+    )
+    inventory_site = collector.config.inventory.site(site_id)
+    shares = await site_availability(collector, [site_id])
+    body = site_json(view, collector, shares[site_id])
+    return render(
+        request,
+        "site.html",
+        session,
+        site=body,
+        availability=availability_text(body["availability"]),
+        link_to={link.id: link.to for link in inventory_site.links},
+        chain=_chain(view, views),
+        names={v.id: v.name for v in views.values()},
+        charts=charts,
+        hours=hours,
+        hour_choices=CHART_HOURS,
+        printers=printers,
+        recent=[collector.incidents.to_json(i, now) for i in recent],
+        now=now,
+    )
+
+
+def _site_data(
+    collector: Collector, view: SiteView, start: float, end: float, tz: ZoneInfo
+) -> tuple[dict[str, tuple[Chart, Chart]], list[Printer], list[Any]]:
+    """Read what a site page shows from the store (in a worker thread)."""
+    store = collector.store
+    charts = {
+        link.id: link_charts(store.history(link.id, start, end, CHART_ROWS), start, end, tz)
+        for link in view.links
+    }
+    devices = {d.id: d for _, d in collector.config.inventory.devices()}
+    printers = []
+    for device in view.devices:
+        if device.kind != "printer":
+            continue
+        interval = devices[device.id].thresholds.interval.total_seconds()
+        window = max(SUPPLY_WINDOW, 3 * interval)
+        readings = [
+            row.result
+            for row in store.history(device.id, end - window, end + 1, CHART_ROWS)
+            if row.result.kind == "snmp" and isinstance(row.result.value.get("supplies"), list)
+        ]
+        latest = readings[-1] if readings else None
+        supplies = latest.value["supplies"] if latest else []
+        printers.append(
+            Printer(
+                device.id,
+                device.address,
+                device.status,
+                [s for s in supplies if isinstance(s, dict)] if isinstance(supplies, list) else [],
+                latest.ts.timestamp() if latest else None,
+            )
+        )
+    recent = [
+        incident
+        for incident in collector.incidents.find("all", end - RECENT_DAYS * 86_400, end + 1, 1_000)
+        if view.id in incident.sites
+    ][:RECENT_INCIDENTS]
+    return charts, printers, recent
+
+
+def _chain(view: SiteView, views: Mapping[str, SiteView]) -> list[tuple[str, str, str]]:
+    """Return (id, name, status) of the sites this one reaches the hub through, nearest first."""
+    chain: list[tuple[str, str, str]] = []
+    seen = {view.id}
+    current = view
+    while current.upstream and current.upstream[0] != HUB:
+        parent = views.get(current.upstream[0])
+        if parent is None or parent.id in seen:
+            break
+        chain.append((parent.id, parent.name, parent.status))
+        seen.add(parent.id)
+        current = parent
+    return chain
+
+
+@guard()
+async def incidents(request: web.Request, session: Session) -> web.StreamResponse:
+    collector = request.app[COLLECTOR]
+    status = request.query.get("status", "open")
+    priority = request.query.get("priority", "")
+    if status not in STATUSES:
+        raise PageError(400, "Bad filter", f"status: choose one of {', '.join(STATUSES)}")
+    if priority and priority not in PRIORITIES:
+        raise PageError(400, "Bad filter", f"priority: choose one of {', '.join(PRIORITIES)}")
+    now = time.time()
+    book = collector.incidents
+    found = await asyncio.to_thread(book.find, _status(status), 0.0, now + 1, LIST_LIMIT)
+    shown = [book.to_json(i, now) for i in found if not priority or i.priority == priority]
+    return render(
+        request,
+        "incidents.html",
+        session,
+        incidents=shown,
+        chosen_status=status,
+        chosen_priority=priority,
+        statuses=STATUSES,
+        priorities=PRIORITIES,
+        truncated=len(found) >= LIST_LIMIT,
+        now=now,
+    )
+
+
+def _status(text: str) -> Literal["open", "resolved", "all"]:
+    return "open" if text == "open" else "resolved" if text == "resolved" else "all"
+
+
+@guard()
+async def incident(request: web.Request, session: Session) -> web.StreamResponse:
+    book = request.app[COLLECTOR].incidents
+    incident_id = _incident_id(request)
+    found = await asyncio.to_thread(book.get, incident_id)
+    if found is None:
+        raise PageError(404, "No such incident", f"There is no incident {incident_id}.")
+    events = await asyncio.to_thread(book.timeline, incident_id)
+    body = book.to_json(found, time.time(), events)
+    return render(
+        request,
+        "incident.html",
+        session,
+        incident=body,
+        timeline=[_describe(entry) for entry in body["timeline"]],
+        can_act=session.login.may("operator"),
+        max_text=MAX_TEXT,
+    )
+
+
+@guard("operator")
+async def acknowledge(request: web.Request, session: Session) -> web.StreamResponse:
+    note = _text(await request.post(), "note", required=False)
+    return await _act(request, session, "acknowledge", note)
+
+
+@guard("operator")
+async def add_note(request: web.Request, session: Session) -> web.StreamResponse:
+    text = _text(await request.post(), "text", required=True)
+    return await _act(request, session, "note", text)
+
+
+@guard("operator")
+async def resolve(request: web.Request, session: Session) -> web.StreamResponse:
+    note = _text(await request.post(), "note", required=True)
+    return await _act(request, session, "resolve", note)
+
+
+async def _act(
+    request: web.Request, session: Session, action: str, text: str
+) -> web.StreamResponse:
+    collector = request.app[COLLECTOR]
+    incident_id = _incident_id(request)
+    who = session.login.name
+    try:
+        await asyncio.to_thread(_apply, collector.incidents, action, incident_id, who, text)
+    except IncidentError as err:
+        raise PageError(err.status, "Not done", str(err)) from err
+    collector.notify_wake.set()
+    return redirect(f"/incidents/{incident_id}")
+
+
+def _apply(book: IncidentBook, action: str, incident_id: int, who: str, text: str) -> None:
+    now = time.time()
+    if action == "acknowledge":
+        book.acknowledge(incident_id, who, now)
+        if text:
+            book.add_note(incident_id, who, text, now)
+    elif action == "note":
+        book.add_note(incident_id, who, text, now)
+    else:
+        book.resolve(incident_id, who, text, now)
+
+
+def _incident_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 18:
+        raise PageError(404, "No such incident", f"There is no incident {text!r}.")
+    return int(text)
+
+
+def _text(form: Mapping[str, object], name: str, *, required: bool) -> str:
+    value = form.get(name)
+    text = value.strip() if isinstance(value, str) else ""
+    if required and not text:
+        raise PageError(422, "Text needed", f"Write a {name} first.")
+    if len(text) > MAX_TEXT:
+        raise PageError(422, "Too long", f"The {name} is longer than {MAX_TEXT} characters.")
+    return text
+
+
+def _describe(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a timeline entry with a sentence for people."""
+    kind, detail = entry["kind"], entry["detail"]
+    text: str
+    if kind == "opened":
+        text = f"Opened as {detail.get('priority', '?')}: {detail.get('title', '')}"
+    elif kind == "reopened":
+        text = f"Reopened: the cause came back (flap {detail.get('flap', '?')})"
+    elif kind == "upgraded":
+        text = f"Upgraded from {detail.get('from', '?')} to {detail.get('to', '?')}"
+    elif kind == "extended":
+        text = f"Now affects {', '.join(detail.get('sites', []))}"
+    elif kind == "changed":
+        text = f"Now: {detail.get('title', '')}"
+    elif kind == "escalated":
+        text = f"Escalated as a major incident: {detail.get('reason', '')}"
+    elif kind == "acknowledged":
+        text = "Acknowledged"
+    elif kind == "note":
+        text = str(detail.get("text", ""))
+    elif kind == "resolved":
+        text = _resolution(detail)
+    elif kind == "notified":
+        text = (
+            f"Sent {detail.get('event', '?')} to {detail.get('channel', '?')}"
+            f" (attempt {detail.get('attempts', '?')})"
+        )
+    else:
+        text = ", ".join(f"{k}: {v}" for k, v in detail.items())
+    return {"ts": entry["ts"], "kind": kind, "author": entry["author"], "text": text}
+
+
+def _resolution(detail: Mapping[str, Any]) -> str:
+    took = detail.get("duration_s")
+    after = f" after {duration(took)}" if isinstance(took, int | float) else ""
+    if "merged_into" in detail:
+        return f"Resolved{after}: now part of {detail['merged_into']}"
+    if "reason" in detail:
+        return f"Resolved{after}: {detail['reason']}"
+    return f"Resolved by hand{after}"
