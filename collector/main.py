@@ -70,6 +70,7 @@ async def _serve(collector: Collector) -> int:
             group.create_task(collector.housekeeping(stop))
             group.create_task(collector.correlation_loop(stop))
             group.create_task(collector.deliver_notifications(stop))
+            group.create_task(collector.replay_gaps(stop))
             await stop.wait()
         log.info("stopping")
     finally:

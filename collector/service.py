@@ -12,10 +12,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from collector import maintenance
+from collector import history, maintenance
 from collector.incidents import IncidentBook
 from collector.ingest import Batch
 from collector.notify import Deliverer
@@ -32,6 +33,8 @@ WARM_UP_SECONDS = 3_600.0
 ROLLUP_EVERY = 3_600.0
 CORRELATE_EVERY = 1.0  # seconds: silence, SLA percentages and maintenance move with time
 ALIVE_EVERY = 5.0  # seconds between notes that the collector is watching (for unknown time)
+REPLAY_FIRST = 60.0  # seconds after start before the first look for late results of a gap
+REPLAY_EVERY = 180.0  # seconds between looks: agents replay their backlog within minutes
 
 
 @dataclass
@@ -99,7 +102,7 @@ class Collector:
                 self.heartbeats[sites[agent]] = {"id": agent, **heartbeat}
         self.incidents.load(now)
         self.windows = maintenance.load(self.store)
-        self.mark_gap()
+        self.mark_gap(now)
 
     async def ingest(self, agent: AgentCredential, batch: Batch) -> IngestOutcome:
         """Store a batch, then let its results move the state, oldest first."""
@@ -165,16 +168,18 @@ class Collector:
             self._alive_noted = now
         return self.incidents.reconcile(correlation.causes, now)
 
-    def mark_gap(self) -> None:
+    def mark_gap(self, now: float | None = None) -> None:
         """Log every site and link unknown from when this collector was last known alive.
 
         Nobody watched between then and now, so that time is neither up nor down; the first
-        correlation pass logs what each status is now.
+        correlation pass logs what each status is now. The gap is recorded too, so that the
+        results the agents probed meanwhile and replay later can rebuild it (`replay_gaps`).
         """
+        now = time.time() if now is None else now
         with self.store.transaction() as db:
             row = db.execute("SELECT alive_until FROM collector").fetchone()
             if row is None:
-                db.execute("INSERT INTO collector (alive_until) VALUES (?)", (time.time(),))
+                db.execute("INSERT INTO collector (alive_until) VALUES (?)", (now,))
                 return
             entities = [f"site:{site.id}" for site in self.config.inventory.sites]
             entities += [f"link:{link.id}" for _, link in self.config.inventory.links()]
@@ -182,6 +187,30 @@ class Collector:
                 "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, 'unknown')",
                 [(entity, row[0]) for entity in entities],
             )
+            history.note_gap(db, row[0], now)
+
+    def rebuild_gaps(self, now: float, windows: list[maintenance.Window]) -> list[history.Gap]:
+        """Rebuild the status log of the recent gaps with late results; blocks on the store."""
+        agents = {agent.id: agent.site for agent in self.config.agents}
+        return history.rebuild_due(self.store, self.config.inventory, agents, windows, now)
+
+    async def replay_gaps(self, stop: asyncio.Event) -> None:
+        """Correct the collector's own gaps with the results agents replay late, until `stop`.
+
+        Only gaps of the collector count: while it runs, the centre's pings already give the
+        live log evidence for a site whose agent fell silent.
+        """
+        await _wait(stop, REPLAY_FIRST)
+        while not stop.is_set():
+            windows = list(self.windows)  # the API replaces it on the loop, not in the thread
+            rebuilt = await asyncio.to_thread(self.rebuild_gaps, time.time(), windows)
+            for gap in rebuilt:
+                log.info(
+                    "rebuilt the status log of the collector gap %s-%s from late results",
+                    _iso(gap.start),
+                    _iso(gap.end),
+                )
+            await _wait(stop, REPLAY_EVERY)
 
     async def deliver_notifications(self, stop: asyncio.Event) -> None:
         await Deliverer(self.store, self.config.notify).run(stop, self.notify_wake)
@@ -229,6 +258,10 @@ class Collector:
             if folded:
                 log.info("rolled up %d results older than the retention period", folded)
             await _wait(stop, ROLLUP_EVERY)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 async def _wait_any(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:

@@ -145,6 +145,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE collector (alive_until REAL NOT NULL);
     """,
+    # The collector's own outages, and the status rows rebuilt for them from the results the
+    # agents replayed late (collector.history). A rebuilt row names its gap, so the next
+    # rebuild replaces it; rows logged live have none.
+    """
+    CREATE TABLE gaps (
+        id INTEGER PRIMARY KEY,
+        start REAL NOT NULL,         -- alive_until when the collector went away
+        "end" REAL NOT NULL,         -- when it started again
+        rebuilt_at REAL              -- results received up to then are in its rebuilt rows
+    );
+    CREATE UNIQUE INDEX gaps_by_start ON gaps (start);
+    ALTER TABLE status_log ADD COLUMN gap INTEGER REFERENCES gaps (id);
+    CREATE INDEX status_log_by_gap ON status_log (gap) WHERE gap IS NOT NULL;
+    """,
 )
 
 

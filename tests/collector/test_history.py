@@ -1,0 +1,214 @@
+"""Collector gaps rebuilt from the results agents replay late, checked through availability."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from collector import history, service
+from collector.availability import Durations, availability
+from collector.maintenance import Window
+from collector.service import Collector
+from collector.store import CENTRE, Store
+from probes.result import ProbeResult
+from sitewatch.config.files import load_collector_config, load_inventory
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = load_inventory(ROOT / "config" / "inventory.yaml")
+CONFIG = load_collector_config(ROOT / "config" / "collector.yaml")
+AGENTS = {agent.id: agent.site for agent in CONFIG.agents}
+START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC).timestamp()  # the collector went away
+END = START + 3_600.0  # and came back an hour later
+HOUR = (START, END)
+
+
+def probe(ts: float, *, ok: bool = True) -> ProbeResult:
+    """Return a ping of Tesko's link at `ts`."""
+    return ProbeResult(
+        "tesko-mpls",
+        "icmp",
+        datetime.fromtimestamp(ts, UTC),
+        ok=ok,
+        rtt_ms=5.0 if ok else None,
+        loss=0.0 if ok else 1.0,
+        error_kind=None if ok else "timeout",
+    )
+
+
+def pings(first: float, last: float, *, ok: bool = True) -> list[ProbeResult]:
+    """Return the pings of every 30 s from `first` to `last`, both included."""
+    return [probe(first + 30.0 * n, ok=ok) for n in range(int((last - first) // 30) + 1)]
+
+
+def ingest(store: Store, source: str, results: list[ProbeResult], received: float) -> None:
+    first = len(store.sequences(source))
+    store.ingest(source, list(enumerate(results, start=first)), None, now=received)
+
+
+def live_until_the_gap(store: Store) -> None:
+    """Run a collector on Tesko's pings (agent and centre) for ten minutes, then stop at START."""
+    collector = Collector(CONFIG, store)
+    collector.warm_up(now=START - 600.0)
+    for result in pings(START - 600.0, START - 30.0):
+        ts = result.ts.timestamp()
+        ingest(store, "tesko-01", [result], ts)
+        ingest(store, CENTRE, [result], ts)
+        collector.book.observe("agent", result)
+        collector.book.observe("centre", result)
+        collector.book.heard_from("tesko-01", ts, ts)
+        collector._record(*collector.correlate(ts), ts)
+    collector._record(*collector.correlate(START), START)  # last noted alive at START
+
+
+def restart(store: Store, backlog: list[ProbeResult], received: float = END + 60.0) -> None:
+    """Start a collector at END, then let Tesko's agent replay its backlog a minute later."""
+    collector = Collector(CONFIG, store)
+    collector.warm_up(now=END)
+    collector._record(*collector.correlate(END), END)  # the first live pass
+    if backlog:
+        ingest(store, "tesko-01", backlog, received)
+        for result in backlog:
+            collector.book.observe("agent", result)
+        collector.book.heard_from("tesko-01", received, backlog[-1].ts.timestamp())
+    collector._record(*collector.correlate(received), received)
+
+
+def rebuild_due(store: Store, now: float) -> list[history.Gap]:
+    return history.rebuild_due(store, INVENTORY, AGENTS, [], now)
+
+
+def tesko(store: Store, start: float = START, end: float = END) -> Durations:
+    return availability(store, "site:tesko", start, end).always
+
+
+def live_rows(store: Store) -> list[tuple[str, float, str]]:
+    with store.reading() as db:
+        return list(
+            db.execute("SELECT entity, ts, status FROM status_log WHERE gap IS NULL ORDER BY rowid")
+        )
+
+
+def test_a_gap_is_unknown_until_replayed_results_show_the_link_up(store: Store) -> None:
+    live_until_the_gap(store)
+    restart(store, pings(START, END - 30.0))
+    assert tesko(store) == Durations(unknown=3_600.0)
+    after = tesko(store, END, END + 600.0)
+    live = live_rows(store)
+
+    [gap] = rebuild_due(store, END + 120.0)
+
+    assert (gap.start, gap.end) == HOUR
+    assert tesko(store) == Durations(up=3_600.0)
+    assert availability(store, "link:tesko-mpls", *HOUR).always == Durations(up=3_600.0)
+    assert tesko(store, START - 600.0, START) == Durations(up=600.0)  # before: as it was
+    assert tesko(store, END, END + 600.0) == after  # after the gap: the live log's, untouched
+    assert live_rows(store) == live
+    assert history.gaps(store, 0.0)[0].rebuilt_at == END + 120.0 - history.RECEIPT_SLACK
+    assert rebuild_due(store, END + 1_000.0) == []  # nothing new: nothing to do
+
+
+def test_a_replay_of_the_link_failing_from_inside_makes_the_gap_down(store: Store) -> None:
+    live_until_the_gap(store)
+    restart(store, pings(START, START + 570.0) + pings(START + 600.0, END - 30.0, ok=False))
+
+    assert len(rebuild_due(store, END + 120.0)) == 1
+
+    # down at the third failure in a row; a site whose agent probes is no path to the hub
+    assert tesko(store) == Durations(up=660.0, down=2_940.0)
+    assert availability(store, "link:tesko-mpls", *HOUR).always == Durations(up=660.0, down=2_940.0)
+    # the other sites had no evidence before the gap nor in it: unknown, as they were
+    assert availability(store, "site:willowvale", *HOUR).always == Durations(unknown=3_600.0)
+    assert availability(store, "site:dutywa-pound", *HOUR).always == Durations(unmonitored=3_600.0)
+
+
+def test_a_gap_without_late_results_stays_unknown(store: Store) -> None:
+    live_until_the_gap(store)
+    restart(store, [])
+
+    assert rebuild_due(store, END + 600.0) == []
+
+    assert tesko(store) == Durations(unknown=3_600.0)
+    assert history.gaps(store, 0.0) == [history.Gap(1, START, END, None)]
+
+
+def test_a_second_batch_of_late_results_rebuilds_the_gap_again(store: Store) -> None:
+    live_until_the_gap(store)
+    restart(store, pings(START, START + 1_770.0))  # the first half of the backlog
+
+    assert len(rebuild_due(store, END + 120.0)) == 1
+    # the agent counts as silent once unheard for 90 s, seen at the next 30 s step
+    assert tesko(store) == Durations(up=1_890.0, unknown=1_710.0)
+
+    ingest(store, "tesko-01", pings(START + 1_800.0, END - 30.0), END + 300.0)
+    assert rebuild_due(store, END + 240.0) == [history.Gap(1, START, END, END + 60.0)]
+    assert tesko(store) == Durations(up=3_600.0)
+    with store.reading() as db:  # the first rebuild's rows were replaced, not piled up
+        rows = db.execute("SELECT ts, status FROM status_log WHERE entity = 'site:tesko' AND gap")
+        assert rows.fetchall() == [(START, "up")]
+
+
+def test_maintenance_during_the_gap_is_replayed_to_the_second(store: Store) -> None:
+    live_until_the_gap(store)
+    restart(store, pings(START, END - 30.0))
+    window = Window(1, "site", "tesko", START + 1_000.0, START + 2_000.0, None, "UPS", "ops", 0.0)
+
+    found = history.rebuild_due(store, INVENTORY, AGENTS, [window], END + 120.0)
+
+    assert len(found) == 1
+    assert tesko(store) == Durations(up=2_600.0, maintenance=1_000.0)
+
+
+def test_results_are_read_in_chunks_in_probe_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live_until_the_gap(store)
+    restart(store, pings(START, START + 570.0) + pings(START + 600.0, END - 30.0, ok=False))
+    whole = history.rebuild(store, INVENTORY, AGENTS, [], start=START, end=END)
+    monkeypatch.setattr(history, "_CHUNK", 3)  # the agent's and the centre's share timestamps
+
+    assert history.rebuild(store, INVENTORY, AGENTS, [], start=START, end=END) == whole
+    assert ("site:tesko", START + 660.0, "down") in whole
+    assert all(START <= ts < END for _, ts, _ in whole)
+
+
+def test_the_collector_records_its_gap_when_it_restarts(store: Store) -> None:
+    first = Collector(CONFIG, store)
+    first.warm_up(now=1_000.0)  # a new database: no gap yet
+    first._record(*first.correlate(1_010.0), 1_010.0)
+    assert history.gaps(store, 0.0) == []
+
+    Collector(CONFIG, store).warm_up(now=5_000.0)
+    [gap] = history.gaps(store, 0.0)
+    assert (gap.start, gap.end, gap.rebuilt_at) == (1_010.0, 5_000.0, None)
+    history.apply(store, gap, [("site:tesko", 1_010.0, "up")], rebuilt_at=5_100.0)
+
+    # died before its first pass: the next start reports the same gap, longer
+    Collector(CONFIG, store).warm_up(now=6_000.0)
+    assert history.gaps(store, 0.0) == [history.Gap(gap.id, 1_010.0, 6_000.0, None)]
+    with store.reading() as db:  # the rows rebuilt for the shorter gap would hold too long
+        assert db.execute("SELECT count(*) FROM status_log WHERE gap").fetchone() == (0,)
+
+
+async def test_replay_gaps_rebuilds_soon_after_start_in_a_thread(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector = Collector(CONFIG, store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    calls: list[tuple[object, ...]] = []
+
+    def rebuild(*args: object) -> list[history.Gap]:
+        calls.append(args)
+        loop.call_soon_threadsafe(stop.set)
+        return [history.Gap(1, START, END, None)]
+
+    monkeypatch.setattr(service, "REPLAY_FIRST", 0.0)
+    monkeypatch.setattr(history, "rebuild_due", rebuild)
+    async with asyncio.timeout(5):
+        await collector.replay_gaps(stop)
+
+    [(db, inventory, agents, windows, _)] = calls
+    assert (db, inventory, agents, windows) == (store, CONFIG.inventory, AGENTS, [])
