@@ -7,6 +7,7 @@ one agent in each monitored site's namespace, with fresh tokens, and prints how 
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import signal
 import sys
@@ -14,6 +15,7 @@ import threading
 from pathlib import Path
 
 from sitewatch.config import ConfigError
+from sitewatch.passwords import hash_password
 from tests.deploy import Deployment, deploy
 from tests.lab import Lab, LabError, can_build, sweep_stale
 
@@ -76,13 +78,22 @@ def _start_sitewatch(lab: Lab, args: argparse.Namespace) -> Deployment:
     if folder.exists():
         shutil.rmtree(folder)  # a fresh database and fresh tokens each run
     sites = list(lab.plan.sites)
-    deployment = deploy(folder, args.inventory, sites, f"{args.hub}:{args.port}")
+    passwords = {role: secrets.token_urlsafe(12) for role in ("operator", "viewer")}
+    users = "users:\n" + "".join(
+        f"  - {{name: {role}, role: {role}, password_hash: '{hash_password(password)}'}}\n"
+        for role, password in passwords.items()
+    )
+    deployment = deploy(
+        folder, args.inventory, sites, f"{args.hub}:{args.port}", collector_extra=users
+    )
     deployment.start_collector()
     for site in sites:
         deployment.start_agent(site, netns=lab.namespace(site))
     print(
         f"\nSiteWatch is running: collector {deployment.url} (on the hub), "
         f"{len(sites)} agents in their site namespaces.\n"
+        f"Dashboard: {deployment.url}/  log in as operator / {passwords['operator']} "
+        f"(or viewer / {passwords['viewer']})\n"
         f"Staff API token (admin): {deployment.staff_token}\n"
         f"  curl -H 'Authorization: Bearer {deployment.staff_token}' "
         f"{deployment.url}/api/v1/sites\n"
