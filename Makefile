@@ -50,8 +50,9 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
-# The lab needs iproute2, net-snmp's tools, sipp and fping. As root, install what is missing;
-# otherwise say what is missing (the lab tests then skip, except under CI where they fail).
+# The lab needs iproute2, net-snmp's tools, sipp and fping; the browser tests chromium. As root,
+# install what is missing; otherwise say what is missing (the lab and browser tests then skip,
+# except under CI where they fail).
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
