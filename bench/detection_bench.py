@@ -24,10 +24,9 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.conftest import EXAMPLE_INVENTORY
-from tests.deploy import deploy
+from tests.deploy import on_lab
 from tests.lab import Lab, sweep_stale, wait_until
 from tests.receivers import WebhookReceiver
-from tests.test_lab_pipeline import fast_inventory
 
 LINKS = ("tesko-mpls", "customer-care-mpls", "elliotdale-mpls", "town-hall-wireless")
 INTERVAL, FAIL_AFTER = 1.0, 2
@@ -56,21 +55,7 @@ def main() -> None:
 def run(lab: Lab, folder: Path, hooks: WebhookReceiver, cuts: int) -> None:
     receivers = f"notify:\n  - {{kind: webhook, url: '{hooks.url('/hook')}', format: generic}}\n"
     sites = list(lab.plan.sites)
-    deployment = deploy(
-        folder, fast_inventory(folder), sites, f"{lab.plan.hub_address}:{PORT}",
-        collector_extra=receivers,
-    )  # fmt: skip
-    deployment.start_collector()
-    try:
-        for site in sites:
-            deployment.start_agent(site, netns=lab.namespace(site))
-
-        def calm() -> bool:
-            views = deployment.api("/api/v1/sites")
-            up = all(v["status"] == "up" and v["agent_alive"] for v in views if v["id"] in sites)
-            return up and not deployment.api("/api/v1/incidents?status=open")
-
-        wait_until(calm, 120, "every site up, no open incident")
+    with on_lab(lab, folder, PORT, collector_extra=receivers) as deployment:
         rows: list[tuple[str, float, float]] = []
         for n in range(cuts):
             link = LINKS[n % len(LINKS)]
@@ -101,11 +86,9 @@ def run(lab: Lab, folder: Path, hooks: WebhookReceiver, cuts: int) -> None:
             )
             rows.append((link, stored - cut_at, hook.received - cut_at))
             lab.restore_link(link)
-            wait_until(calm, 120, "the lab whole again")
+            wait_until(lambda: deployment.calm(sites), 120, "the lab whole again")
             print(f"cut {n + 1:2d} {link:20s} stored {stored - cut_at:5.2f} s  "
                   f"webhook {hook.received - cut_at:5.2f} s", flush=True)  # fmt: skip
-    finally:
-        deployment.stop_all()
     hysteresis = FAIL_AFTER * INTERVAL
     goal = hysteresis + 2
     webhook = [r[2] for r in rows]

@@ -18,12 +18,22 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.main import OUTBOX_NAME
-from tests.lab import wait_until
+from tests.conftest import EXAMPLE_INVENTORY
+from tests.lab import Lab, wait_until
+
+FAST = {  # the example inventory's timings, made fast enough for an outage to play in seconds
+    "  interval: 30s": "  interval: 1s",
+    "  timeout: 2s": "  timeout: 500ms",
+    "  fail_after: 3 ": "  fail_after: 2 ",
+    "  recover_after: 2 ": "  recover_after: 1 ",
+}
 
 
 @dataclass
@@ -153,6 +163,12 @@ class Deployment:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")
 
+    def calm(self, sites: list[str]) -> bool:
+        """Whether every one of `sites` is up with its agent heard, and no incident is open."""
+        views = {view["id"]: view for view in self.api("/api/v1/sites")}
+        up = all(views[s]["status"] == "up" and views[s]["agent_alive"] for s in sites)
+        return up and not self.api("/api/v1/incidents?status=open")
+
     def site(self, site: str) -> dict[str, Any]:
         found: dict[str, Any] = self.api(f"/api/v1/sites/{site}")
         return found
@@ -220,6 +236,43 @@ def deploy(
             f"state_dir: {deployment.state_dir(site)}\n"
         )
     return deployment
+
+
+def fast_inventory(folder: Path) -> Path:
+    """Write the example inventory with FAST timings into `folder`; return its path."""
+    text = EXAMPLE_INVENTORY.read_text()
+    for slow, fast in FAST.items():
+        if slow not in text:
+            raise ValueError(f"the example inventory no longer says {slow.strip()!r}")
+        text = text.replace(slow, fast)
+    path = folder / "inventory.yaml"
+    path.write_text(text)
+    return path
+
+
+@contextmanager
+def on_lab(lab: Lab, folder: Path, port: int, collector_extra: str = "") -> Iterator[Deployment]:
+    """Run the fast example on the lab: the collector on the hub, an agent in every site.
+
+    Yields once every site is up with its agent heard and no incident is open; stops every
+    process afterwards, also when the test fails.
+    """
+    sites = list(lab.plan.sites)
+    running = deploy(
+        folder,
+        fast_inventory(folder),
+        sites,
+        f"{lab.plan.hub_address}:{port}",
+        collector_extra=collector_extra,
+    )
+    try:
+        running.start_collector()
+        for site in sites:
+            running.start_agent(site, netns=lab.namespace(site))
+        wait_until(lambda: running.calm(sites), 120, "every site up, no incident open")
+        yield running
+    finally:
+        running.stop_all()
 
 
 def free_port() -> int:

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import Deployment, deploy
+from tests.deploy import Deployment, on_lab
 from tests.lab import Lab, wait_until
 from tests.receivers import MailReceiver, WebhookReceiver
-from tests.test_lab_pipeline import fast_inventory, monitored
+from tests.test_lab_pipeline import monitored
 
 pytestmark = pytest.mark.lab
 PORT = 18_081
@@ -55,29 +55,8 @@ def deployment(
         f"  - {{kind: email, smtp: '127.0.0.1:{mail.port}', from: noc@example.org,"
         " to: [servicedesk@example.org]}\n"
     )
-    sites = monitored(lab)
-    running = deploy(
-        folder,
-        fast_inventory(folder),
-        sites,
-        f"{lab.plan.hub_address}:{PORT}",
-        collector_extra=receivers,
-    )
-    try:
-        running.start_collector()
-        for site in sites:
-            running.start_agent(site, netns=lab.namespace(site))
-        wait_until(lambda: all_up(running, lab), 60, "every site up with its agent heard")
+    with on_lab(lab, folder, PORT, collector_extra=receivers) as running:
         yield running
-    finally:
-        running.stop_all()
-
-
-def all_up(deployment: Deployment, lab: Lab) -> bool:
-    sites = {s["id"]: s for s in deployment.api("/api/v1/sites")}
-    return all(
-        sites[site]["status"] == "up" and sites[site]["agent_alive"] for site in monitored(lab)
-    )
 
 
 def open_incidents(deployment: Deployment) -> list[dict[str, Any]]:
@@ -99,8 +78,8 @@ def opened(text: str) -> float:
 @pytest.fixture
 def calm(deployment: Deployment, whole_lab: Lab) -> datetime:
     """Start from a whole lab with no open incident; give the test's start time."""
-    wait_until(lambda: all_up(deployment, whole_lab), 60, "every site up before the test")
-    wait_until(lambda: not open_incidents(deployment), 60, "no open incident before the test")
+    sites = monitored(whole_lab)
+    wait_until(lambda: deployment.calm(sites), 60, "every site up, no incident open")
     return datetime.now(UTC)
 
 

@@ -12,34 +12,16 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
 from probes.plan import build_plan
 from sitewatch.config.files import load_inventory
-from tests.conftest import EXAMPLE_INVENTORY
-from tests.deploy import Deployment, deploy
+from tests.deploy import Deployment, on_lab
 from tests.lab import Lab, wait_until
 
 pytestmark = pytest.mark.lab
-FAST = {
-    "  interval: 30s": "  interval: 1s",
-    "  timeout: 2s": "  timeout: 500ms",
-    "  fail_after: 3 ": "  fail_after: 2 ",
-    "  recover_after: 2 ": "  recover_after: 1 ",
-}
 PORT = 18_080
-
-
-def fast_inventory(folder: Path) -> Path:
-    text = EXAMPLE_INVENTORY.read_text()
-    for slow, fast in FAST.items():
-        assert slow in text, slow
-        text = text.replace(slow, fast)
-    path = folder / "inventory.yaml"
-    path.write_text(text)
-    return path
 
 
 def monitored(lab: Lab) -> list[str]:
@@ -48,16 +30,8 @@ def monitored(lab: Lab) -> list[str]:
 
 @pytest.fixture(scope="module")
 def deployment(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    folder = tmp_path_factory.mktemp("deployment")
-    sites = monitored(lab)
-    running = deploy(folder, fast_inventory(folder), sites, f"{lab.plan.hub_address}:{PORT}")
-    try:
-        running.start_collector()
-        for site in sites:
-            running.start_agent(site, netns=lab.namespace(site))
+    with on_lab(lab, tmp_path_factory.mktemp("deployment"), PORT) as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 def statuses(deployment: Deployment) -> dict[str, tuple[str, bool | None]]:

@@ -19,9 +19,9 @@ from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.browser.chromium import WAIT_MS, chromium, login, screenshot
 from tests.browser.conftest import PASSWORDS
-from tests.deploy import Deployment, deploy
+from tests.deploy import Deployment, on_lab
 from tests.lab import Lab, wait_until
-from tests.test_lab_pipeline import fast_inventory, monitored
+from tests.test_lab_pipeline import monitored
 
 pytestmark = pytest.mark.lab
 PORT = 18_082
@@ -40,22 +40,8 @@ def deployment(
         f"  - {{name: desk, role: operator, password_hash: '{hashes['desk']}'}}\n"
         f"  - {{name: screen, role: viewer, password_hash: '{hashes['screen']}'}}\n"
     )
-    sites = monitored(lab)
-    running = deploy(
-        folder,
-        fast_inventory(folder),
-        sites,
-        f"{lab.plan.hub_address}:{PORT}",
-        collector_extra=users,
-    )
-    try:
-        running.start_collector()
-        for site in sites:
-            running.start_agent(site, netns=lab.namespace(site))
-        wait_until(lambda: calm(running, lab), 60, "every site up, no incident open")
+    with on_lab(lab, folder, PORT, collector_extra=users) as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +58,6 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
         yield opened
     finally:
         opened.close()
-
-
-def calm(deployment: Deployment, lab: Lab) -> bool:
-    sites = {s["id"]: s for s in deployment.api("/api/v1/sites")}
-    whole = all(sites[s]["status"] == "up" and sites[s]["agent_alive"] for s in monitored(lab))
-    return whole and not deployment.api("/api/v1/incidents?status=open")
 
 
 def test_every_site_has_a_tile(deployment: Deployment, lab: Lab, context: BrowserContext) -> None:
@@ -102,7 +82,7 @@ def test_every_site_has_a_tile(deployment: Deployment, lab: Lab, context: Browse
 def test_a_cut_link_turns_its_tiles_red_live_and_an_operator_acknowledges(
     deployment: Deployment, whole_lab: Lab, context: BrowserContext, browser: Browser
 ) -> None:
-    wait_until(lambda: calm(deployment, whole_lab), 60, "a whole network before the test")
+    wait_until(lambda: deployment.calm(monitored(whole_lab)), 60, "a whole network before the test")
     page = context.new_page()
     login(page, deployment.url, "desk", PASSWORDS["desk"])
     page.evaluate("window.sitewatchNotReloaded = true")  # gone if the page were reloaded

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, time
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,16 +33,6 @@ MINUTE, HOUR, DAY = 60.0, 3600.0, 86_400.0
 def at(moment: str) -> float:
     """Return the Unix time of a Johannesburg wall-clock moment ("2024-03-08 16:00:00")."""
     return datetime.fromisoformat(moment).replace(tzinfo=ZoneInfo(JOBURG)).timestamp()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A real collector database file of the test's own."""
-    opened = Store(tmp_path / "c.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def log(store: Store, entity: str, *changes: tuple[str, str]) -> None:

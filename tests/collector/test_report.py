@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -47,16 +46,6 @@ def inventory() -> Inventory:
 @pytest.fixture(scope="module")
 def calendar(inventory: Inventory) -> WorkingCalendar:
     return WorkingCalendar(inventory.business_hours, inventory.timezone)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A real collector database file of the test's own."""
-    opened = Store(tmp_path / "c.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def incident(
