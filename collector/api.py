@@ -152,8 +152,8 @@ async def get_sites(request: web.Request) -> web.StreamResponse:
     viewer(request)
     collector = request.app[COLLECTOR]
     views = collector.views()
-    shares = await _availability(collector, [view.id for view in views])
-    return web.json_response([site_json(view, collector, *shares[view.id]) for view in views])
+    shares = await availability_of(collector, views)
+    return web.json_response([site_json(view, collector, shares) for view in views])
 
 
 async def get_site(request: web.Request) -> web.StreamResponse:
@@ -162,29 +162,29 @@ async def get_site(request: web.Request) -> web.StreamResponse:
     collector = request.app[COLLECTOR]
     for view in collector.views():
         if view.id == site_id:
-            shares = await _availability(collector, [site_id])
-            return web.json_response(site_json(view, collector, *shares[site_id]))
+            shares = await availability_of(collector, [view])
+            return web.json_response(site_json(view, collector, shares))
     raise ApiError(404, "not_found", f"no site {site_id!r}")
 
 
 Shares = dict[str, float | None]
+Availability = dict[str, tuple[Shares, Shares]]  # entity -> (round the clock, business hours)
 
 
-async def _availability(collector: Collector, sites: list[str]) -> dict[str, tuple[Shares, Shares]]:
-    """Each site's availability over 24h, 7d and 30d: round the clock and in business hours."""
+async def availability_of(collector: Collector, views: list[SiteView]) -> Availability:
+    """The sites' and their links' availability over 24h, 7d and 30d, both ways, in two reads."""
     now, calendar = time.time(), collector.incidents.calendar
-    always = await asyncio.to_thread(
-        availability.sites_availability, collector.store, calendar, sites, now
-    )
-    working = await asyncio.to_thread(
-        availability.sites_availability,
-        collector.store,
-        calendar,
-        sites,
-        now,
-        business_hours=True,
-    )
-    return {site: (always[site], working[site]) for site in sites}
+    entities = [f"site:{view.id}" for view in views]
+    entities += [f"link:{link.id}" for view in views for link in view.links]
+
+    def read(business_hours: bool) -> dict[str, Shares]:
+        return availability.windows_availability(
+            collector.store, calendar, entities, now, business_hours=business_hours
+        )
+
+    always = await asyncio.to_thread(read, False)
+    working = await asyncio.to_thread(read, True)
+    return {entity: (always[entity], working[entity]) for entity in entities}
 
 
 async def get_sla_report(request: web.Request) -> web.StreamResponse:
@@ -423,11 +423,11 @@ def _time_param(request: web.Request, name: str, default: float) -> float:
 
 
 def site_json(
-    view: SiteView,
-    collector: Collector,
-    availability: Shares | None = None,
-    business_hours: Shares | None = None,
+    view: SiteView, collector: Collector, shares: Availability | None = None
 ) -> dict[str, Any]:
+    """The contract's site, with its links' and its own availability when `shares` has them."""
+    none: tuple[Shares | None, Shares | None] = (None, None)
+    known = shares or {}
     return {
         "id": view.id,
         "name": view.name,
@@ -444,6 +444,7 @@ def site_json(
                 "role": link.role,
                 "status": link.status,
                 "evidence": link.vantage,
+                "availability": known.get(f"link:{link.id}", none)[0],
             }
             for link in view.links
         ],
@@ -451,8 +452,8 @@ def site_json(
             {"id": d.id, "kind": d.kind, "address": d.address, "status": d.status}
             for d in view.devices
         ],
-        "availability": availability,
-        "availability_business_hours": business_hours,
+        "availability": known.get(f"site:{view.id}", none)[0],
+        "availability_business_hours": known.get(f"site:{view.id}", none)[1],
     }
 
 

@@ -164,17 +164,30 @@ def sites_availability(
     counts only the calendar's working time instead.
     """
     ids = list(dict.fromkeys(site_ids))
-    widest = now - max(WINDOWS.values())
-    rows = _read(store, [site_entity(i) for i in ids], widest, now)
+    shares = windows_availability(
+        store, calendar, [site_entity(i) for i in ids], now, business_hours=business_hours
+    )
+    return {site_id: shares[site_entity(site_id)] for site_id in ids}
+
+
+def windows_availability(
+    store: Store,
+    calendar: WorkingCalendar,
+    entities: Iterable[str],
+    now: float,
+    *,
+    business_hours: bool = False,
+) -> dict[str, dict[str, float | None]]:
+    """Return each entity's (`site:ID`, `link:ID`) availability over 24h, 7d and 30d."""
+    wanted = list(dict.fromkeys(entities))
+    rows = _read(store, wanted, now - max(WINDOWS.values()), now)
     counting = calendar if business_hours else None
     return {
-        site_id: {
-            name: measure(
-                rows.get(site_entity(site_id), ()), now - span, now, counting
-            ).availability
+        entity: {
+            name: measure(rows.get(entity, ()), now - span, now, counting).availability
             for name, span in WINDOWS.items()
         }
-        for site_id in ids
+        for entity in wanted
     }
 
 

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from collector.api import COLLECTOR, MAX_TEXT, site_json
+from collector.api import COLLECTOR, MAX_TEXT, availability_of, site_json
 from collector.dashboard.auth import PageError, guard, redirect
 from collector.dashboard.charts import Chart, link_charts
 from collector.dashboard.render import duration, render
 from collector.dashboard.sessions import Session
-from collector.dashboard.snapshot import SNAPSHOTS, availability_text, site_availability
+from collector.dashboard.snapshot import SNAPSHOTS, availability_text
 from collector.incidents import IncidentBook, IncidentError
 from collector.service import Collector
 from collector.state import SiteView
@@ -64,8 +64,7 @@ async def site(request: web.Request, session: Session) -> web.StreamResponse:
         _site_data, collector, view, now - hours * 3_600, now, tz
     )
     inventory_site = collector.config.inventory.site(site_id)
-    shares = await site_availability(collector, [site_id])
-    body = site_json(view, collector, shares[site_id])
+    body = site_json(view, collector, await availability_of(collector, [view]))
     return render(
         request,
         "site.html",

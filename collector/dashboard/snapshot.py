@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 from aiohttp import web
 
 from collector import availability
-from collector.api import site_json
+from collector.api import Availability, site_json
 from collector.service import Collector
 
 STATUS_ORDER = ("down", "degraded", "unknown", "maintenance", "up", "unmonitored")
@@ -138,12 +138,18 @@ async def site_availability(collector: Collector, sites: list[str]) -> dict[str,
     )
 
 
+def _site_shares(site_id: str, shares: Mapping[str, Shares]) -> Availability | None:
+    """The site's round-the-clock shares in the form `site_json` takes."""
+    found = shares.get(site_id)
+    return None if found is None else {f"site:{site_id}": (found, {})}
+
+
 async def build(collector: Collector, shares: Mapping[str, Shares]) -> Snapshot:
     """Return the overview now, with the sites' availability `shares`."""
     now = time.time()
     tiles = sorted(
         (
-            site_tile(site_json(view, collector, shares.get(view.id)))
+            site_tile(site_json(view, collector, _site_shares(view.id, shares)))
             for view in collector.views(now)
         ),
         key=worst_first,

@@ -366,6 +366,8 @@ async def test_sites_carry_their_availability_from_the_status_log(
     assert site["availability"]["24h"] == pytest.approx(0.75, abs=1e-3)
     assert site["availability"]["30d"] == pytest.approx(0.75, abs=1e-3)
     assert set(site["availability_business_hours"]) == {"24h", "7d", "30d"}
+    link = next(x for x in site["links"] if x["id"] == "tesko-mpls")
+    assert link["availability"] == {"24h": None, "7d": None, "30d": None}  # nothing logged
     status, sites = await call(client, "GET", "/api/v1/sites", token=STAFF)
     by_id = {s["id"]: s for s in sites}
     assert by_id["tesko"]["availability"]["7d"] == pytest.approx(0.75, abs=1e-3)
