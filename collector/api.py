@@ -83,7 +83,7 @@ def token_of(request: web.Request) -> str:
 
 
 def _matching(token: str, known: tuple[Known, ...]) -> Known | None:
-    digest = hashlib.sha256(token.encode()).hexdigest()
+    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
     found = None
     for entry in known:  # every one compared, whatever matches first
         if hmac.compare_digest(digest, entry.token_sha256):
@@ -116,6 +116,7 @@ def staff(minimum: Role) -> Callable[[web.Request], ApiToken | Login]:
 
 
 viewer = staff("viewer")
+HISTORY_LIMIT, MAX_HISTORY = 10_000, 100_000  # results in one history reply
 operator = staff("operator")
 MAX_TEXT = 4_000  # characters of a note
 
@@ -135,7 +136,7 @@ async def post_results(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, 5,000-digit numbers
         raise ApiError(400, "bad_json", f"the body is not JSON: {err}") from err
     try:
         batch = parse_batch(
@@ -195,7 +196,10 @@ async def get_sla_report(request: web.Request) -> web.StreamResponse:
     first, last = _day_param(request, "from"), _day_param(request, "to")
     if last < first:
         raise ApiError(400, "bad_range", "to: must not be before from")
-    start, end = report.period_bounds(first, last, inventory.timezone)
+    try:
+        start, end = report.period_bounds(first, last, inventory.timezone)
+    except ValueError as err:
+        raise ApiError(400, "bad_range", f"from, to: {err}") from err
     built = await asyncio.to_thread(
         report.build_report, collector.store, inventory, start, end, time.time()
     )
@@ -231,9 +235,19 @@ async def get_history(request: web.Request) -> web.StreamResponse:
     end = _time_param(request, "to", now)
     if end <= start:
         raise ApiError(400, "bad_range", "to: must be after from")
-    rows = await asyncio.to_thread(collector.store.history, target, start, end)
+    limit_text = request.query.get("limit", str(HISTORY_LIMIT))
+    limit = whole_number(limit_text)
+    if limit is None or not 1 <= limit <= MAX_HISTORY:
+        raise ApiError(400, "bad_limit", f"limit: {limit_text!r} is not a number 1..{MAX_HISTORY}")
+    rows = await asyncio.to_thread(collector.store.history, target, start, end, limit)
+    # Oldest first, as asked; a reply cut at the limit says so, and from where to ask again.
+    headers = {}
+    if len(rows) == limit:
+        headers["X-SiteWatch-Truncated"] = "true"
+        headers["X-SiteWatch-Next-From"] = format_ts(rows[-1].result.ts)
     return web.json_response(
-        [
+        headers=headers,
+        data=[
             {
                 "ts": format_ts(row.result.ts),
                 "kind": row.result.kind,
@@ -244,7 +258,7 @@ async def get_history(request: web.Request) -> web.StreamResponse:
                 "value": row.result.value,
             }
             for row in rows
-        ]
+        ],
     )
 
 
@@ -258,7 +272,8 @@ async def get_incidents(request: web.Request) -> web.StreamResponse:
     start = _time_param(request, "from", 0.0)
     end = _time_param(request, "to", now + 1.0)
     limit_text = request.query.get("limit", "500")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10_000:
+    limit = whole_number(limit_text)
+    if limit is None or not 1 <= limit <= 10_000:
         raise ApiError(400, "bad_limit", f"limit: {limit_text!r} is not a number 1..10000")
     book = collector.incidents
     found = await asyncio.to_thread(
@@ -266,9 +281,12 @@ async def get_incidents(request: web.Request) -> web.StreamResponse:
         status,  # type: ignore[arg-type]
         start,
         end,
-        int(limit_text),
+        limit,
     )
-    return web.json_response([book.to_json(incident, now) for incident in found])
+    notes = await asyncio.to_thread(book.notes_of, [incident.id for incident in found])
+    return web.json_response(
+        [book.to_json(incident, now) | {"notes": notes[incident.id]} for incident in found]
+    )
 
 
 async def get_incident(request: web.Request) -> web.StreamResponse:
@@ -332,9 +350,15 @@ async def _staff_action(
 
 def _incident_id(request: web.Request) -> int:
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    number = whole_number(text)
+    if number is None:
         raise ApiError(404, "not_found", f"no incident {text!r}")
-    return int(text)
+    return number
+
+
+def whole_number(text: str) -> int | None:
+    """Return the number an id or limit in a URL gives, or None (not "²", not 40 digits)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -343,7 +367,7 @@ async def _json_body(request: web.Request, *, optional: bool = False) -> dict[st
         return {}
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, 5,000-digit numbers
         raise ApiError(400, "bad_json", f"the body is not JSON: {err}") from err
     if not isinstance(body, dict):
         raise ApiError(422, "invalid", "the body must be a JSON object")
@@ -393,7 +417,7 @@ async def delete_maintenance(request: web.Request) -> web.StreamResponse:
     operator(request)
     collector = request.app[COLLECTOR]
     text = request.match_info["id"]
-    window_id = int(text) if text.isdigit() and len(text) < 18 else -1
+    window_id = whole_number(text) or -1
     deleted = await asyncio.to_thread(
         maintenance.delete, collector.store, window_id, now=time.time()
     )
@@ -418,7 +442,7 @@ def _time_param(request: web.Request, name: str, default: float) -> float:
         return default
     try:
         return parse_ts(text).timestamp()
-    except ResultFormatError as err:
+    except (ResultFormatError, OverflowError, ValueError) as err:  # year 1 with an offset, etc.
         raise ApiError(400, "bad_time", f"{name}: {text!r} is not an RFC 3339 time") from err
 
 

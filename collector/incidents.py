@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from collector import notify
 from collector.sla import WorkingCalendar
+from collector.state import SILENT_AFTER_AT_LEAST, SILENT_AFTER_INTERVALS
 from collector.store import Store
 from collector.topology import PRIORITY_ORDER, Cause, Priority
 from probes.result import format_ts
@@ -133,6 +134,8 @@ class IncidentBook:
         self._lock = threading.Lock()
         self._live: dict[str, Incident] = {}  # key -> open, or resolved within the window
         self._quiet: set[str] = set()  # resolved by hand while the cause was still present
+        self._open: tuple[Incident, ...] = ()  # published for readers that must not wait
+        self._hold_until = 0.0  # after a restart, loaded incidents wait for fresh evidence
         self._present: set[str] = set()  # keys of the last pass's causes
         self._covered: frozenset[str] = frozenset()  # what the last pass's causes explained
         self._settling: dict[str, float] = {}  # key -> until when it may not open
@@ -154,6 +157,13 @@ class IncidentBook:
                 self._live[incident.key] = incident
                 if incident.status == "resolved" and incident.resolved_by is not None:
                     self._quiet.add(incident.key)
+            # What was open before the restart is not resolved by the first passes after it:
+            # agents count as heard until their silence allowance runs out again, so a cause
+            # built on silence (a dead agent, a site cut off) would look cleared, then relapse.
+            interval = self.inventory.thresholds.interval.total_seconds()
+            allowance = max(SILENT_AFTER_INTERVALS * interval, SILENT_AFTER_AT_LEAST)
+            self._hold_until = now + allowance + interval
+            self._publish()
 
     # -- correlation passes ---------------------------------------------------------------
 
@@ -173,6 +183,8 @@ class IncidentBook:
             for key, incident in list(self._live.items()):
                 if incident.status == "resolved" or key in present:
                     continue
+                if now < self._hold_until and incident.opened_at < self._hold_until:
+                    continue  # loaded at start-up: its evidence is still being gathered
                 if key in covered:
                     writer.resolve(incident, None, {"merged_into": covered[key]})
                 else:
@@ -181,12 +193,15 @@ class IncidentBook:
             self._present = set(present)
             self._escalate(writer, now)
             self._forget_old(now)
+            self._publish()
             return writer.queued
 
     def _apply(self, writer: _Writer, cause: Cause, now: float) -> None:
-        if cause.key in self._quiet:
-            return  # resolved by hand while present: quiet until it has cleared once
         incident = self._live.get(cause.key)
+        if cause.key in self._quiet:
+            if incident is not None and not _grew(incident, cause):
+                return  # resolved by hand while present: quiet until it has cleared once
+            self._quiet.discard(cause.key)  # worse than what was resolved: it counts again
         window = self.inventory.priorities.reopen_window.total_seconds()
         if incident is None or incident.status == "resolved":
             if now < self._settling.get(cause.key, 0.0):
@@ -226,8 +241,9 @@ class IncidentBook:
             incident = self._get(db, incident_id)
             if incident.status != "open":
                 raise IncidentError(409, "conflict", f"incident {incident_id} is {incident.status}")
-            writer = _Writer(self, db, now)
-            return writer.acknowledge(incident, who)
+            acknowledged = _Writer(self, db, now).acknowledge(incident, who)
+            self._publish()
+            return acknowledged
 
     def add_note(self, incident_id: int, who: str, text: str, now: float) -> Incident:
         with self._lock, self.store.transaction() as db:
@@ -243,6 +259,7 @@ class IncidentBook:
             resolved = _Writer(self, db, now).resolve(incident, who, {"note": note})
             if incident.key in self._present:
                 self._quiet.add(incident.key)
+            self._publish()
             return resolved
 
     def _get(self, db: sqlite3.Connection, incident_id: int) -> Incident:
@@ -254,11 +271,20 @@ class IncidentBook:
     # -- reading ----------------------------------------------------------------------------
 
     def open_incidents(self) -> list[Incident]:
-        with self._lock:
-            return sorted(
+        """Return the open incidents, worst first, without waiting on a write in progress.
+
+        The list is published at the end of every change (one reference swapped), so the event
+        loop can read it while a worker thread holds the lock for a slow transaction.
+        """
+        return list(self._open)
+
+    def _publish(self) -> None:
+        self._open = tuple(
+            sorted(
                 (i for i in self._live.values() if i.status != "resolved"),
                 key=lambda i: (_rank(i.priority), i.opened_at),
             )
+        )
 
     def get(self, incident_id: int) -> Incident | None:
         with self.store.reading() as db:
@@ -286,6 +312,23 @@ class IncidentBook:
                 (incident_id,),
             ).fetchall()
         return [Event(ts, kind, author, json.loads(detail)) for ts, kind, author, detail in rows]
+
+    def notes_of(self, incident_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """Return the notes of many incidents in one read, as the incident JSON gives them."""
+        notes: dict[int, list[dict[str, Any]]] = {i: [] for i in incident_ids}
+        if not notes:
+            return notes
+        marks = ",".join("?" * len(notes))
+        with self.store.reading() as db:
+            rows = db.execute(
+                "SELECT incident, ts, author, detail FROM incident_events "  # noqa: S608
+                f"WHERE kind = 'note' AND incident IN ({marks}) ORDER BY ts, rowid",
+                list(notes),
+            ).fetchall()
+        for incident, ts, author, detail in rows:
+            text = json.loads(detail).get("text", "")
+            notes[incident].append({"ts": iso(ts), "author": author, "text": text})
+        return notes
 
     def percent_used(self, incident: Incident, now: float) -> float:
         end = now if incident.resolved_at is None else incident.resolved_at
@@ -505,6 +548,13 @@ class _Writer:
             payload=payload,
             now=self.now,
         )
+
+
+def _grew(incident: Incident, cause: Cause) -> bool:
+    """Whether a cause is worse than its incident: a higher priority, or more sites."""
+    return _rank(cause.priority) < _rank(incident.priority) or not set(cause.sites) <= set(
+        incident.sites
+    )
 
 
 def _rank(priority: Priority) -> int:

@@ -140,10 +140,15 @@ class Report:
         return sum(p.open_at_end for p in self.priorities)
 
 
+EARLIEST, LATEST = date(1970, 1, 2), date(9998, 12, 31)  # days whose midnights are timestamps
+
+
 def period_bounds(first: date, last: date, timezone: str) -> tuple[float, float]:
     """Return [start, end) of the days `first` to `last` inclusive, midnight to midnight."""
     if last < first:
         raise ValueError(f"the period ends ({last}) before it starts ({first})")
+    if first < EARLIEST or last > LATEST:
+        raise ValueError(f"the period must lie between {EARLIEST} and {LATEST}")
     zone = ZoneInfo(timezone)
     start = datetime.combine(first, time(), tzinfo=zone)
     end = datetime.combine(last + timedelta(days=1), time(), tzinfo=zone)

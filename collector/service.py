@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -99,7 +101,7 @@ class Collector:
             # allowance again instead of every site being judged on the collector's own gap.
             self.book.heard_from(agent, max(last_seen, now), probed.get(agent))
             if agent in sites and heartbeat:
-                self.heartbeats[sites[agent]] = {"id": agent, **heartbeat}
+                self.heartbeats[sites[agent]] = {**heartbeat, "id": agent}
         self.incidents.load(now)
         self.windows = maintenance.load(self.store)
         self.mark_gap(now)
@@ -114,7 +116,7 @@ class Collector:
         self.book.heard_from(agent.id, now, probed)
         self.ingested += outcome.stored
         if batch.heartbeat is not None:
-            self.heartbeats[agent.site] = {"id": agent.id, **batch.heartbeat}
+            self.heartbeats[agent.site] = {**batch.heartbeat, "id": agent.id}
         moved = False
         for _, result in sorted(batch.items, key=lambda item: item[1].ts):
             moved |= self.book.observe("agent", result)
@@ -144,16 +146,20 @@ class Collector:
 
     async def correlation_loop(self, stop: asyncio.Event) -> None:
         """Correlate every second, or at once when a target's state moves, until `stop`."""
+        unlogged: list[tuple[str, str]] = []  # changes a failed write could not log yet
         while not stop.is_set():
             self.changed.clear()
-            now = time.time()
-            correlation, changed = self.correlate(now)
-            for entity, status in changed:
-                if entity.startswith("site:"):
-                    log.info("%s is %s", entity, status)
-            queued = await asyncio.to_thread(self._record, correlation, changed, now)
-            if queued:
-                self.notify_wake.set()
+            with _carry_on("a correlation pass"):
+                now = time.time()
+                correlation, changed = self.correlate(now)
+                for entity, status in changed:
+                    if entity.startswith("site:"):
+                        log.info("%s is %s", entity, status)
+                unlogged += changed
+                queued = await asyncio.to_thread(self._record, correlation, unlogged, now)
+                unlogged = []
+                if queued:
+                    self.notify_wake.set()
             await _wait_any(stop, self.changed, CORRELATE_EVERY)
 
     def _record(self, correlation: Correlation, changed: list[tuple[str, str]], now: float) -> int:
@@ -203,13 +209,14 @@ class Collector:
         await _wait(stop, REPLAY_FIRST)
         while not stop.is_set():
             windows = list(self.windows)  # the API replaces it on the loop, not in the thread
-            rebuilt = await asyncio.to_thread(self.rebuild_gaps, time.time(), windows)
-            for gap in rebuilt:
-                log.info(
-                    "rebuilt the status log of the collector gap %s-%s from late results",
-                    _iso(gap.start),
-                    _iso(gap.end),
-                )
+            with _carry_on("rebuilding the collector's gaps"):
+                rebuilt = await asyncio.to_thread(self.rebuild_gaps, time.time(), windows)
+                for gap in rebuilt:
+                    log.info(
+                        "rebuilt the status log of the collector gap %s-%s from late results",
+                        _iso(gap.start),
+                        _iso(gap.end),
+                    )
             await _wait(stop, REPLAY_EVERY)
 
     async def deliver_notifications(self, stop: asyncio.Event) -> None:
@@ -239,29 +246,44 @@ class Collector:
         targets = self.edge_targets()
         while not stop.is_set():
             began = time.monotonic()
-            if targets:
-                results = await icmp.sweep(targets, timeout=timeout)
-                first = await asyncio.to_thread(self.store.next_sequence, CENTRE, len(results))
-                items = tuple(enumerate(results, start=first))
-                await asyncio.to_thread(self.store.ingest, CENTRE, items, None)
-                moved = False
-                for result in results:
-                    moved |= self.book.observe("centre", result)
-                if moved:
-                    self.changed.set()
+            with _carry_on("a sweep of the links' edges"):
+                if targets:
+                    results = await icmp.sweep(targets, timeout=timeout)
+                    first = await asyncio.to_thread(self.store.next_sequence, CENTRE, len(results))
+                    items = tuple(enumerate(results, start=first))
+                    await asyncio.to_thread(self.store.ingest, CENTRE, items, None)
+                    moved = False
+                    for result in results:
+                        moved |= self.book.observe("centre", result)
+                    if moved:
+                        self.changed.set()
             await _wait(stop, interval - (time.monotonic() - began))
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
         """Roll old raw results up, hourly."""
         while not stop.is_set():
-            folded = await asyncio.to_thread(self.store.roll_up, time.time() - self.retention)
-            if folded:
-                log.info("rolled up %d results older than the retention period", folded)
+            with _carry_on("rolling up old results"):
+                folded = await asyncio.to_thread(self.store.roll_up, time.time() - self.retention)
+                if folded:
+                    log.info("rolled up %d results older than the retention period", folded)
             await _wait(stop, ROLLUP_EVERY)
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _carry_on(what: str) -> Iterator[None]:
+    """Log a failed round of a background loop and let the loop go on.
+
+    A busy or briefly failing database (another program holding its lock past the timeout,
+    a full disk) must not stop the collector: the next round tries again.
+    """
+    try:
+        yield
+    except Exception:
+        log.exception("%s failed; trying again on the next round", what)
 
 
 async def _wait_any(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:

@@ -184,16 +184,30 @@ class IngestOutcome:
 class Store:
     """The SQLite database of one collector."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Open (and create, or upgrade) the database; `readonly` only reads one as it is.
+
+        Read-only is for reports run beside a live collector: they must neither migrate its
+        database nor need write access to it.
+        """
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if readonly:
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(
+                    uri, uri=True, check_same_thread=False, isolation_level=None
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"{path}: cannot open the database: {err}") from err
         try:
             self._db.execute("PRAGMA busy_timeout=5000")
+            if readonly:
+                self._check_version()
+                return
             self._migrate()  # before WAL: another program's database must be left as it was
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint
@@ -203,6 +217,14 @@ class Store:
         except StoreError:
             self._db.close()
             raise
+
+    def _check_version(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version != len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {version}, this SiteWatch reads version "
+                f"{len(MIGRATIONS)} (a collector of this version upgrades it when it starts)"
+            )
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()

@@ -224,11 +224,15 @@ class _Pass:
         self.explained_links |= inner
         for site_id in group:
             self.unreachable.update(d.id for d in topo.sites[site_id].devices)
-        planned = any(
-            self._in("link", edge.link.id) or self._in("site", edge.site) for edge in failed
-        )
+        # Planned only when every failed link is under maintenance: a backup that fails while
+        # its primary is being worked on is an outage nobody planned, named by the backup.
+        unplanned = [
+            edge
+            for edge in failed
+            if not (self._in("link", edge.link.id) or self._in("site", edge.site))
+        ]
         if failed:
-            status: SiteStatus = "maintenance" if planned else "down"
+            status: SiteStatus = "down" if unplanned else "maintenance"
         elif self._silent_after_contact(group):
             status = "down"
         else:
@@ -245,12 +249,14 @@ class _Pass:
         names = _names(topo, impacted)
         covers = self._covered(group, inner)
         kind: CauseKind
-        if failed:
-            first = failed[0].link
+        if unplanned:
+            first = unplanned[0].link
             key, kind = f"link:{first.id}", "link"
             title = f"{_link_name(first)} down: {names} cut off ({_users(users)})"
-            links = [edge.link.id for edge in failed]
-            detail = {"link": first.id, "links": links, "site": failed[0].site}
+            links = [edge.link.id for edge in unplanned]
+            detail = {"link": first.id, "links": links, "site": unplanned[0].site}
+            if len(unplanned) < len(failed):
+                detail["in_maintenance"] = [e.link.id for e in failed if e not in unplanned]
         else:
             key, kind = f"site:{impacted[0]}", "site"
             title = f"{names} unreachable: agent silent, no link evidence ({_users(users)})"

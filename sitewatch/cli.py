@@ -144,6 +144,8 @@ def _day(text: str) -> date:
         day = None
     if day is None or len(text) != len("YYYY-MM-DD"):  # not the other ISO forms (20240301)
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
+    if not date(1970, 1, 2) <= day <= date(9998, 12, 31):
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 1970-01-02 .. 9998-12-31")
     return day
 
 
@@ -232,7 +234,7 @@ def _report_sla(args: argparse.Namespace) -> int:
     inventory = config.inventory
     start, end = report.period_bounds(args.first, args.last, inventory.timezone)
     try:
-        store = Store(database)
+        store = Store(database, readonly=True)
     except StoreError as err:
         return _report_error(str(err))
     try:

@@ -105,7 +105,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = safe_next(_field(form, "next", 2_000))
     presented = _field(form, CSRF_FIELD, 100)
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not (same_origin(request) and expected and hmac.compare_digest(presented, expected)):
+    same = hmac.compare_digest(presented.encode(), expected.encode())
+    if not (same_origin(request) and expected and same):
         return _login_form(
             request, target, error="The login form was stale; please try again.", status=403
         )
@@ -126,15 +127,17 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     collector = request.app[COLLECTOR]
     user = _find(collector.config.users, name)
+    # Counted as failed before the (slow) check, so that a burst of concurrent attempts cannot
+    # all get past the limit while the first ones are still being checked.
+    limiter.failed(address, name)
     async with request.app[CHECKS]:
         matches = await asyncio.to_thread(
             verify_password, password, user.password_hash if user else DUMMY_HASH
         )
     if user is None or not matches or not name:
-        limiter.failed(address, name)
         log.warning("failed login for %r from %s", name, address)
         return _login_form(request, target, error="Wrong user name or password.", status=401)
-    limiter.succeeded(name)
+    limiter.succeeded(address, name)
     token = request.app[SESSIONS].create(Login(user.name, user.role))
     log.info("%s logged in from %s", user.name, address)
     response = redirect(target)

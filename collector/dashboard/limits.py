@@ -61,9 +61,12 @@ class LoginLimiter:
         while len(self._failures) > self.capacity:
             self._failures.popitem(last=False)
 
-    def succeeded(self, name: str) -> None:
-        """Forget the name's failures: its owner knew the password. The address's stay."""
-        self._failures.pop(_keys("", name)[1], None)
+    def succeeded(self, address: str, name: str) -> None:
+        """Forget the name's failures from this address, and the attempt just counted."""
+        self._failures.pop(_keys(address, name)[1], None)
+        counted = self._failures.get(_keys(address, name)[0])
+        if counted:
+            counted.pop()
 
     def _recent(self, key: str, now: float) -> deque[float]:
         recent = self._failures.get(key, deque())
@@ -73,7 +76,13 @@ class LoginLimiter:
 
 
 def _keys(address: str, name: str) -> tuple[str, str]:
-    return f"address:{address}", f"name:{name.casefold()}"
+    """The address, and the name as tried from that address.
+
+    Not the name alone: then anyone could keep an operator locked out by failing five times
+    every five minutes from anywhere. Guessing one name from many addresses is still bounded
+    per address, and each guess costs a scrypt check.
+    """
+    return f"address:{address}", f"name:{name.casefold()}@{address}"
 
 
 LIMITER: web.AppKey[LoginLimiter] = web.AppKey("dashboard_login_limiter", LoginLimiter)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from collector.api import COLLECTOR, MAX_TEXT, availability_of, site_json
+from collector.api import COLLECTOR, MAX_TEXT, availability_of, site_json, whole_number
 from collector.dashboard.auth import PageError, guard, redirect
 from collector.dashboard.charts import Chart, link_charts
 from collector.dashboard.render import duration, render
@@ -55,7 +55,7 @@ async def site(request: web.Request, session: Session) -> web.StreamResponse:
     if view is None:
         raise PageError(404, "No such site", f"There is no site {site_id!r} in the inventory.")
     hours_text = request.query.get("hours", "24")
-    hours = int(hours_text) if hours_text.isdigit() else 0
+    hours = whole_number(hours_text) or 0
     if hours not in CHART_HOURS:
         raise PageError(400, "Bad period", f"hours: choose one of {CHART_HOURS}")
     now = time.time()
@@ -235,9 +235,10 @@ def _apply(book: IncidentBook, action: str, incident_id: int, who: str, text: st
 
 def _incident_id(request: web.Request) -> int:
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    number = whole_number(text)
+    if number is None:
         raise PageError(404, "No such incident", f"There is no incident {text!r}.")
-    return int(text)
+    return number
 
 
 def _text(form: Mapping[str, object], name: str, *, required: bool) -> str:

@@ -116,7 +116,7 @@ def month_days(text: str | None, tz: ZoneInfo) -> tuple[str, date, date]:
         today = datetime.now(tz).date()
         text = f"{today.year:04d}-{today.month:02d}"
     match = MONTH.fullmatch(text)
-    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1970:
+    if match is None or not 1 <= int(match[2]) <= 12 or not 1970 <= int(match[1]) <= 9998:
         raise PageError(400, "Bad month", f"month: {text!r} is not YYYY-MM")
     year, month = int(match[1]), int(match[2])
     first = date(year, month, 1)

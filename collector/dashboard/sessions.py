@@ -108,7 +108,8 @@ SESSIONS: web.AppKey[SessionBook] = web.AppKey("dashboard_sessions", SessionBook
 
 
 def _key(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: a cookie with bytes that are not UTF-8 is simply no session's key
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def current(request: web.Request) -> Session | None:

@@ -153,6 +153,26 @@ async def test_repeated_failures_are_rate_limited(dashboard: Dashboard) -> None:
     assert await dashboard.login("screen") == 429  # the same address, another name
 
 
+async def test_a_burst_of_concurrent_guesses_is_limited_too(dashboard: Dashboard) -> None:
+    answers = await asyncio.gather(*(dashboard.login("desk", f"guess{n}") for n in range(20)))
+    assert answers.count(401) == 5  # checked: the limit counts an attempt before its check
+    assert answers.count(429) == 15
+
+
+async def test_broken_cookies_and_fields_are_no_500(dashboard: Dashboard) -> None:
+    page = await dashboard.client.get("/login")
+    response = await dashboard.client.post(
+        "/login", data={"csrf": "é" * 40, "name": "desk", "password": "x"}
+    )
+    assert response.status == 403  # a stale form, not a crash
+    assert "The login form was stale" in await response.text()
+    assert page.status == 200
+    for path in ("/incidents/²", "/sites/alpha?hours=²", "/reports?month=9999-12"):
+        await dashboard.login("desk")
+        response = await dashboard.client.get(path)
+        assert response.status in (400, 404), path
+
+
 async def test_the_login_form_needs_its_csrf_token(dashboard: Dashboard) -> None:
     await dashboard.client.get("/login")
     response = await dashboard.client.post(

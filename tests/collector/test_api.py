@@ -271,6 +271,14 @@ async def test_incidents_through_the_api_with_roles(client: TestClient[Any, Any]
         ("GET /api/v1/incidents?from=yesterday", None, 400, "from"),
         ("GET /api/v1/incidents/12", None, 404, "no incident"),
         ("GET /api/v1/incidents/x", None, 404, "no incident"),
+        ("GET /api/v1/incidents/²", None, 404, "no incident"),
+        ("GET /api/v1/incidents?limit=²", None, 400, "limit"),
+        ("GET /api/v1/incidents?from=0001-01-01T00:00:00%2B01:00", None, 400, "from"),
+        ("GET /api/v1/incidents?to=9999-12-31T23:59:59-01:00", None, 400, "to"),
+        ("GET /api/v1/reports/sla?from=2026-01-01&to=9999-12-31", None, 400, "9998"),
+        ("POST /api/v1/incidents/1/notes", b"[" * 100_000, 400, "JSON"),
+        ("POST /api/v1/incidents/1/notes", b'{"text": ' + b"9" * 5000 + b"}", 400, "JSON"),
+        ("DELETE /api/v1/maintenance/²", None, 404, "no maintenance window"),
         ("POST /api/v1/incidents/1/notes", b"{not json", 400, "JSON"),
         ("POST /api/v1/incidents/1/notes", [1, 2], 422, "object"),
         ("POST /api/v1/incidents/1/notes", {"txt": "x"}, 422, "txt"),
@@ -395,3 +403,34 @@ async def test_the_sla_report_through_the_api(client: TestClient[Any, Any]) -> N
         status, body = await call(client, "GET", f"/api/v1/reports/sla?{query}", token=STAFF)
         assert status == 400, query
         assert words in body["error"]["message"]
+
+
+async def test_a_token_that_is_not_utf8_is_refused_not_a_crash(
+    client: TestClient[Any, Any],
+) -> None:
+    for path in ("/api/v1/sites", "/api/v1/agent/plan"):
+        response = await client.get(path, headers={"Authorization": "Bearer caf\udcff"})
+        assert response.status == 401, path
+
+
+async def test_the_incident_list_carries_notes_and_history_says_when_it_is_cut(
+    client: TestClient[Any, Any],
+) -> None:
+    collector = collector_of(client)
+    cause = Cause("device:ts-prn-01", "device", "P3", "printer down", ("tesko",), 0, {})
+    collector.incidents.reconcile([cause], datetime.now(UTC).timestamp())
+    (incident,) = collector.incidents.open_incidents()
+    status, _ = await call(client, "POST", f"/api/v1/incidents/{incident.id}/notes", {"text": "a"})
+    assert status == 200
+    status, listed = await call(client, "GET", "/api/v1/incidents", token=STAFF)
+    assert [n["text"] for n in listed[0]["notes"]] == ["a"]
+
+    results = [record("tesko-mpls", seq) for seq in range(1, 6)]
+    status, _ = await post(client, "tesko-01", {"agent": "tesko-01", "results": results})
+    assert status == 200
+    response = await client.get("/api/v1/history?target=tesko-mpls&limit=3", headers=auth(STAFF))
+    assert len(await response.json()) == 3
+    assert response.headers["X-SiteWatch-Truncated"] == "true"
+    response = await client.get("/api/v1/history?target=tesko-mpls", headers=auth(STAFF))
+    assert len(await response.json()) == 5
+    assert "X-SiteWatch-Truncated" not in response.headers

@@ -231,8 +231,30 @@ def test_a_restart_reads_open_incidents_back(store: Store) -> None:
     again.load(t0 + 30)
     again.reconcile(causes(CUT_CC, CC_SILENT), t0 + 30)
     assert rows(store, "SELECT count(*) FROM incidents") == [(1,)]
+    # Just after a restart agents count as heard, so a cause may look cleared for a while:
+    # what was open stays open until the silence allowance (90 s) and an interval have passed.
     again.reconcile(causes(), t0 + 60)
+    assert [i.key for i in again.open_incidents()] == ["link:customer-care-mpls"]
+    again.reconcile(causes(), t0 + 30 + 120)
     assert again.open_incidents() == []
+
+
+def test_a_bigger_outage_breaks_the_quiet_of_a_hand_resolved_incident(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes({"customer-care-mpls": "degraded"}), t0)
+    (degraded,) = book.open_incidents()
+    assert degraded.priority == "P2"
+    book.resolve(degraded.id, "desk", "ISP ticket raised", t0 + 60)
+    book.reconcile(causes({"customer-care-mpls": "degraded"}), t0 + 90)
+    assert book.open_incidents() == []  # the same cause: quiet
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0 + 120)  # then the link fails outright
+    (cut,) = book.open_incidents()
+    assert (cut.key, cut.priority, cut.sites) == (
+        "link:customer-care-mpls",
+        "P1",
+        ("customer-care", "town-hall"),
+    )
 
 
 SCENES = st.sampled_from(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
 from collector.service import Collector
 from collector.store import Store
+from collector.topology import Correlation
 from sitewatch.config.files import load_collector_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,3 +41,27 @@ def test_changes_are_logged_once_and_a_restart_logs_the_gap_as_unknown(store: St
     assert {status for _, _, status in gap} == {"unknown"}
     assert {ts for _, ts, _ in gap} == {1010.0}
     assert {entity for entity, _, _ in gap} == entities
+
+
+async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store: Store) -> None:
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    collector = Collector(config, store)
+    collector.warm_up()
+    stop = asyncio.Event()
+    calls: list[list[tuple[str, str]]] = []
+    loop = asyncio.get_running_loop()
+
+    def flaky(correlation: Correlation, changed: list[tuple[str, str]], now: float) -> int:
+        calls.append(list(changed))
+        if len(calls) == 1:
+            loop.call_soon_threadsafe(collector.changed.set)  # go round again at once
+            raise sqlite3.OperationalError("database is locked")
+        loop.call_soon_threadsafe(stop.set)
+        return 0
+
+    collector._record = flaky  # type: ignore[method-assign]
+    async with asyncio.timeout(10):
+        await collector.correlation_loop(stop)
+    assert len(calls) == 2
+    assert calls[0]  # the first pass found every status new...
+    assert calls[1] == calls[0]  # ...and the next pass logs them again after the failure

@@ -335,3 +335,24 @@ def test_a_version_1_database_is_upgraded_with_its_rollups(tmp_path: Path) -> No
         3,
         3.0,
     )
+
+
+def test_read_only_neither_migrates_nor_writes(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as db:
+        for statement in MIGRATIONS[0].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+    with pytest.raises(StoreError, match="schema version 1"):
+        Store(path, readonly=True)
+    assert raw_rows(path, "PRAGMA user_version") == [(1,)]  # left as it was
+    Store(path).close()  # a collector upgrades it
+    store = Store(path, readonly=True)
+    try:
+        assert store.sequences("anyone") == []
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store.next_sequence("centre", 1)
+    finally:
+        store.close()

@@ -195,6 +195,24 @@ def test_maintenance_of_one_site_behind_a_cut_leaves_the_others_in_the_incident(
     assert result.sites["town-hall"] == "maintenance"
 
 
+def test_a_backup_failing_while_its_primary_is_in_maintenance_is_an_outage() -> None:
+    both = {"workshop-mpls": "down", "workshop-fibre": "down"}
+    result = correlate(
+        TOPOLOGY,
+        evidence(both, silent=frozenset({"dutywa-workshop"})),
+        frozenset({("link", "workshop-mpls")}),
+    )
+    assert result.sites["dutywa-workshop"] == "down"
+    assert [c.key for c in result.causes] == ["link:workshop-fibre"]
+    assert result.causes[0].detail["in_maintenance"] == ["workshop-mpls"]
+    planned = correlate(
+        TOPOLOGY,
+        evidence(both, silent=frozenset({"dutywa-workshop"})),
+        frozenset({("link", "workshop-mpls"), ("link", "workshop-fibre")}),
+    )
+    assert (planned.sites["dutywa-workshop"], planned.causes) == ("maintenance", ())
+
+
 def test_a_device_in_maintenance_neither_counts_nor_raises() -> None:
     result = correlate(
         TOPOLOGY,
