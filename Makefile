@@ -27,7 +27,7 @@ typecheck: venv
 	$(VENV)/bin/mypy
 
 # Speed beside peer tools measured in the same run (root: the ICMP bench builds a namespace,
-# the agent bench pings through raw sockets).
+# the agent bench pings through raw sockets, the detection bench cuts links in the lab).
 bench: venv system-packages
 	$(PY) -m bench.icmp_bench
 	$(PY) -m bench.snmp_bench

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from collector import availability, maintenance, report
 from collector.dashboard.sessions import Login, logged_in
-from collector.incidents import IncidentError
+from collector.incidents import IncidentError, StaffAction
 from collector.ingest import BatchError, parse_batch
 from collector.metrics import METRICS, get_metrics, registry_of
 from collector.service import Collector
@@ -168,24 +168,18 @@ async def get_site(request: web.Request) -> web.StreamResponse:
     raise ApiError(404, "not_found", f"no site {site_id!r}")
 
 
-Shares = dict[str, float | None]
+Shares = availability.Shares
 Availability = dict[str, tuple[Shares, Shares]]  # entity -> (round the clock, business hours)
 
 
 async def availability_of(collector: Collector, views: list[SiteView]) -> Availability:
-    """The sites' and their links' availability over 24h, 7d and 30d, both ways, in two reads."""
+    """The sites' and their links' availability over 24h, 7d and 30d, both ways, in one read."""
     now, calendar = time.time(), collector.incidents.calendar
     entities = [f"site:{view.id}" for view in views]
     entities += [f"link:{link.id}" for view in views for link in view.links]
-
-    def read(business_hours: bool) -> dict[str, Shares]:
-        return availability.windows_availability(
-            collector.store, calendar, entities, now, business_hours=business_hours
-        )
-
-    always = await asyncio.to_thread(read, False)
-    working = await asyncio.to_thread(read, True)
-    return {entity: (always[entity], working[entity]) for entity in entities}
+    return await asyncio.to_thread(
+        availability.windows_availability, collector.store, calendar, entities, now
+    )
 
 
 async def get_sla_report(request: web.Request) -> web.StreamResponse:
@@ -320,25 +314,15 @@ async def resolve(request: web.Request) -> web.StreamResponse:
 
 
 async def _staff_action(
-    request: web.Request, action: str, who: str, text: str | None
+    request: web.Request, action: StaffAction, who: str, text: str | None
 ) -> web.StreamResponse:
     collector = request.app[COLLECTOR]
     book = collector.incidents
     incident_id = _incident_id(request)
     now = time.time()
 
-    def act() -> None:
-        if action == "acknowledge":
-            book.acknowledge(incident_id, who, now)
-            if text:
-                book.add_note(incident_id, who, text, now)
-        elif action == "note":
-            book.add_note(incident_id, who, text or "", now)
-        else:
-            book.resolve(incident_id, who, text or "", now)
-
     try:
-        await asyncio.to_thread(act)
+        await asyncio.to_thread(book.act, action, incident_id, who, text or "", now)
     except IncidentError as err:
         raise ApiError(err.status, err.code, str(err)) from err
     collector.notify_wake.set()
@@ -407,8 +391,7 @@ async def post_maintenance(request: web.Request) -> web.StreamResponse:
     except maintenance.MaintenanceError as err:
         raise ApiError(422, "invalid", str(err)) from err
     window = await asyncio.to_thread(maintenance.add, collector.store, new, created_by=who, now=now)
-    collector.windows.append(window)
-    collector.changed.set()
+    collector.set_windows([*collector.windows, window])
     tz = collector.config.inventory.timezone
     return web.json_response(maintenance.window_json(window, tz, now=now), status=201)
 
@@ -423,8 +406,7 @@ async def delete_maintenance(request: web.Request) -> web.StreamResponse:
     )
     if not deleted:
         raise ApiError(404, "not_found", f"no maintenance window {text!r}")
-    collector.windows = [w for w in collector.windows if w.id != window_id]
-    collector.changed.set()
+    collector.set_windows(w for w in collector.windows if w.id != window_id)
     return web.Response(status=204)
 
 

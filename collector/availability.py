@@ -164,31 +164,31 @@ def sites_availability(
     counts only the calendar's working time instead.
     """
     ids = list(dict.fromkeys(site_ids))
-    shares = windows_availability(
-        store, calendar, [site_entity(i) for i in ids], now, business_hours=business_hours
-    )
-    return {site_id: shares[site_entity(site_id)] for site_id in ids}
+    shares = windows_availability(store, calendar, [site_entity(i) for i in ids], now)
+    return {site_id: shares[site_entity(site_id)][int(business_hours)] for site_id in ids}
+
+
+Shares = dict[str, float | None]
 
 
 def windows_availability(
-    store: Store,
-    calendar: WorkingCalendar,
-    entities: Iterable[str],
-    now: float,
-    *,
-    business_hours: bool = False,
-) -> dict[str, dict[str, float | None]]:
-    """Return each entity's (`site:ID`, `link:ID`) availability over 24h, 7d and 30d."""
+    store: Store, calendar: WorkingCalendar, entities: Iterable[str], now: float
+) -> dict[str, tuple[Shares, Shares]]:
+    """Return each entity's (`site:ID`, `link:ID`) availability over 24h, 7d and 30d.
+
+    Both ways from one read of the log: round the clock, and in the calendar's working time.
+    """
     wanted = list(dict.fromkeys(entities))
     rows = _read(store, wanted, now - max(WINDOWS.values()), now)
-    counting = calendar if business_hours else None
-    return {
-        entity: {
-            name: measure(rows.get(entity, ()), now - span, now, counting).availability
+
+    def shares(entity: str, counting: WorkingCalendar | None) -> Shares:
+        found = rows.get(entity, ())
+        return {
+            name: measure(found, now - span, now, counting).availability
             for name, span in WINDOWS.items()
         }
-        for entity in wanted
-    }
+
+    return {entity: (shares(entity, None), shares(entity, calendar)) for entity in wanted}
 
 
 def measure(

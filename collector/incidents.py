@@ -34,6 +34,7 @@ from probes.result import format_ts
 from sitewatch.config.model import Inventory, Notifier
 
 Status = Literal["open", "acknowledged", "resolved"]
+StaffAction = Literal["acknowledge", "note", "resolve"]
 MAJOR_AT_PERCENT = 75.0  # a P1 that has used this much of its SLA is a major incident
 MAJOR_P1_COUNT = 2  # this many P1s open at once make each of them major
 # What an outage explained a moment ago may not open for 2 intervals and this many seconds: the
@@ -262,6 +263,17 @@ class IncidentBook:
             self._publish()
             return resolved
 
+    def act(self, action: StaffAction, incident_id: int, who: str, text: str, now: float) -> None:
+        """Do what an operator asked, from the API or the dashboard: the text is the note."""
+        if action == "acknowledge":
+            self.acknowledge(incident_id, who, now)
+            if text:
+                self.add_note(incident_id, who, text, now)
+        elif action == "note":
+            self.add_note(incident_id, who, text, now)
+        else:
+            self.resolve(incident_id, who, text, now)
+
     def _get(self, db: sqlite3.Connection, incident_id: int) -> Incident:
         found = _select(db, "id = ?", (incident_id,))
         if not found:
@@ -389,41 +401,19 @@ class _Writer:
         return self.book.calendar.due_at(opened_at, self.book.inventory.sla[priority])
 
     def open(self, cause: Cause) -> Incident:
-        now = self.now
+        due = self.due(self.now, cause.priority)
+        fresh = Incident(
+            0, cause.key, cause.priority, "open", cause.title, cause.as_json(), cause.sites,
+            cause.affected_users, self.now, None, None, None, None, due, False, 0,
+        )  # fmt: skip
         cursor = self.db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
             "opened_at, due_at) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?)",
-            (
-                cause.key,
-                cause.priority,
-                cause.title,
-                json.dumps(cause.as_json()),
-                json.dumps(list(cause.sites)),
-                cause.affected_users,
-                now,
-                self.due(now, cause.priority),
-            ),
-        )
-        incident_id = cursor.lastrowid
-        assert incident_id is not None  # noqa: S101 -- an INSERT always yields a row id
-        incident = Incident(
-            incident_id,
-            cause.key,
-            cause.priority,
-            "open",
-            cause.title,
-            cause.as_json(),
-            cause.sites,
-            cause.affected_users,
-            now,
-            None,
-            None,
-            None,
-            None,
-            self.due(now, cause.priority),
-            False,
-            0,
-        )
+            (fresh.key, fresh.priority, fresh.title, json.dumps(dict(fresh.cause)),
+             json.dumps(list(fresh.sites)), fresh.affected_users, fresh.opened_at, due),
+        )  # fmt: skip
+        assert cursor.lastrowid is not None  # noqa: S101 -- an INSERT always yields a row id
+        incident = dataclasses.replace(fresh, id=cursor.lastrowid)
         self.book._live[cause.key] = incident
         self.event(incident.id, "opened", {"priority": cause.priority, "title": cause.title})
         self.notify(incident, "opened")

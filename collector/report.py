@@ -317,42 +317,46 @@ def report_json(report: Report) -> dict[str, Any]:
             "by_priority": {p.priority: p.opened for p in report.priorities},
             "open_at_end": report.open_at_end,
         },
-        "priorities": [
-            {
-                "priority": p.priority,
-                "target": p.target,
-                "resolve_within_s": p.resolve_within.total_seconds(),
-                "opened": p.opened,
-                "resolved": p.resolved,
-                "within_target": p.within,
-                "breached": p.breached,
-                "pending": p.pending,
-                "open_at_end": p.open_at_end,
-                "achieved": p.achieved,
-                "target_met": p.met,
-                "mean_to_resolve_s": p.mean_to_resolve,
-                "p95_to_resolve_s": p.p95_to_resolve,
-            }
-            for p in report.priorities
-        ],
+        "priorities": [{"priority": p.priority, **_priority_figures(p)} for p in report.priorities],
         "sites": [_site_json(s) for s in report.sites],
         "overall": _site_json(report.overall),
         "major_incidents": [
-            {
-                "id": m.id,
-                "key": m.key,
-                "priority": m.priority,
-                "title": m.title,
-                "cause": dict(m.cause),
-                "sites": list(m.sites),
-                "opened_at": _iso(m.opened_at),
-                "resolved_at": _iso(m.resolved_at),
-                "duration_s": m.duration,
-                "working_s": m.working,
-                "outcome": m.outcome,
-            }
+            {"id": m.id, **_major_figures(m, cause=dict(m.cause), sites=list(m.sites))}
             for m in report.majors
         ],
+    }
+
+
+def _priority_figures(p: PriorityFigures) -> dict[str, Any]:
+    """One priority's figures, as the JSON and the CSV both give them."""
+    return {
+        "target": p.target,
+        "resolve_within_s": p.resolve_within.total_seconds(),
+        "opened": p.opened,
+        "resolved": p.resolved,
+        "within_target": p.within,
+        "breached": p.breached,
+        "pending": p.pending,
+        "open_at_end": p.open_at_end,
+        "achieved": p.achieved,
+        "target_met": p.met,
+        "mean_to_resolve_s": p.mean_to_resolve,
+        "p95_to_resolve_s": p.p95_to_resolve,
+    }
+
+
+def _major_figures(m: MajorIncident, **cause_and_sites: Any) -> dict[str, Any]:
+    """A major incident's figures, with its cause and sites in the form the caller gives."""
+    return {
+        "key": m.key,
+        "priority": m.priority,
+        "title": m.title,
+        **cause_and_sites,
+        "opened_at": _iso(m.opened_at),
+        "resolved_at": _iso(m.resolved_at),
+        "duration_s": m.duration,
+        "working_s": m.working,
+        "outcome": m.outcome,
     }
 
 
@@ -396,38 +400,13 @@ def _csv_rows(report: Report) -> Iterator[tuple[str, str, str, Any]]:
     yield "volume", "all", "opened", report.opened
     yield "volume", "all", "open_at_end", report.open_at_end
     for p in report.priorities:
-        figures: dict[str, Any] = {
-            "target": p.target,
-            "resolve_within_s": p.resolve_within.total_seconds(),
-            "opened": p.opened,
-            "resolved": p.resolved,
-            "within_target": p.within,
-            "breached": p.breached,
-            "pending": p.pending,
-            "open_at_end": p.open_at_end,
-            "achieved": p.achieved,
-            "target_met": p.met,
-            "mean_to_resolve_s": p.mean_to_resolve,
-            "p95_to_resolve_s": p.p95_to_resolve,
-        }
-        for metric, value in figures.items():
+        for metric, value in _priority_figures(p).items():
             yield "priority", p.priority, metric, value
     for site in report.sites:
         yield from _site_csv("site", site)
     yield from _site_csv("overall", report.overall)
     for m in report.majors:
-        figures = {
-            "key": m.key,
-            "priority": m.priority,
-            "title": m.title,
-            "cause_kind": m.cause.get("kind"),
-            "sites": ";".join(m.sites),
-            "opened_at": _iso(m.opened_at),
-            "resolved_at": _iso(m.resolved_at),
-            "duration_s": m.duration,
-            "working_s": m.working,
-            "outcome": m.outcome,
-        }
+        figures = _major_figures(m, cause_kind=m.cause.get("kind"), sites=";".join(m.sites))
         for metric, value in figures.items():
             yield "major", str(m.id), metric, value
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,10 +51,9 @@ class Collector:
     heartbeats: dict[str, dict[str, Any]] = field(default_factory=dict)  # by site
     correlation: Correlation | None = None  # the latest pass
     pass_seconds: float = 0.0  # how long the latest pass took
-    windows: list[maintenance.Window] = field(default_factory=list)
+    schedule: maintenance.Schedule = field(init=False)  # the maintenance windows in force
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # a target's state moved
     notify_wake: asyncio.Event = field(default_factory=asyncio.Event)  # something to send
-    link_status: dict[str, str] = field(default_factory=dict)  # as last logged
     ingested: int = 0  # results stored from agents since start
     _alive_noted: float = 0.0
 
@@ -63,6 +62,7 @@ class Collector:
             self.config.inventory, {agent.id: agent.site for agent in self.config.agents}
         )
         self.incidents = IncidentBook(self.store, self.config.inventory, self.config.notify)
+        self.schedule = maintenance.Schedule((), self.config.inventory)
 
     @cached_property
     def _plans(self) -> dict[str, Plan]:
@@ -103,7 +103,7 @@ class Collector:
             if agent in sites and heartbeat:
                 self.heartbeats[sites[agent]] = {**heartbeat, "id": agent}
         self.incidents.load(now)
-        self.windows = maintenance.load(self.store)
+        self.set_windows(maintenance.load(self.store))
         self.mark_gap(now)
 
     async def ingest(self, agent: AgentCredential, batch: Batch) -> IngestOutcome:
@@ -127,9 +127,18 @@ class Collector:
     def views(self, now: float | None = None) -> list[SiteView]:
         return list(self.book.views(time.time() if now is None else now, self.correlation))
 
+    @property
+    def windows(self) -> tuple[maintenance.Window, ...]:
+        return self.schedule.windows
+
+    def set_windows(self, windows: Iterable[maintenance.Window]) -> None:
+        """Put these maintenance windows in force (built once, asked every pass)."""
+        self.schedule = maintenance.Schedule(windows, self.config.inventory)
+        self.changed.set()
+
     def maintained(self, now: float) -> Maintained:
         """Return what is inside a maintenance window at `now`."""
-        return maintenance.Schedule(self.windows, self.config.inventory).active(now)
+        return self.schedule.active(now)
 
     def correlate(self, now: float) -> tuple[Correlation, list[tuple[str, str]]]:
         """Run one correlation pass; return it and the sites and links whose status changed."""
@@ -137,12 +146,7 @@ class Collector:
         correlation = self.book.correlate(now, self.maintained(now))
         self.pass_seconds = time.perf_counter() - began
         self.correlation = correlation
-        changed = [(f"site:{site}", status) for site, status in self.book.track(correlation, now)]
-        for link, status in correlation.links.items():
-            if self.link_status.get(link) != status:
-                self.link_status[link] = status
-                changed.append((f"link:{link}", status))
-        return correlation, changed
+        return correlation, self.book.track(correlation, now)
 
     async def correlation_loop(self, stop: asyncio.Event) -> None:
         """Correlate every second, or at once when a target's state moves, until `stop`."""
@@ -195,7 +199,7 @@ class Collector:
             )
             history.note_gap(db, row[0], now)
 
-    def rebuild_gaps(self, now: float, windows: list[maintenance.Window]) -> list[history.Gap]:
+    def rebuild_gaps(self, now: float, windows: Sequence[maintenance.Window]) -> list[history.Gap]:
         """Rebuild the status log of the recent gaps with late results; blocks on the store."""
         agents = {agent.id: agent.site for agent in self.config.agents}
         return history.rebuild_due(self.store, self.config.inventory, agents, windows, now)
@@ -208,7 +212,7 @@ class Collector:
         """
         await _wait(stop, REPLAY_FIRST)
         while not stop.is_set():
-            windows = list(self.windows)  # the API replaces it on the loop, not in the thread
+            windows = self.windows  # a tuple: the API replaces it on the loop, never edits it
             with _carry_on("rebuilding the collector's gaps"):
                 rebuilt = await asyncio.to_thread(self.rebuild_gaps, time.time(), windows)
                 for gap in rebuilt:

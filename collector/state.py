@@ -122,6 +122,7 @@ class StateBook:
     last_heard: dict[str, float] = field(default_factory=dict)  # site id -> agent contact
     probed: dict[str, float] = field(default_factory=dict)  # site id -> agent's newest probe
     site_status: dict[str, tuple[SiteStatus, float]] = field(default_factory=dict)
+    link_status: dict[str, str] = field(default_factory=dict)  # as correlation last said
     limits: dict[str, tuple[Thresholds, bool]] = field(init=False)  # target -> (limits, link?)
     inside: dict[str, dict[str, TargetState]] = field(init=False)  # agent's view, by target
     down: dict[str, set[str]] = field(init=False)  # site id -> devices down (agent's view)
@@ -181,10 +182,12 @@ class StateBook:
             return False
         seen = [self.targets.get((link.id, "icmp", "centre")) for link in site.links]
         known = [state for state in seen if state is not None and state.status != "unknown"]
+        return not known or not all(self._outdates(site, state) for state in known)
+
+    def _outdates(self, site: Site, centre: TargetState) -> bool:
+        """Whether the centre saw a link of the site fail after the agent's newest result."""
         probed = self.probed.get(site.id, float("-inf"))
-        return not known or not all(
-            state.status == "down" and state.failing_since > probed for state in known
-        )
+        return centre.status == "down" and centre.failing_since > probed
 
     def evidence(self, now: float) -> Evidence:
         """Return what correlation reasons with: link states, agents heard, devices down.
@@ -208,13 +211,20 @@ class StateBook:
         return correlate(self.topology, self.evidence(now), maintained)
 
     def track(self, correlation: Correlation, now: float) -> list[tuple[str, str]]:
-        """Remember since when each site's status holds; return the sites whose status changed."""
+        """Remember since when each status holds; return the sites and links that changed.
+
+        Entities are named as the status log names them: `site:ID`, `link:ID`.
+        """
         changed: list[tuple[str, str]] = []
         for site_id, status in correlation.sites.items():
             previous = self.site_status.get(site_id)
             if previous is None or previous[0] != status:
                 self.site_status[site_id] = (status, now)
-                changed.append((site_id, status))
+                changed.append((f"site:{site_id}", status))
+        for link_id, link_status in correlation.links.items():
+            if self.link_status.get(link_id) != link_status:
+                self.link_status[link_id] = link_status
+                changed.append((f"link:{link_id}", link_status))
         return changed
 
     def views(self, now: float, correlation: Correlation | None = None) -> Iterator[SiteView]:
@@ -272,11 +282,7 @@ class StateBook:
         """
         inside = self.targets.get((link.id, "icmp", "agent"))
         outside = self.targets.get((link.id, "icmp", "centre"))
-        outdated = (
-            outside is not None
-            and outside.status == "down"
-            and outside.failing_since > self.probed.get(site.id, float("-inf"))
-        )
+        outdated = outside is not None and self._outdates(site, outside)
         if agent_alive and inside is not None and inside.status != "unknown" and not outdated:
             return LinkView(link.id, link.kind, link.role, inside.status, inside.since, "agent")
         if outside is not None and outside.status != "unknown":

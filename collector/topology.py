@@ -303,17 +303,8 @@ class _Pass:
         alive = self.evidence.agents_alive.get(site.id)
         if alive is False and site.id in self.topology.agents:
             agent = self.topology.agents[site.id]
-            self.causes.append(
-                Cause(
-                    key=f"agent:{agent}",
-                    kind="agent",
-                    priority="P3",
-                    title=f"Agent {agent} silent; {site.name} still answers from the centre",
-                    sites=(site.id,),
-                    affected_users=0,
-                    detail={"agent": agent, "site": site.id},
-                )
-            )
+            title = f"Agent {agent} silent; {site.name} still answers from the centre"
+            self._local(site, "agent", agent, "P3", title=title, detail={"agent": agent})
         if alive:
             self._devices(site)
 
@@ -330,17 +321,9 @@ class _Pass:
                 planned = True
                 continue
             if state == "down" and link.role == "backup":
-                self.causes.append(
-                    Cause(
-                        key=f"link:{link.id}",
-                        kind="link",
-                        priority="P3",
-                        title=f"{_link_name(link)} down: {site.name} has no redundancy",
-                        sites=(site.id,),
-                        affected_users=0,
-                        detail={"link": link.id, "links": [link.id], "site": site.id},
-                    )
-                )
+                title = f"{_link_name(link)} down: {site.name} has no redundancy"
+                detail = {"link": link.id, "links": [link.id]}
+                self._local(site, "link", link.id, "P3", title=title, detail=detail)
                 continue
             status = "degraded"
             if state == "down":
@@ -349,22 +332,8 @@ class _Pass:
             else:
                 title = f"{_link_name(link)} degraded (loss or round trip over the limits)"
                 problem = "degraded"
-            self.causes.append(
-                Cause(
-                    key=f"link:{link.id}",
-                    kind="link",
-                    priority="P2",
-                    title=title,
-                    sites=(site.id,),
-                    affected_users=site.users,
-                    detail={
-                        "link": link.id,
-                        "links": [link.id],
-                        "site": site.id,
-                        "problem": problem,
-                    },
-                )
-            )
+            detail = {"link": link.id, "links": [link.id], "problem": problem}
+            self._local(site, "link", link.id, "P2", title=title, detail=detail, users=site.users)
         if status == "up" and planned:
             return "maintenance"
         return status
@@ -381,37 +350,33 @@ class _Pass:
             if not failing:
                 continue
             if len(failing) >= 2 and len(failing) >= share * len(counted):
-                key = f"devices:{site.id}:{kind}"
-                self.causes.append(
-                    Cause(
-                        key=key,
-                        kind="devices",
-                        priority="P2",
-                        title=f"{len(failing)} of {len(counted)} {kind}s down at {site.name}",
-                        sites=(site.id,),
-                        affected_users=0,
-                        detail={
-                            "site": site.id,
-                            "device_kind": kind,
-                            "devices": failing,
-                            "of": len(counted),
-                        },
-                        covers=frozenset(f"device:{d}" for d in failing),
-                    )
-                )
+                title = f"{len(failing)} of {len(counted)} {kind}s down at {site.name}"
+                detail = {"device_kind": kind, "devices": failing, "of": len(counted)}
+                covers = frozenset(f"device:{d}" for d in failing)
+                ident = f"{site.id}:{kind}"
+                self._local(site, "devices", ident, "P2", title=title, detail=detail, covers=covers)
                 continue
             for device in failing:
-                self.causes.append(
-                    Cause(
-                        key=f"device:{device}",
-                        kind="device",
-                        priority="P3",
-                        title=f"{kind.capitalize()} {device} down at {site.name}",
-                        sites=(site.id,),
-                        affected_users=0,
-                        detail={"device": device, "device_kind": kind, "site": site.id},
-                    )
-                )
+                title = f"{kind.capitalize()} {device} down at {site.name}"
+                detail = {"device": device, "device_kind": kind}
+                self._local(site, "device", device, "P3", title=title, detail=detail)
+
+    def _local(
+        self,
+        site: Site,
+        kind: CauseKind,
+        ident: str,
+        priority: Priority,
+        *,
+        title: str,
+        detail: Mapping[str, Any],
+        users: int = 0,
+        covers: frozenset[str] = frozenset(),
+    ) -> None:
+        """Raise a cause that stays within one site, keyed `kind:ident`."""
+        facts = {**detail, "site": site.id}
+        key = f"{kind}:{ident}"
+        self.causes.append(Cause(key, kind, priority, title, (site.id,), users, facts, covers))
 
     def _in(self, scope: Scope, ident: str) -> bool:
         return (scope, ident) in self.maintained

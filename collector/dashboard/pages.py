@@ -17,7 +17,7 @@ from collector.dashboard.charts import Chart, link_charts
 from collector.dashboard.render import duration, render
 from collector.dashboard.sessions import Session
 from collector.dashboard.snapshot import SNAPSHOTS, availability_text
-from collector.incidents import IncidentBook, IncidentError
+from collector.incidents import IncidentError, StaffAction
 from collector.service import Collector
 from collector.state import SiteView
 from sitewatch.config.model import HUB, PRIORITIES
@@ -208,29 +208,19 @@ async def resolve(request: web.Request, session: Session) -> web.StreamResponse:
 
 
 async def _act(
-    request: web.Request, session: Session, action: str, text: str
+    request: web.Request, session: Session, action: StaffAction, text: str
 ) -> web.StreamResponse:
     collector = request.app[COLLECTOR]
     incident_id = _incident_id(request)
     who = session.login.name
     try:
-        await asyncio.to_thread(_apply, collector.incidents, action, incident_id, who, text)
+        await asyncio.to_thread(
+            collector.incidents.act, action, incident_id, who, text, time.time()
+        )
     except IncidentError as err:
         raise PageError(err.status, "Not done", str(err)) from err
     collector.notify_wake.set()
     return redirect(f"/incidents/{incident_id}")
-
-
-def _apply(book: IncidentBook, action: str, incident_id: int, who: str, text: str) -> None:
-    now = time.time()
-    if action == "acknowledge":
-        book.acknowledge(incident_id, who, now)
-        if text:
-            book.add_note(incident_id, who, text, now)
-    elif action == "note":
-        book.add_note(incident_id, who, text, now)
-    else:
-        book.resolve(incident_id, who, text, now)
 
 
 def _incident_id(request: web.Request) -> int:

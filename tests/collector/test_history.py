@@ -211,4 +211,4 @@ async def test_replay_gaps_rebuilds_soon_after_start_in_a_thread(
         await collector.replay_gaps(stop)
 
     [(db, inventory, agents, windows, _)] = calls
-    assert (db, inventory, agents, windows) == (store, CONFIG.inventory, AGENTS, [])
+    assert (db, inventory, agents, windows) == (store, CONFIG.inventory, AGENTS, ())
