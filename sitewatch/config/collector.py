@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from sitewatch.config.model import (
     CollectorConfig,
     EmailNotifier,
     Inventory,
+    IPNetwork,
     Notifier,
     TlsFiles,
     User,
@@ -34,6 +36,7 @@ COLLECTOR_KEYS = (
     "api_tokens",
     "users",
     "notify",
+    "trusted_proxies",
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
@@ -70,6 +73,11 @@ def build_collector_config(
         if "notify" in fields
         else ()
     )
+    proxies = (
+        tuple(_network(r, node) for node in r.items(fields["trusted_proxies"]))
+        if "trusted_proxies" in fields
+        else ()
+    )
     if r.problems or inventory_problems or inventory is None:
         raise ConfigError([*r.problems, *inventory_problems])
     return CollectorConfig(
@@ -83,6 +91,7 @@ def build_collector_config(
         api_tokens=api_tokens,
         users=users,
         notify=notify,
+        trusted_proxies=tuple(net for net in proxies if net is not None),
     )
 
 
@@ -94,6 +103,17 @@ def _listen(r: Reader, node: Node) -> tuple[str, int]:
         r.problem(node, f"{text!r} is not HOST:PORT, like 0.0.0.0:8080 or [::]:8080")
         return "", 0
     return host, int(port_text)
+
+
+def _network(r: Reader, node: Node) -> IPNetwork | None:
+    """Return one trusted proxy's CIDR (a bare address is a /32 or /128 of its own)."""
+    text = r.string(node)
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as err:
+        if text:
+            r.problem(node, f"{text!r} is not an address or CIDR like 127.0.0.1/32 ({err})")
+        return None
 
 
 def _tls(r: Reader, node: Node, file: Path) -> TlsFiles:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 HUB = "hub"
 """The `to:` of a link that reaches the central network directly."""
@@ -318,3 +319,5 @@ class CollectorConfig:
     api_tokens: tuple[ApiToken, ...]
     users: tuple[User, ...]
     notify: tuple[Notifier, ...]
+    # Reverse proxies whose X-Forwarded-For is believed (the collector's HTTP front door).
+    trusted_proxies: tuple[IPNetwork, ...] = ()

@@ -1,0 +1,137 @@
+"""Inflate a request body in bounded steps, and decode it as strict JSON.
+
+A body of 4 MiB can inflate to 4 GiB. So a body is inflated only after its sender has been
+authenticated (the handlers do that first), in steps of at most STEP bytes, and refused the moment
+its inflated size passes the limit: the limit holds while inflating, not after. Accepted
+encodings are identity, gzip and deflate (the zlib format, as HTTP means it); anything else is
+refused, and so is a stream that is corrupt, truncated or followed by trailing bytes.
+
+Errors: BodyError, carrying its HTTP status and code (413, 400 bad_encoding, 415, 400 bad_json);
+`collector.api` maps it to its ApiError once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+STEP = 256 * 1024  # bytes inflated at once: well under a millisecond of the event loop
+ENCODINGS = {"": None, "identity": None, "gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}
+
+
+class BodyError(Exception):
+    """A body refused: its HTTP status, a stable code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class Inflater:
+    """The inflated bytes of one body, fed as it arrives, refused beyond `limit` bytes."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        name = encoding.strip().lower()
+        if name not in ENCODINGS:
+            raise BodyError(
+                415,
+                "unsupported_encoding",
+                f"Content-Encoding {encoding[:40]!r} is not supported: send gzip, deflate "
+                "or identity",
+            )
+        self.name, self.limit = name or "identity", limit
+        wbits = ENCODINGS[name]
+        self._zlib = None if wbits is None else zlib.decompressobj(wbits)
+        self.body = bytearray()
+        self.received = 0
+
+    def feed(self, data: bytes) -> Iterator[None]:
+        """Take `data`; yield after each step of inflating it, so the caller can pause."""
+        self.received += len(data)
+        if self.received > self.limit:  # compressed, and still too large
+            raise BodyError(413, "too_large", f"the body is over {self.limit} bytes")
+        if self._zlib is None:
+            self._keep(data)
+            return
+        pending = data
+        while pending:
+            try:
+                piece = self._zlib.decompress(pending, STEP)
+            except zlib.error as err:
+                raise self._corrupt(str(err)) from err
+            self._keep(piece)
+            if self._zlib.eof and self._zlib.unused_data:
+                raise self._corrupt("bytes after the end of the compressed stream")
+            pending = self._zlib.unconsumed_tail
+            yield
+
+    def finish(self) -> bytes:
+        """Return the whole inflated body; refuse a compressed stream that stopped short."""
+        if self._zlib is not None and not self._zlib.eof:
+            raise self._corrupt("the compressed stream is truncated")
+        return bytes(self.body)
+
+    def _keep(self, piece: bytes) -> None:
+        if len(self.body) + len(piece) > self.limit:
+            raise BodyError(413, "too_large", f"the body is over {self.limit} bytes inflated")
+        self.body += piece
+
+    def _corrupt(self, detail: str) -> BodyError:
+        return BodyError(400, "bad_encoding", f"the body is not valid {self.name}: {detail}")
+
+
+def decode_json(raw: bytes) -> Any:
+    """Return the JSON in `raw`; NaN and Infinity are refused, as JSON itself refuses them."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, 5,000-digit numbers
+        raise BodyError(400, "bad_json", f"the body is not JSON: {err}") from err
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Return where in `value` a string holds a lone surrogate (such as "\\ud800"), or None.
+
+    JSON's escapes can carry half of a UTF-16 pair; it is not text, and SQLite cannot store it.
+    """
+    if isinstance(value, str):
+        return None if _encodable(value) else path or "body"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not _encodable(key):
+                return (path or "body") + " (a key)"
+            found = lone_surrogate(item, where)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = lone_surrogate(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def finite(value: Any) -> Any:
+    """Return `value` with every NaN or infinite float made null, for strict JSON out."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
