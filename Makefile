@@ -9,7 +9,7 @@ APT_PACKAGES := iproute2 snmp sip-tester fping systemd chromium
 INVENTORY ?= config/inventory.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest bench lab-down system-packages venv clean
+.PHONY: run test lint typecheck pytest fuzz bench lab-down system-packages venv clean
 
 run: venv system-packages
 	$(PY) -m tests.lab run --inventory $(INVENTORY)
@@ -18,6 +18,10 @@ test: venv system-packages lint typecheck pytest
 
 pytest: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fuzz suite at twenty times its CI size, randomised: new cases on every run (tests/fuzz).
+fuzz: venv
+	SITEWATCH_FUZZ_SCALE=20 $(PY) -m pytest tests/fuzz --timeout=3600 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

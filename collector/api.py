@@ -23,6 +23,7 @@ from aiohttp import web
 
 from collector import availability, maintenance, report
 from collector.dashboard.sessions import Login, logged_in
+from collector.heartbeat import Heartbeat
 from collector.incidents import IncidentError, StaffAction
 from collector.ingest import BatchError, parse_batch
 from collector.metrics import METRICS, get_metrics, registry_of
@@ -140,7 +141,11 @@ async def post_results(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "bad_json", f"the body is not JSON: {err}") from err
     try:
         batch = parse_batch(
-            body, agent=agent.id, targets=collector.targets_of(agent), now=time.time()
+            body,
+            agent=agent.id,
+            targets=collector.targets_of(agent),
+            now=time.time(),
+            not_before=time.time() - collector.retention,
         )
     except BatchError as err:
         extra = {} if err.index is None else {"index": err.index}
@@ -463,12 +468,17 @@ def site_json(
     }
 
 
-def _agent_json(heartbeat: dict[str, Any] | None) -> dict[str, Any] | None:
+def _agent_json(heartbeat: Heartbeat | None) -> dict[str, Any] | None:
     """The agent's last heartbeat as staff need it: who, which version, how far behind."""
     if heartbeat is None:
         return None
-    keys = ("id", "version", "clock", "outbox_depth", "dropped")
-    return {key: heartbeat.get(key) for key in keys}
+    return {
+        "id": heartbeat.agent,
+        "version": heartbeat.version,
+        "clock": None if heartbeat.clock is None else format_ts(heartbeat.clock),
+        "outbox_depth": heartbeat.outbox_depth,
+        "dropped": heartbeat.dropped,
+    }
 
 
 def _iso(ts: float) -> str | None:

@@ -73,9 +73,8 @@ class StateMetrics(MetricSource):
             labels=["agent", "site"],
         )
         for site, heartbeat in collector.heartbeats.items():
-            depth = heartbeat.get("outbox_depth")
-            if isinstance(depth, int | float):
-                outbox.add_metric([str(heartbeat.get("id", "")), site], depth)
+            if heartbeat.outbox_depth is not None:  # checked at ingest: 0..2**63-1, a float
+                outbox.add_metric([heartbeat.agent, site], heartbeat.outbox_depth)
         yield outbox
 
         passes = GaugeMetricFamily(

@@ -16,9 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
 
 from collector import history, maintenance
+from collector.heartbeat import Heartbeat
+from collector.heartbeat import stored as stored_heartbeat
 from collector.incidents import IncidentBook
 from collector.ingest import Batch
 from collector.notify import Deliverer
@@ -48,7 +49,7 @@ class Collector:
     retention: float = DEFAULT_RETENTION
     book: StateBook = field(init=False)
     incidents: IncidentBook = field(init=False)
-    heartbeats: dict[str, dict[str, Any]] = field(default_factory=dict)  # by site
+    heartbeats: dict[str, Heartbeat] = field(default_factory=dict)  # by site
     correlation: Correlation | None = None  # the latest pass
     pass_seconds: float = 0.0  # how long the latest pass took
     schedule: maintenance.Schedule = field(init=False)  # the maintenance windows in force
@@ -100,8 +101,8 @@ class Collector:
             # An agent heard before counts as heard now: after a restart it gets its silence
             # allowance again instead of every site being judged on the collector's own gap.
             self.book.heard_from(agent, max(last_seen, now), probed.get(agent))
-            if agent in sites and heartbeat:
-                self.heartbeats[sites[agent]] = {**heartbeat, "id": agent}
+            if agent in sites and (checked := stored_heartbeat(agent, heartbeat)) is not None:
+                self.heartbeats[sites[agent]] = checked
         self.incidents.load(now)
         self.set_windows(maintenance.load(self.store))
         self.mark_gap(now)
@@ -110,13 +111,17 @@ class Collector:
         """Store a batch, then let its results move the state, oldest first."""
         now = time.time()
         outcome = await asyncio.to_thread(
-            self.store.ingest, agent.id, batch.items, batch.heartbeat, now
+            self.store.ingest,
+            agent.id,
+            batch.items,
+            None if batch.heartbeat is None else dict(batch.heartbeat.to_json()),
+            now,
         )
         probed = max((result.ts.timestamp() for _, result in batch.items), default=None)
         self.book.heard_from(agent.id, now, probed)
         self.ingested += outcome.stored
         if batch.heartbeat is not None:
-            self.heartbeats[agent.site] = {**batch.heartbeat, "id": agent.id}
+            self.heartbeats[agent.site] = batch.heartbeat
         moved = False
         for _, result in sorted(batch.items, key=lambda item: item[1].ts):
             moved |= self.book.observe("agent", result)

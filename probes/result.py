@@ -8,10 +8,13 @@ results arriving from agents, so it checks every field and names the first bad o
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal, TypedDict, cast, get_args
+
+from probes.values import KINDS, ValueShapeError, check_value, clean_text, quoted
 
 ErrorKind = Literal[
     "timeout",  # no answer within the timeout
@@ -30,6 +33,13 @@ ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
 MAX_DETAIL = 500  # characters; a detail is a line for humans, not a dump
+MAX_RTT_MS = 3_600_000  # an hour: no answer that late is a round trip
+# RFC 3339 `date-time`, ASCII digits only (Python's \d and fromisoformat take more: week
+# dates, `+0200`, Arabic-Indic digits); the fraction may be longer than datetime keeps.
+RFC3339 = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?:\.(?P<fraction>[0-9]{1,9}))?(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}))"
+)
 
 
 class ResultJson(TypedDict):
@@ -85,9 +95,11 @@ class ProbeResult:
             raise ResultFormatError("a result must be a JSON object")
         unknown = sorted(set(data) - set(ResultJson.__annotations__))
         if unknown:
-            raise ResultFormatError(f"unknown field {unknown[0]!r}")
+            raise ResultFormatError(f"unknown field {quoted(str(unknown[0]))}")
         target = _text(data, "target", limit=200, empty=False)
         kind = _text(data, "kind", limit=20, empty=False)
+        if kind not in KINDS:
+            raise ResultFormatError(f"kind: must be one of {', '.join(KINDS)}")
         ok = data.get("ok")
         if not isinstance(ok, bool):
             raise ResultFormatError("ok: must be true or false")
@@ -95,14 +107,16 @@ class ProbeResult:
         if error_kind is not None and error_kind not in ERROR_KINDS:
             raise ResultFormatError(f"error_kind: must be one of {', '.join(ERROR_KINDS)}")
         value = data.get("value", {})
-        if not isinstance(value, dict):
-            raise ResultFormatError("value: must be an object")
+        try:
+            check_value(kind, value)
+        except ValueShapeError as err:
+            raise ResultFormatError(str(err)) from err
         return cls(
             target=target,
             kind=kind,
             ts=parse_ts(_text(data, "ts", limit=40, empty=False)),
             ok=ok,
-            rtt_ms=_number(data, "rtt_ms", upper=3_600_000),
+            rtt_ms=_number(data, "rtt_ms", upper=MAX_RTT_MS),
             loss=_number(data, "loss", upper=1),
             value=cast("dict[str, JsonValue]", value),
             error_kind=cast("ErrorKind | None", error_kind),
@@ -142,14 +156,28 @@ def format_ts(ts: datetime) -> str:
 
 
 def parse_ts(text: str) -> datetime:
-    """Return the UTC time in an RFC 3339 string; a time without an offset is refused."""
+    """Return the UTC time in an RFC 3339 string, or raise ResultFormatError saying why not.
+
+    Only `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)`: a time without an offset is refused,
+    and so is one that leaves the years datetime can hold once moved to UTC (year 1 at +01:00).
+    """
+    shown = quoted(text)
+    found = RFC3339.fullmatch(text)
+    if found is None:
+        if RFC3339.fullmatch(text + "Z") is not None:
+            raise ResultFormatError(f"ts: {shown} has no time zone offset")
+        raise ResultFormatError(f"ts: {shown} is not an RFC 3339 time")
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as err:
-        raise ResultFormatError(f"ts: {text!r} is not an RFC 3339 time") from err
-    if parsed.tzinfo is None:
-        raise ResultFormatError(f"ts: {text!r} has no time zone offset")
-    return parsed.astimezone(UTC)
+        if found["utc"]:
+            zone = UTC
+        else:
+            offset = timedelta(hours=int(found["hh"]), minutes=int(found["mm"]))
+            zone = timezone(-offset if found["sign"] == "-" else offset)
+        fraction = (found["fraction"] or "").ljust(6, "0")[:6]
+        local = datetime.fromisoformat(f"{found['date']}T{found['time']}.{fraction}")
+        return local.replace(tzinfo=zone).astimezone(UTC)
+    except (ValueError, OverflowError) as err:  # month 13, offset +24:00, year 1 at +01:00
+        raise ResultFormatError(f"ts: {shown} is out of range or not a real time ({err})") from err
 
 
 def short(text: str) -> str:
@@ -166,6 +194,8 @@ def _text(data: Mapping[str, object], key: str, *, limit: int, empty: bool) -> s
         raise ResultFormatError(f"{key}: must not be empty")
     if len(value) > limit:
         raise ResultFormatError(f"{key}: longer than {limit} characters")
+    if not clean_text(value):
+        raise ResultFormatError(f"{key}: holds a lone surrogate (not valid Unicode text)")
     return value
 
 
@@ -173,8 +203,10 @@ def _number(data: Mapping[str, object], key: str, *, upper: float) -> float | No
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ResultFormatError(f"{key}: must be a number or null")
-    if not 0 <= value <= upper:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ResultFormatError(f"{key}: must be a number or null")
+    if not 0 <= value <= upper:  # an int of any length compares exactly, without float()
         raise ResultFormatError(f"{key}: must be between 0 and {upper:g}")
     return float(value)

@@ -128,7 +128,7 @@ async def test_an_agent_cannot_write_for_another_site(client: TestClient[Any, An
         ({"results": [{"seq": 0, "result": {}}]}, "results[0].seq: must be a positive"),
         ({"results": [{"seq": True, "result": {}}]}, "results[0].seq: must be a positive"),
         ({"results": [record("tesko-mpls", 1) | {"result": {"target": "tesko-mpls"}}]},
-         "results[0].result:"),
+         "results[0].result.kind: must be a string"),
         ({"results": [record("tesko-mpls", 1), record("tesko-mpls", 1)]},
          "results[1].seq: 1 appears twice"),
         ({"results": [record("tesko-mpls", 1, ts=datetime.now(UTC) + timedelta(hours=1))]},

@@ -1,0 +1,299 @@
+"""The shape of each probe kind's `value`: one registry, beside the modules that fill it.
+
+A result's `value` is kind-specific detail (an ICMP probe's min/avg/max, a printer's supplies,
+a host's disk). The collector stores it as JSON and its pages read it back, so a value that no
+probe would produce (a printer supply `{}`, a NaN, a lone surrogate that SQLite cannot encode, a
+4,000-digit integer) must be refused at the door, not found by a page later. Each kind's shape
+here follows what its module returns (`probes/icmp.py` `summarise`, `probes/snmp.py` `_printer`
+and friends, `probes/host.py` `read_health`, ...). Keys a probe may leave out are optional; keys
+no probe writes are refused. Errors name the path: `value.supplies[0].state: is missing`.
+
+    check_value("snmp", {"profile": "printer", "supplies": [{}]})
+    -> ValueShapeError("value.supplies[0].index: is missing")
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+MAX_TEXT = 2_000  # characters of any one string inside a value
+MAX_ITEMS = 4_096  # entries of a list or object inside a value (snmp.MAX_ROWS rows a column)
+MAX_WHOLE = 2**64 - 1  # SNMP Counter64 is the largest integer a probe reports
+MAX_NUMBER = 1e15  # any finite reading a probe makes is far below this
+
+Check = Callable[[object, str], None]  # raises ValueShapeError naming the path it was given
+
+
+class ValueShapeError(ValueError):
+    """A value does not have the shape its probe kind produces; the message names the path."""
+
+
+def clean_text(text: str) -> bool:
+    """Return whether `text` can be stored and sent: no lone surrogates (not encodable UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def quoted(text: str) -> str:
+    """Return `text` quoted for an error message, a lone surrogate as an escape."""
+    return repr(text) if clean_text(text) else ascii(text)
+
+
+def text(limit: int = MAX_TEXT) -> Check:
+    """A string of at most `limit` characters, encodable as UTF-8."""
+
+    def check(value: object, where: str) -> None:
+        if not isinstance(value, str):
+            raise ValueShapeError(f"{where}: must be a string")
+        if len(value) > limit:
+            raise ValueShapeError(f"{where}: longer than {limit} characters")
+        if not clean_text(value):
+            raise ValueShapeError(f"{where}: holds a lone surrogate (not valid Unicode text)")
+
+    return check
+
+
+def whole(lower: int, upper: int) -> Check:
+    """A whole number in [lower, upper] (JSON true/false are not numbers)."""
+
+    def check(value: object, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueShapeError(f"{where}: must be a whole number")
+        if not lower <= value <= upper:
+            raise ValueShapeError(f"{where}: must be between {lower} and {upper}")
+
+    return check
+
+
+def number(lower: float = -MAX_NUMBER, upper: float = MAX_NUMBER) -> Check:
+    """A finite number in [lower, upper]; huge integers are refused before any float()."""
+
+    def check(value: object, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueShapeError(f"{where}: must be a number")
+        if isinstance(value, int) and not -MAX_WHOLE <= value <= MAX_WHOLE:
+            raise ValueShapeError(f"{where}: must be between {lower:g} and {upper:g}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueShapeError(f"{where}: must be a finite number")
+        if not lower <= value <= upper:
+            raise ValueShapeError(f"{where}: must be between {lower:g} and {upper:g}")
+
+    return check
+
+
+def words(*allowed: str) -> Check:
+    """One of a few fixed strings."""
+
+    def check(value: object, where: str) -> None:
+        if value not in allowed:
+            raise ValueShapeError(f"{where}: must be one of {', '.join(allowed)}")
+
+    return check
+
+
+def nullable(inner: Check) -> Check:
+    """`inner`, or null."""
+
+    def check(value: object, where: str) -> None:
+        if value is not None:
+            inner(value, where)
+
+    return check
+
+
+def either(first: Check, second: Check) -> Check:
+    """Whatever `first` or `second` accepts; the error is `second`'s."""
+
+    def check(value: object, where: str) -> None:
+        try:
+            first(value, where)
+        except ValueShapeError:
+            second(value, where)
+
+    return check
+
+
+def items(inner: Check, limit: int = MAX_ITEMS) -> Check:
+    """A list of at most `limit` entries, each as `inner` says."""
+
+    def check(value: object, where: str) -> None:
+        if not isinstance(value, list):
+            raise ValueShapeError(f"{where}: must be a list")
+        if len(value) > limit:
+            raise ValueShapeError(f"{where}: more than {limit} entries")
+        for index, entry in enumerate(value):
+            inner(entry, f"{where}[{index}]")
+
+    return check
+
+
+def record(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
+    """An object with only these keys, `required` among them; the others may be left out."""
+
+    def check(value: object, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ValueShapeError(f"{where}: must be an object")
+        unknown = sorted(str(key) for key in value if key not in fields)
+        if unknown:
+            raise ValueShapeError(f"{where}: unknown key {quoted(unknown[0])}")
+        for key in required:
+            if key not in value:
+                raise ValueShapeError(f"{where}.{key}: is missing")
+        for key, entry in value.items():
+            fields[key](entry, f"{where}.{key}")
+
+    return check
+
+
+def mapping(inner: Check, limit: int = MAX_ITEMS, key_limit: int = 200) -> Check:
+    """An object keyed by names the device chose (interfaces, custom OIDs), each as `inner`."""
+    key_check = text(key_limit)
+
+    def check(value: object, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ValueShapeError(f"{where}: must be an object")
+        if len(value) > limit:
+            raise ValueShapeError(f"{where}: more than {limit} entries")
+        for key, entry in value.items():
+            key_check(key, f"{where} key")
+            inner(entry, f"{where}.{key}")
+
+    return check
+
+
+RTT = number(0, 3_600_000)  # milliseconds, as ProbeResult.rtt_ms
+PERCENT = number(0, 100)
+COUNT = whole(0, 2**63 - 1)
+STATUS = whole(0, 999)  # HTTP and SIP status codes
+SNMP_VALUE = nullable(either(whole(-MAX_WHOLE, MAX_WHOLE), text()))  # snmp._plain's int | str
+
+ICMP = record(
+    {
+        "address": text(100),
+        "sent": COUNT,
+        "received": COUNT,
+        "rtt_min_ms": RTT,
+        "rtt_avg_ms": RTT,
+        "rtt_max_ms": RTT,
+        "jitter_ms": RTT,
+    }
+)
+TCP = record({"port": whole(0, 65_535)})
+HTTP = record({"status": STATUS, "url": text(), "cert_days_left": number()})
+SIP = record({"status": STATUS, "reason": text(), "user_agent": text(), "server": text()})
+
+SUPPLY = record(
+    {
+        "index": text(100),
+        "description": text(),
+        "level": SNMP_VALUE,
+        "max": SNMP_VALUE,
+        "percent": nullable(number()),
+        "state": words("other", "unknown", "some_remaining", "empty", "low", "ok"),
+    },
+    required=("index", "description", "percent", "state"),
+)
+IF_COLUMNS = (
+    "descr",
+    "admin",
+    "oper",
+    "name",
+    "in_octets",
+    "out_octets",
+    "in_discards",
+    "in_errors",
+    "out_discards",
+    "out_errors",
+)  # fmt: skip -- snmp._interface's
+ALERT = record({"severity": text(100), "description": text()}, required=("severity",))
+SNMP_PROFILES: dict[str, Check] = {
+    "printer": record(
+        {
+            "profile": words("printer"),
+            "supplies": items(SUPPLY),
+            "printer_status": nullable(text(100)),
+            "device_status": nullable(text(100)),
+            "alerts": items(ALERT),
+        }
+    ),
+    "interface": record(
+        {
+            "profile": words("interface"),
+            "uptime_s": nullable(number(0)),
+            "interfaces": items(
+                record(
+                    {
+                        "index": either(whole(0, MAX_WHOLE), text(100)),
+                        **dict.fromkeys(IF_COLUMNS, SNMP_VALUE),
+                    },
+                    required=("index",),
+                )
+            ),
+        }
+    ),
+    "system": record(
+        {
+            "profile": words("system"),
+            "descr": SNMP_VALUE,
+            "object_id": SNMP_VALUE,
+            "uptime_s": nullable(number(0)),
+            "name": SNMP_VALUE,
+        }
+    ),
+    "custom": record({"profile": words("custom"), "values": mapping(SNMP_VALUE)}),
+}
+
+
+def _snmp(value: object, where: str) -> None:
+    """An SNMP value follows its profile; a failed read has no profile and no values."""
+    if not isinstance(value, dict):
+        raise ValueShapeError(f"{where}: must be an object")
+    if "profile" not in value:
+        record({})(value, where)
+        return
+    profile = value["profile"]
+    shape = SNMP_PROFILES.get(profile) if isinstance(profile, str) else None
+    if shape is None:
+        words(*SNMP_PROFILES)(profile, f"{where}.profile")
+        return
+    shape(value, where)
+
+
+HOST = record(
+    {
+        "cpu_percent": PERCENT,
+        "cpu_count": whole(1, 1_000_000),
+        "load": items(number(0), 3),
+        "memory_percent": PERCENT,
+        "memory_available_bytes": COUNT,
+        "disk_path": text(4_096),
+        "disk_percent": PERCENT,
+        "disk_free_bytes": COUNT,
+        "interfaces": mapping(
+            record(dict.fromkeys(("errors_in", "errors_out", "drops_in", "drops_out"), COUNT))
+        ),
+        "uptime_s": number(0),
+    }
+)
+
+VALUES: dict[str, Check] = {
+    "icmp": ICMP,
+    "tcp": TCP,
+    "http": HTTP,
+    "snmp": _snmp,
+    "sip": SIP,
+    "host": HOST,
+}
+KINDS: tuple[str, ...] = tuple(VALUES)
+
+
+def check_value(kind: str, value: object) -> None:
+    """Raise ValueShapeError unless `value` has the shape that probes of `kind` produce."""
+    shape = VALUES.get(kind)
+    if shape is None:
+        raise ValueShapeError(f"kind: must be one of {', '.join(KINDS)}")
+    shape(value, "value")

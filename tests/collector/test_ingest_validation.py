@@ -1,0 +1,200 @@
+"""What an agent posts is checked field by field: bad input is a 4xx naming the field, never
+a 500, and nothing a page or `/metrics` could choke on later is stored.
+
+The collector runs on a real aiohttp server on port 0 with a real SQLite file; bodies are sent
+as raw JSON text, so numbers and escapes arrive exactly as a broken or hostile agent wrote them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agent.main import host_health
+from collector.api import build_app
+from collector.service import Collector
+from collector.store import DEFAULT_RETENTION, Store
+from probes.result import format_ts
+from sitewatch import __version__
+from sitewatch.config.files import load_collector_config
+from sitewatch.config.model import AgentCredential, ApiToken
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT, TOKEN, STAFF = "tesko-01", "tesko-secret", "staff-secret"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Store]]:
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    config = replace(
+        config,
+        agents=(AgentCredential(AGENT, "tesko", sha(TOKEN)),),
+        api_tokens=(ApiToken("screen", "viewer", sha(STAFF)),),
+    )
+    store = Store(tmp_path / "collector.db")
+    async with TestClient(TestServer(build_app(Collector(config, store)))) as client:
+        yield client, store
+    store.close()
+
+
+def result(**change: object) -> dict[str, object]:
+    return {"target": "tesko-mpls", "kind": "icmp", "ts": format_ts(datetime.now(UTC)),
+            "ok": True, "rtt_ms": 12.5, "loss": 0.0, "value": {}} | change  # fmt: skip
+
+
+def body(*results: dict[str, object], heartbeat: object = None) -> str:
+    """The batch as JSON text; NaN and lone surrogates are written as the tokens they are."""
+    batch: dict[str, object] = {
+        "results": [{"seq": seq, "result": r} for seq, r in enumerate(results, start=1)]
+    }
+    if heartbeat is not None:
+        batch["heartbeat"] = heartbeat
+    return json.dumps(batch)
+
+
+async def post(client: TestClient[Any, Any], text: str) -> tuple[int, Any]:
+    response = await client.post(
+        "/api/v1/agent/results",
+        data=text.encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    return response.status, await response.json()
+
+
+SURROGATE = "\ud800"
+HUGE = "1" + "0" * 3999  # a 4000-digit number, as JSON text
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (body(result(rtt_ms=0)).replace('"rtt_ms": 0', f'"rtt_ms": {HUGE}'),
+         "results[0].result.rtt_ms: must be between 0 and 3.6e+06"),
+        (body(result(ts="0001-01-01T00:00:00+01:00")), "results[0].result.ts:"),
+        (body(result(ts="9999-12-31T23:59:59-01:00")), "results[0].result.ts:"),
+        (body(result(ts="2026-W47-7T10:00:00Z")), "is not an RFC 3339 time"),
+        (body(result(ts="2026-11-22T10:00:00+0200")), "is not an RFC 3339 time"),
+        (body(result(ts="2026-11-22T10:00:00")), "has no time zone offset"),
+        (body(result(detail="x" + SURROGATE)), "results[0].result.detail: holds a lone surrogate"),
+        (body(result(), result(kind=SURROGATE)), "results[1].result.kind: holds a lone surrogate"),
+        (body(result(target=SURROGATE)), "results[0].result.target: holds a lone surrogate"),
+        (body(result(value={"address": SURROGATE})), "results[0].result.value.address: holds"),
+        (body(result(loss=2)), "results[0].result.loss: must be between 0 and 1"),
+        (body(result(detail="x" * 501)), "results[0].result.detail: longer than 500"),
+        (body(result(kind="snmp", target="tesko-prn-01",
+                     value={"profile": "printer", "supplies": [{}]})),
+         "results[0].result.value.supplies[0].index: is missing"),
+    ],
+)  # fmt: skip
+async def test_bad_fields_are_a_422_naming_them(
+    setup: tuple[TestClient[Any, Any], Store], text: str, field: str
+) -> None:
+    client, store = setup
+    status, reply = await post(client, text)
+    assert (status, reply["error"]["code"]) == (422, "invalid")
+    assert field in reply["error"]["message"]
+    assert store.sequences(AGENT) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        body(result(rtt_ms=0)).replace('"rtt_ms": 0', '"rtt_ms": NaN'),
+        body(result(value={"rtt_avg_ms": 0})).replace('"rtt_avg_ms": 0', '"rtt_avg_ms": NaN'),
+        body(result(value={"rtt_avg_ms": 0})).replace('"rtt_avg_ms": 0', '"rtt_avg_ms": Infinity'),
+        body(result(), heartbeat={"outbox_depth": 0}).replace("0}", "-Infinity}"),
+    ],
+)
+async def test_nan_and_infinity_are_refused_wherever_they_are(
+    setup: tuple[TestClient[Any, Any], Store], text: str
+) -> None:
+    client, store = setup
+    status, reply = await post(client, text)
+    assert status in (400, 422)  # the body decoder may refuse the token before ingest sees it
+    assert reply["error"]["message"]
+    assert store.sequences(AGENT) == []
+
+
+async def test_a_result_older_than_the_raw_retention_is_refused_with_the_limit(
+    setup: tuple[TestClient[Any, Any], Store],
+) -> None:
+    client, store = setup
+    old = datetime.now(UTC) - timedelta(seconds=DEFAULT_RETENTION + 3_600)
+    status, reply = await post(client, body(result(), result(ts=format_ts(old))))
+    assert status == 422
+    message = reply["error"]["message"]
+    assert message.startswith("results[1].result.ts: ")
+    assert "older than the collector keeps raw results (nothing before " in message
+    assert reply["error"]["index"] == 1
+    assert store.sequences(AGENT) == []
+    year_one = await post(client, body(result(ts="0001-01-01T00:00:00Z")))
+    assert year_one[0] == 422
+    recent = datetime.now(UTC) - timedelta(seconds=DEFAULT_RETENTION - 3_600)
+    assert (await post(client, body(result(ts=format_ts(recent)))))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "field"),
+    [
+        ({"outbox_depth": int("9" * 400)}, "heartbeat.outbox_depth: must be a whole number"),
+        ({"outbox_depth": -1}, "heartbeat.outbox_depth: must be a whole number"),
+        ({"dropped": 2**63}, "heartbeat.dropped: must be a whole number"),
+        ({"dropped": 1.5}, "heartbeat.dropped: must be a whole number"),
+        ({"outbox_depth": True}, "heartbeat.outbox_depth: must be a whole number"),
+        ({"version": "0.1" + SURROGATE}, "heartbeat.version: must be a string"),
+        ({"version": "x" * 65}, "heartbeat.version: must be a version"),
+        ({"version": 1}, "heartbeat.version: must be a string"),
+        ({"clock": "2026-11-22T10:00:00+0200"}, "heartbeat.clock: '2026-11-22T10:00:00+0200'"),
+        ({"clock": "0001-01-01T00:00:00+01:00"}, "heartbeat.clock: "),
+        ({"id": "someone-else"}, "heartbeat: unknown field 'id'"),
+        ({"host": {"kind": "host"}}, "heartbeat.host: target: must be a string"),
+        ({"host": result(kind="icmp", target="localhost")}, "heartbeat.host.kind: must be host"),
+        ({"host": result(kind="host", target="localhost", value={"cpu_percent": -5})},
+         "heartbeat.host: value.cpu_percent: must be between 0 and 100"),
+        ([], "heartbeat: must be an object"),
+    ],
+)  # fmt: skip
+async def test_a_bad_heartbeat_is_a_422_naming_its_field(
+    setup: tuple[TestClient[Any, Any], Store], heartbeat: object, field: str
+) -> None:
+    client, store = setup
+    status, reply = await post(client, body(result(), heartbeat=heartbeat))
+    assert status == 422
+    assert reply["error"]["message"].startswith(field)
+    assert store.sequences(AGENT) == []
+    assert store.sources() == {}
+
+
+async def test_the_real_agents_heartbeat_passes_and_is_shown(
+    setup: tuple[TestClient[Any, Any], Store], tmp_path: Path
+) -> None:
+    client, _ = setup
+    heartbeat = {  # as agent.main's _heartbeat builds it, with the real host probe's reading
+        "version": __version__,
+        "clock": format_ts(datetime.now(UTC)),
+        "outbox_depth": 2**63 - 1,
+        "dropped": 0,
+        "host": await host_health(tmp_path),
+    }
+    status, reply = await post(client, body(result(), heartbeat=heartbeat))
+    assert (status, reply) == (200, {"stored": 1, "duplicates": 0})
+    response = await client.get("/api/v1/sites/tesko", headers={"Authorization": f"Bearer {STAFF}"})
+    agent = (await response.json())["agent"]
+    assert agent == {"id": AGENT, "version": __version__, "clock": heartbeat["clock"],
+                     "outbox_depth": 2**63 - 1, "dropped": 0}  # fmt: skip
+    metrics = await (await client.get("/metrics")).text()
+    assert 'sitewatch_agent_outbox_depth{agent="tesko-01",site="tesko"} 9.223372036854776e+18' in (
+        metrics
+    )

@@ -1,0 +1,205 @@
+"""A real collector for the fuzz suite, its ledger, and how many examples each property runs.
+
+Every property talks HTTP to the collector's own aiohttp app, served on 127.0.0.1 port 0, with
+the example inventory, one real SQLite file, a token for each example agent, a viewer and an
+operator API token, and a dashboard login. One collector serves all the examples of one test,
+so the database grows as it would in service, and the ledger checks that it holds exactly what
+was acknowledged.
+
+Sizes: by default (CI) a few thousand cases in all, derandomised: the same cases on every
+machine, so CI never fails on a case it did not fail on before. `make fuzz` sets
+SITEWATCH_FUZZ_SCALE=20: twenty times the examples, randomised, so each run explores anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, settings
+
+from collector.api import COLLECTOR, build_app
+from collector.service import Collector
+from collector.store import CENTRE, Store
+from sitewatch.config.files import load_collector_config
+from sitewatch.config.model import AgentCredential, ApiToken, CollectorConfig, User
+from tests.browser.conftest import Dashboard
+from tests.collector.test_api import OPERATOR, ROOT, STAFF, sha
+
+SCALE = max(1, int(os.environ.get("SITEWATCH_FUZZ_SCALE", "1") or "1"))
+settings.register_profile(
+    "sitewatch-fuzz",
+    deadline=None,
+    derandomize=SCALE == 1,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,  # one collector per test, on purpose
+        HealthCheck.too_slow,  # every example is a few HTTP round trips
+        HealthCheck.data_too_large,  # long strings and big batches are the point
+        HealthCheck.filter_too_much,
+    ],
+)
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Return the settings of a property that runs `examples` cases in CI.
+
+    The collector's database outlives an example, so a read that fails after an accepted input
+    is checked again on a fresh collector given only that input (`checks.alone`): what the
+    shrinker then reduces is the example's own fault, not the history before it.
+    """
+    return settings(settings.get_profile("sitewatch-fuzz"), max_examples=examples * SCALE)
+
+
+EXAMPLE = load_collector_config(ROOT / "config" / "collector.yaml")
+SITE_TARGETS = {
+    site.id: (*(link.id for link in site.links), *(device.id for device in site.devices))
+    for site in EXAMPLE.inventory.sites
+}
+
+
+def agent_token(agent: str) -> str:
+    return f"{agent}-fuzz-token"
+
+
+@dataclass
+class Ledger:
+    """What the collector said it stored, per agent: the exactly-accepted invariant."""
+
+    accepted: dict[str, Counter[int]] = field(default_factory=dict)  # agent -> seqs stored
+    keys: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    stored: int = 0
+    batches: int = 0
+    healthy: bool = True  # every read has worked so far
+    fresh: int = 0  # collectors started to try one input alone
+
+    def expect(self, agent: str, outbox: str, seqs: list[int]) -> int:
+        """Return how many of these seqs are new to the collector, and count them as stored."""
+        keys = self.keys.setdefault(agent, set())
+        fresh = [seq for seq in seqs if (outbox, seq) not in keys]
+        keys.update((outbox, seq) for seq in fresh)
+        self.accepted.setdefault(agent, Counter()).update(fresh)
+        return len(fresh)
+
+
+class ErrorLog(logging.Handler):
+    """Every record at ERROR or above, from the collector and aiohttp: none are expected."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@dataclass(repr=False)
+class Rig:
+    """A running collector: its HTTP client (logged in as an operator), its parts, its ledger."""
+
+    client: TestClient[Any, Any]
+    collector: Collector
+    store: Store
+    config: CollectorConfig
+    folder: Path
+    hashes: dict[str, str]
+    ledger: Ledger = field(default_factory=Ledger)
+
+    @property
+    def agents(self) -> tuple[AgentCredential, ...]:
+        return self.config.agents
+
+    def site_targets(self, site: str) -> tuple[str, ...]:
+        """The link and device ids of a site, in inventory order."""
+        return SITE_TARGETS[site]
+
+    def __repr__(self) -> str:  # hypothesis prints the fixtures of a failing example
+        return f"Rig({self.client.make_url('/')}, {self.ledger.stored} results stored)"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # hypothesis pretty-prints dataclasses field by field otherwise
+
+    def stored_seqs(self, agent: str) -> Counter[int]:
+        return Counter(self.store.sequences(agent))
+
+
+def fuzz_config(folder: Path, hashes: dict[str, str]) -> CollectorConfig:
+    """The example collector.yaml with tokens we know, and one dashboard login (desk)."""
+    config = EXAMPLE
+    return replace(
+        config,
+        database=str(folder / "collector.db"),
+        agents=tuple(replace(a, token_sha256=sha(agent_token(a.id))) for a in config.agents),
+        api_tokens=(
+            ApiToken("screen", "viewer", sha(STAFF)),
+            ApiToken("desk", "operator", sha(OPERATOR)),
+        ),
+        users=(User("desk", "operator", hashes["desk"]),),
+    )
+
+
+@asynccontextmanager
+async def running(folder: Path, hashes: dict[str, str], *, correlate: bool) -> AsyncIterator[Rig]:
+    """Serve a collector on a new database in `folder`, logged in; `correlate` runs its loop.
+
+    With the correlation loop, fuzzed results move targets' states and open real incidents,
+    and what the correlation writes (status log, incidents, notifications) is read back by the
+    pages like everything else.
+    """
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    async with serving(fuzz_config(folder, hashes), folder, hashes, correlate=correlate) as rig:
+        yield rig
+
+
+@asynccontextmanager
+async def restarted(rig: Rig) -> AsyncIterator[Rig]:
+    """Serve a second collector on `rig`'s database, as after a restart (state warmed up)."""
+    async with serving(rig.config, rig.folder, rig.hashes, correlate=False) as again:
+        again.ledger = rig.ledger
+        yield again
+
+
+@asynccontextmanager
+async def serving(
+    config: CollectorConfig, folder: Path, hashes: dict[str, str], *, correlate: bool
+) -> AsyncIterator[Rig]:
+    store = Store(folder / "collector.db")
+    stop = asyncio.Event()
+    loop: asyncio.Task[None] | None = None
+    try:
+        collector = Collector(config, store)
+        await asyncio.to_thread(collector.warm_up)
+        app = build_app(collector)
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            assert await Dashboard(client, app[COLLECTOR]).login("desk") == 303
+            if correlate:
+                loop = asyncio.create_task(collector.correlation_loop(stop))
+            try:
+                yield Rig(client, collector, store, config, folder, hashes)
+            finally:
+                stop.set()
+                if loop is not None:
+                    async with asyncio.timeout(30):
+                        await loop
+    finally:
+        store.close()
+
+
+def assert_stored_exactly(rig: Rig) -> None:
+    """The database holds exactly the (agent, seq) the collector acknowledged, no more."""
+    total = 0
+    for agent in rig.agents:
+        stored = rig.stored_seqs(agent.id)
+        assert stored == rig.ledger.accepted.get(agent.id, Counter()), agent.id
+        total += stored.total()
+    with rig.store.reading() as db:
+        (rows,) = db.execute("SELECT count(*) FROM results WHERE source != ?", (CENTRE,)).fetchone()
+    assert rows == total == rig.ledger.stored

@@ -1,0 +1,119 @@
+"""Fuzzing `POST /api/v1/agent/results`: batches, heartbeats, arbitrary JSON and bytes, encodings.
+
+Whatever an agent sends: never a 5xx, every refusal is the JSON error body, a refused batch
+stores nothing, an accepted one is stored exactly (the ledger), and afterwards every read staff
+and Prometheus make still works and answers strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from tests.fuzz.checks import Sent, account, ingest, reads_after
+from tests.fuzz.rig import EXAMPLE, SITE_TARGETS, Rig, fuzz_settings
+from tests.fuzz.strategies import (
+    ENCODING_NAMES,
+    RAW_BODIES,
+    WILD,
+    Json,
+    batches,
+    encode_json,
+    heartbeats,
+    packed,
+)
+
+# A failing example may hold a 70,000-character string: print it anyway.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+AGENTS = st.sampled_from([(agent.id, agent.site) for agent in EXAMPLE.agents])
+
+
+def touched(body: Json, site: str) -> list[str]:
+    """The inventory targets of this site that a body's results name."""
+    items = body.get("results") if isinstance(body, dict) else None
+    names = {
+        item["result"].get("target")
+        for item in items or []
+        if isinstance(item, dict) and isinstance(item.get("result"), dict)
+    }
+    return [target for target in SITE_TARGETS[site] if target in names]
+
+
+async def send(rig: Rig, site: str, body: Json | bytes, sent: Sent) -> bool:
+    """Post one body; check the ledger and every read when it is accepted. Return accepted."""
+    agent = sent.agent
+    reply = await ingest(rig, agent, sent.data, sent.headers)
+    event(f"answer {reply.status}")
+    if reply.status != 200:
+        # refused whole: nothing of it is stored
+        assert rig.stored_seqs(agent) == rig.ledger.accepted.get(agent, Counter())
+        return False
+    account(rig, agent, json.loads(body) if isinstance(body, bytes) else body, reply)
+    await reads_after(rig, sent, [site], touched(body, site))
+    return True
+
+
+@fuzz_settings(500)
+@given(
+    AGENTS.flatmap(lambda a: st.tuples(st.just(a), batches(SITE_TARGETS[a[1]], a[0]))),
+    st.sampled_from([True, True, True, False]),
+)
+async def test_fuzzed_batches_are_stored_exactly_and_every_read_survives(
+    rig: Rig, sent: tuple[tuple[str, str], Json], ascii_only: bool
+) -> None:
+    (agent, site), body = sent
+    await send(rig, site, body, Sent(agent, encode_json(body, ascii_only=ascii_only), {}))
+
+
+@fuzz_settings(300)
+@given(AGENTS, heartbeats(), st.booleans())
+async def test_fuzzed_heartbeats_never_break_metrics_or_pages(
+    rig: Rig, agent_site: tuple[str, str], heartbeat: Json, with_result: bool
+) -> None:
+    agent, site = agent_site
+    body: dict[str, Any] = {"heartbeat": heartbeat, "results": []}
+    if with_result:
+        seq = rig.ledger.stored + 10_000  # a fresh one: the heartbeat rides on a real batch
+        target = SITE_TARGETS[site][0]
+        body["results"] = [
+            {
+                "seq": seq,
+                "result": {
+                    "target": target,
+                    "kind": "icmp",
+                    "ok": True,
+                    "ts": "2026-01-01T00:00:00Z",
+                },
+            }
+        ]
+    await send(rig, site, body, Sent(agent, encode_json(body), {}))
+    metrics = await rig.client.get("/metrics")
+    assert metrics.status == 200, await metrics.text()
+
+
+@fuzz_settings(300)
+@given(AGENTS, st.one_of(WILD, st.fixed_dictionaries({"results": WILD}), RAW_BODIES))
+async def test_arbitrary_json_and_bytes_are_refused_cleanly(
+    rig: Rig, agent_site: tuple[str, str], body: Json | bytes
+) -> None:
+    agent, site = agent_site
+    data = body if isinstance(body, bytes) else encode_json(body)
+    await send(rig, site, body, Sent(agent, data, {}))
+
+
+@fuzz_settings(300)
+@given(
+    AGENTS.flatmap(lambda a: st.tuples(st.just(a), batches(SITE_TARGETS[a[1]], a[0]))),
+    ENCODING_NAMES,
+)
+async def test_content_encodings_of_a_batch(
+    rig: Rig, sent: tuple[tuple[str, str], Json], encoding: str
+) -> None:
+    (agent, site), body = sent
+    headers, data = packed(encoding, encode_json(body))
+    await send(rig, site, body, Sent(agent, data, headers))
