@@ -32,14 +32,13 @@ import math
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import cast
 
 from collector import maintenance
 from collector.state import SILENT_AFTER_AT_LEAST, SILENT_AFTER_INTERVALS, StateBook, Vantage
-from collector.store import CENTRE, Store
+from collector.store import CENTRE, Store, stored_reading, stored_time
 from collector.topology import Evidence, correlate
-from probes.result import ErrorKind, ProbeResult
+from probes.result import MAX_RTT_MS, ErrorKind, ProbeResult
 from sitewatch.config.model import Inventory
 
 WARM_UP_SECONDS = 3_600.0  # results before a gap replayed to know each state at its start
@@ -285,13 +284,13 @@ def _results(store: Store, start: float, end: float) -> Iterator[tuple[str, Prob
         for ts, source, _, target, kind, ok, rtt_ms, loss, error_kind in rows:
             yield (
                 source,
-                ProbeResult(
+                ProbeResult(  # read as tolerantly as the store's own readers read a row
                     target,
                     kind,
-                    datetime.fromtimestamp(ts, UTC),
+                    stored_time(ts),
                     ok=bool(ok),
-                    rtt_ms=rtt_ms,
-                    loss=loss,
+                    rtt_ms=stored_reading(rtt_ms, MAX_RTT_MS),
+                    loss=stored_reading(loss, 1.0),
                     error_kind=cast("ErrorKind | None", error_kind),
                 ),
             )

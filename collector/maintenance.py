@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from collector.store import Store
 from probes.result import ResultFormatError, format_ts, parse_ts
+from probes.values import clean_text
 from sitewatch.config.model import WEEKDAYS, Inventory
 
 Scope = Literal["site", "link", "device"]
@@ -256,6 +257,8 @@ def _text(body: Mapping[object, object], key: str, *, limit: int) -> str:
         raise MaintenanceError(f"{key}: must not be empty")
     if len(value) > limit:
         raise MaintenanceError(f"{key}: longer than {limit} characters")
+    if not clean_text(value):  # SQLite cannot encode it: refused here, not a 500 at the insert
+        raise MaintenanceError(f"{key}: holds a lone surrogate (not valid Unicode text)")
     return value
 
 

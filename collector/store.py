@@ -10,17 +10,19 @@ small. The schema is versioned with `PRAGMA user_version` and upgraded by MIGRAT
 from __future__ import annotations
 
 import json
+import math
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from probes.result import ProbeResult, format_ts
+from probes.result import ERROR_KINDS, MAX_RTT_MS, JsonValue, ProbeResult
 
 CENTRE = "centre"  # the source name of the collector's own probes
 ROLLUP_SECONDS = 300
@@ -343,7 +345,7 @@ class Store:
         """Return each agent's last contact time and last heartbeat."""
         with self._lock:
             rows = self._db.execute("SELECT id, last_seen, heartbeat FROM agents").fetchall()
-        return {row[0]: (row[1], json.loads(row[2])) for row in rows}
+        return {row[0]: (row[1], _heartbeat(row[2])) for row in rows}
 
     def sequences(self, source: str) -> list[int]:
         """Return every stored sequence number of a source, in order (for tests and audits)."""
@@ -413,18 +415,81 @@ def result_row(source: str, seq: int, result: ProbeResult, received: float) -> t
 
 
 def _stored(row: Iterable[Any]) -> Stored:
+    """Return a row read back, whatever an older version let into it.
+
+    Rows are not put through the wire's gate again: a reader must show what it can, and a value
+    that cannot be sent or drawn (NaN, a lone surrogate, a reading out of range, a time beyond
+    what datetime holds) is shown as missing instead of failing the page or endpoint.
+    """
     source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, _ = row
-    result = ProbeResult.from_json(
-        {
-            "target": target,
-            "kind": kind,
-            "ts": format_ts(datetime.fromtimestamp(ts).astimezone()),
-            "ok": bool(ok),
-            "rtt_ms": rtt_ms,
-            "loss": loss,
-            "value": json.loads(value),
-            "error_kind": error_kind,
-            "detail": detail,
-        }
+    result = ProbeResult(
+        _clean_text(target),
+        _clean_text(kind),
+        stored_time(ts),
+        bool(ok),
+        rtt_ms=stored_reading(rtt_ms, MAX_RTT_MS),
+        loss=stored_reading(loss, 1.0),
+        value=_value(value),
+        error_kind=error_kind if error_kind in ERROR_KINDS else None,
+        detail=_clean_text(detail),
     )
     return Stored(source, seq, result)
+
+
+def stored_time(ts: object) -> datetime:
+    """Return a stored probe time in UTC; one beyond datetime's years is pinned to its end."""
+    if isinstance(ts, int | float):
+        try:
+            return datetime.fromtimestamp(ts, UTC)
+        except (OverflowError, ValueError, OSError):
+            pass
+        if ts < 0:
+            return datetime.min.replace(tzinfo=UTC)
+    return datetime.max.replace(tzinfo=UTC)
+
+
+def stored_reading(number: object, upper: float) -> float | None:
+    """Return a stored rtt or loss, or None for one no reader can show (NaN, inf, negative)."""
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return None
+    reading = float(number)  # SQLite's REAL and INTEGER both fit a float
+    return reading if math.isfinite(reading) and 0 <= reading <= upper else None
+
+
+def _value(text: object) -> dict[str, JsonValue]:
+    """Return a stored value: NaN and Infinity as null, lone surrogates replaced, else {}."""
+    try:
+        value = json.loads(str(text), parse_constant=lambda _: None)
+    except (ValueError, RecursionError):  # not JSON, or a number of more than 4,300 digits
+        return {}
+    cleaned = _clean(value)
+    return cleaned if isinstance(cleaned, dict) else {}
+
+
+def _clean(value: object) -> JsonValue:
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, list):
+        return [_clean(entry) for entry in value]
+    if isinstance(value, dict):
+        return {_clean_text(str(key)): _clean(entry) for key, entry in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return cast("JsonValue", value)
+
+
+def _clean_text(text: object) -> str:
+    """Return `text` as a string that can be encoded: each lone surrogate becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", str(text))
+
+
+def _heartbeat(text: object) -> Any:
+    """Return a stored heartbeat's JSON, or None when it is not JSON (collector.heartbeat
+    checks the rest as it reads it back)."""
+    try:
+        return json.loads(str(text))
+    except (ValueError, RecursionError):
+        return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

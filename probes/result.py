@@ -36,10 +36,12 @@ MAX_DETAIL = 500  # characters; a detail is a line for humans, not a dump
 MAX_RTT_MS = 3_600_000  # an hour: no answer that late is a round trip
 # RFC 3339 `date-time`, ASCII digits only (Python's \d and fromisoformat take more: week
 # dates, `+0200`, Arabic-Indic digits); the fraction may be longer than datetime keeps.
+_DATE, _TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r"[0-9]{2}:[0-9]{2}:[0-9]{2}"
 RFC3339 = re.compile(
-    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
-    r"(?:\.(?P<fraction>[0-9]{1,9}))?(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}))"
+    rf"(?P<date>{_DATE})[Tt](?P<time>{_TIME})(?:\.(?P<fraction>[0-9]{{1,9}}))?"
+    r"(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}))"
 )
+LOCAL_TIME = re.compile(rf"{_DATE}(?:[Tt]{_TIME}(?:\.[0-9]+)?)?")  # a time but no offset
 
 
 class ResultJson(TypedDict):
@@ -164,7 +166,7 @@ def parse_ts(text: str) -> datetime:
     shown = quoted(text)
     found = RFC3339.fullmatch(text)
     if found is None:
-        if RFC3339.fullmatch(text + "Z") is not None:
+        if LOCAL_TIME.fullmatch(text) is not None:
             raise ResultFormatError(f"ts: {shown} has no time zone offset")
         raise ResultFormatError(f"ts: {shown} is not an RFC 3339 time")
     try:

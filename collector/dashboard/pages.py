@@ -25,6 +25,7 @@ from sitewatch.config.model import HUB, PRIORITIES
 CHART_HOURS = (1, 6, 24)
 CHART_ROWS = 50_000  # results read per link for its charts
 SUPPLY_WINDOW = 900.0  # seconds back to look for a printer's latest SNMP reading
+SUPPLY_STATES = ("ok", "low", "empty", "some_remaining", "other", "unknown")  # snmp._supply's
 RECENT_DAYS = 30
 RECENT_INCIDENTS = 10
 LIST_LIMIT = 500
@@ -38,12 +39,49 @@ async def overview(request: web.Request, session: Session) -> web.StreamResponse
 
 
 @dataclass(frozen=True, slots=True)
+class Supply:
+    """One printer supply as the page shows it; what a stored reading lacks shows as missing."""
+
+    name: str
+    percent: float | None
+    state: str  # one of SUPPLY_STATES: it names a CSS class
+
+
+@dataclass(frozen=True, slots=True)
 class Printer:
     id: str
     address: str
     status: str
-    supplies: list[dict[str, Any]]
+    supplies: list[Supply]
     read_at: float | None  # when the supplies were read, None without a reading
+
+
+def supplies_of(value: object) -> list[Supply]:
+    """Return the supplies in a stored printer reading, skipping entries that are not objects.
+
+    The collector checks readings as they arrive, but an older version stored what it got
+    (`[{}]`, a NaN percent): such a reading shows as far as it goes, never as a failed page.
+    """
+    if not isinstance(value, list):
+        return []
+    supplies = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            continue
+        description, index = entry.get("description"), entry.get("index")
+        if isinstance(description, str) and description:
+            name = description
+        elif isinstance(index, str | int) and not isinstance(index, bool):
+            name = f"supply {index}"
+        else:
+            name = "supply"
+        percent = entry.get("percent")
+        shown = None
+        if isinstance(percent, int | float) and not isinstance(percent, bool):
+            shown = float(percent) if 0 <= percent <= 1_000 else None  # NaN compares False
+        state = entry.get("state")
+        supplies.append(Supply(name, shown, state if state in SUPPLY_STATES else "unknown"))
+    return supplies
 
 
 @guard()
@@ -105,13 +143,13 @@ def _site_data(
             if row.result.kind == "snmp" and isinstance(row.result.value.get("supplies"), list)
         ]
         latest = readings[-1] if readings else None
-        supplies = latest.value["supplies"] if latest else []
+        supplies = supplies_of(latest.value["supplies"]) if latest else []
         printers.append(
             Printer(
                 device.id,
                 device.address,
                 device.status,
-                [s for s in supplies if isinstance(s, dict)] if isinstance(supplies, list) else [],
+                supplies,
                 latest.ts.timestamp() if latest else None,
             )
         )

@@ -108,7 +108,10 @@ def render(
         status_label=lambda status: STATUS_LABELS.get(status, status),
         **context,
     )
-    response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    # A lone surrogate that an older version let into the database cannot be encoded: it is
+    # shown as "?" rather than failing the whole page.
+    encoded = body.encode("utf-8", "replace")
+    response = web.Response(body=encoded, status=status, content_type="text/html", charset="utf-8")
     response.headers.update(headers or {})
     return response
 

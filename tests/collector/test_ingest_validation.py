@@ -29,6 +29,7 @@ from sitewatch.config.model import AgentCredential, ApiToken
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT, TOKEN, STAFF = "tesko-01", "tesko-secret", "staff-secret"
+COLLECTORS: dict[int, Collector] = {}  # the collector behind each test client
 
 
 def sha(text: str) -> str:
@@ -37,6 +38,7 @@ def sha(text: str) -> str:
 
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Store]]:
+    """A collector with one agent, tesko-01, and a viewer token."""
     config = load_collector_config(ROOT / "config" / "collector.yaml")
     config = replace(
         config,
@@ -44,8 +46,11 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Sto
         api_tokens=(ApiToken("screen", "viewer", sha(STAFF)),),
     )
     store = Store(tmp_path / "collector.db")
-    async with TestClient(TestServer(build_app(Collector(config, store)))) as client:
+    collector = Collector(config, store)
+    async with TestClient(TestServer(build_app(collector))) as client:
+        COLLECTORS[id(client)] = collector
         yield client, store
+    COLLECTORS.pop(id(client), None)
     store.close()
 
 
@@ -194,6 +199,8 @@ async def test_the_real_agents_heartbeat_passes_and_is_shown(
     agent = (await response.json())["agent"]
     assert agent == {"id": AGENT, "version": __version__, "clock": heartbeat["clock"],
                      "outbox_depth": 2**63 - 1, "dropped": 0}  # fmt: skip
+    kept = COLLECTORS[id(client)].heartbeats["tesko"]  # a typed record, not a dict
+    assert (kept.agent, kept.host and kept.host.kind) == (AGENT, "host")
     metrics = await (await client.get("/metrics")).text()
     assert 'sitewatch_agent_outbox_depth{agent="tesko-01",site="tesko"} 9.223372036854776e+18' in (
         metrics
