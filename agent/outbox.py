@@ -3,12 +3,14 @@
     put(records) -> seqs      written and fsynced before the shipper sees them
     take(limit) -> entries    what to ship next; nothing is removed
     ack(seqs)                 the collector has them; delete
+    identity                  a random id made with the file: seqs are unique per outbox
 
 A result is written here before it is shipped and deleted only once the collector has
 acknowledged it, so a WAN outage, kill -9 or a power cut loses nothing that `put` returned.
 One SQLite file in WAL mode with `synchronous=FULL`: every commit is fsynced, which is what
 makes a returned sequence number a promise, and why callers should put results in batches
 rather than one by one (an fsync is cheap on an SSD, tens of milliseconds on an SD card).
+The file, its -wal and -shm are made 0600 whatever the umask: results describe the site.
 
 Exceptions:
 
@@ -26,6 +28,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,18 +42,30 @@ DEFAULT_MAX_ENTRIES = 200_000
 
 # "SWob": marks the file as ours, so another program's SQLite database is refused, not migrated.
 _APPLICATION_ID = 0x53576F62
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+FILE_MODE = 0o600  # results and what they reveal of the site are the agent's business only
+# The identity of an outbox made before outboxes had one: the collector holds its sequence
+# numbers under this name, so it must keep it to have its resends recognised.
+LEGACY_IDENTITY = "legacy"
 # Separate statements, not executescript(), which would commit the transaction they belong to.
 # The meta row keeps next_seq apart from the entries so numbers survive a full ack, and keeps
-# depth so that neither depth() nor put() has to count 200,000 rows.
+# depth so that neither depth() nor put() has to count 200,000 rows. Its outbox column is the
+# identity made when the file was created: the collector keys results by (agent, outbox, seq),
+# so an agent reinstalled with a fresh outbox, numbering from 1 again, loses nothing.
 _SCHEMA = (
     "CREATE TABLE entries (seq INTEGER PRIMARY KEY, put_at REAL NOT NULL, record TEXT NOT NULL)",
     "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), next_seq INTEGER NOT NULL,"
-    " depth INTEGER NOT NULL, dropped INTEGER NOT NULL)",
-    "INSERT INTO meta (id, next_seq, depth, dropped) VALUES (1, 1, 0, 0)",
+    " depth INTEGER NOT NULL, dropped INTEGER NOT NULL, outbox TEXT NOT NULL)",
+    "INSERT INTO meta (id, next_seq, depth, dropped, outbox) VALUES (1, 1, 0, 0, ?)",
     f"PRAGMA application_id = {_APPLICATION_ID}",
     f"PRAGMA user_version = {_SCHEMA_VERSION}",
 )
+_UPGRADES = {  # from version N to N + 1
+    1: (
+        f"ALTER TABLE meta ADD COLUMN outbox TEXT NOT NULL DEFAULT '{LEGACY_IDENTITY}'",
+        "PRAGMA user_version = 2",
+    ),
+}
 
 
 class OutboxError(Exception):
@@ -76,6 +91,11 @@ class Outbox:
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._dropping = False  # so a full outbox is logged once, not on every put
+        self.identity = LEGACY_IDENTITY  # read from the file by _prepare
+        try:
+            _create_private(path)
+        except OSError as err:
+            raise OutboxError(f"{path}: cannot create: {err}") from err
         try:
             # isolation_level=None: transactions are begun and committed explicitly below.
             self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -223,6 +243,7 @@ class Outbox:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 created = self._check_or_create(conn)
+                (self.identity,) = conn.execute("SELECT outbox FROM meta WHERE id = 1").fetchone()
                 conn.execute("COMMIT")
             finally:
                 if conn.in_transaction:
@@ -250,13 +271,17 @@ class Outbox:
         (objects,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         if application_id == 0 and version == 0 and objects == 0:
             for statement in _SCHEMA:
-                conn.execute(statement)
+                conn.execute(statement, (uuid.uuid4().hex,) if "?" in statement else ())
             return True
         if application_id != _APPLICATION_ID:
             raise OutboxError(
                 f"{self._path}: not an outbox database "
                 f"(application_id {application_id:#x}, {objects} schema objects)"
             )
+        for step in range(version, _SCHEMA_VERSION):
+            for statement in _UPGRADES.get(step, ()):
+                conn.execute(statement)
+            version = step + 1
         if version != _SCHEMA_VERSION:
             raise OutboxError(
                 f"{self._path}: outbox schema version {version}, "
@@ -306,6 +331,21 @@ class Outbox:
                 raise  # misuse of the API is a bug, not a storage failure
             except sqlite3.Error as err:
                 raise OutboxError(f"{self._path}: {err}") from err
+
+
+def _create_private(path: Path) -> None:
+    """Create the outbox file for its owner only, whatever the umask; leave one that exists.
+
+    SQLite gives the -wal and -shm files it makes beside it the same mode.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:

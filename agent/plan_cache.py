@@ -18,6 +18,7 @@ from probes.plan import Plan, PlanFormatError, plan_from_json, plan_to_json
 
 log = logging.getLogger(__name__)
 CACHE_NAME = "plan.json"
+CACHE_MODE = 0o600
 
 
 class PlanUnavailable(Exception):
@@ -37,10 +38,16 @@ def load_cached(state_dir: Path) -> Plan | None:
 
 
 def save_cached(state_dir: Path, plan: Plan) -> None:
-    """Write the plan atomically (write, fsync, rename), so a crash leaves the old or the new."""
+    """Write the plan atomically (write, fsync, rename), so a crash leaves the old or the new.
+
+    The file holds SNMP credentials: it is made for the agent's user only, whatever the umask.
+    """
     path = state_dir / CACHE_NAME
     scratch = path.with_suffix(".tmp")
-    with scratch.open("w") as file:
+    with os.fdopen(
+        os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, CACHE_MODE), "w"
+    ) as file:
+        os.fchmod(file.fileno(), CACHE_MODE)  # the umask may have taken bits, or a crash's
         json.dump(plan_to_json(plan), file)
         file.flush()
         os.fsync(file.fileno())

@@ -1,10 +1,12 @@
 """Ship the outbox to the collector: batched, gzipped, at least once, with backoff.
 
 Entries leave the outbox only when the collector has acknowledged them, so a crash or a lost
-reply means a resend, and the collector's (agent, seq) key turns the resend into a no-op. While
-the collector cannot be reached the shipper backs off exponentially with jitter and logs the
-change of state once, not every attempt. A result the collector refuses as malformed (422 with
-its index) can never be accepted: it is logged and set aside so it cannot block the queue.
+reply means a resend, and the collector's (agent, outbox, seq) key turns the resend into a
+no-op; the outbox's identity keeps a reinstalled agent, numbering from 1 again, from looking
+like one resending what it sent before. While the collector cannot be reached the shipper backs
+off exponentially with jitter and logs the change of state once, not every attempt. A result the
+collector refuses as malformed (422 with its index) can never be accepted: it is logged and set
+aside so it cannot block the queue.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ class Shipper:
         body = json.dumps(
             {
                 "agent": self.agent_id,
+                "outbox": self.outbox.identity,  # seqs are unique per outbox, not per agent
                 "results": [{"seq": e.seq, "result": e.record} for e in entries],
                 "heartbeat": heartbeat,
             },

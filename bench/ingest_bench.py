@@ -3,10 +3,13 @@
 Run with `make bench` or `.venv/bin/python -m bench.ingest_bench` (no root needed). 100 simulated
 agents, spread over the sites of config/inventory.yaml and reporting only their own site's links
 and devices, each send the same number of 500-result batches. Every case starts from a fresh
-database in the temporary folder ($TMPDIR), and all three store the very same rows:
+database in the temporary folder ($TMPDIR), and all four store the very same rows:
 
-- plain: `sqlite3` alone, the store's `results` table and indexes, WAL with synchronous=NORMAL
-  as the store runs it, `executemany` of ready-made row tuples, one transaction per batch;
+- plain: `sqlite3` alone, the store's `results` table and indexes, WAL with synchronous=FULL
+  as the store runs it (every commit fsynced, so an acknowledged batch survives a power cut),
+  `executemany` of ready-made row tuples, one transaction per batch;
+- normal: the same with synchronous=NORMAL, durable only at checkpoints, as the store ran until
+  acknowledged batches had to be on disk: the difference to plain is what FULL costs;
 - store: `collector.store.Store.ingest` of the batches as (seq, ProbeResult) tuples;
 - http: the real collector app (aiohttp, in this process, on 127.0.0.1) taking the batches as
   gzipped JSON posts from a client in a separate process, so that this process's CPU is the
@@ -156,11 +159,13 @@ def measured(work: Callable[[], int]) -> Figures:
     return Figures(stored, wall, cpu)
 
 
-def run_plain(path: Path, rows: Sequence[list[tuple[Any, ...]]]) -> Figures:
+def run_plain(
+    path: Path, rows: Sequence[list[tuple[Any, ...]]], synchronous: str = "FULL"
+) -> Figures:
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
         db.executescript(RESULTS_SCHEMA)
 
         def insert_all() -> int:
@@ -356,10 +361,11 @@ def main() -> None:
     )
     print(f"{'case':6} {'results':>8} {'seconds':>8} {'results/s':>10} {'CPU s':>7} {'x plain':>8}")
     with tempfile.TemporaryDirectory(prefix="sitewatch-ingest-bench-") as folder:
-        runs: dict[str, list[Figures]] = {"plain": [], "store": [], "http": []}
+        runs: dict[str, list[Figures]] = {"plain": [], "normal": [], "store": [], "http": []}
         for number in range(args.runs):
             files = {case: Path(folder, f"{case}-{number}.db") for case in runs}
             runs["plain"].append(run_plain(files["plain"], rows))
+            runs["normal"].append(run_plain(files["normal"], rows, "NORMAL"))
             runs["store"].append(run_store(files["store"], arriving, received))
             runs["http"].append(run_http(files["http"], config, work, client_cpus))
         for figures in runs.values():

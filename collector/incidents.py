@@ -20,7 +20,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -168,8 +168,14 @@ class IncidentBook:
 
     # -- correlation passes ---------------------------------------------------------------
 
-    def reconcile(self, causes: Iterable[Cause], now: float) -> int:
-        """Bring the incidents in line with this pass's causes; return notifications queued."""
+    def reconcile(
+        self, causes: Iterable[Cause], now: float, unsure: Container[str] = frozenset()
+    ) -> int:
+        """Bring the incidents in line with this pass's causes; return notifications queued.
+
+        `unsure` are the keys whose subject shows no evidence of recovery (state unknown, or
+        up on too few successes): their incidents stay open though their cause is absent.
+        """
         causes = list(causes)
         with self._lock, self.store.transaction() as db:
             writer = _Writer(self, db, now)
@@ -188,6 +194,8 @@ class IncidentBook:
                     continue  # loaded at start-up: its evidence is still being gathered
                 if key in covered:
                     writer.resolve(incident, None, {"merged_into": covered[key]})
+                elif key in unsure:
+                    continue  # no cause, but nobody saw it recover either: wait for evidence
                 else:
                     writer.resolve(incident, None, {"reason": "the cause cleared"})
             self._quiet &= set(present)

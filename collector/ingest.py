@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from collector.heartbeat import Heartbeat, HeartbeatError
+from collector.store import LEGACY_OUTBOX
 from probes.result import ProbeResult, ResultFormatError, format_ts
 
 MAX_RESULTS_PER_BATCH = 5_000
 MAX_CLOCK_SKEW = 300.0  # seconds a result may be ahead of the collector's clock
 MAX_SEQ = 2**63 - 1
 FIELD_FIRST = re.compile(r"[a-z_]+[.\[:]")  # an error that starts with the field it names
+OUTBOX_ID = re.compile(r"[0-9a-f]{32}")  # a random UUID's hex, made when the outbox was created
 
 
 class BatchError(ValueError):
@@ -32,6 +34,7 @@ class BatchError(ValueError):
 class Batch:
     items: tuple[tuple[int, ProbeResult], ...]
     heartbeat: Heartbeat | None
+    outbox: str = LEGACY_OUTBOX  # the identity of the agent outbox that numbered the items
 
 
 def parse_batch(
@@ -51,7 +54,7 @@ def parse_batch(
     """
     if not isinstance(body, dict):
         raise BatchError("the body must be a JSON object")
-    unknown = sorted(set(body) - {"agent", "results", "heartbeat"})
+    unknown = sorted(set(body) - {"agent", "outbox", "results", "heartbeat"})
     if unknown:
         raise BatchError(f"unknown field {unknown[0]!r}")
     if body.get("agent", agent) != agent:
@@ -62,6 +65,9 @@ def parse_batch(
     if len(results) > MAX_RESULTS_PER_BATCH:
         raise BatchError(f"results: at most {MAX_RESULTS_PER_BATCH} per batch")
     heartbeat = _heartbeat(body.get("heartbeat"), agent)
+    outbox = body.get("outbox", LEGACY_OUTBOX)  # agents older than outbox identities send none
+    if outbox != LEGACY_OUTBOX and not (isinstance(outbox, str) and OUTBOX_ID.fullmatch(outbox)):
+        raise BatchError("outbox: must be 32 lowercase hexadecimal digits")
     items = []
     seen: set[int] = set()
     for index, item in enumerate(results):
@@ -70,7 +76,7 @@ def parse_batch(
             raise BatchError(f"results[{index}].seq: {seq} appears twice in this batch", index)
         seen.add(seq)
         items.append((seq, result))
-    return Batch(tuple(items), heartbeat)
+    return Batch(tuple(items), heartbeat, outbox)
 
 
 def _heartbeat(data: object, agent: str) -> Heartbeat | None:

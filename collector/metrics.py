@@ -67,6 +67,15 @@ class StateMetrics(MetricSource):
         ingested.add_metric([], collector.ingested)
         yield ingested
 
+        duplicates = CounterMetricFamily(
+            "sitewatch_ingest_duplicates",
+            "Results an agent sent that were stored already, refused as duplicates",
+            labels=["agent"],
+        )
+        for agent, count in sorted(collector.duplicates.items()):
+            duplicates.add_metric([agent], count)
+        yield duplicates
+
         outbox = GaugeMetricFamily(
             "sitewatch_agent_outbox_depth",
             "Results waiting in the agent's outbox, as of its last heartbeat",

@@ -51,11 +51,14 @@ class Collector:
     incidents: IncidentBook = field(init=False)
     heartbeats: dict[str, Heartbeat] = field(default_factory=dict)  # by site
     correlation: Correlation | None = None  # the latest pass
+    unsure: frozenset[str] = frozenset()  # incident keys with no evidence of recovery then
     pass_seconds: float = 0.0  # how long the latest pass took
     schedule: maintenance.Schedule = field(init=False)  # the maintenance windows in force
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # a target's state moved
     notify_wake: asyncio.Event = field(default_factory=asyncio.Event)  # something to send
     ingested: int = 0  # results stored from agents since start
+    duplicates: dict[str, int] = field(default_factory=dict)  # by agent: refused, since start
+    _duplicating: set[str] = field(default_factory=set)  # agents warned of, until a good batch
     _alive_noted: float = 0.0
 
     def __post_init__(self) -> None:
@@ -89,13 +92,24 @@ class Collector:
         """Every link and device id of the inventory: what history can be asked for."""
         return frozenset().union(*self._site_targets.values())
 
+    @cached_property
+    def warm_up_depth(self) -> int:
+        """Return how many of each target's newest results rebuild its state at start-up.
+
+        A run of failures long enough to go down followed by successes too few to recover
+        must replay as down, so both thresholds' worth.
+        """
+        limits = [thresholds for thresholds, _ in self.book.limits.values()]
+        return max((t.fail_after + t.recover_after for t in limits), default=1)
+
     def warm_up(self, now: float | None = None) -> None:
-        """Replay the recent past from the store into the state book."""
+        """Replay the recent past from the store into the state book: the newest evidence."""
         now = time.time() if now is None else now
         probed: dict[str, float] = {}
-        for stored in self.store.since(now - WARM_UP_SECONDS):
+        for stored in self.store.newest(now - WARM_UP_SECONDS, self.warm_up_depth):
             self.book.observe("centre" if stored.source == CENTRE else "agent", stored.result)
-            probed[stored.source] = stored.result.ts.timestamp()  # oldest first: the last wins
+            ts = stored.result.ts.timestamp()
+            probed[stored.source] = max(probed.get(stored.source, ts), ts)
         sites = {agent.id: agent.site for agent in self.config.agents}
         for agent, (last_seen, heartbeat) in self.store.sources().items():
             # An agent heard before counts as heard now: after a restart it gets its silence
@@ -116,7 +130,9 @@ class Collector:
             batch.items,
             None if batch.heartbeat is None else dict(batch.heartbeat.to_json()),
             now,
+            outbox=batch.outbox,
         )
+        self._count_duplicates(agent.id, batch.outbox, outcome)
         probed = max((result.ts.timestamp() for _, result in batch.items), default=None)
         self.book.heard_from(agent.id, now, probed)
         self.ingested += outcome.stored
@@ -128,6 +144,29 @@ class Collector:
         if moved:
             self.changed.set()
         return outcome
+
+    def _count_duplicates(self, agent: str, outbox: str, outcome: IngestOutcome) -> None:
+        """Count what an agent sent that was stored already; warn when it is most of a batch.
+
+        A resend after a lost reply is a few duplicates, and harmless. Batch after batch of
+        them means an agent numbering results the collector already holds (an agent too old
+        to name its outbox, reinstalled): say so once, not on every batch.
+        """
+        if outcome.duplicates:
+            self.duplicates[agent] = self.duplicates.get(agent, 0) + outcome.duplicates
+        mostly = outcome.duplicates > outcome.stored
+        if mostly and agent not in self._duplicating:
+            log.warning(
+                "agent %s sent %d results the collector already holds from outbox %s "
+                "(and %d new): refused as duplicates",
+                agent,
+                outcome.duplicates,
+                outbox,
+                outcome.stored,
+            )
+        elif mostly:
+            log.debug("agent %s: %d more duplicates", agent, outcome.duplicates)
+        (self._duplicating.add if mostly else self._duplicating.discard)(agent)
 
     def views(self, now: float | None = None) -> list[SiteView]:
         return list(self.book.views(time.time() if now is None else now, self.correlation))
@@ -149,6 +188,7 @@ class Collector:
         """Run one correlation pass; return it and the sites and links whose status changed."""
         began = time.perf_counter()
         correlation = self.book.correlate(now, self.maintained(now))
+        self.unsure = self.book.unsure(correlation, now)  # read on the loop, used by _record
         self.pass_seconds = time.perf_counter() - began
         self.correlation = correlation
         return correlation, self.book.track(correlation, now)
@@ -181,7 +221,7 @@ class Collector:
                 )
                 db.execute("UPDATE collector SET alive_until = ?", (now,))
             self._alive_noted = now
-        return self.incidents.reconcile(correlation.causes, now)
+        return self.incidents.reconcile(correlation.causes, now, self.unsure)
 
     def mark_gap(self, now: float | None = None) -> None:
         """Log every site and link unknown from when this collector was last known alive.

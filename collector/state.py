@@ -50,6 +50,10 @@ class TargetState:
     successes: int = 0
     failing_since: float = 0.0  # when the current run of failures began
     last: ProbeResult | None = None
+    # Whether the status was earned by the thresholds (fail_after failures, recover_after
+    # successes), not taken from the first result of a target never seen before: only an
+    # earned "up" proves that something recovered.
+    confirmed: bool = False
 
     def observe(self, result: ProbeResult, *, degradable: bool) -> bool:
         """Apply one result in probe order; return whether the status changed."""
@@ -68,10 +72,13 @@ class TargetState:
             new = "down" if self.failures >= self.thresholds.fail_after else new
         elif result.ok and (self.successes >= self.thresholds.recover_after or new == "unknown"):
             new = "degraded" if degradable and self._degraded(result) else "up"
-        if new != self.status:
-            self.status, self.since = new, ts
-            return True
-        return False
+        changed = new != self.status
+        if changed:
+            self.status, self.since, self.confirmed = new, ts, False
+        limits = self.thresholds
+        if self.successes >= limits.recover_after or self.failures >= limits.fail_after:
+            self.confirmed = True
+        return changed
 
     def _degraded(self, result: ProbeResult) -> bool:
         limits = self.thresholds
@@ -226,6 +233,35 @@ class StateBook:
                 self.link_status[link_id] = link_status
                 changed.append((f"link:{link_id}", link_status))
         return changed
+
+    def unsure(self, correlation: Correlation, now: float) -> frozenset[str]:
+        """Return the incident keys whose subject has no evidence of recovery to show now.
+
+        A cause that is absent proves nothing when its subject is unknown: after a restart a
+        phone with no fresh results raises no cause, yet nobody saw it come back. Its incident
+        may resolve only once the phone is seen up with `recover_after` successes (or down
+        but excused, e.g. in maintenance). Keys as the incidents name them: `link:ID`,
+        `site:ID`, `device:ID`, `devices:SITE:KIND`.
+        """
+        keys = {f"site:{s}" for s, status in correlation.sites.items() if status == "unknown"}
+        for site in self.inventory.sites:
+            alive = site.id in self.agents.values() and self.agent_alive(site, now)
+            for link in site.links:
+                view = self._link(site, link, alive)
+                state = self.targets.get((link.id, "icmp", view.vantage or "agent"))
+                if view.status == "unknown" or state is None or not state.confirmed:
+                    keys.add(f"link:{link.id}")
+            by_kind: dict[str, list[bool]] = {}
+            for device in site.devices:
+                states = self.inside.get(device.id, {}).values()
+                doubt = self._device(device.id, alive)[0] == "unknown" or any(
+                    s.status in ("up", "degraded") and not s.confirmed for s in states
+                )
+                if doubt:
+                    keys.add(f"device:{device.id}")
+                by_kind.setdefault(device.kind, []).append(doubt)
+            keys.update(f"devices:{site.id}:{k}" for k, doubts in by_kind.items() if all(doubts))
+        return frozenset(keys)
 
     def views(self, now: float, correlation: Correlation | None = None) -> Iterator[SiteView]:
         """Yield every site's view, with statuses as correlation decided them.

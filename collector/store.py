@@ -1,16 +1,20 @@
 """The collector's store: probe results, agents' heartbeats, rollups, on SQLite in WAL mode.
 
 One connection writes (SQLite allows one writer; the collector is one process), used from a
-worker thread so the event loop never waits on the disk. Ingest is idempotent by (source, seq):
-an agent that retries a batch the collector already stored changes nothing. Results are kept raw
-for `retention` and rolled up per target per 5 minutes beyond it, so a year of history stays
-small. The schema is versioned with `PRAGMA user_version` and upgraded by MIGRATIONS in order.
+worker thread so the event loop never waits on the disk. Ingest is idempotent by (source,
+outbox, seq): an agent that retries a batch the collector already stored changes nothing, and
+one reinstalled with a new outbox, numbering from 1 again, is stored. Each commit is fsynced
+(synchronous=FULL) before ingest returns, so what the collector acknowledged survives a power
+cut. The file is made 0640 whatever the umask. Results are kept raw for `retention` and rolled
+up per target per 5 minutes beyond it, so a year of history stays small. The schema is versioned
+with `PRAGMA user_version` and upgraded by MIGRATIONS in order.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -27,8 +31,9 @@ from probes.result import ERROR_KINDS, MAX_RTT_MS, JsonValue, ProbeResult
 CENTRE = "centre"  # the source name of the collector's own probes
 ROLLUP_SECONDS = 300
 DEFAULT_RETENTION = 30 * 86_400.0
+DATABASE_MODE = 0o640  # the collector and its group (backups, reports) read it; nobody else
 
-RESULTS_SCHEMA = """
+_RESULTS_V1 = """
     CREATE TABLE results (
         source TEXT NOT NULL,        -- the agent id, or 'centre'
         seq INTEGER NOT NULL,        -- the source's sequence number
@@ -46,11 +51,38 @@ RESULTS_SCHEMA = """
     ) WITHOUT ROWID;
     CREATE INDEX results_by_target ON results (target, ts);
     CREATE INDEX results_by_ts ON results (ts);
-"""  # migration 1 made it so: later changes go in new migrations; the ingest bench reuses it
-INSERT_RESULT = "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+"""  # migration 1 made it so; migration 6 rebuilt it as RESULTS_SCHEMA
+RESULTS_SCHEMA = """
+    CREATE TABLE results (
+        source TEXT NOT NULL,        -- the agent id, or 'centre'
+        seq INTEGER NOT NULL,        -- the sequence number within the source's outbox
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ts REAL NOT NULL,            -- when the probe ran, Unix seconds UTC
+        ok INTEGER NOT NULL,
+        rtt_ms REAL,
+        loss REAL,
+        value TEXT NOT NULL,         -- JSON
+        error_kind TEXT,
+        detail TEXT NOT NULL,
+        received REAL NOT NULL,
+        outbox TEXT NOT NULL,        -- the identity of the agent's outbox that numbered it
+        PRIMARY KEY (source, outbox, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX results_by_target ON results (target, ts);
+    CREATE INDEX results_by_ts ON results (ts);
+"""  # the table as migration 6 left it: later changes go in new migrations; the bench reuses it
+INSERT_RESULT = "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+# Every column but the outbox, in the order `_stored` reads them.
+RESULT_COLUMNS = (
+    "source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, received"
+)
+# The outbox identity of every result stored before outboxes had one, of agents too old to
+# send one, and of the centre's own probes: their sequences are unique per source already.
+LEGACY_OUTBOX = "legacy"  # migration 6 spells it out, as a migration must never change
 
 MIGRATIONS: tuple[str, ...] = (
-    RESULTS_SCHEMA
+    _RESULTS_V1
     + """
     CREATE TABLE rollups (
         target TEXT NOT NULL,
@@ -161,6 +193,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE status_log ADD COLUMN gap INTEGER REFERENCES gaps (id);
     CREATE INDEX status_log_by_gap ON status_log (gap) WHERE gap IS NOT NULL;
     """,
+    # Sequences are unique per agent outbox, not per agent: a reinstalled agent numbers from 1
+    # again in a new outbox, and its results must not be taken for duplicates of the old one's.
+    # The rows stored so far keep their (source, seq) under the legacy outbox identity.
+    RESULTS_SCHEMA.join(  # the new table between setting the old aside and copying it
+        (
+            """
+            ALTER TABLE results RENAME TO results_v1;
+            DROP INDEX results_by_target;
+            DROP INDEX results_by_ts;
+            """,
+            """
+            INSERT INTO results SELECT *, 'legacy' FROM results_v1;
+            DROP TABLE results_v1;
+            """,
+        )
+    ),
 )
 
 
@@ -202,6 +250,7 @@ class Store:
                 )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(path)
                 self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"{path}: cannot open the database: {err}") from err
@@ -212,7 +261,9 @@ class Store:
                 return
             self._migrate()  # before WAL: another program's database must be left as it was
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint
+            # FULL: every commit is fsynced before ingest returns, so an acknowledged batch
+            # survives a power cut (NORMAL would be durable only at the next checkpoint).
+            self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as err:
             self._db.close()
             raise StoreError(f"{path}: not a SiteWatch database ({err})") from err
@@ -280,10 +331,15 @@ class Store:
         items: Sequence[tuple[int, ProbeResult]],
         heartbeat: dict[str, Any] | None = None,
         now: float | None = None,
+        *,
+        outbox: str = LEGACY_OUTBOX,
     ) -> IngestOutcome:
-        """Store a batch in one transaction; rows already stored are counted, not changed."""
+        """Store a batch in one transaction; rows already stored are counted, not changed.
+
+        A row is the same when its source, the outbox that numbered it and its seq are.
+        """
         received = time.time() if now is None else now
-        rows = [result_row(source, seq, result, received) for seq, result in items]
+        rows = [result_row(source, seq, result, received, outbox) for seq, result in items]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -316,8 +372,8 @@ class Store:
         """Return one target's raw results in [start, end), oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM results WHERE target = ? AND ts >= ? AND ts < ? "
-                "ORDER BY ts, source, seq LIMIT ?",
+                f"SELECT {RESULT_COLUMNS} FROM results "  # noqa: S608 -- a fixed column list
+                "WHERE target = ? AND ts >= ? AND ts < ? ORDER BY ts, source, seq LIMIT ?",
                 (target, start, end, limit),
             ).fetchall()
         return [_stored(row) for row in rows]
@@ -333,11 +389,25 @@ class Store:
         keys = ("kind", "source", "bucket", "count", "failures", "rtt_min", "rtt_avg", "rtt_max")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def since(self, after: float, limit: int = 100_000) -> list[Stored]:
-        """Return results probed after `after`, oldest first: the state's start-up evidence."""
+    def newest(self, after: float, per_target: int) -> list[Stored]:
+        """Return the state's start-up evidence: each target's newest results, oldest first.
+
+        At most `per_target` results probed after `after` for each target, kind and vantage
+        point (the centre or an agent), the newest of them: enough to replay the hysteresis
+        (`fail_after`, `recover_after`) so a restarted collector reads what it read before,
+        however many results the last hour holds.
+        """
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM results WHERE ts > ? ORDER BY ts LIMIT ?", (after, limit)
+                f"""
+                SELECT {RESULT_COLUMNS} FROM (
+                    SELECT *, row_number() OVER (
+                        PARTITION BY target, kind, source = ? ORDER BY ts DESC
+                    ) AS newest
+                    FROM results WHERE ts > ?
+                ) WHERE newest <= ? ORDER BY ts
+                """,  # noqa: S608 -- a fixed column list
+                (CENTRE, after, per_target),
             ).fetchall()
         return [_stored(row) for row in rows]
 
@@ -396,7 +466,9 @@ class Store:
         return folded
 
 
-def result_row(source: str, seq: int, result: ProbeResult, received: float) -> tuple[Any, ...]:
+def result_row(
+    source: str, seq: int, result: ProbeResult, received: float, outbox: str = LEGACY_OUTBOX
+) -> tuple[Any, ...]:
     """Return the `results` row of one result, as ingest writes it."""
     return (
         source,
@@ -411,7 +483,24 @@ def result_row(source: str, seq: int, result: ProbeResult, received: float) -> t
         result.error_kind,
         result.detail,
         received,
+        outbox,
     )
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner and group only, whatever the umask.
+
+    SQLite gives the -wal and -shm files it makes beside it the same mode. A file that is
+    there already keeps the mode its administrator gave it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_MODE)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, DATABASE_MODE)  # the umask took bits off at creation: put them back
+    finally:
+        os.close(fd)
 
 
 def _stored(row: Iterable[Any]) -> Stored:

@@ -174,7 +174,56 @@ def test_file_is_in_wal_mode_with_the_schema_version(tmp_path: Path) -> None:
         box.put(records(1))
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_each_new_outbox_has_its_own_identity_kept_across_reopen(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "a.db") as first, Outbox(tmp_path / "b.db") as second:
+        identities = (first.identity, second.identity)
+    assert all(re.fullmatch("[0-9a-f]{32}", identity) for identity in identities)
+    assert identities[0] != identities[1]
+    with Outbox(tmp_path / "a.db") as again:
+        assert again.identity == identities[0]
+
+
+def test_a_version_1_outbox_is_upgraded_and_keeps_the_legacy_identity(tmp_path: Path) -> None:
+    """The collector holds a version 1 outbox's numbers as legacy: its resends must match."""
+    path = tmp_path / "outbox.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(
+            "CREATE TABLE entries (seq INTEGER PRIMARY KEY, put_at REAL NOT NULL, "
+            "record TEXT NOT NULL)"
+        )
+        conn.execute(
+            "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), next_seq INTEGER NOT "
+            "NULL, depth INTEGER NOT NULL, dropped INTEGER NOT NULL)"
+        )
+        conn.execute("INSERT INTO meta VALUES (1, 8, 1, 0)")
+        conn.execute("""INSERT INTO entries VALUES (7, 0, '{"n": 7}')""")
+        conn.execute("PRAGMA application_id = 0x53576F62")
+        conn.execute("PRAGMA user_version = 1")
+    with Outbox(path) as box:
+        assert box.identity == "legacy"
+        assert waiting(box) == [Entry(7, {"n": 7})]
+        assert box.put(records(8)) == [8]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_the_outbox_and_its_wal_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    permissive = os.umask(0o000)
+    try:
+        with Outbox(path) as box:
+            box.put(records(1))
+            modes = {
+                p.name: p.stat().st_mode & 0o777
+                for p in tmp_path.iterdir()
+                if p.name.startswith("outbox.db")
+            }
+    finally:
+        os.umask(permissive)
+    assert modes == {"outbox.db": 0o600, "outbox.db-wal": 0o600, "outbox.db-shm": 0o600}
 
 
 def test_an_empty_file_becomes_an_outbox(tmp_path: Path) -> None:
@@ -203,7 +252,7 @@ def _newer_outbox(path: Path) -> None:
     with Outbox(path) as box:
         box.put(records(1))
     with closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute("PRAGMA user_version = 3")
 
 
 @pytest.mark.parametrize(
@@ -212,7 +261,7 @@ def _newer_outbox(path: Path) -> None:
         (_random_bytes, "not an outbox database"),
         (_short_text, "not an outbox database"),
         (_other_sqlite_schema, "not an outbox database"),
-        (_newer_outbox, "schema version 2"),
+        (_newer_outbox, "schema version 3"),
     ],
     ids=["random-bytes", "short-text", "other-sqlite-schema", "newer-outbox"],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 from contextlib import closing
@@ -13,8 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.service import Collector
 from collector.store import MIGRATIONS, ROLLUP_SECONDS, Store, StoreError
 from probes.result import ProbeResult
+from sitewatch.config.files import load_collector_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 B = 1_800_000_000  # the start of a 5-minute bucket: 1_800_000_000 % 300 == 0
 NOW = B + 86_400.0  # when the collector received everything, for `ingest(now=...)`
@@ -356,3 +361,99 @@ def test_read_only_neither_migrates_nor_writes(tmp_path: Path) -> None:
             store.next_sequence("centre", 1)
     finally:
         store.close()
+
+
+# -- outbox identity, durability, file modes, start-up evidence -------------------------------
+
+
+def test_sequences_are_unique_per_outbox_so_a_reinstalled_agent_is_stored(store: Store) -> None:
+    old, new = "a" * 32, "b" * 32
+    assert store.ingest("a", numbered(1, result(B + 1), result(B + 2)), outbox=old).stored == 2
+    again = store.ingest("a", numbered(1, result(B + 3), result(B + 4)), outbox=new)
+    assert (again.stored, again.duplicates) == (2, 0)  # numbered from 1 again, new outbox
+    resent = store.ingest("a", numbered(2, result(B + 4)), outbox=new)
+    assert (resent.stored, resent.duplicates) == (0, 1)  # a resend is still a duplicate
+    assert store.sequences("a") == [1, 1, 2, 2]
+
+
+def test_a_version_5_database_keeps_its_rows_under_the_legacy_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "collector.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for script in MIGRATIONS[:5]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("PRAGMA user_version = 5")
+        db.execute(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("a", 1, "gw", "icmp", B + 1, 1, 2.0, None, "{}", None, "", NOW),
+        )
+    store = Store(path)
+    try:
+        legacy = store.ingest("a", numbered(1, result(B + 1)), now=NOW)  # an old agent resends
+        fresh = store.ingest("a", numbered(1, result(B + 2)), now=NOW, outbox="c" * 32)
+        assert (legacy.stored, legacy.duplicates, fresh.stored) == (0, 1, 1)
+        assert [s.result.rtt_ms for s in store.history("gw", B, B + 10)] == [2.0, None]
+    finally:
+        store.close()
+    assert raw_rows(path, "SELECT outbox, seq FROM results ORDER BY ts") == [
+        ("legacy", 1),
+        ("c" * 32, 1),
+    ]
+
+
+def test_commits_are_fsynced_before_ingest_returns(store: Store) -> None:
+    with store.reading() as db:
+        assert db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL, not NORMAL (1)
+
+
+def test_the_database_and_its_wal_are_0640_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "collector.db"
+    permissive = os.umask(0o000)
+    try:
+        store = Store(path)
+        try:
+            store.ingest("a", numbered(1, result(B + 1)), now=NOW)
+            modes = {
+                p.name: p.stat().st_mode & 0o777
+                for p in tmp_path.iterdir()
+                if p.name.startswith("collector.db")
+            }
+        finally:
+            store.close()
+    finally:
+        os.umask(permissive)
+    assert modes == {"collector.db": 0o640, "collector.db-wal": 0o640, "collector.db-shm": 0o640}
+
+
+def test_newest_returns_each_targets_newest_results_per_vantage(store: Store) -> None:
+    store.ingest("a", numbered(1, *(result(B + n, target="gw") for n in range(10))), now=NOW)
+    store.ingest("a", numbered(11, *(result(B + n, target="sw") for n in range(3))), now=NOW)
+    store.ingest("centre", numbered(1, *(result(B + n, target="gw") for n in range(5))), now=NOW)
+    found = [(s.source, s.result.target, s.result.ts.timestamp()) for s in store.newest(B, 2)]
+    assert sorted(found) == sorted(
+        [
+            ("a", "gw", B + 8),
+            ("a", "gw", B + 9),
+            ("a", "sw", B + 1),
+            ("a", "sw", B + 2),
+            ("centre", "gw", B + 3),
+            ("centre", "gw", B + 4),
+        ]
+    )  # after B only: the results at B itself are older than asked
+    assert [ts for _, _, ts in found] == sorted(ts for _, _, ts in found)  # oldest first
+
+
+def test_warm_up_reads_the_newest_evidence_of_a_busy_hour(store: Store) -> None:
+    """More than 100,000 results in the last hour: a phone's newest failures still count."""
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    now = B + 3_600.0
+    phone = [result(B + 10 + 30 * n, ok=n < 60, target="dm-phone-01") for n in range(110)]
+    # ... the phone answered for half an hour, then stopped; meanwhile the other targets of
+    # the site filled the hour with results, more than today's limit of 100,000
+    busy = [result(B + 5 + n * 0.016, target="dm-prn-01") for n in range(110_000)]
+    store.ingest("dutywa-main-01", numbered(1, *busy, *phone), now=now)
+    collector = Collector(config, store)
+    collector.warm_up(now=now)
+    site = next(view for view in collector.views(now) if view.id == "dutywa-main")
+    assert {d.id: d.status for d in site.devices}["dm-phone-01"] == "down"
