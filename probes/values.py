@@ -21,6 +21,8 @@ MAX_TEXT = 2_000  # characters of any one string inside a value
 MAX_ITEMS = 4_096  # entries of a list or object inside a value (snmp.MAX_ROWS rows a column)
 MAX_WHOLE = 2**64 - 1  # SNMP Counter64 is the largest integer a probe reports
 MAX_NUMBER = 1e15  # any finite reading a probe makes is far below this
+MAX_OCTETS = 65_535  # the longest SNMP OctetString or UDP datagram a device can send us
+OID_TEXT = 1_500  # an OID suffix: at most 128 sub-identifiers of up to 10 digits, dotted
 
 Check = Callable[[object, str], None]  # raises ValueShapeError naming the path it was given
 
@@ -169,7 +171,7 @@ RTT = number(0, 3_600_000)  # milliseconds, as ProbeResult.rtt_ms
 PERCENT = number(0, 100)
 COUNT = whole(0, 2**63 - 1)
 STATUS = whole(0, 999)  # HTTP and SIP status codes
-SNMP_VALUE = nullable(either(whole(-MAX_WHOLE, MAX_WHOLE), text()))  # snmp._plain's int | str
+SNMP_VALUE = nullable(either(whole(-MAX_WHOLE, MAX_WHOLE), text(MAX_OCTETS)))  # snmp._plain's
 
 ICMP = record(
     {
@@ -183,13 +185,13 @@ ICMP = record(
     }
 )
 TCP = record({"port": whole(0, 65_535)})
-HTTP = record({"status": STATUS, "url": text(), "cert_days_left": number()})
-SIP = record({"status": STATUS, "reason": text(), "user_agent": text(), "server": text()})
+HTTP = record({"status": STATUS, "url": text(8_192), "cert_days_left": number()})
+SIP = record({"status": STATUS, "reason": text(MAX_OCTETS), "user_agent": text(), "server": text()})
 
 SUPPLY = record(
     {
-        "index": text(100),
-        "description": text(),
+        "index": text(OID_TEXT),
+        "description": text(MAX_OCTETS),
         "level": SNMP_VALUE,
         "max": SNMP_VALUE,
         "percent": nullable(number()),
@@ -209,7 +211,9 @@ IF_COLUMNS = (
     "out_discards",
     "out_errors",
 )  # fmt: skip -- snmp._interface's
-ALERT = record({"severity": text(100), "description": text()}, required=("severity",))
+ALERT = record(
+    {"severity": text(MAX_OCTETS), "description": text(MAX_OCTETS)}, required=("severity",)
+)
 SNMP_PROFILES: dict[str, Check] = {
     "printer": record(
         {
@@ -227,7 +231,7 @@ SNMP_PROFILES: dict[str, Check] = {
             "interfaces": items(
                 record(
                     {
-                        "index": either(whole(0, MAX_WHOLE), text(100)),
+                        "index": either(whole(0, MAX_WHOLE), text(OID_TEXT)),
                         **dict.fromkeys(IF_COLUMNS, SNMP_VALUE),
                     },
                     required=("index",),
@@ -276,7 +280,7 @@ HOST = record(
         "interfaces": mapping(
             record(dict.fromkeys(("errors_in", "errors_out", "drops_in", "drops_out"), COUNT))
         ),
-        "uptime_s": number(0),
+        "uptime_s": number(),  # negative when the clock was set back since boot
     }
 )
 

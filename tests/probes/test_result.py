@@ -202,7 +202,7 @@ PRINTER = {"profile": "printer", "printer_status": "idle", "device_status": "run
          "value.interfaces.eth0.errors_in: must be between 0"),
         ("tcp", {"port": 70_000}, "value.port: must be between 0 and 65535"),
         ("http", {"status": "200"}, "value.status: must be a whole number"),
-        ("sip", {"reason": "x" * 2_001}, "value.reason: longer than 2000 characters"),
+        ("sip", {"reason": "x" * 65_536}, "value.reason: longer than 65535 characters"),
     ],
 )  # fmt: skip
 def test_each_kind_has_the_value_its_probe_produces(kind: str, value: object, message: str) -> None:
