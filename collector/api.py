@@ -5,30 +5,43 @@ Every error leaves as `{"error": {"code", "message"}}` with a 4xx status; a requ
 not foresee is logged and answered 500 with the same body, never a traceback page. Tokens are
 compared by their SHA-256, in constant time, against every known token so that timing tells
 nothing about which one came close.
+
+A body is read only after its sender is authenticated, and inflated in bounded steps
+(`collector.body`). Large reads (history, reports) are fetched and serialised in a small pool of
+threads, never on the event loop, and each token or session may run only a few at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import logging
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from collector import availability, maintenance, report
-from collector.dashboard.sessions import Login, logged_in
+from collector.body import BodyError, Inflater, decode_json, finite, lone_surrogate
+from collector.dashboard.sessions import COOKIE, Login, logged_in
+from collector.front import FRONT, FrontLimits
 from collector.heartbeat import Heartbeat
 from collector.incidents import IncidentError, StaffAction
 from collector.ingest import BatchError, parse_batch
 from collector.metrics import METRICS, get_metrics, registry_of
 from collector.service import Collector
 from collector.state import SiteView
+from collector.store import Stored
 from probes.plan import plan_to_json
 from probes.result import ResultFormatError, format_ts, parse_ts
 from sitewatch.config.model import ROLES, AgentCredential, ApiToken, Role
@@ -41,15 +54,34 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
-    """An expected refusal: its status, a stable code and a message for people."""
+    """An expected refusal: its status, a stable code, a message for people, extra headers."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+        self.headers = headers or {}
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
+
+
+_strict_dumps = functools.partial(json.dumps, allow_nan=False)
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Return `data` as strict JSON: a NaN would be a bug here (readers pass floats `finite`)."""
+    return web.json_response(data, status=status, headers=headers, dumps=_strict_dumps)
 
 
 @web.middleware
@@ -58,21 +90,68 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as err:
-        return web.json_response(error_body(err.code, err.message, **err.extra), status=err.status)
+        body = error_body(err.code, err.message, **err.extra)
+        return json_response(body, status=err.status, headers=err.headers)
     except web.HTTPRequestEntityTooLarge:
-        return web.json_response(
+        return json_response(
             error_body("too_large", f"the body is over {MAX_BODY} bytes"), status=413
         )
     except web.HTTPException as err:
         if err.status < 400:
             raise
         code = err.reason.lower().replace(" ", "_")
-        return web.json_response(error_body(code, err.reason), status=err.status)
+        return json_response(error_body(code, err.reason), status=err.status, headers=_kept(err))
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
-        return web.json_response(error_body("internal", "internal error, see the log"), status=500)
+        return json_response(error_body("internal", "internal error, see the log"), status=500)
+
+
+def _kept(err: web.HTTPException) -> dict[str, str]:
+    """Return the headers of aiohttp's error worth keeping, such as a 405's Allow."""
+    return {name: err.headers[name] for name in ("Allow",) if name in err.headers}
+
+
+EXPENSIVE_PATHS = frozenset(
+    {"/api/v1/history", "/api/v1/reports/sla", "/reports", "/reports/sla.csv"}
+)
+IN_FLIGHT: web.AppKey[Counter[str]] = web.AppKey("expensive_in_flight", Counter)
+
+
+@web.middleware
+async def expensive_reads(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Let one token or session run only a few expensive reads at once; 429 beyond that.
+
+    Counted by the credential presented (its hash), before it is checked: a stranger's guesses
+    count only against themselves, and a real token's slots are taken only by its holder.
+    """
+    if request.path not in EXPENSIVE_PATHS or request.method not in ("GET", "HEAD"):
+        return await handler(request)
+    key, in_flight = _reader_key(request), request.app[IN_FLIGHT]
+    limit = request.app[FRONT].expensive_per_client
+    if in_flight[key] >= limit:
+        raise ApiError(
+            429,
+            "busy",
+            f"{limit} large reads are already running for this token: wait for them",
+            headers={"Retry-After": "2"},
+        )
+    in_flight[key] += 1
+    try:
+        return await handler(request)
+    finally:
+        in_flight[key] -= 1
+        if in_flight[key] <= 0:
+            del in_flight[key]
+
+
+def _reader_key(request: web.Request) -> str:
+    """Return who is reading: the bearer token, else the session cookie, else the address."""
+    credential = request.headers.get("Authorization") or request.cookies.get(COOKIE)
+    if not credential:
+        return f"address:{request.remote}"
+    return hashlib.sha256(credential.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def token_of(request: web.Request) -> str:
@@ -128,17 +207,50 @@ async def get_plan(request: web.Request) -> web.StreamResponse:
     etag = f'"{plan.version}"'
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers={"ETag": etag})
-    return web.json_response(plan_to_json(plan), headers={"ETag": etag})
+    return json_response(plan_to_json(plan), headers={"ETag": etag})
+
+
+async def read_body(request: web.Request) -> bytes:
+    """Return the request's body inflated, never more than MAX_BODY bytes of it.
+
+    Call only once the sender is authenticated: nothing is inflated for a stranger. The body
+    must arrive within the front door's `body_seconds`; a client that hangs up mid-body is
+    logged at debug, it is no fault of ours.
+    """
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        raise ApiError(413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        inflater = Inflater(request.headers.get("Content-Encoding", ""), MAX_BODY)
+        async with asyncio.timeout(request.app[FRONT].body_seconds):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                for _step in inflater.feed(chunk):
+                    await asyncio.sleep(0)  # let health checks in between steps
+        return inflater.finish()
+    except BodyError as err:
+        raise ApiError(err.status, err.code, err.message) from err
+    except TimeoutError as err:
+        raise ApiError(408, "too_slow", "the body did not arrive in time") from err
+    except (ConnectionError, web.RequestPayloadError) as err:  # the client hung up mid-body
+        raise _gone(request, err) from err
+
+
+def _gone(request: web.Request, err: BaseException) -> ApiError:
+    log.debug("%s %s: the client left mid-body (%s)", request.method, request.path, err)
+    return ApiError(400, "incomplete_body", "the body ended before its end")
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return decode_json(raw)
+    except BodyError as err:
+        raise ApiError(err.status, err.code, err.message) from err
 
 
 async def post_results(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
     collector = request.app[COLLECTOR]
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, 5,000-digit numbers
-        raise ApiError(400, "bad_json", f"the body is not JSON: {err}") from err
+    body = _decode(await read_body(request))
     try:
         batch = parse_batch(
             body,
@@ -148,10 +260,10 @@ async def post_results(request: web.Request) -> web.StreamResponse:
             not_before=time.time() - collector.retention,
         )
     except BatchError as err:
-        extra = {} if err.index is None else {"index": err.index}
+        extra: dict[str, Any] = {} if err.index is None else {"index": err.index}
         raise ApiError(422, "invalid", str(err), **extra) from err
     outcome = await collector.ingest(agent, batch)
-    return web.json_response({"stored": outcome.stored, "duplicates": outcome.duplicates})
+    return json_response({"stored": outcome.stored, "duplicates": outcome.duplicates})
 
 
 async def get_sites(request: web.Request) -> web.StreamResponse:
@@ -159,7 +271,7 @@ async def get_sites(request: web.Request) -> web.StreamResponse:
     collector = request.app[COLLECTOR]
     views = collector.views()
     shares = await availability_of(collector, views)
-    return web.json_response([site_json(view, collector, shares) for view in views])
+    return json_response([site_json(view, collector, shares) for view in views])
 
 
 async def get_site(request: web.Request) -> web.StreamResponse:
@@ -169,7 +281,7 @@ async def get_site(request: web.Request) -> web.StreamResponse:
     for view in collector.views():
         if view.id == site_id:
             shares = await availability_of(collector, [view])
-            return web.json_response(site_json(view, collector, shares))
+            return json_response(site_json(view, collector, shares))
     raise ApiError(404, "not_found", f"no site {site_id!r}")
 
 
@@ -199,10 +311,13 @@ async def get_sla_report(request: web.Request) -> web.StreamResponse:
         start, end = report.period_bounds(first, last, inventory.timezone)
     except ValueError as err:
         raise ApiError(400, "bad_range", f"from, to: {err}") from err
-    built = await asyncio.to_thread(
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise ApiError(400, "bad_format", f"format: {fmt!r} is not json or csv")
+    build = functools.partial(
         report.build_report, collector.store, inventory, start, end, time.time()
     )
-    fmt = request.query.get("format", "json")
+    built = await _expensive(request, build)
     if fmt == "csv":
         name = f"sla-{first.isoformat()}-{last.isoformat()}.csv"
         return web.Response(
@@ -210,9 +325,7 @@ async def get_sla_report(request: web.Request) -> web.StreamResponse:
             content_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    if fmt != "json":
-        raise ApiError(400, "bad_format", f"format: {fmt!r} is not json or csv")
-    return web.json_response(report.report_json(built))
+    return json_response(finite(report.report_json(built)))
 
 
 def _day_param(request: web.Request, name: str) -> date:
@@ -238,27 +351,110 @@ async def get_history(request: web.Request) -> web.StreamResponse:
     limit = whole_number(limit_text)
     if limit is None or not 1 <= limit <= MAX_HISTORY:
         raise ApiError(400, "bad_limit", f"limit: {limit_text!r} is not a number 1..{MAX_HISTORY}")
-    rows = await asyncio.to_thread(collector.store.history, target, start, end, limit)
     # Oldest first, as asked; a reply cut at the limit says so, and from where to ask again.
+    body, count, last = await _history_json(request, collector, target, (start, end), limit)
     headers = {}
-    if len(rows) == limit:
+    if count == limit and last is not None:
         headers["X-SiteWatch-Truncated"] = "true"
-        headers["X-SiteWatch-Next-From"] = format_ts(rows[-1].result.ts)
-    return web.json_response(
-        headers=headers,
-        data=[
-            {
-                "ts": format_ts(row.result.ts),
-                "kind": row.result.kind,
-                "source": row.source,
-                "ok": row.result.ok,
-                "rtt_ms": row.result.rtt_ms,
-                "loss": row.result.loss,
-                "value": row.result.value,
-            }
-            for row in rows
-        ],
+        headers["X-SiteWatch-Next-From"] = format_ts(last)
+    return web.Response(body=body, headers=headers, content_type="application/json")
+
+
+HISTORY_PAGE = 2_000  # rows built at once: few enough that the garbage collector stays quick
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a history reply, encoded, and where the next page starts."""
+
+    json: str  # the rows, comma-separated, without brackets
+    sent: int  # rows in `json`
+    fetched: int  # rows the store gave, some of them perhaps sent already
+    last: datetime | None  # the time of the last row sent
+    since: float  # where the next page starts: a millisecond before the last row fetched
+    seen: frozenset[tuple[str, int]]  # rows at or after `since` that were sent already
+
+
+async def _history_json(
+    request: web.Request,
+    collector: Collector,
+    target: str,
+    span: tuple[float, float],
+    limit: int,
+) -> tuple[bytes, int, datetime | None]:
+    """Return a target's history as JSON, the rows in it and the time of the last one.
+
+    Built page by page in the large-read pool: 60,000 rows at once would be 600,000 live
+    objects, and the collector's pauses for them took 150 ms of the event loop at a time.
+    Two readers' pages take turns. A page starts a millisecond before the last row of the
+    one before (times pass through float), and skips the rows already sent.
+    """
+    parts: list[str] = []
+    sent, since, seen, last = 0, span[0], frozenset[tuple[str, int]](), None
+    for _ in range(limit):  # bounded: every page but the last sends at least one row
+        want = min(HISTORY_PAGE, limit - sent) + len(seen)
+        fetch = functools.partial(_history_page, collector, target, (since, span[1]), want, seen)
+        page = await _expensive(request, fetch)
+        if page.sent:
+            parts.append(page.json)
+            sent, last = sent + page.sent, page.last
+        if page.fetched < want or sent >= limit or not page.sent:
+            break
+        since, seen = page.since, page.seen
+    return ("[" + ", ".join(parts) + "]").encode(), sent, last
+
+
+def _history_page(
+    collector: Collector,
+    target: str,
+    span: tuple[float, float],
+    want: int,
+    seen: frozenset[tuple[str, int]],
+) -> HistoryPage:
+    """Fetch and encode one page, in a worker thread; every row fetched is sent or was."""
+    fetched = collector.store.history(target, span[0], span[1], want)
+    rows = [row for row in fetched if (row.source, row.seq) not in seen]
+    if not rows:
+        return HistoryPage("", 0, len(fetched), None, span[0], seen)
+    since = fetched[-1].result.ts.timestamp() - 0.001
+    now_seen = {(row.source, row.seq) for row in fetched if row.result.ts.timestamp() >= since}
+    encoded = ", ".join(
+        _strict_dumps([_history_row(row) for row in rows[at : at + 500]])[1:-1]
+        for at in range(0, len(rows), 500)  # json.dumps holds the GIL for all it is given
     )
+    return HistoryPage(
+        encoded, len(rows), len(fetched), rows[-1].result.ts, since, frozenset(now_seen)
+    )
+
+
+def _history_row(row: Stored) -> dict[str, Any]:
+    return {
+        "ts": format_ts(row.result.ts),
+        "kind": row.result.kind,
+        "source": row.source,
+        "ok": row.result.ok,
+        "rtt_ms": finite(row.result.rtt_ms),
+        "loss": finite(row.result.loss),
+        "value": finite(row.result.value),
+    }
+
+
+EXPENSIVE: web.AppKey[ThreadPoolExecutor] = web.AppKey("expensive_reads", ThreadPoolExecutor)
+EXPENSIVE_THREADS = 1  # large reads at once, whoever asks: each holds the GIL while it builds
+Built = TypeVar("Built")
+
+
+async def _expensive(request: web.Request, work: Callable[[], Built]) -> Built:
+    """Run a large read in the expensive-read pool, off the event loop and the default pool."""
+    return await asyncio.get_running_loop().run_in_executor(request.app[EXPENSIVE], work)
+
+
+async def _expensive_pool(app: web.Application) -> AsyncIterator[None]:
+    """Hold the large-read pool for the app's life; cleanup waits for reads still running."""
+    pool = ThreadPoolExecutor(EXPENSIVE_THREADS, thread_name_prefix="sitewatch-read")
+    app[EXPENSIVE] = pool
+    yield
+    await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 async def get_incidents(request: web.Request) -> web.StreamResponse:
@@ -283,7 +479,7 @@ async def get_incidents(request: web.Request) -> web.StreamResponse:
         limit,
     )
     notes = await asyncio.to_thread(book.notes_of, [incident.id for incident in found])
-    return web.json_response(
+    return json_response(
         [book.to_json(incident, now) | {"notes": notes[incident.id]} for incident in found]
     )
 
@@ -296,7 +492,7 @@ async def get_incident(request: web.Request) -> web.StreamResponse:
     if incident is None:
         raise ApiError(404, "not_found", f"no incident {incident_id}")
     events = await asyncio.to_thread(book.timeline, incident_id)
-    return web.json_response(book.to_json(incident, time.time(), events))
+    return json_response(book.to_json(incident, time.time(), events))
 
 
 async def acknowledge(request: web.Request) -> web.StreamResponse:
@@ -334,7 +530,7 @@ async def _staff_action(
     incident = await asyncio.to_thread(book.get, incident_id)
     events = await asyncio.to_thread(book.timeline, incident_id)
     assert incident is not None  # noqa: S101 -- it was just changed, and incidents are kept
-    return web.json_response(book.to_json(incident, now, events))
+    return json_response(book.to_json(incident, now, events))
 
 
 def _incident_id(request: web.Request) -> int:
@@ -351,15 +547,16 @@ def whole_number(text: str) -> int | None:
 
 
 async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    raw = await request.read()
+    """Return a staff body: a JSON object whose strings are all text (no lone surrogates)."""
+    raw = await read_body(request)
     if not raw.strip() and optional:
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, 5,000-digit numbers
-        raise ApiError(400, "bad_json", f"the body is not JSON: {err}") from err
+    body = _decode(raw)
     if not isinstance(body, dict):
         raise ApiError(422, "invalid", "the body must be a JSON object")
+    where = lone_surrogate(body)
+    if where is not None:
+        raise ApiError(422, "invalid", f"{where}: holds a lone surrogate, which is not text")
     return body
 
 
@@ -381,7 +578,7 @@ async def get_maintenance(request: web.Request) -> web.StreamResponse:
     viewer(request)
     collector = request.app[COLLECTOR]
     now, tz = time.time(), collector.config.inventory.timezone
-    return web.json_response(
+    return json_response(
         [maintenance.window_json(window, tz, now=now) for window in collector.windows]
     )
 
@@ -398,7 +595,7 @@ async def post_maintenance(request: web.Request) -> web.StreamResponse:
     window = await asyncio.to_thread(maintenance.add, collector.store, new, created_by=who, now=now)
     collector.set_windows([*collector.windows, window])
     tz = collector.config.inventory.timezone
-    return web.json_response(maintenance.window_json(window, tz, now=now), status=201)
+    return json_response(maintenance.window_json(window, tz, now=now), status=201)
 
 
 async def delete_maintenance(request: web.Request) -> web.StreamResponse:
@@ -415,9 +612,69 @@ async def delete_maintenance(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+class HealthCheck:
+    """Whether the database can be read, asked on a connection of its own in a thread of its own.
+
+    The store's one connection is held for a whole history read, and the default thread pool may
+    be busy: a health check queued behind them would call a busy collector dead. Checks asked
+    while one runs share its answer; one that takes longer than SECONDS is a failure.
+    """
+
+    SECONDS = 2.0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-health")
+        self._running: asyncio.Future[bool] | None = None
+
+    async def healthy(self) -> bool:
+        """Return whether the database answered a small read in time."""
+        if self._running is None or self._running.done():
+            loop = asyncio.get_running_loop()
+            self._running = loop.run_in_executor(self._pool, self._check)
+        try:
+            async with asyncio.timeout(self.SECONDS):
+                return await asyncio.shield(self._running)
+        except TimeoutError:
+            log.warning("health check: the database did not answer in %.0f s", self.SECONDS)
+            return False
+
+    def _check(self) -> bool:
+        try:
+            if self._db is None:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as err:
+            log.warning("health check: the database cannot be read: %s", err)
+            self._close()
+            return False
+        return True
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def close(self) -> None:
+        """Close the check's connection, once no check runs."""
+        self._pool.submit(self._close)
+        self._pool.shutdown(wait=True)
+
+
+HEALTH: web.AppKey[HealthCheck] = web.AppKey("health_check", HealthCheck)
+
+
+async def _health_check(app: web.Application) -> AsyncIterator[None]:
+    app[HEALTH] = HealthCheck(app[COLLECTOR].store.path)
+    yield
+    await asyncio.to_thread(app[HEALTH].close)
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
-    healthy = await request.app[COLLECTOR].healthy()
-    return web.json_response(
+    healthy = await request.app[HEALTH].healthy()
+    return json_response(
         {"status": "ok" if healthy else "failing", "database": "ok" if healthy else "failing"},
         status=200 if healthy else 503,
     )
@@ -489,11 +746,25 @@ async def not_found(request: web.Request) -> web.StreamResponse:
     raise ApiError(404, "not_found", f"no such endpoint: {request.method} {request.path}")
 
 
-def build_app(collector: Collector) -> web.Application:
+def build_app(collector: Collector, limits: FrontLimits | None = None) -> web.Application:
+    """Return the collector's application; serve it with `front.FrontRunner` for every limit.
+
+    Any runner gets the parser's settings (no inflating, keep-alive and line limits); the
+    per-address cap and the JSON answers to bad HTTP need the FrontRunner.
+    """
     from collector.dashboard.routes import add_routes  # noqa: PLC0415 -- it imports this module
 
-    app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
+    front = limits or FrontLimits()
+    app = web.Application(
+        middlewares=[errors, expensive_reads],
+        client_max_size=MAX_BODY,
+        handler_args=front.handler_args(),
+    )
     app[COLLECTOR] = collector
+    app[FRONT] = front
+    app[IN_FLIGHT] = Counter()
+    app.cleanup_ctx.append(_expensive_pool)
+    app.cleanup_ctx.append(_health_check)
     app.router.add_get("/api/v1/agent/plan", get_plan)
     app.router.add_post("/api/v1/agent/results", post_results)
     app.router.add_get("/api/v1/sites", get_sites)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -12,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from collector.api import build_app
+from collector.front import FrontRunner
 from collector.service import Collector
 from collector.store import Store, StoreError
 from probes import close as close_probes
@@ -47,18 +49,28 @@ def run(config_path: Path) -> int:
         store.close()
 
 
+SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits for it
+
+
 async def _serve(collector: Collector) -> int:
     config = collector.config
+    # The event loop shares the GIL with the threads building large reads: with Python's
+    # default of 5 ms it waits up to that long each time it wakes, many times per request.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await asyncio.to_thread(collector.warm_up)
+    # What start-up made (modules, inventory, state) lives as long as the process: frozen, the
+    # garbage collector's full passes no longer walk it, and a large read no longer stops the
+    # event loop for a tenth of a second at a time (bench/abuse_bench.py).
+    gc.freeze()
     context = None
     if config.tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(config.tls.cert, config.tls.key)
-    runner = web.AppRunner(build_app(collector), access_log=None)
+    runner = FrontRunner(build_app(collector), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.listen_host, config.listen_port, ssl_context=context)

@@ -4,6 +4,8 @@ A login checks the password with scrypt in a worker thread (a few at a time, so 
 attempts cannot eat the collector's memory). An unknown user name is checked against a dummy
 hash of the same cost, so the answer takes as long as for a real user with a wrong password.
 The login form has no session yet: its CSRF token is a double-submit cookie, scoped to /login.
+Failures are counted per client address: behind a reverse proxy listed in `trusted_proxies`,
+the address its X-Forwarded-For names; nobody else's X-Forwarded-For is believed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collector.dashboard.sessions import (
     current,
     same_origin,
 )
+from collector.front import client_address
 from sitewatch.config.model import Role, User
 from sitewatch.passwords import verify_password
 
@@ -112,7 +115,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     name = _field(form, "name", MAX_NAME).strip()
     password = _field(form, "password", MAX_PASSWORD)
-    address = request.remote or "unknown"
+    address = client_address(request, request.app[COLLECTOR].config.trusted_proxies)
     limiter = request.app[LIMITER]
     wait = limiter.retry_after(address, name)
     if wait > 0:

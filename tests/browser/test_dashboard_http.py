@@ -153,6 +153,36 @@ async def test_repeated_failures_are_rate_limited(dashboard: Dashboard) -> None:
     assert await dashboard.login("screen") == 429  # the same address, another name
 
 
+async def _guess_from(client: TestClient[Any, Any], forwarded_for: str) -> int:
+    """Fail one login through a proxy that says the browser is at `forwarded_for`."""
+    page = await client.get("/login")
+    response = await client.post(
+        "/login",
+        data={"csrf": csrf_of(await page.text()), "name": "desk", "password": "guess"},
+        headers={"X-Forwarded-For": f"{forwarded_for}, 127.0.0.1"},
+        allow_redirects=False,
+    )
+    return response.status
+
+
+@pytest.mark.parametrize(("trusted", "separate"), [("[127.0.0.1/32]", True), ("[]", False)])
+async def test_behind_a_trusted_proxy_each_browser_has_its_own_login_limit(
+    tmp_path: Path, hashes: dict[str, str], *, trusted: str, separate: bool
+) -> None:
+    """From a trusted proxy the limit counts per forwarded address; from anyone else per peer."""
+    path = write_config(tmp_path, hashes, f"trusted_proxies: {trusted}\n")
+    store = Store(tmp_path / "collector.db")
+    try:
+        async with TestClient(
+            TestServer(build_app(Collector(load_collector_config(path), store)))
+        ) as client:
+            assert [await _guess_from(client, "203.0.113.1") for _ in range(5)] == [401] * 5
+            assert await _guess_from(client, "203.0.113.1") == 429
+            assert await _guess_from(client, "203.0.113.2") == (401 if separate else 429)
+    finally:
+        store.close()
+
+
 async def test_a_burst_of_concurrent_guesses_is_limited_too(dashboard: Dashboard) -> None:
     answers = await asyncio.gather(*(dashboard.login("desk", f"guess{n}") for n in range(20)))
     assert answers.count(401) == 5  # checked: the limit counts an attempt before its check
