@@ -271,7 +271,7 @@ async def get_sites(request: web.Request) -> web.StreamResponse:
     collector = request.app[COLLECTOR]
     views = collector.views()
     shares = await availability_of(collector, views)
-    return json_response([site_json(view, collector, shares) for view in views])
+    return json_response(finite([site_json(view, collector, shares) for view in views]))
 
 
 async def get_site(request: web.Request) -> web.StreamResponse:
@@ -281,7 +281,7 @@ async def get_site(request: web.Request) -> web.StreamResponse:
     for view in collector.views():
         if view.id == site_id:
             shares = await availability_of(collector, [view])
-            return json_response(site_json(view, collector, shares))
+            return json_response(finite(site_json(view, collector, shares)))
     raise ApiError(404, "not_found", f"no site {site_id!r}")
 
 
@@ -754,7 +754,7 @@ def build_app(collector: Collector, limits: FrontLimits | None = None) -> web.Ap
     """
     from collector.dashboard.routes import add_routes  # noqa: PLC0415 -- it imports this module
 
-    front = limits or FrontLimits()
+    front = limits or FrontLimits(exempt=collector.config.trusted_proxies)
     app = web.Application(
         middlewares=[errors, expensive_reads],
         client_max_size=MAX_BODY,

@@ -10,7 +10,8 @@ branch site, and anyone on them, directly. So:
 - a connection idle for `keepalive` seconds is closed, and so is one that trickles a request's
   headers for that long (aiohttp's keep-alive timer fires while no whole request has arrived);
   a body must arrive within `body_seconds` (`collector.api.read_body`);
-- one address holds at most `per_address` connections; the next is answered 503 and closed;
+- one address holds at most `per_address` connections; the next is answered 503 and closed
+  (a trusted reverse proxy, exempt, carries everyone's connections);
 - what the parser refuses before any handler runs (a 10 kB request line, bad HTTP) gets the
   contract's JSON error body, logged at debug: a scanner is not a fault of ours.
 """
@@ -45,6 +46,7 @@ class FrontLimits:
     per_address: int = 64  # connections held at once by one client address
     max_line: int = 8190  # bytes of the request line, and of one header
     expensive_per_client: int = 2  # history and report reads in flight per token or session
+    exempt: tuple[IPNetwork, ...] = ()  # trusted proxies: every browser comes through them
 
     def handler_args(self) -> dict[str, Any]:
         """Return the keyword arguments of aiohttp's RequestHandler these limits set."""
@@ -121,9 +123,11 @@ _CROWDED = (
 class FrontServer(web.Server):
     """aiohttp's server, making FrontHandlers and counting connections per client address."""
 
-    def __init__(self, *args: Any, per_address: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, per_address: int, exempt: tuple[IPNetwork, ...], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.per_address = per_address
+        self.per_address, self.exempt = per_address, exempt
         self._addresses: dict[RequestHandler, str] = {}
         self._counts: Counter[str] = Counter()
 
@@ -149,7 +153,8 @@ class FrontServer(web.Server):
 
     def crowded(self, handler: RequestHandler) -> bool:
         """Return whether `handler`'s address holds more connections than it may."""
-        return self._counts[self.address_of(handler)] > self.per_address
+        address = self.address_of(handler)
+        return self._counts[address] > self.per_address and not _inside(address, self.exempt)
 
 
 def _host(peer: object) -> str:
@@ -168,6 +173,7 @@ class FrontRunner(web.AppRunner):
             handler_cancellation=plain.handler_cancellation,
             loop=asyncio.get_running_loop(),
             per_address=limits.per_address,
+            exempt=limits.exempt,
             **plain._kwargs,
         )
 

@@ -557,6 +557,21 @@ async def test_one_address_holds_only_so_many_connections(serve: Serve) -> None:
             writer.close()
 
 
+async def test_a_trusted_proxy_is_not_capped(serve: Serve) -> None:
+    """Behind a reverse proxy every browser shares its address: it may hold many connections."""
+    front = await serve(FrontLimits(per_address=1, exempt=(ipaddress.ip_network("127.0.0.0/8"),)))
+    held = []
+    try:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
+            held.append(writer)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    finally:
+        for writer in held:
+            writer.close()
+
+
 def _count(front: Front) -> int:
     server = front.runner.server
     assert server is not None
