@@ -24,15 +24,29 @@ MAX_NUMBER = 1e15  # any finite reading a probe makes is far below this
 MAX_OCTETS = 65_535  # the longest SNMP OctetString or UDP datagram a device can send us
 OID_TEXT = 1_500  # an OID suffix: at most 128 sub-identifiers of up to 10 digits, dotted
 
-Check = Callable[[object, str], None]  # raises ValueShapeError naming the path it was given
+Check = Callable[[object], None]  # raises ValueShapeError for a value of the wrong shape
 
 
 class ValueShapeError(ValueError):
-    """A value does not have the shape its probe kind produces; the message names the path."""
+    """A value does not have the shape its probe kind produces; the message names the path.
+
+    The path is built on the way out, each container adding its part, so a value of the right
+    shape (nearly all of them) costs no string building.
+    """
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        super().__init__(f"{path}: {problem}")
+        self.problem, self.path = problem, path
+
+    def within(self, part: str) -> ValueShapeError:
+        """Return this error seen from the container that holds the value at `part`."""
+        return ValueShapeError(self.problem, part + self.path)
 
 
 def clean_text(text: str) -> bool:
     """Return whether `text` can be stored and sent: no lone surrogates (not encodable UTF-8)."""
+    if text.isascii():  # the common case, without encoding a copy
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -48,13 +62,13 @@ def quoted(text: str) -> str:
 def text(limit: int = MAX_TEXT) -> Check:
     """A string of at most `limit` characters, encodable as UTF-8."""
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         if not isinstance(value, str):
-            raise ValueShapeError(f"{where}: must be a string")
+            raise ValueShapeError("must be a string")
         if len(value) > limit:
-            raise ValueShapeError(f"{where}: longer than {limit} characters")
+            raise ValueShapeError(f"longer than {limit} characters")
         if not clean_text(value):
-            raise ValueShapeError(f"{where}: holds a lone surrogate (not valid Unicode text)")
+            raise ValueShapeError("holds a lone surrogate (not valid Unicode text)")
 
     return check
 
@@ -62,27 +76,25 @@ def text(limit: int = MAX_TEXT) -> Check:
 def whole(lower: int, upper: int) -> Check:
     """A whole number in [lower, upper] (JSON true/false are not numbers)."""
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueShapeError(f"{where}: must be a whole number")
+            raise ValueShapeError("must be a whole number")
         if not lower <= value <= upper:
-            raise ValueShapeError(f"{where}: must be between {lower} and {upper}")
+            raise ValueShapeError(f"must be between {lower} and {upper}")
 
     return check
 
 
 def number(lower: float = -MAX_NUMBER, upper: float = MAX_NUMBER) -> Check:
-    """A finite number in [lower, upper]; huge integers are refused before any float()."""
+    """A finite number in [lower, upper]; an int of any length compares exactly, no float()."""
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueShapeError(f"{where}: must be a number")
-        if isinstance(value, int) and not -MAX_WHOLE <= value <= MAX_WHOLE:
-            raise ValueShapeError(f"{where}: must be between {lower:g} and {upper:g}")
+            raise ValueShapeError("must be a number")
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueShapeError(f"{where}: must be a finite number")
+            raise ValueShapeError("must be a finite number")
         if not lower <= value <= upper:
-            raise ValueShapeError(f"{where}: must be between {lower:g} and {upper:g}")
+            raise ValueShapeError(f"must be between {lower:g} and {upper:g}")
 
     return check
 
@@ -90,9 +102,9 @@ def number(lower: float = -MAX_NUMBER, upper: float = MAX_NUMBER) -> Check:
 def words(*allowed: str) -> Check:
     """One of a few fixed strings."""
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         if value not in allowed:
-            raise ValueShapeError(f"{where}: must be one of {', '.join(allowed)}")
+            raise ValueShapeError(f"must be one of {', '.join(allowed)}")
 
     return check
 
@@ -100,9 +112,9 @@ def words(*allowed: str) -> Check:
 def nullable(inner: Check) -> Check:
     """`inner`, or null."""
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         if value is not None:
-            inner(value, where)
+            inner(value)
 
     return check
 
@@ -110,11 +122,11 @@ def nullable(inner: Check) -> Check:
 def either(first: Check, second: Check) -> Check:
     """Whatever `first` or `second` accepts; the error is `second`'s."""
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         try:
-            first(value, where)
+            first(value)
         except ValueShapeError:
-            second(value, where)
+            second(value)
 
     return check
 
@@ -122,13 +134,16 @@ def either(first: Check, second: Check) -> Check:
 def items(inner: Check, limit: int = MAX_ITEMS) -> Check:
     """A list of at most `limit` entries, each as `inner` says."""
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         if not isinstance(value, list):
-            raise ValueShapeError(f"{where}: must be a list")
+            raise ValueShapeError("must be a list")
         if len(value) > limit:
-            raise ValueShapeError(f"{where}: more than {limit} entries")
+            raise ValueShapeError(f"more than {limit} entries")
         for index, entry in enumerate(value):
-            inner(entry, f"{where}[{index}]")
+            try:
+                inner(entry)
+            except ValueShapeError as err:
+                raise err.within(f"[{index}]") from None
 
     return check
 
@@ -136,17 +151,20 @@ def items(inner: Check, limit: int = MAX_ITEMS) -> Check:
 def record(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
     """An object with only these keys, `required` among them; the others may be left out."""
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         if not isinstance(value, dict):
-            raise ValueShapeError(f"{where}: must be an object")
-        unknown = sorted(str(key) for key in value if key not in fields)
-        if unknown:
-            raise ValueShapeError(f"{where}: unknown key {quoted(unknown[0])}")
+            raise ValueShapeError("must be an object")
+        extra = value.keys() - fields.keys()
+        if extra:
+            raise ValueShapeError(f"unknown key {quoted(min(str(key) for key in extra))}")
         for key in required:
             if key not in value:
-                raise ValueShapeError(f"{where}.{key}: is missing")
+                raise ValueShapeError("is missing", f".{key}")
         for key, entry in value.items():
-            fields[key](entry, f"{where}.{key}")
+            try:
+                fields[key](entry)
+            except ValueShapeError as err:
+                raise err.within(f".{key}") from None
 
     return check
 
@@ -155,14 +173,20 @@ def mapping(inner: Check, limit: int = MAX_ITEMS, key_limit: int = 200) -> Check
     """An object keyed by names the device chose (interfaces, custom OIDs), each as `inner`."""
     key_check = text(key_limit)
 
-    def check(value: object, where: str) -> None:
+    def check(value: object) -> None:
         if not isinstance(value, dict):
-            raise ValueShapeError(f"{where}: must be an object")
+            raise ValueShapeError("must be an object")
         if len(value) > limit:
-            raise ValueShapeError(f"{where}: more than {limit} entries")
+            raise ValueShapeError(f"more than {limit} entries")
         for key, entry in value.items():
-            key_check(key, f"{where} key")
-            inner(entry, f"{where}.{key}")
+            try:
+                key_check(key)
+            except ValueShapeError as err:
+                raise ValueShapeError(f"a key {err.problem}") from None
+            try:
+                inner(entry)
+            except ValueShapeError as err:
+                raise err.within(f".{key}") from None
 
     return check
 
@@ -252,19 +276,18 @@ SNMP_PROFILES: dict[str, Check] = {
 }
 
 
-def _snmp(value: object, where: str) -> None:
+def _snmp(value: object) -> None:
     """An SNMP value follows its profile; a failed read has no profile and no values."""
     if not isinstance(value, dict):
-        raise ValueShapeError(f"{where}: must be an object")
+        raise ValueShapeError("must be an object")
     if "profile" not in value:
-        record({})(value, where)
+        record({})(value)
         return
     profile = value["profile"]
     shape = SNMP_PROFILES.get(profile) if isinstance(profile, str) else None
     if shape is None:
-        words(*SNMP_PROFILES)(profile, f"{where}.profile")
-        return
-    shape(value, where)
+        raise ValueShapeError(f"must be one of {', '.join(SNMP_PROFILES)}", ".profile")
+    shape(value)
 
 
 HOST = record(
@@ -299,5 +322,8 @@ def check_value(kind: str, value: object) -> None:
     """Raise ValueShapeError unless `value` has the shape that probes of `kind` produce."""
     shape = VALUES.get(kind)
     if shape is None:
-        raise ValueShapeError(f"kind: must be one of {', '.join(KINDS)}")
-    shape(value, "value")
+        raise ValueShapeError(f"must be one of {', '.join(KINDS)}", "kind")
+    try:
+        shape(value)
+    except ValueShapeError as err:
+        raise err.within("value") from None
