@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from collector.loops import Rounds
 from collector.store import Store
 from probes.result import format_ts
 from sitewatch.config.model import EmailNotifier, Notifier
@@ -66,6 +67,7 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 300.0  # before jitter
 JITTER = 0.2
 IDLE_RECHECK = 60.0  # seconds: run() looks again even if nobody sets `wake`
+FAILED_ROUND_RETRY = 5.0  # seconds: run() tries again after a round that raised
 GAVE_UP = math.inf  # next_attempt of a row given up: never due again, still undelivered
 RETRYABLE_STATUS = frozenset({408, 429})
 
@@ -408,12 +410,20 @@ class Deliverer:
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not cryptography
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Deliver until `stop` is set; `wake` says new rows were queued."""
+        """Deliver until `stop` is set; `wake` says new rows were queued.
+
+        A round that fails (the database locked past its timeout, a disk error) is logged and
+        tried again after FAILED_ROUND_RETRY: it must not stop the collector. A message sent
+        in a round that then failed to record it is sent again: delivery is at least once.
+        """
+        rounds = Rounds("a notification delivery round", log)
         while not stop.is_set():
-            done = await self.deliver_due()
-            delay = IDLE_RECHECK
-            if done.next_attempt is not None:
-                delay = min(delay, max(0.0, done.next_attempt - self.clock()))
+            delay = FAILED_ROUND_RETRY
+            with rounds.one():
+                done = await self.deliver_due()
+                delay = IDLE_RECHECK
+                if done.next_attempt is not None:
+                    delay = min(delay, max(0.0, done.next_attempt - self.clock()))
             if delay > 0:
                 await _first_of(stop, wake, timeout=delay)
             wake.clear()

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -22,6 +21,7 @@ from collector.heartbeat import Heartbeat
 from collector.heartbeat import stored as stored_heartbeat
 from collector.incidents import IncidentBook
 from collector.ingest import Batch
+from collector.loops import Rounds
 from collector.notify import Deliverer
 from collector.state import SiteView, StateBook
 from collector.store import CENTRE, DEFAULT_RETENTION, IngestOutcome, Store
@@ -196,9 +196,10 @@ class Collector:
     async def correlation_loop(self, stop: asyncio.Event) -> None:
         """Correlate every second, or at once when a target's state moves, until `stop`."""
         unlogged: list[tuple[str, str]] = []  # changes a failed write could not log yet
+        rounds = Rounds("a correlation pass", log)
         while not stop.is_set():
             self.changed.clear()
-            with _carry_on("a correlation pass"):
+            with rounds.one():
                 now = time.time()
                 correlation, changed = self.correlate(now)
                 for entity, status in changed:
@@ -256,9 +257,10 @@ class Collector:
         live log evidence for a site whose agent fell silent.
         """
         await _wait(stop, REPLAY_FIRST)
+        rounds = Rounds("rebuilding the collector's gaps", log)
         while not stop.is_set():
             windows = self.windows  # a tuple: the API replaces it on the loop, never edits it
-            with _carry_on("rebuilding the collector's gaps"):
+            with rounds.one():
                 rebuilt = await asyncio.to_thread(self.rebuild_gaps, time.time(), windows)
                 for gap in rebuilt:
                     log.info(
@@ -293,9 +295,10 @@ class Collector:
         interval = inventory.thresholds.interval.total_seconds()
         timeout = min(inventory.thresholds.timeout.total_seconds(), interval / 2)
         targets = self.edge_targets()
+        rounds = Rounds("a sweep of the links' edges", log)
         while not stop.is_set():
             began = time.monotonic()
-            with _carry_on("a sweep of the links' edges"):
+            with rounds.one():
                 if targets:
                     results = await icmp.sweep(targets, timeout=timeout)
                     first = await asyncio.to_thread(self.store.next_sequence, CENTRE, len(results))
@@ -310,8 +313,9 @@ class Collector:
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
         """Roll old raw results up, hourly."""
+        rounds = Rounds("rolling up old results", log)
         while not stop.is_set():
-            with _carry_on("rolling up old results"):
+            with rounds.one():
                 folded = await asyncio.to_thread(self.store.roll_up, time.time() - self.retention)
                 if folded:
                     log.info("rolled up %d results older than the retention period", folded)
@@ -320,19 +324,6 @@ class Collector:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-@contextmanager
-def _carry_on(what: str) -> Iterator[None]:
-    """Log a failed round of a background loop and let the loop go on.
-
-    A busy or briefly failing database (another program holding its lock past the timeout,
-    a full disk) must not stop the collector: the next round tries again.
-    """
-    try:
-        yield
-    except Exception:
-        log.exception("%s failed; trying again on the next round", what)
 
 
 async def _wait_any(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:
