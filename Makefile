@@ -21,7 +21,7 @@ pytest: venv
 
 # The fuzz suite at twenty times its CI size, randomised: new cases on every run (tests/fuzz).
 fuzz: venv
-	SITEWATCH_FUZZ_SCALE=20 $(PY) -m pytest tests/fuzz --timeout=3600 $(PYTEST_ARGS)
+	SITEWATCH_FUZZ_SCALE=20 $(PY) -m pytest tests/fuzz $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

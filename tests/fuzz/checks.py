@@ -11,10 +11,11 @@ input (`alone`): the failure is then the input's own, which is what the shrinker
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -142,16 +143,19 @@ async def full_reads(rig: Rig) -> None:
     """Every read of every site, link, device and incident, and the reports."""
     sites = [site.id for site in rig.config.inventory.sites]
     targets = [t for site in sites for t in rig.site_targets(site)]
-    ids = [row[0] for row in _incident_ids(rig)]
+    ids = _incident_ids(rig)
     await reads(rig, sites, targets, ids)
     await page(rig, "/reports")
     report = await get(rig, "/api/v1/reports/sla?from=2026-01-01&to=2026-12-31")
     assert report.status == 200
 
 
-def _incident_ids(rig: Rig) -> list[tuple[int]]:
+def _incident_ids(rig: Rig) -> list[int]:
     with rig.store.reading() as db:
-        return db.execute("SELECT id FROM incidents ORDER BY id").fetchall()
+        return [row[0] for row in db.execute("SELECT id FROM incidents ORDER BY id")]
+
+
+Replay = Callable[[Rig], Awaitable[object]]  # sends one input again, to another collector
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,27 +166,40 @@ class Sent:
     data: bytes
     headers: dict[str, str]
 
+    async def __call__(self, rig: Rig) -> Answer:
+        return await ingest(rig, self.agent, self.data, self.headers)
 
-async def reads_after(rig: Rig, sent: Sent, sites: list[str], targets: list[str]) -> None:
-    """The reads after an accepted ingest; a failure is confirmed on a fresh collector."""
+
+async def reads_after(
+    rig: Rig,
+    replay: Replay,
+    sites: Iterable[str] = (),
+    targets: Iterable[str] = (),
+    incidents: Iterable[int] = (),
+) -> None:
+    """The reads after an accepted input; a failure is confirmed on a fresh collector."""
+    sites, targets, incidents = list(sites), list(targets), list(incidents)
     try:
-        await reads(rig, sites, targets)
+        await reads(rig, sites, targets, incidents)
     except AssertionError as shared:
         note(f"on the shared collector: {shared}")
-        await alone(rig, sent, sites, targets)
-        if rig.ledger.healthy:
-            rig.ledger.healthy = False
+        was_healthy, rig.ledger.healthy = rig.ledger.healthy, False
+        await alone(rig, replay, sites, targets, incidents)  # raises when the input is at fault
+        if was_healthy:
             raise  # the accumulated state and this input together break a read: that counts too
-        # An earlier input already broke reads here, and this one alone does not.
+        # An earlier input broke reads here already, and this one alone does not.
 
 
-async def alone(rig: Rig, sent: Sent, sites: list[str], targets: list[str]) -> None:
+async def alone(
+    rig: Rig, replay: Replay, sites: list[str], targets: list[str], incidents: list[int]
+) -> None:
     """Send only this input to a new collector, then read: fails when the input is at fault."""
     rig.ledger.fresh += 1
     folder = rig.folder.parent / f"alone-{rig.ledger.fresh}"
-    async with running(folder, rig.hashes, correlate=False) as fresh:
-        await ingest(fresh, sent.agent, sent.data, sent.headers)
+    async with running(folder, rig.hashes, correlate=False, form_login=False) as fresh:
+        await replay(fresh)
         now = time.time()
         correlation, _ = fresh.collector.correlate(now)
         fresh.collector.incidents.reconcile(correlation.causes, now)
-        await reads(fresh, sites, targets)
+        known = set(await asyncio.to_thread(_incident_ids, fresh))
+        await reads(fresh, sites, targets, [i for i in incidents if i in known])

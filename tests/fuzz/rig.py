@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 from hypothesis import HealthCheck, settings
 
 from collector.api import COLLECTOR, build_app
+from collector.dashboard.sessions import COOKIE, SESSIONS, Login
+from collector.front import FrontRunner
 from collector.service import Collector
 from collector.store import CENTRE, Store
 from sitewatch.config.files import load_collector_config
@@ -47,6 +50,11 @@ settings.register_profile(
         HealthCheck.filter_too_much,
     ],
 )
+
+
+# Seconds one property may take, shrinking a failure included: a fresh collector per shrink
+# step (see checks.alone) makes shrinking slow, and a timeout would lose the minimal example.
+TIMEOUT = 600 * SCALE
 
 
 def fuzz_settings(examples: int) -> settings:
@@ -131,6 +139,17 @@ class Rig:
         return Counter(self.store.sequences(agent))
 
 
+class FrontTestServer(TestServer):
+    """aiohttp's test server, run by the collector's own FrontRunner as `sitewatch collector` is.
+
+    The front door (bodies inflated by the handlers, not the parser; JSON for what the parser
+    refuses; connection limits) is part of what is fuzzed, so it must be the real one.
+    """
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return FrontRunner(self.app, **kwargs)
+
+
 def fuzz_config(folder: Path, hashes: dict[str, str]) -> CollectorConfig:
     """The example collector.yaml with tokens we know, and one dashboard login (desk)."""
     config = EXAMPLE
@@ -147,7 +166,9 @@ def fuzz_config(folder: Path, hashes: dict[str, str]) -> CollectorConfig:
 
 
 @asynccontextmanager
-async def running(folder: Path, hashes: dict[str, str], *, correlate: bool) -> AsyncIterator[Rig]:
+async def running(
+    folder: Path, hashes: dict[str, str], *, correlate: bool, form_login: bool = True
+) -> AsyncIterator[Rig]:
     """Serve a collector on a new database in `folder`, logged in; `correlate` runs its loop.
 
     With the correlation loop, fuzzed results move targets' states and open real incidents,
@@ -155,7 +176,8 @@ async def running(folder: Path, hashes: dict[str, str], *, correlate: bool) -> A
     pages like everything else.
     """
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    async with serving(fuzz_config(folder, hashes), folder, hashes, correlate=correlate) as rig:
+    config = fuzz_config(folder, hashes)
+    async with serving(config, folder, hashes, correlate=correlate, form_login=form_login) as rig:
         yield rig
 
 
@@ -169,8 +191,14 @@ async def restarted(rig: Rig) -> AsyncIterator[Rig]:
 
 @asynccontextmanager
 async def serving(
-    config: CollectorConfig, folder: Path, hashes: dict[str, str], *, correlate: bool
+    config: CollectorConfig,
+    folder: Path,
+    hashes: dict[str, str],
+    *,
+    correlate: bool,
+    form_login: bool = True,
 ) -> AsyncIterator[Rig]:
+    """Serve a collector on the database in `folder`, logged in as desk (operator)."""
     store = Store(folder / "collector.db")
     stop = asyncio.Event()
     loop: asyncio.Task[None] | None = None
@@ -178,8 +206,12 @@ async def serving(
         collector = Collector(config, store)
         await asyncio.to_thread(collector.warm_up)
         app = build_app(collector)
-        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
-            assert await Dashboard(client, app[COLLECTOR]).login("desk") == 303
+        async with TestClient(FrontTestServer(app, host="127.0.0.1", port=0)) as client:
+            if form_login:
+                assert await Dashboard(client, app[COLLECTOR]).login("desk") == 303
+            else:  # the same session the form makes, without its deliberately slow scrypt
+                token = app[SESSIONS].create(Login("desk", "operator"))
+                client.session.cookie_jar.update_cookies({COOKIE: token}, client.make_url("/"))
             if correlate:
                 loop = asyncio.create_task(collector.correlation_loop(stop))
             try:

@@ -16,7 +16,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tests.fuzz.checks import Sent, account, ingest, reads_after
-from tests.fuzz.rig import EXAMPLE, SITE_TARGETS, Rig, fuzz_settings
+from tests.fuzz.rig import EXAMPLE, SITE_TARGETS, TIMEOUT, Rig, fuzz_settings
 from tests.fuzz.strategies import (
     ENCODING_NAMES,
     RAW_BODIES,
@@ -29,7 +29,10 @@ from tests.fuzz.strategies import (
 )
 
 # A failing example may hold a 70,000-character string: print it anyway.
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Generating overly large repr"),
+    pytest.mark.timeout(TIMEOUT),
+]
 AGENTS = st.sampled_from([(agent.id, agent.site) for agent in EXAMPLE.agents])
 
 
@@ -91,9 +94,7 @@ async def test_fuzzed_heartbeats_never_break_metrics_or_pages(
                 },
             }
         ]
-    await send(rig, site, body, Sent(agent, encode_json(body), {}))
-    metrics = await rig.client.get("/metrics")
-    assert metrics.status == 200, await metrics.text()
+    await send(rig, site, body, Sent(agent, encode_json(body), {}))  # /metrics among the reads
 
 
 @fuzz_settings(300)

@@ -19,8 +19,8 @@ from yarl import URL
 
 from collector.topology import Cause
 from tests.collector.test_api import OPERATOR, STAFF
-from tests.fuzz.checks import answer, get, page, post_raw, reads
-from tests.fuzz.rig import EXAMPLE, Rig, fuzz_settings
+from tests.fuzz.checks import answer, get, page, post_raw, reads_after
+from tests.fuzz.rig import EXAMPLE, TIMEOUT, Rig, fuzz_settings
 from tests.fuzz.strategies import (
     ENCODING_NAMES,
     ODD_TIMES,
@@ -36,7 +36,10 @@ from tests.fuzz.strategies import (
     spoil,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Generating overly large repr"),
+    pytest.mark.timeout(TIMEOUT),
+]
 
 CAUSES = (
     Cause("link:tesko-mpls", "link", "P2", "tesko-mpls down", ("tesko",), 7,
@@ -103,7 +106,12 @@ async def test_incident_actions_with_fuzzed_bodies(  # noqa: PLR0917 -- drawn by
     event(f"{action} {reply.status}")
     if reply.status == 200:
         assert reply.json()["id"] == int(incident)
-        await reads(rig, incidents=[int(incident)])
+
+        async def replay(fresh: Rig) -> None:
+            incident_ids(fresh)
+            await post_raw(fresh, path, wire, headers, token)
+
+        await reads_after(rig, replay, incidents=[int(incident)])
 
 
 @st.composite
@@ -165,7 +173,11 @@ async def test_maintenance_windows_with_fuzzed_bodies(  # noqa: PLR0917 -- drawn
     if reply.status == 201:
         window = reply.json()
         site = _site_of(window["scope"], window["target"])
-        await reads(rig, sites=[site])
+
+        async def replay(fresh: Rig) -> None:
+            await post_raw(fresh, "/api/v1/maintenance", wire, headers, token)
+
+        await reads_after(rig, replay, sites=[site])
     if delete:
         known = [str(w.id) for w in rig.collector.windows]
         victim = data.draw(st.sampled_from(known) | WEIRD_IDS if known else WEIRD_IDS)
@@ -174,8 +186,9 @@ async def test_maintenance_windows_with_fuzzed_bodies(  # noqa: PLR0917 -- drawn
         )
         gone = await answer(f"DELETE /api/v1/maintenance/{victim}", response)
         event(f"delete {gone.status}")
-        assert (await get(rig, "/api/v1/maintenance")).status == 200
-        await page(rig, "/")
+        if rig.ledger.healthy:  # else an earlier input broke reads, and was reported
+            assert (await get(rig, "/api/v1/maintenance")).status == 200
+            await page(rig, "/")
 
 
 def _site_of(scope: str, target: str) -> str:
