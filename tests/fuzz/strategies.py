@@ -12,15 +12,30 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
+from hypothesis import example
 from hypothesis import strategies as st
 
 from probes.result import ERROR_KINDS
 
 KINDS = ("icmp", "tcp", "http", "snmp", "sip", "host")
 Json = Any  # a decoded JSON document, NaN and huge numbers included
+Test = TypeVar("Test", bound=Callable[..., Any])
+
+
+def examples(cases: list[tuple[Any, ...]]) -> Callable[[Test], Test]:
+    """Decorate a property with each of `cases` as an explicit example, tried before any draw."""
+
+    def decorate(test: Test) -> Test:
+        for case in cases:
+            test = example(*case)(test)
+        return test
+
+    return decorate
+
 
 # -- scalars -----------------------------------------------------------------------------------
 

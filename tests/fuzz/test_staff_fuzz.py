@@ -31,9 +31,13 @@ from tests.fuzz.strategies import (
     Json,
     chance,
     encode_json,
+    examples,
     packed,
     recent_times,
     spoil,
+)
+from tests.fuzz.strategies import (
+    ENCODINGS as ALL_ENCODINGS,
 )
 
 pytestmark = [
@@ -52,6 +56,7 @@ CAUSES = (
 WEIRD_IDS = st.sampled_from(["0", "-1", "999999", "99999999999999999999", "²", "1.0", "%00",
                              "%ff", "1%20", "0x1", "1e3", "\u0661"])  # fmt: skip
 ENCODINGS = st.sampled_from(["identity"] * 6) | ENCODING_NAMES
+ENCODING_NAMES_LIST = list(ALL_ENCODINGS)
 TOKENS = st.sampled_from([OPERATOR, OPERATOR, OPERATOR, STAFF])
 
 
@@ -85,20 +90,38 @@ ACTIONS = st.sampled_from(["acknowledge", "notes", "resolve"]).flatmap(
 )
 
 
+# Which incident: the n-th of those there are (modulo), or an id that names none.
+PICKS = st.integers(0, 9) | WEIRD_IDS
+
+
+def picked(pick: int | str, known: list[str]) -> str:
+    return known[pick % len(known)] if isinstance(pick, int) and known else str(pick)
+
+
+KNOWN_ACTIONS = [
+    (("notes", {"text": "\ud800"}), 0, "identity", OPERATOR, False),
+    (("acknowledge", {"note": "a\udfffb"}), 1, "identity", OPERATOR, False),
+    (("resolve", {"note": "\ud800"}), 2, "identity", OPERATOR, False),
+    (("notes", {"text": "x" * 70_000}), 0, "identity", OPERATOR, False),
+    *[(("notes", {"text": "ok"}), 0, name, OPERATOR, False) for name in ENCODING_NAMES_LIST],
+    (("acknowledge", b""), 1, "gzip-bad-crc", OPERATOR, False),
+]
+
+
 @fuzz_settings(400)
-@given(ACTIONS, st.data(), ENCODINGS, TOKENS, st.booleans())
+@given(ACTIONS, PICKS, ENCODINGS, TOKENS, st.booleans())
+@examples(KNOWN_ACTIONS)
 async def test_incident_actions_with_fuzzed_bodies(  # noqa: PLR0917 -- drawn by hypothesis
     quiet_rig: Rig,
     action_body: tuple[str, Json | bytes],
-    data: st.DataObject,
+    pick: int | str,
     encoding: str,
     token: str,
     raw_surrogates: bool,
 ) -> None:
     rig = quiet_rig
     action, body = action_body
-    known = incident_ids(rig)
-    incident = data.draw(st.sampled_from([str(i) for i in known]) | WEIRD_IDS, label="id")
+    incident = picked(pick, [str(i) for i in incident_ids(rig)])
     plain = body if isinstance(body, bytes) else encode_json(body, ascii_only=not raw_surrogates)
     headers, wire = packed(encoding, plain)
     path = f"/api/v1/incidents/{incident}/{action}"
@@ -155,15 +178,30 @@ def windows(draw: st.DrawFn) -> Json | bytes:
     return body
 
 
+TOMORROW = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+WINDOW = {
+    "scope": "site",
+    "target": "tesko",
+    "reason": "Fibre splice",
+    "start": TOMORROW.isoformat(),
+    "end": (TOMORROW + timedelta(hours=4)).isoformat(),
+}
+KNOWN_WINDOWS = [
+    (WINDOW | {"reason": "\ud800"}, "identity", OPERATOR, None),
+    (WINDOW | {"target": "\ud800"}, "identity", OPERATOR, None),
+    (WINDOW | {"start": "0001-01-01T00:00:00+01:00"}, "identity", OPERATOR, None),
+    (WINDOW | {"end": "9999-12-31T23:59:59-01:00"}, "identity", OPERATOR, None),
+    (WINDOW | {"start": None, "end": None, "weekly": {"days": ["mon"], "start": "02:00",
+                                                      "end": "04:00"}}, "identity", OPERATOR, 0),
+    *[(WINDOW, name, OPERATOR, 0) for name in ENCODING_NAMES_LIST],
+]  # fmt: skip
+
+
 @fuzz_settings(300)
-@given(windows(), ENCODINGS, TOKENS, st.booleans(), st.data())
-async def test_maintenance_windows_with_fuzzed_bodies(  # noqa: PLR0917 -- drawn by hypothesis
-    quiet_rig: Rig,
-    body: Json | bytes,
-    encoding: str,
-    token: str,
-    delete: bool,
-    data: st.DataObject,
+@given(windows(), ENCODINGS, TOKENS, st.none() | PICKS)
+@examples(KNOWN_WINDOWS)
+async def test_maintenance_windows_with_fuzzed_bodies(
+    quiet_rig: Rig, body: Json | bytes, encoding: str, token: str, delete: int | str | None
 ) -> None:
     rig = quiet_rig
     plain = body if isinstance(body, bytes) else encode_json(body)
@@ -178,9 +216,8 @@ async def test_maintenance_windows_with_fuzzed_bodies(  # noqa: PLR0917 -- drawn
             await post_raw(fresh, "/api/v1/maintenance", wire, headers, token)
 
         await reads_after(rig, replay, sites=[site])
-    if delete:
-        known = [str(w.id) for w in rig.collector.windows]
-        victim = data.draw(st.sampled_from(known) | WEIRD_IDS if known else WEIRD_IDS)
+    if delete is not None:
+        victim = picked(delete, [str(w.id) for w in rig.collector.windows])
         response = await rig.client.delete(
             f"/api/v1/maintenance/{victim}", headers={"Authorization": f"Bearer {token}"}
         )
@@ -236,6 +273,14 @@ def queries(draw: st.DrawFn) -> str:
 
 @fuzz_settings(400)
 @given(queries())
+@examples(
+    [
+        ("/api/v1/history?target=" + "x" * 10_000,),
+        ("/api/v1/incidents?status=%ED%A0%80",),
+        ("/api/v1/reports/sla?from=0001-01-01&to=9999-12-31",),
+        ("/api/v1/history?target=tesko-mpls&from=0001-01-01T00:00:00%2B01:00",),
+    ]
+)
 async def test_query_strings_of_the_read_endpoints(quiet_rig: Rig, target: str) -> None:
     response = await quiet_rig.client.get(URL(target, encoded=True), headers={
         "Authorization": f"Bearer {STAFF}"})  # fmt: skip
