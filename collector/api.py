@@ -19,14 +19,12 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -35,6 +33,7 @@ from collector import availability, maintenance, report
 from collector.body import BodyError, Inflater, decode_json, finite, lone_surrogate
 from collector.dashboard.sessions import COOKIE, Login, logged_in
 from collector.front import FRONT, FrontLimits
+from collector.health import HEALTH, health_check
 from collector.heartbeat import Heartbeat
 from collector.incidents import IncidentError, StaffAction
 from collector.ingest import BatchError, parse_batch
@@ -612,66 +611,6 @@ async def delete_maintenance(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-class HealthCheck:
-    """Whether the database can be read, asked on a connection of its own in a thread of its own.
-
-    The store's one connection is held for a whole history read, and the default thread pool may
-    be busy: a health check queued behind them would call a busy collector dead. Checks asked
-    while one runs share its answer; one that takes longer than SECONDS is a failure.
-    """
-
-    SECONDS = 2.0
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-health")
-        self._running: asyncio.Future[bool] | None = None
-
-    async def healthy(self) -> bool:
-        """Return whether the database answered a small read in time."""
-        if self._running is None or self._running.done():
-            loop = asyncio.get_running_loop()
-            self._running = loop.run_in_executor(self._pool, self._check)
-        try:
-            async with asyncio.timeout(self.SECONDS):
-                return await asyncio.shield(self._running)
-        except TimeoutError:
-            log.warning("health check: the database did not answer in %.0f s", self.SECONDS)
-            return False
-
-    def _check(self) -> bool:
-        try:
-            if self._db is None:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as err:
-            log.warning("health check: the database cannot be read: %s", err)
-            self._close()
-            return False
-        return True
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def close(self) -> None:
-        """Close the check's connection, once no check runs."""
-        self._pool.submit(self._close)
-        self._pool.shutdown(wait=True)
-
-
-HEALTH: web.AppKey[HealthCheck] = web.AppKey("health_check", HealthCheck)
-
-
-async def _health_check(app: web.Application) -> AsyncIterator[None]:
-    app[HEALTH] = HealthCheck(app[COLLECTOR].store.path)
-    yield
-    await asyncio.to_thread(app[HEALTH].close)
-
-
 async def healthz(request: web.Request) -> web.StreamResponse:
     healthy = await request.app[HEALTH].healthy()
     return json_response(
@@ -764,7 +703,7 @@ def build_app(collector: Collector, limits: FrontLimits | None = None) -> web.Ap
     app[FRONT] = front
     app[IN_FLIGHT] = Counter()
     app.cleanup_ctx.append(_expensive_pool)
-    app.cleanup_ctx.append(_health_check)
+    app.cleanup_ctx.append(health_check(collector.store.path))
     app.router.add_get("/api/v1/agent/plan", get_plan)
     app.router.add_post("/api/v1/agent/results", post_results)
     app.router.add_get("/api/v1/sites", get_sites)

@@ -273,14 +273,6 @@ class Collector:
     async def deliver_notifications(self, stop: asyncio.Event) -> None:
         await Deliverer(self.store, self.config.notify).run(stop, self.notify_wake)
 
-    async def healthy(self) -> bool:
-        try:
-            await asyncio.to_thread(self.store.sources)
-        except Exception:
-            log.exception("health check: the database cannot be read")
-            return False
-        return True
-
     def edge_targets(self) -> list[Target]:
         """Every link's edge, pinged from the centre: evidence when an agent falls silent."""
         return [
