@@ -52,7 +52,7 @@ def run(config_path: Path) -> int:
         print(f"{config.token_file}: the agent token file is empty", file=sys.stderr)
         return 1
     try:
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+        make_state_dir(config.state_dir)
         outbox = Outbox(config.state_dir / OUTBOX_NAME)
     except (OSError, OutboxError) as err:
         print(f"sitewatch agent: {err}", file=sys.stderr)
@@ -206,6 +206,17 @@ async def _flush(shipper: Shipper, deadline: float) -> None:
                     return
     except TimeoutError:
         pass
+
+
+STATE_DIR_MODE = 0o700  # the outbox and the plan (SNMP credentials) are nobody else's
+
+
+def make_state_dir(path: Path) -> None:
+    """Create the state directory private to the agent, whatever the umask; keep an existing one's
+    mode, which its owner may have set on purpose."""
+    if not path.is_dir():
+        path.mkdir(STATE_DIR_MODE, parents=True, exist_ok=True)
+        path.chmod(STATE_DIR_MODE)  # the umask may have taken bits off, never added them
 
 
 async def host_health(state_dir: Path) -> dict[str, Any]:

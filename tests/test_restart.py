@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import stat
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -215,7 +216,8 @@ def test_a_reinstalled_agent_is_stored_not_dropped_and_files_are_private(
     (first,) = stored_outboxes(deployment, agent)
 
     shutil.rmtree(state)  # a reinstall, a new disk
-    deployment.start_agent("alpha")
+    with umask(0o000):
+        deployment.start_agent("alpha")
 
     def reinstalled_results() -> list[int]:
         return [s for o, seqs in stored_outboxes(deployment, agent).items() if o != first
@@ -223,6 +225,7 @@ def test_a_reinstalled_agent_is_stored_not_dropped_and_files_are_private(
 
     wait_until(lambda: len(reinstalled_results()) >= 20, 60, "the reinstalled agent's results")
     assert reinstalled_results()[:3] == [1, 2, 3]  # numbered from 1 again, and stored
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700  # made by the agent, private
     assert f'sitewatch_ingest_duplicates_total{{agent="{agent}"}}' not in metrics(deployment)
 
 
