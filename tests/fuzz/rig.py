@@ -1,21 +1,16 @@
-"""A real collector for the fuzz suite, its ledger, and how many examples each property runs.
+"""A real collector for the fuzz suite, and its ledger of what was acknowledged.
 
 Every property talks HTTP to the collector's own aiohttp app, served on 127.0.0.1 port 0, with
 the example inventory, one real SQLite file, a token for each example agent, a viewer and an
 operator API token, and a dashboard login. One collector serves all the examples of one test,
 so the database grows as it would in service, and the ledger checks that it holds exactly what
 was acknowledged.
-
-Sizes: by default (CI) a few thousand cases in all, derandomised: the same cases on every
-machine, so CI never fails on a case it did not fail on before. `make fuzz` sets
-SITEWATCH_FUZZ_SCALE=20: twenty times the examples, randomised, so each run explores anew.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +20,6 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
-from hypothesis import HealthCheck, settings
 
 from collector.api import COLLECTOR, build_app
 from collector.dashboard.sessions import COOKIE, SESSIONS, Login
@@ -36,36 +30,6 @@ from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken, CollectorConfig, User
 from tests.browser.conftest import Dashboard
 from tests.collector.test_api import OPERATOR, ROOT, STAFF, sha
-
-SCALE = max(1, int(os.environ.get("SITEWATCH_FUZZ_SCALE", "1") or "1"))
-settings.register_profile(
-    "sitewatch-fuzz",
-    deadline=None,
-    derandomize=SCALE == 1,
-    print_blob=True,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,  # one collector per test, on purpose
-        HealthCheck.too_slow,  # every example is a few HTTP round trips
-        HealthCheck.data_too_large,  # long strings and big batches are the point
-        HealthCheck.filter_too_much,
-    ],
-)
-
-
-# Seconds one property may take, shrinking a failure included: a fresh collector per shrink
-# step (see checks.alone) makes shrinking slow, and a timeout would lose the minimal example.
-TIMEOUT = 600 * SCALE
-
-
-def fuzz_settings(examples: int) -> settings:
-    """Return the settings of a property that runs `examples` cases in CI.
-
-    The collector's database outlives an example, so a read that fails after an accepted input
-    is checked again on a fresh collector given only that input (`checks.alone`): what the
-    shrinker then reduces is the example's own fault, not the history before it.
-    """
-    return settings(settings.get_profile("sitewatch-fuzz"), max_examples=examples * SCALE)
-
 
 EXAMPLE = load_collector_config(ROOT / "config" / "collector.yaml")
 SITE_TARGETS = {

@@ -18,7 +18,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tests.fuzz.checks import Sent, account, ingest, reads_after
-from tests.fuzz.rig import EXAMPLE, SITE_TARGETS, TIMEOUT, Rig, fuzz_settings
+from tests.fuzz.conftest import TIMEOUT, fuzz_settings
+from tests.fuzz.rig import EXAMPLE, SITE_TARGETS, Rig
 from tests.fuzz.strategies import (
     ENCODING_NAMES,
     ENCODINGS,

@@ -20,7 +20,8 @@ from yarl import URL
 from collector.topology import Cause
 from tests.collector.test_api import OPERATOR, STAFF
 from tests.fuzz.checks import answer, get, page, post_raw, reads_after
-from tests.fuzz.rig import EXAMPLE, TIMEOUT, Rig, fuzz_settings
+from tests.fuzz.conftest import TIMEOUT, fuzz_settings
+from tests.fuzz.rig import EXAMPLE, Rig
 from tests.fuzz.strategies import (
     ENCODING_NAMES,
     ODD_TIMES,
