@@ -23,6 +23,7 @@ import threading
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal
 
 from collector import notify
@@ -42,6 +43,7 @@ MAJOR_P1_COUNT = 2  # this many P1s open at once make each of them major
 # refreshed one source at a time as it heals, and for a moment a recovering child looks like an
 # outage of its own. A child still down after that is a real fault, and opens then.
 SETTLE_MARGIN = 2.0
+_NOTHING: Mapping[str, str] = MappingProxyType({})
 
 
 class IncidentError(Exception):
@@ -169,12 +171,18 @@ class IncidentBook:
     # -- correlation passes ---------------------------------------------------------------
 
     def reconcile(
-        self, causes: Iterable[Cause], now: float, unsure: Container[str] = frozenset()
+        self,
+        causes: Iterable[Cause],
+        now: float,
+        unsure: Container[str] = frozenset(),
+        unwatched: Mapping[str, str] = _NOTHING,
     ) -> int:
         """Bring the incidents in line with this pass's causes; return notifications queued.
 
         `unsure` are the keys whose subject shows no evidence of recovery (state unknown, or
         up on too few successes): their incidents stay open though their cause is absent.
+        `unwatched` are the keys whose subject nobody watches any more, with the reason their
+        incident gives when it resolves (`StateBook.unwatched`).
         """
         causes = list(causes)
         with self._lock, self.store.transaction() as db:
@@ -197,7 +205,8 @@ class IncidentBook:
                 elif key in unsure:
                     continue  # no cause, but nobody saw it recover either: wait for evidence
                 else:
-                    writer.resolve(incident, None, {"reason": "the cause cleared"})
+                    reason = unwatched.get(key, "the cause cleared")
+                    writer.resolve(incident, None, {"reason": reason})
             self._quiet &= set(present)
             self._present = set(present)
             self._escalate(writer, now)

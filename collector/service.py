@@ -52,6 +52,7 @@ class Collector:
     heartbeats: dict[str, Heartbeat] = field(default_factory=dict)  # by site
     correlation: Correlation | None = None  # the latest pass
     unsure: frozenset[str] = frozenset()  # incident keys with no evidence of recovery then
+    unwatched: dict[str, str] = field(default_factory=dict)  # incident keys nobody watches: why
     pass_seconds: float = 0.0  # how long the latest pass took
     schedule: maintenance.Schedule = field(init=False)  # the maintenance windows in force
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # a target's state moved
@@ -188,7 +189,10 @@ class Collector:
         """Run one correlation pass; return it and the sites and links whose status changed."""
         began = time.perf_counter()
         correlation = self.book.correlate(now, self.maintained(now))
-        self.unsure = self.book.unsure(correlation, now)  # read on the loop, used by _record
+        # read on the loop, used by _record: only the open incidents' subjects matter
+        open_keys = [incident.key for incident in self.incidents.open_incidents()]
+        self.unsure = self.book.unsure(correlation, now, open_keys)
+        self.unwatched = self.book.unwatched(open_keys)
         self.pass_seconds = time.perf_counter() - began
         self.correlation = correlation
         return correlation, self.book.track(correlation, now)
@@ -222,7 +226,7 @@ class Collector:
                 )
                 db.execute("UPDATE collector SET alive_until = ?", (now,))
             self._alive_noted = now
-        return self.incidents.reconcile(correlation.causes, now, self.unsure)
+        return self.incidents.reconcile(correlation.causes, now, self.unsure, self.unwatched)
 
     def mark_gap(self, now: float | None = None) -> None:
         """Log every site and link unknown from when this collector was last known alive.

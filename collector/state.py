@@ -12,7 +12,7 @@ it has gone silent.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,7 +25,7 @@ from collector.topology import (
     correlate,
 )
 from probes.result import ProbeResult
-from sitewatch.config.model import Inventory, Link, Site, Thresholds
+from sitewatch.config.model import Device, Inventory, Link, Site, Thresholds
 
 Status = Literal["up", "degraded", "down", "unknown"]
 DeviceStatus = Literal["up", "degraded", "down", "unknown", "unreachable", "maintenance"]
@@ -134,6 +134,9 @@ class StateBook:
     inside: dict[str, dict[str, TargetState]] = field(init=False)  # agent's view, by target
     down: dict[str, set[str]] = field(init=False)  # site id -> devices down (agent's view)
     topology: Topology = field(init=False)
+    _sites: dict[str, Site] = field(init=False)
+    _links: dict[str, tuple[Site, Link]] = field(init=False)  # by link id, with its site
+    _devices: dict[str, tuple[Site, Device]] = field(init=False)  # by device id, with its site
 
     def __post_init__(self) -> None:
         self.limits = {link.id: (link.thresholds, True) for _, link in self.inventory.links()}
@@ -141,6 +144,9 @@ class StateBook:
         self.inside = {}
         self.down = {}
         self.topology = Topology(self.inventory).with_agents(self.agents.items())
+        self._sites = {site.id: site for site in self.inventory.sites}
+        self._links = {link.id: (site, link) for site, link in self.inventory.links()}
+        self._devices = {device.id: (site, device) for site, device in self.inventory.devices()}
 
     def observe(self, vantage: Vantage, result: ProbeResult) -> bool:
         """Apply one result; return whether a target's status changed."""
@@ -234,34 +240,116 @@ class StateBook:
                 changed.append((f"link:{link_id}", link_status))
         return changed
 
-    def unsure(self, correlation: Correlation, now: float) -> frozenset[str]:
-        """Return the incident keys whose subject has no evidence of recovery to show now.
+    def unsure(self, correlation: Correlation, now: float, keys: Iterable[str]) -> frozenset[str]:
+        """Return those of `keys` whose subject has no evidence of recovery to show now.
 
         A cause that is absent proves nothing when its subject is unknown: after a restart a
         phone with no fresh results raises no cause, yet nobody saw it come back. Its incident
-        may resolve only once the phone is seen up with `recover_after` successes (or down
-        but excused, e.g. in maintenance). Keys as the incidents name them: `link:ID`,
-        `site:ID`, `device:ID`, `devices:SITE:KIND`.
+        may resolve only once the phone is seen up with `recover_after` successes. Keys as the
+        incidents name them: `link:ID`, `site:ID`, `device:ID`, `devices:SITE:KIND`; pass the
+        keys of the open incidents, the only ones this matters for (a pass runs every second).
+
+        Never unsure: a subject nobody watches any more (see `unwatched`), whose unknown state
+        would otherwise hold its incident open for ever; and a subject inside a maintenance
+        window (a site's window covers its links and devices). Correlation raises no cause for
+        planned work, so an incident whose subject goes into maintenance resolves, whether its
+        state is down (excused) or unknown (an agent switched off for the work): waiting for
+        evidence would keep its SLA clock running through the window. A group of devices is
+        unsure while any member is: one phone seen up says nothing of the others.
         """
-        keys = {f"site:{s}" for s, status in correlation.sites.items() if status == "unknown"}
-        for site in self.inventory.sites:
-            alive = site.id in self.agents.values() and self.agent_alive(site, now)
-            for link in site.links:
-                view = self._link(site, link, alive)
-                state = self.targets.get((link.id, "icmp", view.vantage or "agent"))
-                if view.status == "unknown" or state is None or not state.confirmed:
-                    keys.add(f"link:{link.id}")
-            by_kind: dict[str, list[bool]] = {}
-            for device in site.devices:
-                states = self.inside.get(device.id, {}).values()
-                doubt = self._device(device.id, alive)[0] == "unknown" or any(
-                    s.status in ("up", "degraded") and not s.confirmed for s in states
+        alive: dict[str, bool] = {}
+        with_agent = set(self.agents.values())
+
+        def counts(site: Site) -> bool:
+            if site.id not in alive:
+                alive[site.id] = site.id in with_agent and self.agent_alive(site, now)
+            return alive[site.id]
+
+        doubtful = set()
+        for key in keys:
+            if self._unwatched(key) is not None:
+                continue
+            kind, _, ident = key.partition(":")
+            if kind == "site":
+                doubt = correlation.sites.get(ident) == "unknown"
+            elif kind == "link":
+                site, link = self._links[ident]
+                doubt = self._link_doubt(site, link, correlation, counts(site))
+            elif kind == "device":
+                site, device = self._devices[ident]
+                doubt = self._device_doubt(device.id, correlation, counts(site))
+            elif kind == "devices":
+                site_id, _, device_kind = ident.partition(":")
+                site = self._sites[site_id]
+                doubt = any(
+                    self._device_doubt(device.id, correlation, counts(site))
+                    for device in site.devices
+                    if device.kind == device_kind
                 )
-                if doubt:
-                    keys.add(f"device:{device.id}")
-                by_kind.setdefault(device.kind, []).append(doubt)
-            keys.update(f"devices:{site.id}:{k}" for k, doubts in by_kind.items() if all(doubts))
-        return frozenset(keys)
+            else:
+                doubt = False  # an agent's silence is evidence enough either way
+            if doubt:
+                doubtful.add(key)
+        return frozenset(doubtful)
+
+    def unwatched(self, keys: Iterable[str]) -> dict[str, str]:
+        """Return those of `keys` whose subject nobody watches any more, with the reason.
+
+        A site marked `monitored: false`, an agent removed from the collector's config (its
+        site's devices with it, and the links, or the site, with no edge the centre pings), or
+        an id gone from the inventory: no evidence will ever come, so no cause either, and the
+        incident resolves saying why instead of waiting for a recovery nobody can see.
+        """
+        reasons = {key: self._unwatched(key) for key in keys}
+        return {key: reason for key, reason in reasons.items() if reason is not None}
+
+    def _unwatched(self, key: str) -> str | None:
+        kind, _, ident = key.partition(":")
+        site: Site | None
+        needs_agent = kind in ("device", "devices", "agent")
+        if kind == "site":
+            site = self._sites.get(ident)
+            needs_agent = site is not None and all(link.edge is None for link in site.links)
+        elif kind == "link":
+            site, link = self._links.get(ident, (None, None))
+            needs_agent = link is not None and link.edge is None
+        elif kind == "device":
+            site = self._devices.get(ident, (None, None))[0]
+        elif kind == "devices":
+            site_id, _, device_kind = ident.partition(":")
+            site = self._sites.get(site_id)
+            if site is not None and all(d.kind != device_kind for d in site.devices):
+                return "no longer in the inventory"
+        elif kind == "agent":
+            site = self._sites.get(self.agents.get(ident, ""))
+            if site is None:
+                return "agent no longer configured"
+        else:
+            return None
+        if site is None:
+            return "no longer in the inventory"
+        if not site.monitored:
+            return "no longer monitored"
+        if needs_agent and site.id not in self.agents.values():
+            return "no longer monitored: its site has no agent configured"
+        return None
+
+    def _link_doubt(
+        self, site: Site, link: Link, correlation: Correlation, agent_alive: bool
+    ) -> bool:
+        if "maintenance" in (correlation.links.get(link.id), correlation.sites.get(site.id)):
+            return False
+        view = self._link(site, link, agent_alive)
+        state = self.targets.get((link.id, "icmp", view.vantage or "agent"))
+        return view.status == "unknown" or state is None or not state.confirmed
+
+    def _device_doubt(self, device: str, correlation: Correlation, agent_alive: bool) -> bool:
+        if device in correlation.maintained_devices:
+            return False
+        states = self.inside.get(device, {}).values()
+        return self._device(device, agent_alive)[0] == "unknown" or any(
+            s.status in ("up", "degraded") and not s.confirmed for s in states
+        )
 
     def views(self, now: float, correlation: Correlation | None = None) -> Iterator[SiteView]:
         """Yield every site's view, with statuses as correlation decided them.

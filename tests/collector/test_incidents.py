@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,10 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.incidents import IncidentBook, IncidentError
+from collector.state import StateBook
 from collector.store import Store
-from collector.topology import Cause, Evidence, Topology, correlate
+from collector.topology import Cause, Evidence, Maintained, Topology, correlate
+from probes.result import ProbeResult
 from sitewatch.config.files import load_inventory
-from sitewatch.config.model import WebhookNotifier
+from sitewatch.config.model import Inventory, WebhookNotifier
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = load_inventory(ROOT / "config" / "inventory.yaml")
@@ -345,3 +348,116 @@ def test_a_cause_that_changes_its_story_is_retitled_in_place(store: Store) -> No
     assert same.id == incident.id
     assert "on its backup" in same.title
     assert [e.kind for e in book.timeline(incident.id)] == ["opened", "changed"]
+
+
+# -- the state book's doubts, as the collector's correlation pass hands them over ------------
+
+TESKO = {"tesko-01": "tesko"}
+
+
+def seen(states: StateBook, target: str, when: float, *, ok: bool) -> None:
+    """The Tesko agent's ping of `target` at `when`, heard at once."""
+    probed = datetime.fromtimestamp(when, UTC)
+    states.observe("agent", ProbeResult(target, "icmp", probed, ok=ok, rtt_ms=5.0, loss=0.0))
+    states.heard_from("tesko-01", when, when)
+
+
+def a_pass(
+    states: StateBook, book: IncidentBook, now: float, maintained: Maintained = frozenset()
+) -> None:
+    """One correlation pass as the collector runs it: only open incidents' doubts computed."""
+    correlation = states.correlate(now, maintained)
+    keys = [incident.key for incident in book.open_incidents()]
+    book.reconcile(
+        correlation.causes, now, states.unsure(correlation, now, keys), states.unwatched(keys)
+    )
+
+
+def printer_down_at_tesko(store: Store, t0: float) -> IncidentBook:
+    states, book = StateBook(INVENTORY, dict(TESKO)), book_of(store)
+    for n in range(3):
+        seen(states, "tesko-mpls", t0 + n, ok=True)
+        seen(states, "ts-prn-01", t0 + n, ok=False)
+    a_pass(states, book, t0 + 3)
+    assert [i.key for i in book.open_incidents()] == ["device:ts-prn-01"]
+    return book
+
+
+def resolved_reason(book: IncidentBook, incident_id: int) -> object:
+    (resolved,) = [e for e in book.timeline(incident_id) if e.kind == "resolved"]
+    return resolved.detail["reason"]
+
+
+def unmonitored(inventory: Inventory, site_id: str) -> Inventory:
+    sites = tuple(
+        dataclasses.replace(site, monitored=False) if site.id == site_id else site
+        for site in inventory.sites
+    )
+    return dataclasses.replace(inventory, sites=sites)
+
+
+@pytest.mark.parametrize(
+    ("inventory", "agents", "reason"),
+    [
+        (unmonitored(INVENTORY, "tesko"), TESKO, "no longer monitored"),
+        (INVENTORY, {}, "no longer monitored: its site has no agent configured"),
+        (INVENTORY, TESKO, None),  # still watched, no fresh evidence: it waits
+    ],
+    ids=["site-unmonitored", "agent-removed", "still-watched"],
+)
+def test_an_incident_nobody_watches_after_a_restart_resolves(
+    store: Store, inventory: Inventory, agents: dict[str, str], reason: str | None
+) -> None:
+    t0 = at("2026-11-23T09:00:00")
+    (incident,) = printer_down_at_tesko(store, t0).open_incidents()
+    t1 = t0 + 600  # restarted with a changed config; the printer sends nothing new
+    states, book = StateBook(inventory, dict(agents)), IncidentBook(store, inventory, (HOOK,))
+    book.load(t1)
+    for step in range(0, 400, 10):
+        seen(states, "tesko-mpls", t1 + step, ok=True)
+        a_pass(states, book, t1 + step + 1)
+    if reason is None:
+        assert [i.id for i in book.open_incidents()] == [incident.id]
+        return
+    assert book.open_incidents() == []
+    assert resolved_reason(book, incident.id) == reason
+
+
+def test_an_incident_whose_site_goes_into_maintenance_resolves(store: Store) -> None:
+    t0 = at("2026-11-23T09:00:00")
+    (incident,) = printer_down_at_tesko(store, t0).open_incidents()
+    # The printer's incident is held open while its state is unknown (the agent was switched
+    # off for the work); a window on the site excuses it, as it excuses a printer seen down.
+    states, book = StateBook(INVENTORY, dict(TESKO)), IncidentBook(store, INVENTORY, (HOOK,))
+    book.load(t0 + 600)
+    a_pass(states, book, t0 + 1000)
+    assert [i.id for i in book.open_incidents()] == [incident.id]
+    a_pass(states, book, t0 + 1010, frozenset({("site", "tesko")}))
+    assert book.open_incidents() == []
+    assert resolved_reason(book, incident.id) == "the cause cleared"
+
+
+def test_a_group_of_devices_stays_open_while_any_member_is_unknown(store: Store) -> None:
+    t0 = at("2026-11-23T09:00:00")
+    states, book = StateBook(INVENTORY, dict(TESKO)), book_of(store)
+    for n in range(3):
+        seen(states, "tesko-mpls", t0 + n, ok=True)
+        seen(states, "ts-phone-01", t0 + n, ok=False)
+        seen(states, "ts-phone-02", t0 + n, ok=False)
+    a_pass(states, book, t0 + 3)
+    (group,) = book.open_incidents()
+    assert group.key == "devices:tesko:phone"
+    # Restarted: phone 1 is seen back (recover_after successes), phone 2 sends nothing.
+    t1 = t0 + 600
+    states, book = StateBook(INVENTORY, dict(TESKO)), IncidentBook(store, INVENTORY, (HOOK,))
+    book.load(t1)
+    for step in range(0, 400, 10):
+        seen(states, "tesko-mpls", t1 + step, ok=True)
+        seen(states, "ts-phone-01", t1 + step, ok=True)
+        a_pass(states, book, t1 + step + 1)
+    assert [i.id for i in book.open_incidents()] == [group.id]
+    for n in range(2):  # then phone 2 is seen back too
+        seen(states, "ts-phone-02", t1 + 400 + n, ok=True)
+    a_pass(states, book, t1 + 402)
+    assert book.open_incidents() == []
+    assert resolved_reason(book, group.id) == "the cause cleared"
