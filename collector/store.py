@@ -31,6 +31,9 @@ from probes.result import ERROR_KINDS, MAX_RTT_MS, JsonValue, ProbeResult
 CENTRE = "centre"  # the source name of the collector's own probes
 ROLLUP_SECONDS = 300
 DEFAULT_RETENTION = 30 * 86_400.0
+# Containers within containers a stored value may hold: a probe's go 3 deep (a printer's
+# supplies, a host's disks); readers that recurse (cleaning, encoding) stay far from the limit.
+MAX_VALUE_DEPTH = 32
 DATABASE_MODE = 0o640  # the collector and its group (backups, reports) read it; nobody else
 
 _RESULTS_V1 = """
@@ -546,22 +549,30 @@ def stored_reading(number: object, upper: float) -> float | None:
 
 
 def _value(text: object) -> dict[str, JsonValue]:
-    """Return a stored value: NaN and Infinity as null, lone surrogates replaced, else {}."""
+    """Return a stored value: NaN and Infinity as null, lone surrogates replaced, else {}.
+
+    A value nested deeper than MAX_VALUE_DEPTH is no probe's and shows as missing ({}): older
+    collectors stored one 950 deep, and cleaning it (or encoding it for a page) recursed past
+    Python's limit, failing the history API and the site page.
+    """
     try:
         value = json.loads(str(text), parse_constant=lambda _: None)
-    except (ValueError, RecursionError):  # not JSON, or a number of more than 4,300 digits
+        cleaned = _clean(value, MAX_VALUE_DEPTH)
+    except (ValueError, RecursionError):  # not JSON, a number of over 4,300 digits, too deep
         return {}
-    cleaned = _clean(value)
     return cleaned if isinstance(cleaned, dict) else {}
 
 
-def _clean(value: object) -> JsonValue:
+def _clean(value: object, depth: int) -> JsonValue:
+    """Return `value` cleaned; raise ValueError for containers nested more than `depth` deep."""
     if isinstance(value, str):
         return _clean_text(value)
+    if isinstance(value, list | dict) and depth <= 0:
+        raise ValueError("nested too deep")
     if isinstance(value, list):
-        return [_clean(entry) for entry in value]
+        return [_clean(entry, depth - 1) for entry in value]
     if isinstance(value, dict):
-        return {_clean_text(str(key)): _clean(entry) for key, entry in value.items()}
+        return {_clean_text(str(key)): _clean(entry, depth - 1) for key, entry in value.items()}
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return cast("JsonValue", value)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.api import COLLECTOR, build_app
 from collector.service import Collector
-from collector.store import Store
+from collector.store import LEGACY_OUTBOX, Store
 from probes.result import JsonValue, ProbeResult
 from sitewatch.config.files import load_collector_config
 from sitewatch.passwords import hash_password
@@ -98,6 +99,15 @@ def poison(store: Store, now: float) -> int:
 
 @pytest.fixture
 async def poisoned(tmp_path: Path, desk_hash: str) -> AsyncIterator[tuple[Dashboard, int]]:
+    async with serving(tmp_path, desk_hash, poison) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serving(
+    tmp_path: Path, desk_hash: str, fill: Callable[[Store, float], int]
+) -> AsyncIterator[tuple[Dashboard, int]]:
+    """Fill a database as an older collector would, then serve it as this one, warmed up."""
     extra = (
         "agents:\n"
         f"  - {{id: alpha-01, site: alpha, token_sha256: {sha('a')}}}\n"
@@ -110,7 +120,7 @@ async def poisoned(tmp_path: Path, desk_hash: str) -> AsyncIterator[tuple[Dashbo
     )
     now = time.time()
     first = Store(tmp_path / "collector.db")
-    incident = poison(first, now)
+    incident = fill(first, now)
     first.close()
     store = Store(tmp_path / "collector.db")  # a restart on the poisoned file
     collector = Collector(config, store)
@@ -185,3 +195,40 @@ async def test_a_bad_stored_heartbeat_is_skipped_and_logged(
     assert collector.heartbeats == {}
     assert "ignoring the stored heartbeat of agent alpha-01: heartbeat.outbox_depth" in caplog.text
     assert "ignoring the stored heartbeat of agent evil-01: heartbeat.version" in caplog.text
+
+
+DEEP = 950  # older collectors took a value nested this deep; reading it recursed past the limit
+
+
+def deep(store: Store, now: float) -> int:
+    """Store printer and link results whose values are nested DEEP levels, as SQL rows."""
+    nested = "[" * DEEP + "]" * DEEP
+    values = {
+        "alpha-prn": ("snmp", '{"profile": "printer", "supplies": ' + nested + "}"),
+        "alpha-mpls": ("icmp", '{"rtt_avg_ms": 4.0, "samples": ' + nested + "}"),
+    }
+    with store.transaction() as db:
+        for seq, (target, (kind, value)) in enumerate(values.items(), start=1):
+            db.execute(
+                "INSERT INTO results VALUES ('alpha-01', ?, ?, ?, ?, 1, 4.0, 0.0, ?, NULL, '',"
+                " ?, ?)",
+                (seq, target, kind, now - 60, value, now - 60, LEGACY_OUTBOX),
+            )
+    return 0
+
+
+async def test_a_value_nested_950_deep_shows_as_missing(tmp_path: Path, desk_hash: str) -> None:
+    async with serving(tmp_path, desk_hash, deep) as (dashboard, _):
+        staff = {"Authorization": f"Bearer {STAFF}"}
+        for target in ("alpha-prn", "alpha-mpls"):
+            response = await dashboard.client.get(f"/api/v1/history?target={target}", headers=staff)
+            assert response.status == 200, await response.text()
+            (row,) = strict_json(await response.text())
+            assert (row["ok"], row["rtt_ms"], row["value"]) == (True, 4.0, {})
+        response = await dashboard.client.get("/api/v1/sites/alpha", headers=staff)
+        assert response.status == 200, await response.text()
+        site = strict_json(await response.text())
+        assert "alpha-prn" in {device["id"] for device in site["devices"]}
+        assert await dashboard.login("desk", PASSWORD) == 303
+        status, html = await dashboard.page("/sites/alpha?hours=1")
+        assert status == 200, html[-2_000:]
