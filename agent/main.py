@@ -80,12 +80,7 @@ class Agent:
             context = ssl.create_default_context(
                 cafile=str(self.config.ca_file) if self.config.ca_file else None
             )
-        connector = aiohttp.TCPConnector(ssl=context, limit=4)
-        headers = {
-            "Authorization": f"Bearer {self.token}",
-            "User-Agent": f"sitewatch-agent/{__version__}",
-        }
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        async with collector_session(self.token, context) as session:
             base = self.config.collector.rstrip("/")
             plan = await self._first_plan(session, base, stop)
             if plan is None:
@@ -179,6 +174,45 @@ class Agent:
             "dropped": dropped,
             "host": self.host,
         }
+
+
+# The collector closes a connection idle for 15 s (collector.front.FrontLimits.keepalive). An
+# agent that kept it as long would now and then send a batch just as the collector closes it.
+COLLECTOR_KEEPALIVE = 15.0
+KEEPALIVE = COLLECTOR_KEEPALIVE - 5.0
+
+
+def collector_session(token: str, context: ssl.SSLContext | bool = True) -> aiohttp.ClientSession:
+    """Return the agent's HTTP client for the collector: its token, pooled connections that are
+    dropped before the collector would drop them, and a POST retried once on a closed one."""
+    connector = aiohttp.TCPConnector(ssl=context, limit=4, keepalive_timeout=KEEPALIVE)
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": f"sitewatch-agent/{__version__}"}
+    return aiohttp.ClientSession(
+        connector=connector, headers=headers, middlewares=(retry_closed_connection,)
+    )
+
+
+async def retry_closed_connection(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Send a POST again, at once and once, when the connection it went out on was closed.
+
+    A pooled connection can be closed by the collector (its keep-alive ran out, it restarted)
+    while the agent is writing a batch to it: that says nothing about whether the collector can
+    be reached, so it must not count as a failed send and a backoff. aiohttp retries only the
+    idempotent methods itself; ours are safe to repeat too, because ingest is keyed on (agent,
+    outbox, seq). A collector that cannot be reached at all fails to connect, which is not
+    retried here.
+    """
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as err:
+        if request.method != "POST":
+            raise  # aiohttp has retried the idempotent ones already
+        log.debug("the collector closed the connection under a POST (%s): sending again", err)
+        return await handler(request)
 
 
 async def _write(queue: asyncio.Queue[ProbeResult], outbox: Outbox, shipper: Shipper) -> None:
