@@ -146,9 +146,11 @@ async def running(
 
 
 @asynccontextmanager
-async def restarted(rig: Rig) -> AsyncIterator[Rig]:
+async def restarted(rig: Rig, *, form_login: bool = True) -> AsyncIterator[Rig]:
     """Serve a second collector on `rig`'s database, as after a restart (state warmed up)."""
-    async with serving(rig.config, rig.folder, rig.hashes, correlate=False) as again:
+    async with serving(
+        rig.config, rig.folder, rig.hashes, correlate=False, form_login=form_login
+    ) as again:
         again.ledger = rig.ledger
         yield again
 

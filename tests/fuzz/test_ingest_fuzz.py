@@ -7,6 +7,7 @@ and Prometheus make still works and answers strict JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections import Counter
@@ -17,12 +18,15 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from tests.fuzz.checks import Sent, account, ingest, reads_after
-from tests.fuzz.conftest import TIMEOUT, fuzz_settings
-from tests.fuzz.rig import EXAMPLE, SITE_TARGETS, Rig
+from probes.result import ProbeResult
+from tests.fuzz.checks import Sent, account, full_reads, ingest, reads_after
+from tests.fuzz.conftest import TIMEOUT, described, fuzz_settings, logged_errors
+from tests.fuzz.rig import EXAMPLE, SITE_TARGETS, Rig, restarted, running
 from tests.fuzz.strategies import (
     ENCODING_NAMES,
     ENCODINGS,
+    KINDS,
+    PLAUSIBLE_VALUES,
     RAW_BODIES,
     WILD,
     Json,
@@ -160,3 +164,58 @@ async def test_content_encodings_of_a_batch(
     (agent, site), body = sent
     headers, data = packed(encoding, encode_json(body))
     await send(rig, site, body, Sent(agent, data, headers))
+
+
+# -- what an older collector stored ------------------------------------------------------------
+
+STORED_TEXT = st.text(max_size=30)  # SQLite cannot hold a lone surrogate as TEXT: none stored
+STORED_VALUES = st.one_of(
+    *PLAUSIBLE_VALUES.values(),
+    st.fixed_dictionaries({"supplies": WILD}),
+    st.dictionaries(st.text(max_size=8), WILD, max_size=4),  # surrogates survive inside JSON
+)
+
+
+@st.composite
+def stored_results(draw: st.DrawFn) -> tuple[int, ProbeResult]:
+    """A result as a collector that checked less might have stored it, with its seq."""
+    kind = draw(st.sampled_from(KINDS) | STORED_TEXT)
+    result = ProbeResult(
+        target=draw(st.sampled_from(SITE_TARGETS["tesko"]) | st.just("tesko-01")),
+        kind=kind,
+        ts=draw(
+            st.datetimes(
+                min_value=datetime(1, 1, 2),  # noqa: DTZ001 -- hypothesis's bounds are naive
+                max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+                timezones=st.just(UTC),
+            )
+            | st.just(datetime.now(UTC) - timedelta(minutes=1))
+        ),
+        ok=draw(st.booleans()),
+        rtt_ms=draw(st.none() | st.floats(allow_nan=False)),
+        loss=draw(st.none() | st.floats(allow_nan=False)),
+        value=draw(STORED_VALUES),
+        detail=draw(STORED_TEXT),
+    )
+    return draw(st.integers(1, 2**63 - 1)), result
+
+
+@fuzz_settings(40)
+@given(
+    st.lists(stored_results(), min_size=1, max_size=4, unique_by=lambda item: item[0]),
+    st.none() | heartbeats() | st.dictionaries(st.text(max_size=8), WILD, max_size=5),
+)
+async def test_what_an_older_collector_stored_is_read_without_a_500(
+    tmp_path_factory: pytest.TempPathFactory,
+    hashes: dict[str, str],
+    items: list[tuple[int, ProbeResult]],
+    heartbeat: Json,
+) -> None:
+    """Poison already in a database (from before the checks) shows as missing, never a 500."""
+    folder = tmp_path_factory.mktemp("older")
+    with logged_errors() as errors:
+        async with running(folder, hashes, correlate=False, form_login=False) as rig:
+            await asyncio.to_thread(rig.store.ingest, "tesko-01", items, heartbeat)
+            async with restarted(rig, form_login=False) as again:
+                await full_reads(again)
+    assert not errors.records, described(errors)
