@@ -13,6 +13,7 @@ with `PRAGMA user_version` and upgraded by MIGRATIONS in order.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from typing import Any, cast
 
 from probes.result import ERROR_KINDS, MAX_RTT_MS, JsonValue, ProbeResult
 
+log = logging.getLogger(__name__)
 CENTRE = "centre"  # the source name of the collector's own probes
 ROLLUP_SECONDS = 300
 DEFAULT_RETENTION = 30 * 86_400.0
@@ -55,7 +57,7 @@ _RESULTS_V1 = """
     CREATE INDEX results_by_target ON results (target, ts);
     CREATE INDEX results_by_ts ON results (ts);
 """  # migration 1 made it so; migration 6 rebuilt it as RESULTS_SCHEMA
-RESULTS_SCHEMA = """
+RESULTS_TABLE = """
     CREATE TABLE results (
         source TEXT NOT NULL,        -- the agent id, or 'centre'
         seq INTEGER NOT NULL,        -- the sequence number within the source's outbox
@@ -72,9 +74,13 @@ RESULTS_SCHEMA = """
         outbox TEXT NOT NULL,        -- the identity of the agent's outbox that numbered it
         PRIMARY KEY (source, outbox, seq)
     ) WITHOUT ROWID;
+"""
+RESULTS_INDEXES = """
     CREATE INDEX results_by_target ON results (target, ts);
     CREATE INDEX results_by_ts ON results (ts);
-"""  # the table as migration 6 left it: later changes go in new migrations; the bench reuses it
+"""
+# The table as migration 6 left it: later changes go in new migrations; the bench reuses it.
+RESULTS_SCHEMA = RESULTS_TABLE + RESULTS_INDEXES
 INSERT_RESULT = "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 # Every column but the outbox, in the order `_stored` reads them.
 RESULT_COLUMNS = (
@@ -198,21 +204,25 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # Sequences are unique per agent outbox, not per agent: a reinstalled agent numbers from 1
     # again in a new outbox, and its results must not be taken for duplicates of the old one's.
-    # The rows stored so far keep their (source, seq) under the legacy outbox identity.
-    RESULTS_SCHEMA.join(  # the new table between setting the old aside and copying it
+    # The rows stored so far keep their (source, seq) under the legacy outbox identity. The
+    # indexes are built after the copy, once, not kept up row by row while it runs.
+    "".join(
         (
             """
             ALTER TABLE results RENAME TO results_v1;
             DROP INDEX results_by_target;
             DROP INDEX results_by_ts;
             """,
+            RESULTS_TABLE,
             """
             INSERT INTO results SELECT *, 'legacy' FROM results_v1;
             DROP TABLE results_v1;
             """,
+            RESULTS_INDEXES,
         )
     ),
 )
+RESULTS_REBUILT_BY = 6  # the migration that copies every stored result: it may take a while
 
 
 class StoreError(Exception):
@@ -262,8 +272,14 @@ class Store:
             if readonly:
                 self._check_version()
                 return
-            self._migrate()  # before WAL: another program's database must be left as it was
+            (journal,) = self._db.execute("PRAGMA journal_mode").fetchone()
+            migrated = self._migrate()  # before WAL: another program's database stays as it was
             self._db.execute("PRAGMA journal_mode=WAL")
+            if migrated and journal == "wal":
+                # A migration that rewrote a table through the -wal left it as large as the
+                # table, and the collector's small commits would never shrink it: fold it into
+                # the database and truncate it. (Without WAL then, there is nothing to fold.)
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             # FULL: every commit is fsynced before ingest returns, so an acknowledged batch
             # survives a power cut (NORMAL would be durable only at the next checkpoint).
             self._db.execute("PRAGMA synchronous=FULL")
@@ -282,7 +298,8 @@ class Store:
                 f"{len(MIGRATIONS)} (a collector of this version upgrades it when it starts)"
             )
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> bool:
+        """Apply the migrations the database lacks, each in a transaction; return whether any."""
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version > len(MIGRATIONS):
             raise StoreError(
@@ -291,6 +308,16 @@ class Store:
         if version == 0 and self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise StoreError(f"{self.path}: holds tables of something else, not SiteWatch")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            began = time.monotonic()
+            if number == RESULTS_REBUILT_BY:
+                # fetchall: a statement left unfinished would lock the table it renames
+                ((count,),) = self._db.execute("SELECT count(*) FROM results").fetchall()
+                log.info(
+                    "%s: migrating %d results to schema %d (this may take a while)",
+                    self.path,
+                    count,
+                    number,
+                )
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in script.split(";"):
@@ -301,6 +328,10 @@ class Store:
             except sqlite3.Error:
                 self._db.execute("ROLLBACK")
                 raise
+            if number == RESULTS_REBUILT_BY:
+                took = time.monotonic() - began
+                log.info("%s: migrated to schema %d in %.1f s", self.path, number, took)
+        return version < len(MIGRATIONS)
 
     def close(self) -> None:
         with self._lock:

@@ -402,6 +402,38 @@ def test_a_version_5_database_keeps_its_rows_under_the_legacy_outbox(tmp_path: P
     ]
 
 
+def test_migrating_the_results_leaves_no_large_wal_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "collector.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")  # as a collector of version 5 left it
+        for script in MIGRATIONS[:5]:
+            db.executescript(script)
+        db.execute("PRAGMA user_version = 5")
+        db.executemany(
+            "INSERT INTO results VALUES (?, ?, 'gw', 'icmp', ?, 1, 2.0, NULL, ?, NULL, '', ?)",
+            [("a", n, B + n, "{}" + " " * 200, NOW) for n in range(5_000)],
+        )
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with caplog.at_level("INFO", logger="collector.store"):
+        store = Store(path)
+    try:
+        # the copy of 5,000 rows went through the -wal; nothing of it is left there
+        assert Path(f"{path}-wal").stat().st_size == 0
+        assert f"{path}: migrating 5000 results to schema 6 (this may take a while)" in caplog.text
+        assert f"{path}: migrated to schema 6 in " in caplog.text
+        assert len(store.history("gw", B, B + 10_000, limit=10_000)) == 5_000
+        with store.reading() as db:
+            indexes = db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'results'"
+                " AND sql IS NOT NULL ORDER BY name"
+            ).fetchall()
+        assert indexes == [("results_by_target",), ("results_by_ts",)]
+    finally:
+        store.close()
+
+
 def test_commits_are_fsynced_before_ingest_returns(store: Store) -> None:
     with store.reading() as db:
         assert db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL, not NORMAL (1)
