@@ -371,7 +371,7 @@ class HistoryPage:
     fetched: int  # rows the store gave, some of them perhaps sent already
     last: datetime | None  # the time of the last row sent
     since: float  # where the next page starts: a millisecond before the last row fetched
-    seen: frozenset[tuple[str, int]]  # rows at or after `since` that were sent already
+    seen: frozenset[tuple[str, str, int]]  # rows at or after `since` that were sent already
 
 
 async def _history_json(
@@ -389,7 +389,7 @@ async def _history_json(
     one before (times pass through float), and skips the rows already sent.
     """
     parts: list[str] = []
-    sent, since, seen, last = 0, span[0], frozenset[tuple[str, int]](), None
+    sent, since, seen, last = 0, span[0], frozenset[tuple[str, str, int]](), None
     for _ in range(limit):  # bounded: every page but the last sends at least one row
         want = min(HISTORY_PAGE, limit - sent) + len(seen)
         fetch = functools.partial(_history_page, collector, target, (since, span[1]), want, seen)
@@ -408,15 +408,17 @@ def _history_page(
     target: str,
     span: tuple[float, float],
     want: int,
-    seen: frozenset[tuple[str, int]],
+    seen: frozenset[tuple[str, str, int]],
 ) -> HistoryPage:
     """Fetch and encode one page, in a worker thread; every row fetched is sent or was."""
     fetched = collector.store.history(target, span[0], span[1], want)
-    rows = [row for row in fetched if (row.source, row.seq) not in seen]
+    rows = [row for row in fetched if (row.source, row.outbox, row.seq) not in seen]
     if not rows:
         return HistoryPage("", 0, len(fetched), None, span[0], seen)
     since = fetched[-1].result.ts.timestamp() - 0.001
-    now_seen = {(row.source, row.seq) for row in fetched if row.result.ts.timestamp() >= since}
+    now_seen = {
+        (row.source, row.outbox, row.seq) for row in fetched if row.result.ts.timestamp() >= since
+    }
     encoded = ", ".join(
         _strict_dumps([_history_row(row) for row in rows[at : at + 500]])[1:-1]
         for at in range(0, len(rows), 500)  # json.dumps holds the GIL for all it is given

@@ -267,9 +267,12 @@ def _results(store: Store, start: float, end: float) -> Iterator[tuple[str, Prob
 
     Read in chunks, each from where the last one stopped; only what the state book reads.
     """
-    columns = "SELECT ts, source, seq, target, kind, ok, rtt_ms, loss, error_kind FROM results"
-    order = "ORDER BY ts, source, seq LIMIT ?"
-    after: tuple[float, str, int] | None = None
+    columns = (
+        "SELECT ts, source, outbox, seq, target, kind, ok, rtt_ms, loss, error_kind FROM results"
+    )
+    # A row is one (source, outbox, seq): a reinstalled agent numbers from 1 again
+    order = "ORDER BY ts, source, outbox, seq LIMIT ?"
+    after: tuple[float, str, str, int] | None = None
     while True:
         with store.reading() as db:
             if after is None:
@@ -278,10 +281,11 @@ def _results(store: Store, start: float, end: float) -> Iterator[tuple[str, Prob
                 ).fetchall()
             else:
                 rows = db.execute(
-                    f"{columns} WHERE ts >= ? AND ts < ? AND (ts, source, seq) > (?, ?, ?) {order}",
+                    f"{columns} WHERE ts >= ? AND ts < ? "
+                    f"AND (ts, source, outbox, seq) > (?, ?, ?, ?) {order}",
                     (after[0], end, *after, _CHUNK),
                 ).fetchall()
-        for ts, source, _, target, kind, ok, rtt_ms, loss, error_kind in rows:
+        for ts, source, _, _, target, kind, ok, rtt_ms, loss, error_kind in rows:
             yield (
                 source,
                 ProbeResult(  # read as tolerantly as the store's own readers read a row
@@ -296,4 +300,4 @@ def _results(store: Store, start: float, end: float) -> Iterator[tuple[str, Prob
             )
         if len(rows) < _CHUNK:
             return
-        after = (rows[-1][0], rows[-1][1], rows[-1][2])
+        after = (rows[-1][0], rows[-1][1], rows[-1][2], rows[-1][3])

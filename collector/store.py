@@ -82,9 +82,9 @@ RESULTS_INDEXES = """
 # The table as migration 6 left it: later changes go in new migrations; the bench reuses it.
 RESULTS_SCHEMA = RESULTS_TABLE + RESULTS_INDEXES
 INSERT_RESULT = "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-# Every column but the outbox, in the order `_stored` reads them.
+# The columns in the order `_stored` reads them.
 RESULT_COLUMNS = (
-    "source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, received"
+    "source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, received, outbox"
 )
 # The outbox identity of every result stored before outboxes had one, of agents too old to
 # send one, and of the centre's own probes: their sequences are unique per source already.
@@ -236,6 +236,7 @@ class Stored:
     source: str
     seq: int
     result: ProbeResult
+    outbox: str = LEGACY_OUTBOX  # which of the source's outboxes numbered it: seq is unique in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,8 +311,7 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             began = time.monotonic()
             if number == RESULTS_REBUILT_BY:
-                # fetchall: a statement left unfinished would lock the table it renames
-                ((count,),) = self._db.execute("SELECT count(*) FROM results").fetchall()
+                (count,) = self._db.execute("SELECT count(*) FROM results").fetchone()
                 log.info(
                     "%s: migrating %d results to schema %d (this may take a while)",
                     self.path,
@@ -331,7 +331,7 @@ class Store:
             if number == RESULTS_REBUILT_BY:
                 took = time.monotonic() - began
                 log.info("%s: migrated to schema %d in %.1f s", self.path, number, took)
-        return version < len(MIGRATIONS)
+        return int(version) < len(MIGRATIONS)
 
     def close(self) -> None:
         with self._lock:
@@ -407,7 +407,7 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {RESULT_COLUMNS} FROM results "  # noqa: S608 -- a fixed column list
-                "WHERE target = ? AND ts >= ? AND ts < ? ORDER BY ts, source, seq LIMIT ?",
+                "WHERE target = ? AND ts >= ? AND ts < ? ORDER BY ts, source, outbox, seq LIMIT ?",
                 (target, start, end, limit),
             ).fetchall()
         return [_stored(row) for row in rows]
@@ -452,7 +452,12 @@ class Store:
         return {row[0]: (row[1], _heartbeat(row[2])) for row in rows}
 
     def sequences(self, source: str) -> list[int]:
-        """Return every stored sequence number of a source, in order (for tests and audits)."""
+        """Return the sequence number of each stored result of a source, in order.
+
+        One number per result: a number repeats once for every outbox of the source that used
+        it (a reinstalled agent numbers from 1 again), so [1, 1, 2, 2] is two outboxes of two
+        results each. For tests and audits, which count results, not distinct numbers.
+        """
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq FROM results WHERE source = ? ORDER BY seq", (source,)
@@ -544,7 +549,7 @@ def _stored(row: Iterable[Any]) -> Stored:
     that cannot be sent or drawn (NaN, a lone surrogate, a reading out of range, a time beyond
     what datetime holds) is shown as missing instead of failing the page or endpoint.
     """
-    source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, _ = row
+    source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, _, outbox = row
     result = ProbeResult(
         _clean_text(target),
         _clean_text(kind),
@@ -556,7 +561,7 @@ def _stored(row: Iterable[Any]) -> Stored:
         error_kind=error_kind if error_kind in ERROR_KINDS else None,
         detail=_clean_text(detail),
     )
-    return Stored(source, seq, result)
+    return Stored(source, seq, result, outbox)
 
 
 def stored_time(ts: object) -> datetime:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from collector import history, service
+from collector import api, history, service
+from collector.api import build_app
 from collector.availability import Durations, availability
 from collector.maintenance import Window
 from collector.service import Collector
 from collector.store import CENTRE, Store
-from probes.result import ProbeResult
+from probes.result import ProbeResult, format_ts
 from sitewatch.config.files import load_collector_config, load_inventory
+from sitewatch.config.model import ApiToken
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = load_inventory(ROOT / "config" / "inventory.yaml")
@@ -212,3 +218,50 @@ async def test_replay_gaps_rebuilds_soon_after_start_in_a_thread(
 
     [(db, inventory, agents, windows, _)] = calls
     assert (db, inventory, agents, windows) == (store, CONFIG.inventory, AGENTS, ())
+
+
+# -- a row is (source, outbox, seq): a reinstalled agent numbers from 1 again ----------------
+
+OUTBOXES = ("a" * 32, "b" * 32)
+
+
+def two_outboxes(store: Store, first: float) -> None:
+    """Store three pings from each of two outboxes of one agent, numbered 1-3 in both."""
+    for outbox in OUTBOXES:
+        numbered = [(n, probe(first + n)) for n in (1, 2, 3)]
+        store.ingest("tesko-01", numbered, None, now=first + 10, outbox=outbox)
+
+
+def test_replayed_results_read_in_chunks_keep_both_outboxes(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    two_outboxes(store, START)
+    monkeypatch.setattr(history, "_CHUNK", 1)  # each chunk ends between the two outboxes' rows
+    read = [result.ts.timestamp() for _, result in history._results(store, START, END)]
+    assert read == [START + 1, START + 1, START + 2, START + 2, START + 3, START + 3]
+
+
+async def test_the_history_api_pages_through_both_outboxes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "staff-secret"  # noqa: S105 -- a test token
+    config = replace(
+        CONFIG,
+        api_tokens=(ApiToken("screen", "viewer", hashlib.sha256(token.encode()).hexdigest()),),
+    )
+    first = time.time() - 600
+    store = Store(tmp_path / "collector.db")
+    try:
+        two_outboxes(store, first)
+        monkeypatch.setattr(api, "HISTORY_PAGE", 1)  # a page ends between the outboxes' rows
+        async with TestClient(TestServer(build_app(Collector(config, store)))) as client:
+            since = format_ts(datetime.fromtimestamp(first, UTC))
+            response = await client.get(
+                f"/api/v1/history?target=tesko-mpls&from={since}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status == 200, await response.text()
+            rows = await response.json()
+    finally:
+        store.close()
+    assert len(rows) == 6
