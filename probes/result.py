@@ -2,7 +2,9 @@
 
 A probe never raises for an expected failure: a printer that does not answer is a result with
 `ok=False` and an `error_kind` saying how it failed. `from_json` is the collector's gate for
-results arriving from agents, so it checks every field and names the first bad one.
+results arriving from agents, so it checks every field and names the first bad one. Unknown keys
+inside a known kind's `value` are dropped (`checked` says which): a newer agent's extra reading
+must not cost the result; an unknown kind or field is still refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal, TypedDict, cast, get_args
 
-from probes.values import KINDS, ValueShapeError, check_value, clean_text, quoted
+from probes.values import KINDS, Dropped, ValueShapeError, check_value, clean_text, quoted
 
 ErrorKind = Literal[
     "timeout",  # no answer within the timeout
@@ -93,6 +95,11 @@ class ProbeResult:
     @classmethod
     def from_json(cls, data: object) -> ProbeResult:
         """Return the result in a decoded JSON object, or raise ResultFormatError."""
+        return cls.checked(data)[0]
+
+    @classmethod
+    def checked(cls, data: object) -> tuple[ProbeResult, Dropped]:
+        """Return the result and the unknown value keys dropped from `data` (in place)."""
         if not isinstance(data, dict):
             raise ResultFormatError("a result must be a JSON object")
         unknown = sorted(set(data) - set(ResultJson.__annotations__))
@@ -110,10 +117,10 @@ class ProbeResult:
             raise ResultFormatError(f"error_kind: must be one of {', '.join(ERROR_KINDS)}")
         value = data.get("value", {})
         try:
-            check_value(kind, value)
+            dropped = check_value(kind, value)
         except ValueShapeError as err:
             raise ResultFormatError(str(err)) from err
-        return cls(
+        result = cls(
             target=target,
             kind=kind,
             ts=parse_ts(_text(data, "ts", limit=40, empty=False)),
@@ -124,6 +131,7 @@ class ProbeResult:
             error_kind=cast("ErrorKind | None", error_kind),
             detail=_text(data, "detail", limit=MAX_DETAIL, empty=True),
         )
+        return result, dropped
 
 
 def failed(

@@ -5,11 +5,18 @@ a host's disk). The collector stores it as JSON and its pages read it back, so a
 probe would produce (a printer supply `{}`, a NaN, a lone surrogate that SQLite cannot encode, a
 4,000-digit integer) must be refused at the door, not found by a page later. Each kind's shape
 here follows what its module returns (`probes/icmp.py` `summarise`, `probes/snmp.py` `_printer`
-and friends, `probes/host.py` `read_health`, ...). Keys a probe may leave out are optional; keys
-no probe writes are refused. Errors name the path: `value.supplies[0].state: is missing`.
+and friends, `probes/host.py` `read_health`, ...). Keys a probe may leave out are optional.
+Errors name the path: `value.supplies[0].state: is missing`.
+
+A key this collector does not know is dropped from the value, not refused: agents are upgraded
+at other times than the collector, and a newer probe that reports one more reading (a printer
+supply's colour) must not cost the whole result. The known keys are still checked, and each
+check returns the paths it dropped so ingest can count them and say so once.
 
     check_value("snmp", {"profile": "printer", "supplies": [{}]})
     -> ValueShapeError("value.supplies[0].index: is missing")
+    check_value("tcp", {"port": 22, "banner": "SSH-2.0"})
+    -> ("value.banner",), and the value is now {"port": 22}
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ MAX_NUMBER = 1e15  # any finite reading a probe makes is far below this
 MAX_OCTETS = 65_535  # the longest SNMP OctetString or UDP datagram a device can send us
 OID_TEXT = 1_500  # an OID suffix: at most 128 sub-identifiers of up to 10 digits, dotted
 
-Check = Callable[[object], None]  # raises ValueShapeError for a value of the wrong shape
+Dropped = tuple[str, ...]  # paths of unknown keys taken out of a value, `.supplies[0].colour`
+NONE: Dropped = ()
+# Raises ValueShapeError for a value of the wrong shape; returns the unknown keys it dropped.
+Check = Callable[[object], Dropped]
 
 
 class ValueShapeError(ValueError):
@@ -62,13 +72,14 @@ def quoted(text: str) -> str:
 def text(limit: int = MAX_TEXT) -> Check:
     """A string of at most `limit` characters, encodable as UTF-8."""
 
-    def check(value: object) -> None:
+    def check(value: object) -> Dropped:
         if not isinstance(value, str):
             raise ValueShapeError("must be a string")
         if len(value) > limit:
             raise ValueShapeError(f"longer than {limit} characters")
         if not clean_text(value):
             raise ValueShapeError("holds a lone surrogate (not valid Unicode text)")
+        return NONE
 
     return check
 
@@ -76,11 +87,12 @@ def text(limit: int = MAX_TEXT) -> Check:
 def whole(lower: int, upper: int) -> Check:
     """A whole number in [lower, upper] (JSON true/false are not numbers)."""
 
-    def check(value: object) -> None:
+    def check(value: object) -> Dropped:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueShapeError("must be a whole number")
         if not lower <= value <= upper:
             raise ValueShapeError(f"must be between {lower} and {upper}")
+        return NONE
 
     return check
 
@@ -88,13 +100,14 @@ def whole(lower: int, upper: int) -> Check:
 def number(lower: float = -MAX_NUMBER, upper: float = MAX_NUMBER) -> Check:
     """A finite number in [lower, upper]; an int of any length compares exactly, no float()."""
 
-    def check(value: object) -> None:
+    def check(value: object) -> Dropped:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueShapeError("must be a number")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueShapeError("must be a finite number")
         if not lower <= value <= upper:
             raise ValueShapeError(f"must be between {lower:g} and {upper:g}")
+        return NONE
 
     return check
 
@@ -102,9 +115,10 @@ def number(lower: float = -MAX_NUMBER, upper: float = MAX_NUMBER) -> Check:
 def words(*allowed: str) -> Check:
     """One of a few fixed strings."""
 
-    def check(value: object) -> None:
+    def check(value: object) -> Dropped:
         if value not in allowed:
             raise ValueShapeError(f"must be one of {', '.join(allowed)}")
+        return NONE
 
     return check
 
@@ -112,9 +126,8 @@ def words(*allowed: str) -> Check:
 def nullable(inner: Check) -> Check:
     """`inner`, or null."""
 
-    def check(value: object) -> None:
-        if value is not None:
-            inner(value)
+    def check(value: object) -> Dropped:
+        return NONE if value is None else inner(value)
 
     return check
 
@@ -122,11 +135,11 @@ def nullable(inner: Check) -> Check:
 def either(first: Check, second: Check) -> Check:
     """Whatever `first` or `second` accepts; the error is `second`'s."""
 
-    def check(value: object) -> None:
+    def check(value: object) -> Dropped:
         try:
-            first(value)
+            return first(value)
         except ValueShapeError:
-            second(value)
+            return second(value)
 
     return check
 
@@ -134,37 +147,46 @@ def either(first: Check, second: Check) -> Check:
 def items(inner: Check, limit: int = MAX_ITEMS) -> Check:
     """A list of at most `limit` entries, each as `inner` says."""
 
-    def check(value: object) -> None:
+    def check(value: object) -> Dropped:
         if not isinstance(value, list):
             raise ValueShapeError("must be a list")
         if len(value) > limit:
             raise ValueShapeError(f"more than {limit} entries")
+        dropped: list[str] = []
         for index, entry in enumerate(value):
             try:
-                inner(entry)
+                inside = inner(entry)
             except ValueShapeError as err:
                 raise err.within(f"[{index}]") from None
+            if inside:
+                dropped.extend(f"[{index}]{path}" for path in inside)
+        return tuple(dropped)
 
     return check
 
 
 def record(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
-    """An object with only these keys, `required` among them; the others may be left out."""
+    """An object with these keys, `required` among them; others are dropped from it, in place."""
 
-    def check(value: object) -> None:
+    def check(value: object) -> Dropped:
         if not isinstance(value, dict):
             raise ValueShapeError("must be an object")
+        dropped: list[str] = []
         extra = value.keys() - fields.keys()
-        if extra:
-            raise ValueShapeError(f"unknown key {quoted(min(str(key) for key in extra))}")
+        for key in sorted(extra, key=str):
+            del value[key]
+            dropped.append(f".{printable_key(key)}")
         for key in required:
             if key not in value:
                 raise ValueShapeError("is missing", f".{key}")
         for key, entry in value.items():
             try:
-                fields[key](entry)
+                inside = fields[key](entry)
             except ValueShapeError as err:
                 raise err.within(f".{key}") from None
+            if inside:
+                dropped.extend(f".{key}{path}" for path in inside)
+        return tuple(dropped)
 
     return check
 
@@ -173,20 +195,24 @@ def mapping(inner: Check, limit: int = MAX_ITEMS, key_limit: int = 200) -> Check
     """An object keyed by names the device chose (interfaces, custom OIDs), each as `inner`."""
     key_check = text(key_limit)
 
-    def check(value: object) -> None:
+    def check(value: object) -> Dropped:
         if not isinstance(value, dict):
             raise ValueShapeError("must be an object")
         if len(value) > limit:
             raise ValueShapeError(f"more than {limit} entries")
+        dropped: list[str] = []
         for key, entry in value.items():
             try:
                 key_check(key)
             except ValueShapeError as err:
                 raise ValueShapeError(f"a key {err.problem}") from None
             try:
-                inner(entry)
+                inside = inner(entry)
             except ValueShapeError as err:
                 raise err.within(f".{key}") from None
+            if inside:
+                dropped.extend(f".{key}{path}" for path in inside)
+        return tuple(dropped)
 
     return check
 
@@ -276,18 +302,24 @@ SNMP_PROFILES: dict[str, Check] = {
 }
 
 
-def _snmp(value: object) -> None:
-    """An SNMP value follows its profile; a failed read has no profile and no values."""
+def _snmp(value: object) -> Dropped:
+    """An SNMP value follows its profile; a failed read has no profile and no values.
+
+    A profile this collector does not know is refused, not dropped: without it nothing in the
+    value can be read.
+    """
     if not isinstance(value, dict):
         raise ValueShapeError("must be an object")
     if "profile" not in value:
-        record({})(value)
-        return
+        return _FAILED_READ(value)
     profile = value["profile"]
     shape = SNMP_PROFILES.get(profile) if isinstance(profile, str) else None
     if shape is None:
         raise ValueShapeError(f"must be one of {', '.join(SNMP_PROFILES)}", ".profile")
-    shape(value)
+    return shape(value)
+
+
+_FAILED_READ = record({})
 
 
 HOST = record(
@@ -318,12 +350,28 @@ VALUES: dict[str, Check] = {
 KINDS: tuple[str, ...] = tuple(VALUES)
 
 
-def check_value(kind: str, value: object) -> None:
-    """Raise ValueShapeError unless `value` has the shape that probes of `kind` produce."""
+def check_value(kind: str, value: object) -> Dropped:
+    """Raise ValueShapeError unless `value` has the shape that probes of `kind` produce.
+
+    Return the paths of the unknown keys dropped from it (`value.supplies[0].colour`); a kind
+    this collector does not know is refused, since nothing of its value could be read.
+    """
     shape = VALUES.get(kind)
     if shape is None:
         raise ValueShapeError(f"must be one of {', '.join(KINDS)}", "kind")
     try:
-        shape(value)
+        dropped = shape(value)
     except ValueShapeError as err:
         raise err.within("value") from None
+    return tuple(f"value{path}" for path in dropped) if dropped else NONE
+
+
+MAX_SHOWN_KEY = 60  # characters of an unknown key shown in a path; the key may be any length
+
+
+def printable_key(key: object) -> str:
+    """Return an unknown key as it can go into a log line or a reply: short, valid text."""
+    text = str(key)
+    if len(text) > MAX_SHOWN_KEY:
+        text = text[: MAX_SHOWN_KEY - 1] + "…"
+    return text if clean_text(text) else ascii(text)

@@ -165,8 +165,6 @@ SURROGATE = "\ud800"
         ({"value": {"sent": float("nan")}}, "value.sent: must be a whole number"),
         ({"value": {"rtt_avg_ms": float("nan")}}, "value.rtt_avg_ms: must be a finite number"),
         ({"value": {"rtt_avg_ms": 10**400}}, "value.rtt_avg_ms: must be between"),
-        ({"value": {"colour": 1}}, "value: unknown key 'colour'"),
-        ({"value": {SURROGATE: 1}}, r"value: unknown key '\ud800'"),
         ({SURROGATE: 1}, r"unknown field '\ud800'"),
     ],
 )
@@ -193,7 +191,6 @@ PRINTER = {"profile": "printer", "printer_status": "idle", "device_status": "run
          "value.supplies[0].state: must be one of"),
         ("snmp", PRINTER | {"supplies": {"black": 1}}, "value.supplies: must be a list"),
         ("snmp", PRINTER | {"profile": "toaster"}, "value.profile: must be one of"),
-        ("snmp", {"supplies": []}, "value: unknown key 'supplies'"),
         ("snmp", {"profile": "custom", "values": {"toner": [1]}}, "value.values.toner: must be"),
         ("snmp", {"profile": "interface", "interfaces": [{"oper": "up"}]},
          "value.interfaces[0].index: is missing"),
@@ -210,6 +207,31 @@ def test_each_kind_has_the_value_its_probe_produces(kind: str, value: object, me
     with pytest.raises(ResultFormatError) as caught:
         ProbeResult.from_json({**GOOD, "kind": kind, "value": value})
     assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "kept", "dropped"),
+    [
+        ("icmp", {"sent": 3, "colour": 1}, {"sent": 3}, ("value.colour",)),
+        ("icmp", {"sent": 3, SURROGATE: 1}, {"sent": 3}, (r"value.'\ud800'",)),
+        ("snmp", {"supplies": []}, {}, ("value.supplies",)),
+        ("snmp", PRINTER | {"supplies": [SUPPLY | {"colour": "cyan"}], "tray": 2}, PRINTER,
+         ("value.tray", "value.supplies[0].colour")),
+        ("host", {"interfaces": {"eth0": {"errors_in": 1, "crc": 2}}},
+         {"interfaces": {"eth0": {"errors_in": 1}}}, ("value.interfaces.eth0.crc",)),
+    ],
+)  # fmt: skip
+def test_unknown_value_keys_are_dropped_and_named(
+    kind: str, value: dict[str, object], kept: object, dropped: tuple[str, ...]
+) -> None:
+    """A newer agent's extra reading costs only that reading, never the result."""
+    result, left_out = ProbeResult.checked({**GOOD, "kind": kind, "value": value})
+    assert (result.value, left_out) == (kept, dropped)
+
+
+def test_unknown_keys_do_not_hide_bad_known_ones() -> None:
+    with pytest.raises(ResultFormatError, match=r"^value\.sent: must be between 0 and"):
+        ProbeResult.checked({**GOOD, "value": {"sent": -1, "colour": 1}})
 
 
 def test_a_whole_printer_reading_passes() -> None:
