@@ -36,6 +36,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from sitewatch.private_files import create_private
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ENTRIES = 200_000
@@ -93,7 +95,7 @@ class Outbox:
         self._dropping = False  # so a full outbox is logged once, not on every put
         self.identity = LEGACY_IDENTITY  # read from the file by _prepare
         try:
-            _create_private(path)
+            create_private(path, FILE_MODE)
         except OSError as err:
             raise OutboxError(f"{path}: cannot create: {err}") from err
         try:
@@ -331,21 +333,6 @@ class Outbox:
                 raise  # misuse of the API is a bug, not a storage failure
             except sqlite3.Error as err:
                 raise OutboxError(f"{self._path}: {err}") from err
-
-
-def _create_private(path: Path) -> None:
-    """Create the outbox file for its owner only, whatever the umask; leave one that exists.
-
-    SQLite gives the -wal and -shm files it makes beside it the same mode.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import aiohttp
 
 from probes.plan import Plan, PlanFormatError, plan_from_json, plan_to_json
+from sitewatch.private_files import replace_private
 
 log = logging.getLogger(__name__)
 CACHE_NAME = "plan.json"
@@ -42,16 +42,7 @@ def save_cached(state_dir: Path, plan: Plan) -> None:
 
     The file holds SNMP credentials: it is made for the agent's user only, whatever the umask.
     """
-    path = state_dir / CACHE_NAME
-    scratch = path.with_suffix(".tmp")
-    with os.fdopen(
-        os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, CACHE_MODE), "w"
-    ) as file:
-        os.fchmod(file.fileno(), CACHE_MODE)  # the umask may have taken bits, or a crash's
-        json.dump(plan_to_json(plan), file)
-        file.flush()
-        os.fsync(file.fileno())
-    scratch.replace(path)
+    replace_private(state_dir / CACHE_NAME, json.dumps(plan_to_json(plan)), CACHE_MODE)
 
 
 async def fetch(

@@ -36,7 +36,7 @@ from collector.front import FRONT, FrontLimits
 from collector.health import HEALTH, health_check
 from collector.heartbeat import Heartbeat
 from collector.incidents import IncidentError, StaffAction
-from collector.ingest import BatchError, parse_batch
+from collector.ingest import Batch, BatchError, parse_batch
 from collector.metrics import METRICS, get_metrics, registry_of
 from collector.service import Collector
 from collector.state import SiteView
@@ -246,23 +246,67 @@ def _decode(raw: bytes) -> Any:
         raise ApiError(err.status, err.code, err.message) from err
 
 
+PARSE_OFF_LOOP = 256 * 1024  # bytes of inflated body above which a batch is parsed in a thread
+BUSY_RETRY = "1"  # seconds an agent should wait when its previous batch is still being stored
+
+
 async def post_results(request: web.Request) -> web.StreamResponse:
+    """Store an agent's batch: the rules of refusal are in `collector.ingest`.
+
+    A large batch (5,000 printer results is ~0.4 s of decoding and checking) is parsed in a
+    worker thread so the loop keeps answering; one batch per agent is taken at a time, so one
+    agent cannot hold several threads (a second concurrent POST is a 429 with Retry-After).
+    """
     agent = agent_of(request)
     collector = request.app[COLLECTOR]
-    body = _decode(await read_body(request))
+    intake = collector.intake
+    if not intake.admit(agent.id):
+        raise ApiError(
+            429,
+            "busy",
+            f"a batch from {agent.id} is being stored: send the next once it is answered",
+            headers={"Retry-After": BUSY_RETRY},
+        )
     try:
-        batch = parse_batch(
-            body,
+        raw = await read_body(request)
+        now = time.time()
+        parse = functools.partial(
+            _parse_results,
+            raw,
             agent=agent.id,
             targets=collector.targets_of(agent),
-            now=time.time(),
-            not_before=time.time() - collector.retention,
+            now=now,
+            not_before=now - collector.retention,
         )
-    except BatchError as err:
-        extra: dict[str, Any] = {} if err.index is None else {"index": err.index}
-        raise ApiError(422, "invalid", str(err), **extra) from err
-    outcome = await collector.ingest(agent, batch)
-    return json_response({"stored": outcome.stored, "duplicates": outcome.duplicates})
+        try:
+            batch = await asyncio.to_thread(parse) if len(raw) > PARSE_OFF_LOOP else parse()
+        except BatchError as err:
+            intake.refused(agent.id, err)
+            extra: dict[str, Any] = {}
+            if err.index is not None:
+                extra["index"] = err.index  # the first: what agents before "refused" read
+                extra["refused"] = [{"index": r.index, "message": r.message} for r in err.refused]
+            raise ApiError(422, "invalid", str(err), **extra) from err
+        outcome = await collector.ingest(agent, batch)
+    finally:
+        intake.leave(agent.id)
+    intake.stored(agent.id, batch)
+    reply: dict[str, Any] = {"stored": outcome.stored, "duplicates": outcome.duplicates}
+    if batch.heartbeat_refused is not None:
+        reply["heartbeat"] = {"refused": batch.heartbeat_refused}
+    if batch.ignored:
+        reply["ignored"] = list(batch.ignored[:MAX_IGNORED_SHOWN])
+    return json_response(reply)
+
+
+MAX_IGNORED_SHOWN = 20  # unknown keys named in a reply; /metrics counts them all
+
+
+def _parse_results(
+    raw: bytes, *, agent: str, targets: frozenset[str], now: float, not_before: float
+) -> Batch:
+    """Return the batch in a posted body, or raise ApiError or BatchError."""
+    return parse_batch(_decode(raw), agent=agent, targets=targets, now=now, not_before=not_before)
 
 
 async def get_sites(request: web.Request) -> web.StreamResponse:

@@ -6,8 +6,13 @@ health (the host probe's result record). It is checked field by field, as result
 frozen `Heartbeat`: the collector keeps the latest per site, shows it on the site's page and in
 `/metrics`, and stores it so a restart knows it again. A heartbeat that would break a reader
 later (a 400-digit `outbox_depth` that Prometheus cannot turn into a float, a version with a
-lone surrogate that no page can encode) is refused with a 422 naming the field; one already
+lone surrogate that no page can encode) is refused, with a message naming the field; one already
 stored by an older collector is skipped with a warning when it is read back.
+
+A refused heartbeat never refuses the batch it rides on (`collector.ingest`): the results are
+stored and the reply says the heartbeat was not. A field this collector does not know (sent by
+a newer agent) is dropped and the rest of the heartbeat kept, as unknown keys in a result's
+value are: agents are upgraded at other times than the collector.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from datetime import datetime
 from typing import TypedDict
 
 from probes.result import ProbeResult, ResultFormatError, ResultJson, format_ts, parse_ts
-from probes.values import clean_text, quoted
+from probes.values import Dropped, clean_text, printable_key
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,9 @@ class HeartbeatJson(TypedDict, total=False):
     outbox_depth: int
     dropped: int
     host: ResultJson | None
+
+
+HEARTBEAT_FIELDS = frozenset(HeartbeatJson.__annotations__)
 
 
 class HeartbeatError(ValueError):
@@ -56,19 +64,20 @@ class Heartbeat:
     @classmethod
     def from_json(cls, data: object, *, agent: str) -> Heartbeat:
         """Return the heartbeat in a decoded JSON object, or raise HeartbeatError."""
+        return cls.checked(data, agent=agent)[0]
+
+    @classmethod
+    def checked(cls, data: object, *, agent: str) -> tuple[Heartbeat, Dropped]:
+        """Return the heartbeat and the paths of the unknown fields left out of it."""
         if not isinstance(data, dict):
             raise HeartbeatError("heartbeat: must be an object")
-        unknown = sorted(str(key) for key in set(data) - set(HeartbeatJson.__annotations__))
-        if unknown:
-            raise HeartbeatError(f"heartbeat: unknown field {quoted(unknown[0])}")
-        return cls(
-            agent=agent,
-            version=_version(data.get("version")),
-            clock=_clock(data.get("clock")),
-            outbox_depth=_count(data, "outbox_depth"),
-            dropped=_count(data, "dropped"),
-            host=_host(data.get("host")),
-        )
+        unknown = sorted(set(data) - HEARTBEAT_FIELDS, key=str)
+        version, clock = _version(data.get("version")), _clock(data.get("clock"))
+        outbox_depth, dropped = _count(data, "outbox_depth"), _count(data, "dropped")
+        host, host_dropped = _host(data.get("host"))  # checked last: the first error is named
+        heartbeat = cls(agent, version, clock, outbox_depth, dropped, host)
+        ignored = tuple(f"heartbeat.{printable_key(key)}" for key in unknown)
+        return heartbeat, ignored + tuple(f"heartbeat.host.{path}" for path in host_dropped)
 
     def to_json(self) -> HeartbeatJson:
         """Return the wire form, as stored: only the fields the agent sent."""
@@ -133,13 +142,13 @@ def _count(data: dict[object, object], key: str) -> int | None:
     return value
 
 
-def _host(value: object) -> ProbeResult | None:
+def _host(value: object) -> tuple[ProbeResult | None, Dropped]:
     if value is None:
-        return None
+        return None, ()
     try:
-        result = ProbeResult.from_json(value)
+        result, dropped = ProbeResult.checked(value)
     except ResultFormatError as err:
         raise HeartbeatError(f"heartbeat.host: {err}") from err
     if result.kind != "host":
         raise HeartbeatError("heartbeat.host.kind: must be host")
-    return result
+    return result, dropped

@@ -76,6 +76,20 @@ class StateMetrics(MetricSource):
             duplicates.add_metric([agent], count)
         yield duplicates
 
+        intake = collector.intake  # what agents sent that this collector could not take
+        for name, text, counts in (
+            ("sitewatch_results_refused", "Results refused for good (set aside by the agent)",
+             intake.results_refused),
+            ("sitewatch_heartbeats_refused", "Heartbeats refused; their batch's results kept",
+             intake.heartbeats_refused),
+            ("sitewatch_ingest_keys_ignored", "Unknown keys dropped from values and heartbeats",
+             intake.keys_ignored),
+        ):  # fmt: skip
+            family = CounterMetricFamily(name, text, labels=["agent"])
+            for agent, count in sorted(counts.items()):
+                family.add_metric([agent], count)
+            yield family
+
         outbox = GaugeMetricFamily(
             "sitewatch_agent_outbox_depth",
             "Results waiting in the agent's outbox, as of its last heartbeat",

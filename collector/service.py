@@ -20,7 +20,7 @@ from collector import history, maintenance
 from collector.heartbeat import Heartbeat
 from collector.heartbeat import stored as stored_heartbeat
 from collector.incidents import IncidentBook
-from collector.ingest import Batch
+from collector.ingest import Batch, Intake
 from collector.loops import Rounds
 from collector.notify import Deliverer
 from collector.state import SiteView, StateBook
@@ -59,6 +59,7 @@ class Collector:
     notify_wake: asyncio.Event = field(default_factory=asyncio.Event)  # something to send
     ingested: int = 0  # results stored from agents since start
     duplicates: dict[str, int] = field(default_factory=dict)  # by agent: refused, since start
+    intake: Intake = field(default_factory=Intake)  # batches in flight, what was refused
     _duplicating: set[str] = field(default_factory=set)  # agents warned of, until a good batch
     _alive_noted: float = 0.0
 

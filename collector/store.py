@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import sqlite3
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from probes.result import ERROR_KINDS, MAX_RTT_MS, JsonValue, ProbeResult
+from sitewatch.private_files import create_private
 
 log = logging.getLogger(__name__)
 CENTRE = "centre"  # the source name of the collector's own probes
@@ -264,7 +264,7 @@ class Store:
                 )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _create_private(path)
+                create_private(path, DATABASE_MODE)
                 self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"{path}: cannot open the database: {err}") from err
@@ -524,22 +524,6 @@ def result_row(
         received,
         outbox,
     )
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file readable by its owner and group only, whatever the umask.
-
-    SQLite gives the -wal and -shm files it makes beside it the same mode. A file that is
-    there already keeps the mode its administrator gave it.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_MODE)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, DATABASE_MODE)  # the umask took bits off at creation: put them back
-    finally:
-        os.close(fd)
 
 
 def _stored(row: Iterable[Any]) -> Stored:

@@ -144,6 +144,18 @@ async def test_a_result_older_than_the_raw_retention_is_refused_with_the_limit(
     assert "older than the collector keeps raw results (nothing before " in message
     assert reply["error"]["index"] == 1
     assert store.sequences(AGENT) == []
+    batch = [result(ts=format_ts(old)) if n % 3 == 1 else result() for n in range(10)]
+    status, reply = await post(client, body(*batch, result(kind="telnet")))
+    assert status == 422  # every refused result named in one reply, nothing partial stored
+    assert [r["index"] for r in reply["error"]["refused"]] == [1, 4, 7, 10]
+    assert all(
+        "older than the collector keeps" in r["message"] for r in reply["error"]["refused"][:3]
+    )
+    assert reply["error"]["refused"][3]["message"].startswith(
+        "results[10].result.kind: must be one"
+    )
+    assert reply["error"]["index"] == 1
+    assert store.sequences(AGENT) == []
     year_one = await post(client, body(result(ts="0001-01-01T00:00:00Z")))
     assert year_one[0] == 422
     recent = datetime.now(UTC) - timedelta(seconds=DEFAULT_RETENTION - 3_600)
@@ -163,7 +175,6 @@ async def test_a_result_older_than_the_raw_retention_is_refused_with_the_limit(
         ({"version": 1}, "heartbeat.version: must be a string"),
         ({"clock": "2026-11-22T10:00:00+0200"}, "heartbeat.clock: '2026-11-22T10:00:00+0200'"),
         ({"clock": "0001-01-01T00:00:00+01:00"}, "heartbeat.clock: "),
-        ({"id": "someone-else"}, "heartbeat: unknown field 'id'"),
         ({"host": {"kind": "host"}}, "heartbeat.host: target: must be a string"),
         ({"host": result(kind="icmp", target="localhost")}, "heartbeat.host.kind: must be host"),
         ({"host": result(kind="host", target="localhost", value={"cpu_percent": -5})},
@@ -171,15 +182,40 @@ async def test_a_result_older_than_the_raw_retention_is_refused_with_the_limit(
         ([], "heartbeat: must be an object"),
     ],
 )  # fmt: skip
-async def test_a_bad_heartbeat_is_a_422_naming_its_field(
+async def test_a_bad_heartbeat_is_dropped_naming_its_field_and_the_results_kept(
     setup: tuple[TestClient[Any, Any], Store], heartbeat: object, field: str
 ) -> None:
+    """Version skew must not stall an agent: its results are stored, its heartbeat is not."""
     client, store = setup
     status, reply = await post(client, body(result(), heartbeat=heartbeat))
-    assert status == 422
-    assert reply["error"]["message"].startswith(field)
-    assert store.sequences(AGENT) == []
-    assert store.sources() == {}
+    assert status == 200, reply
+    assert reply["stored"] == 1
+    assert reply["heartbeat"]["refused"].startswith(field)
+    assert store.sequences(AGENT) == [1]
+    assert store.sources()[AGENT][1] in (None, {})  # nothing of the heartbeat is kept
+    assert "tesko" not in COLLECTORS[id(client)].heartbeats
+    response = await client.get("/api/v1/sites/tesko", headers={"Authorization": f"Bearer {STAFF}"})
+    assert response.status == 200
+    assert (await response.json()).get("agent") in (None, {"id": AGENT})
+    metrics = await (await client.get("/metrics")).text()
+    assert 'sitewatch_heartbeats_refused_total{agent="tesko-01"} 1.0' in metrics
+    assert "sitewatch_agent_outbox_depth{" not in metrics
+
+
+async def test_an_unknown_heartbeat_field_is_ignored_and_the_rest_kept(
+    setup: tuple[TestClient[Any, Any], Store],
+) -> None:
+    """A newer agent's heartbeat field: dropped, named in the reply, counted; the rest kept."""
+    client, store = setup
+    heartbeat = {"version": "9.0.0", "outbox_depth": 3, "battery_percent": 80}
+    status, reply = await post(client, body(result(), heartbeat=heartbeat))
+    assert (status, reply) == (
+        200,
+        {"stored": 1, "duplicates": 0, "ignored": ["heartbeat.battery_percent"]},
+    )
+    assert store.sources()[AGENT][1] == {"version": "9.0.0", "outbox_depth": 3}
+    metrics = await (await client.get("/metrics")).text()
+    assert 'sitewatch_ingest_keys_ignored_total{agent="tesko-01"} 1.0' in metrics
 
 
 async def test_the_real_agents_heartbeat_passes_and_is_shown(
