@@ -1,0 +1,344 @@
+"""The shipper against collectors older and newer than its agent: nothing stalls, nothing is lost
+without a word.
+
+The real shipper with a real outbox file talks over loopback to the real collector (its aiohttp
+application on port 0 with a real SQLite store), or, where a collector of another version is
+needed, to a small aiohttp server on loopback that answers the way such a collector does and
+keeps the bodies it was sent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from agent.outbox import LEGACY_IDENTITY, Outbox
+from agent.shipper import Shipper
+from collector.api import build_app
+from collector.service import Collector
+from collector.store import DEFAULT_RETENTION, Store
+from probes.result import format_ts
+from sitewatch.config.files import load_collector_config
+from sitewatch.config.model import AgentCredential, ApiToken
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT, TOKEN, STAFF = "tesko-01", "tesko-secret", "staff-secret"
+HEARTBEAT = {"version": "0.1.0", "clock": "2026-11-30T10:00:00Z", "outbox_depth": 0, "dropped": 0}
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def result(ts: datetime | None = None, **change: object) -> dict[str, Any]:
+    when = format_ts(ts or datetime.now(UTC) - timedelta(minutes=1))
+    return {"target": "tesko-mpls", "kind": "icmp", "ts": when, "ok": True, "rtt_ms": 4.0,
+            "loss": 0.0, "value": {}, "error_kind": None, "detail": ""} | change  # fmt: skip
+
+
+@dataclass
+class Rig:
+    """A collector on loopback and an agent's session to it, counting the POSTs it makes."""
+
+    url: str
+    session: aiohttp.ClientSession
+    posts: list[int]  # one entry per POST sent
+
+    def shipper(self, outbox: Outbox, heartbeat: dict[str, Any] | None = None) -> Shipper:
+        async def beat() -> dict[str, Any]:
+            return dict(heartbeat or HEARTBEAT)
+
+        return Shipper(self.session, self.url, AGENT, outbox, beat)
+
+
+@dataclass
+class Real(Rig):
+    """The real collector, its store, and the agent's session to it."""
+
+    collector: Collector
+    store: Store
+
+
+async def _session(posts: list[int]) -> aiohttp.ClientSession:
+    tracing = aiohttp.TraceConfig()
+
+    async def counted(*_: object) -> None:
+        posts.append(1)
+
+    tracing.on_request_start.append(counted)
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {TOKEN}"}, trace_configs=[tracing]
+    )
+
+
+@pytest.fixture
+async def real(tmp_path: Path) -> AsyncIterator[Real]:
+    """The real collector, knowing agent tesko-01 at site tesko, and a viewer token."""
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    config = replace(
+        config,
+        agents=(AgentCredential(AGENT, "tesko", sha(TOKEN)),),
+        api_tokens=(ApiToken("screen", "viewer", sha(STAFF)),),
+    )
+    store = Store(tmp_path / "collector.db")
+    collector = Collector(config, store)
+    posts: list[int] = []
+    try:
+        server = TestServer(build_app(collector), host="127.0.0.1")
+        async with server, await _session(posts) as session:
+            yield Real(str(server.make_url("")).rstrip("/"), session, posts, collector, store)
+    finally:
+        store.close()
+
+
+Answer = Callable[[dict[str, Any]], Awaitable[web.Response]]
+
+
+@pytest.fixture
+async def other_version() -> AsyncIterator[Callable[[Answer], Awaitable[tuple[Rig, list[Any]]]]]:
+    """Start a loopback server that answers batches with `answer`; return it and its bodies."""
+    servers: list[TestServer] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def start(answer: Answer) -> tuple[Rig, list[Any]]:
+        bodies: list[Any] = []
+
+        async def results(request: web.Request) -> web.Response:
+            raw = await request.read()
+            body = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+            bodies.append(body)
+            return await answer(body)
+
+        app = web.Application()
+        app.router.add_post("/api/v1/agent/results", results)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        posts: list[int] = []
+        session = await _session(posts)
+        sessions.append(session)
+        return Rig(str(server.make_url("")).rstrip("/"), session, posts), bodies
+
+    yield start
+    for session in sessions:
+        await session.close()
+    for server in servers:
+        await server.close()
+
+
+def refused(message: str) -> web.Response:
+    """An older collector's refusal of a whole batch: a 422 without an index."""
+    return web.json_response({"error": {"code": "invalid", "message": message}}, status=422)
+
+
+async def older_collector(body: dict[str, Any]) -> web.Response:
+    """Answer as a collector from before outbox identities and lenient heartbeats does."""
+    unknown = sorted(set(body) - {"agent", "results", "heartbeat"})
+    if unknown:
+        return refused(f"unknown field {unknown[0]!r}")
+    extra = sorted(set(body.get("heartbeat") or {}) - {*HEARTBEAT, "host"})
+    if extra:
+        return refused(f"heartbeat: unknown field {extra[0]!r}")
+    return web.json_response({"stored": len(body["results"]), "duplicates": 0})
+
+
+def legacy_outbox(path: Path) -> Outbox:
+    """Return an outbox made by an agent from before identities (schema 1), upgraded."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(
+            "CREATE TABLE entries (seq INTEGER PRIMARY KEY, put_at REAL NOT NULL, "
+            "record TEXT NOT NULL)"
+        )
+        conn.execute(
+            "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), next_seq INTEGER NOT "
+            "NULL, depth INTEGER NOT NULL, dropped INTEGER NOT NULL)"
+        )
+        conn.execute("INSERT INTO meta VALUES (1, 1, 0, 0)")
+        conn.execute("PRAGMA application_id = 0x53576F62")
+        conn.execute("PRAGMA user_version = 1")
+    return Outbox(path)
+
+
+# -- the real collector --------------------------------------------------------------------------
+
+
+async def test_a_heartbeat_with_a_field_the_collector_does_not_know_still_ships(
+    real: Real, tmp_path: Path
+) -> None:
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.put([result(), result()])
+        shipper = real.shipper(outbox, HEARTBEAT | {"solar_volts": 12})
+        assert await shipper.ship_once() == 2
+        assert outbox.depth() == 0
+    assert real.store.sequences(AGENT) == [1, 2]
+    assert real.collector.heartbeats["tesko"].version == "0.1.0"  # the known fields are kept
+
+
+async def test_a_bad_heartbeat_is_refused_and_the_results_are_stored(
+    real: Real, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 400-digit outbox_depth is never stored or shown, and costs the agent nothing else."""
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.put([result()])
+        shipper = real.shipper(outbox, HEARTBEAT | {"outbox_depth": int("9" * 400)})
+        with caplog.at_level(logging.WARNING, logger="agent.shipper"):
+            assert await shipper.ship_once() == 1
+        assert outbox.depth() == 0
+    assert real.store.sequences(AGENT) == [1]
+    assert real.collector.heartbeats == {}
+    assert "refused our heartbeat: heartbeat.outbox_depth: must be a whole number" in caplog.text
+    async with real.session.get(f"{real.url}/metrics") as response:
+        metrics = await response.text()
+    assert 'sitewatch_heartbeats_refused_total{agent="tesko-01"} 1.0' in metrics
+    assert "9" * 400 not in metrics
+
+
+async def test_too_old_results_are_set_aside_together_in_one_round_trip(
+    real: Real, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent back after more than the retention: three old results of ten cost one reply."""
+    old = datetime.now(UTC) - timedelta(seconds=DEFAULT_RETENTION + 3_600)
+    records = [result(old if n in (2, 5, 8) else None) for n in range(10)]
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        seqs = outbox.put(records)
+        shipper = real.shipper(outbox)
+        with caplog.at_level(logging.WARNING, logger="agent.shipper"):
+            assert await shipper.ship_once() == 3
+        assert len(real.posts) == 1
+        assert (shipper.set_aside, shipper.again) == (3, True)  # the rest goes without waiting
+        lines = [r for r in caplog.records if r.name == "agent.shipper"]
+        assert len(lines) == 1
+        assert lines[0].levelno == logging.WARNING
+        assert "refused 3 results for good (first, seq 3: results[2].result.ts: " in (
+            lines[0].getMessage()
+        )
+        assert "older than the collector keeps raw results" in lines[0].getMessage()
+        assert await shipper.ship_once() == 7
+        assert len(real.posts) == 2
+        assert outbox.depth() == 0
+    assert real.store.sequences(AGENT) == [s for n, s in enumerate(seqs) if n not in (2, 5, 8)]
+
+
+async def test_a_value_key_the_collector_does_not_know_is_stored_without_it(
+    real: Real, tmp_path: Path
+) -> None:
+    value = {"sent": 3, "received": 3, "rtt_avg_ms": 4.0, "hops": 7}
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.put([result(value=value)])
+        assert await real.shipper(outbox).ship_once() == 1
+    async with real.session.get(
+        f"{real.url}/api/v1/history?target=tesko-mpls",
+        headers={"Authorization": f"Bearer {STAFF}"},
+    ) as response:
+        history = await response.json()
+    assert [h["value"] for h in history] == [{"sent": 3, "received": 3, "rtt_avg_ms": 4.0}]
+    async with real.session.get(f"{real.url}/metrics") as response:
+        metrics = await response.text()
+    assert 'sitewatch_ingest_keys_ignored_total{agent="tesko-01"} 1.0' in metrics
+
+
+async def test_a_batch_already_being_stored_makes_the_second_wait(real: Real) -> None:
+    """One batch per agent at a time: a second one gets 429 with Retry-After, not a worker."""
+    intake = real.collector.intake
+    assert intake.admit(AGENT)  # as if the agent's previous POST were still being stored
+    try:
+        async with real.session.post(
+            f"{real.url}/api/v1/agent/results", json={"results": []}
+        ) as response:
+            assert response.status == 429
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"]["code"] == "busy"
+    finally:
+        intake.leave(AGENT)
+    async with real.session.post(
+        f"{real.url}/api/v1/agent/results", json={"results": []}
+    ) as response:
+        assert response.status == 200
+    assert intake.busy == set()
+
+
+# -- collectors of another version ---------------------------------------------------------------
+
+
+async def test_a_legacy_outbox_is_not_named_so_an_older_collector_takes_it(
+    other_version: Callable[[Answer], Awaitable[tuple[Rig, list[Any]]]], tmp_path: Path
+) -> None:
+    rig, bodies = await other_version(older_collector)
+    with legacy_outbox(tmp_path / "outbox.db") as outbox:
+        assert outbox.identity == LEGACY_IDENTITY
+        outbox.put([result()])
+        assert await rig.shipper(outbox).ship_once() == 1
+        assert outbox.depth() == 0
+    assert "outbox" not in bodies[0]
+    with Outbox(tmp_path / "fresh.db") as fresh:  # a new outbox names itself, as it must
+        fresh.put([result()])
+        await rig.shipper(fresh).ship_once()
+    assert bodies[1]["outbox"] == fresh.identity != LEGACY_IDENTITY
+
+
+async def test_a_batch_refused_whole_is_said_once_and_the_results_wait(
+    other_version: Callable[[Answer], Awaitable[tuple[Rig, list[Any]]]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fresh outbox's identity before an older collector: back off, keep, say it once."""
+    rig, _ = await other_version(older_collector)
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.put([result(), result()])
+        shipper = rig.shipper(outbox)
+        with caplog.at_level(logging.DEBUG, logger="agent.shipper"):
+            outcomes = [await shipper.ship_once() for _ in range(4)]
+        # The first batch carries the heartbeat, suspected first; then the run loop backs off.
+        assert outcomes == [0, None, None, None]
+        assert outbox.depth() == 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "unknown field 'outbox'" in errors[0].getMessage()
+    assert shipper.reachable is not False  # a refusal is not an outage
+
+
+async def test_an_older_collector_refusing_our_heartbeat_gets_results_without_it(
+    other_version: Callable[[Answer], Awaitable[tuple[Rig, list[Any]]]], tmp_path: Path
+) -> None:
+    rig, bodies = await other_version(older_collector)
+    with legacy_outbox(tmp_path / "outbox.db") as outbox:
+        outbox.put([result(), result()])
+        shipper = rig.shipper(outbox, HEARTBEAT | {"solar_volts": 12})
+        assert await shipper.ship_once() == 0
+        assert shipper.again
+        assert await shipper.ship_once() == 2
+        assert outbox.depth() == 0
+    assert [body["heartbeat"] is not None for body in bodies] == [True, False]
+
+
+async def test_a_busy_collector_is_waited_for_as_it_asks_not_as_an_outage(
+    other_version: Callable[[Answer], Awaitable[tuple[Rig, list[Any]]]], tmp_path: Path
+) -> None:
+    async def busy(_: dict[str, Any]) -> web.Response:
+        return web.json_response(
+            {"error": {"code": "busy", "message": "a batch is being stored"}},
+            status=429,
+            headers={"Retry-After": "7"},
+        )
+
+    rig, _ = await other_version(busy)
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.put([result()])
+        shipper = rig.shipper(outbox)
+        assert await shipper.ship_once() is None
+        assert (shipper.retry_in, shipper.reachable) == (7.0, None)
+        assert outbox.depth() == 1
