@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,3 +103,36 @@ def test_a_primary_down_with_the_backup_up_is_degraded() -> None:
 
 def test_unmonitored_sites_say_so() -> None:
     assert site(book(), "dutywa-pound", 0) == "unmonitored"
+
+
+def test_subjects_nobody_watches_are_named_with_the_reason_and_never_unsure() -> None:
+    inventory = load_inventory(ROOT / "config" / "inventory.yaml")
+    tesko = inventory.site("tesko")
+    blind = dataclasses.replace(tesko.links[0], edge=None)  # no edge the centre pings
+    sites = tuple(
+        dataclasses.replace(s, links=(blind,)) if s.id == "tesko" else s for s in inventory.sites
+    )
+    states = StateBook(dataclasses.replace(inventory, sites=sites), {"willowvale-01": "willowvale"})
+    keys = [
+        "link:tesko-mpls",  # no agent at Tesko, no edge: nothing can ever say it is up
+        "device:ts-prn-01",  # no agent at Tesko
+        "devices:tesko:phone",
+        "agent:tesko-01",
+        "site:dutywa-pound",  # monitored: false
+        "device:gone-01",
+        "link:willowvale-mpls",  # its agent is configured: watched, and unknown so far
+        "device:wv-prn-01",
+    ]
+    correlation = states.correlate(T0.timestamp())
+    assert states.unwatched(keys) == {
+        "link:tesko-mpls": "no longer monitored: its site has no agent configured",
+        "device:ts-prn-01": "no longer monitored: its site has no agent configured",
+        "devices:tesko:phone": "no longer monitored: its site has no agent configured",
+        "agent:tesko-01": "agent no longer configured",
+        "site:dutywa-pound": "no longer monitored",
+        "device:gone-01": "no longer in the inventory",
+    }
+    assert states.unsure(correlation, T0.timestamp(), keys) == {
+        "link:willowvale-mpls",
+        "device:wv-prn-01",
+    }
