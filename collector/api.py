@@ -279,7 +279,10 @@ async def post_results(request: web.Request) -> web.StreamResponse:
             not_before=now - collector.retention,
         )
         try:
-            batch = await asyncio.to_thread(parse) if len(raw) > PARSE_OFF_LOOP else parse()
+            if len(raw) > PARSE_OFF_LOOP:
+                batch = await asyncio.to_thread(parse, in_thread=True)
+            else:
+                batch = parse(in_thread=False)
         except BatchError as err:
             intake.refused(agent.id, err)
             extra: dict[str, Any] = {}
@@ -303,10 +306,20 @@ MAX_IGNORED_SHOWN = 20  # unknown keys named in a reply; /metrics counts them al
 
 
 def _parse_results(
-    raw: bytes, *, agent: str, targets: frozenset[str], now: float, not_before: float
+    raw: bytes,
+    *,
+    agent: str,
+    targets: frozenset[str],
+    now: float,
+    not_before: float,
+    in_thread: bool,
 ) -> Batch:
     """Return the batch in a posted body, or raise ApiError or BatchError."""
-    return parse_batch(_decode(raw), agent=agent, targets=targets, now=now, not_before=not_before)
+    try:
+        body = decode_json(raw, in_thread=in_thread)
+    except BodyError as err:
+        raise ApiError(err.status, err.code, err.message) from err
+    return parse_batch(body, agent=agent, targets=targets, now=now, not_before=not_before)
 
 
 async def get_sites(request: web.Request) -> web.StreamResponse:

@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent.main import host_health
-from collector.api import build_app
+from collector.api import PARSE_OFF_LOOP, build_app
 from collector.service import Collector
 from collector.store import DEFAULT_RETENTION, Store
 from probes.result import format_ts
@@ -241,3 +241,21 @@ async def test_the_real_agents_heartbeat_passes_and_is_shown(
     assert 'sitewatch_agent_outbox_depth{agent="tesko-01",site="tesko"} 9.223372036854776e+18' in (
         metrics
     )
+
+
+async def test_a_large_batch_is_parsed_in_a_thread_with_the_same_answers(
+    setup: tuple[TestClient[Any, Any], Store],
+) -> None:
+    """Over PARSE_OFF_LOOP the body is decoded and checked off the loop: same 200, 400, 422."""
+    client, store = setup
+    printer = {"profile": "printer", "supplies": [], "alerts": [], "printer_status": "x" * 100}
+    batch = [result(target="ts-prn-01", kind="snmp", value=printer) for _ in range(1_200)]
+    text = body(*batch)
+    assert len(text) > PARSE_OFF_LOOP
+    assert (await post(client, text))[0] == 200
+    assert len(store.sequences(AGENT)) == 1_200
+    status, reply = await post(client, text[:-1])
+    assert (status, reply["error"]["code"]) == (400, "bad_json")
+    old = format_ts(datetime.now(UTC) - timedelta(seconds=DEFAULT_RETENTION + 60))
+    status, reply = await post(client, body(*batch[:-1], result(ts=old)))
+    assert (status, [r["index"] for r in reply["error"]["refused"]]) == (422, [1_199])
