@@ -17,7 +17,6 @@ import asyncio
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections import Counter
@@ -27,12 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from collector import availability, maintenance, report
 from collector.body import BodyError, Inflater, decode_json, finite, lone_surrogate
 from collector.dashboard.sessions import COOKIE, Login, logged_in
-from collector.front import FRONT, FrontLimits
+from collector.front import FRONT, FrontLimits, error_json, json_response, strict_dumps
 from collector.health import HEALTH, health_check
 from collector.heartbeat import Heartbeat
 from collector.incidents import IncidentError, StaffAction
@@ -68,19 +67,9 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra
         self.headers = headers or {}
 
-
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **extra}}
-
-
-_strict_dumps = functools.partial(json.dumps, allow_nan=False)
-
-
-def json_response(
-    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    """Return `data` as strict JSON: a NaN would be a bug here (readers pass floats `finite`)."""
-    return web.json_response(data, status=status, headers=headers, dumps=_strict_dumps)
+    def response(self) -> web.Response:
+        """Return the contract's error response for this refusal."""
+        return error_json(self.status, self.code, self.message, headers=self.headers, **self.extra)
 
 
 @web.middleware
@@ -89,22 +78,22 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as err:
-        body = error_body(err.code, err.message, **err.extra)
-        return json_response(body, status=err.status, headers=err.headers)
+        return err.response()
     except web.HTTPRequestEntityTooLarge:
-        return json_response(
-            error_body("too_large", f"the body is over {MAX_BODY} bytes"), status=413
-        )
+        return error_json(413, "too_large", f"the body is over {MAX_BODY} bytes")
     except web.HTTPException as err:
         if err.status < 400:
             raise
         code = err.reason.lower().replace(" ", "_")
-        return json_response(error_body(code, err.reason), status=err.status, headers=_kept(err))
+        return error_json(err.status, code, err.reason, headers=_kept(err))
     except asyncio.CancelledError:
         raise
+    except (ConnectionError, web.RequestPayloadError, ClientPayloadError) as err:
+        # A client that hung up mid-body, wherever its body was being read: no fault of ours.
+        return _gone(request, err).response()
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
-        return json_response(error_body("internal", "internal error, see the log"), status=500)
+        return error_json(500, "internal", "internal error, see the log")
 
 
 def _kept(err: web.HTTPException) -> dict[str, str]:
@@ -115,6 +104,7 @@ def _kept(err: web.HTTPException) -> dict[str, str]:
 EXPENSIVE_PATHS = frozenset(
     {"/api/v1/history", "/api/v1/reports/sla", "/reports", "/reports/sla.csv"}
 )
+EXPENSIVE_PREFIXES = ("/sites/",)  # the dashboard's site page: every link's charts, its printers
 IN_FLIGHT: web.AppKey[Counter[str]] = web.AppKey("expensive_in_flight", Counter)
 
 
@@ -125,7 +115,7 @@ async def expensive_reads(request: web.Request, handler: Handler) -> web.StreamR
     Counted by the credential presented (its hash), before it is checked: a stranger's guesses
     count only against themselves, and a real token's slots are taken only by its holder.
     """
-    if request.path not in EXPENSIVE_PATHS or request.method not in ("GET", "HEAD"):
+    if not _is_expensive(request.path) or request.method not in ("GET", "HEAD"):
         return await handler(request)
     key, in_flight = _reader_key(request), request.app[IN_FLIGHT]
     limit = request.app[FRONT].expensive_per_client
@@ -145,24 +135,49 @@ async def expensive_reads(request: web.Request, handler: Handler) -> web.StreamR
             del in_flight[key]
 
 
+def _is_expensive(path: str) -> bool:
+    return path in EXPENSIVE_PATHS or path.startswith(EXPENSIVE_PREFIXES)
+
+
 def _reader_key(request: web.Request) -> str:
-    """Return who is reading: the bearer token, else the session cookie, else the address."""
-    credential = request.headers.get("Authorization") or request.cookies.get(COOKIE)
-    if not credential:
-        return f"address:{request.remote}"
-    return hashlib.sha256(credential.encode("utf-8", "surrogateescape")).hexdigest()
+    """Return who is reading: the token as `token_of` reads it, else the session, else the address.
+
+    The key is what authentication compares: the SHA-256 of the token once its scheme and
+    spaces are taken off (for a known token, its `token_sha256`), so "bearer  X" and "Bearer X"
+    share one count. A session counts by the SHA-256 of its cookie, as the session book keys it.
+    """
+    if "Authorization" in request.headers:
+        token = _bearer(request.headers["Authorization"])
+        if token is None:
+            return f"address:{request.remote}"  # refused by the handler, counted by address
+        return "token:" + _digest(token)
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        return "session:" + _digest(cookie)
+    return f"address:{request.remote}"
 
 
-def token_of(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
+def _bearer(header: str) -> str | None:
+    """Return the token of an `Authorization: Bearer <token>` header, or None."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
+        return None
     return token.strip()
 
 
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def token_of(request: web.Request) -> str:
+    token = _bearer(request.headers.get("Authorization", ""))
+    if token is None:
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
+    return token
+
+
 def _matching(token: str, known: tuple[Known, ...]) -> Known | None:
-    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+    digest = _digest(token)
     found = None
     for entry in known:  # every one compared, whatever matches first
         if hmac.compare_digest(digest, entry.token_sha256):
@@ -373,7 +388,7 @@ async def get_sla_report(request: web.Request) -> web.StreamResponse:
     build = functools.partial(
         report.build_report, collector.store, inventory, start, end, time.time()
     )
-    built = await _expensive(request, build)
+    built = await expensive(request, build)
     if fmt == "csv":
         name = f"sla-{first.isoformat()}-{last.isoformat()}.csv"
         return web.Response(
@@ -450,7 +465,7 @@ async def _history_json(
     for _ in range(limit):  # bounded: every page but the last sends at least one row
         want = min(HISTORY_PAGE, limit - sent) + len(seen)
         fetch = functools.partial(_history_page, collector, target, (since, span[1]), want, seen)
-        page = await _expensive(request, fetch)
+        page = await expensive(request, fetch)
         if page.sent:
             parts.append(page.json)
             sent, last = sent + page.sent, page.last
@@ -477,7 +492,7 @@ def _history_page(
         (row.source, row.outbox, row.seq) for row in fetched if row.result.ts.timestamp() >= since
     }
     encoded = ", ".join(
-        _strict_dumps([_history_row(row) for row in rows[at : at + 500]])[1:-1]
+        strict_dumps([_history_row(row) for row in rows[at : at + 500]])[1:-1]
         for at in range(0, len(rows), 500)  # json.dumps holds the GIL for all it is given
     )
     return HistoryPage(
@@ -486,14 +501,15 @@ def _history_page(
 
 
 def _history_row(row: Stored) -> dict[str, Any]:
+    """Return one row of a history reply; the store's reader already made its numbers finite."""
     return {
         "ts": format_ts(row.result.ts),
         "kind": row.result.kind,
         "source": row.source,
         "ok": row.result.ok,
-        "rtt_ms": finite(row.result.rtt_ms),
-        "loss": finite(row.result.loss),
-        "value": finite(row.result.value),
+        "rtt_ms": row.result.rtt_ms,
+        "loss": row.result.loss,
+        "value": row.result.value,
     }
 
 
@@ -502,8 +518,12 @@ EXPENSIVE_THREADS = 1  # large reads at once, whoever asks: each holds the GIL w
 Built = TypeVar("Built")
 
 
-async def _expensive(request: web.Request, work: Callable[[], Built]) -> Built:
-    """Run a large read in the expensive-read pool, off the event loop and the default pool."""
+async def expensive(request: web.Request, work: Callable[[], Built]) -> Built:
+    """Run a large read in the expensive-read pool, off the event loop and the default pool.
+
+    The API's history and report and the dashboard's site and report pages all read here: one
+    thread, so large reads take turns for the GIL and the store's lock instead of piling up.
+    """
     return await asyncio.get_running_loop().run_in_executor(request.app[EXPENSIVE], work)
 
 

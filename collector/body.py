@@ -18,6 +18,8 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from probes.values import clean_text
+
 STEP = 256 * 1024  # bytes inflated at once: well under a millisecond of the event loop
 ENCODINGS = {"": None, "identity": None, "gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}
 
@@ -111,11 +113,11 @@ def lone_surrogate(value: Any, path: str = "") -> str | None:
     JSON's escapes can carry half of a UTF-16 pair; it is not text, and SQLite cannot store it.
     """
     if isinstance(value, str):
-        return None if _encodable(value) else path or "body"
+        return None if clean_text(value) else path or "body"
     if isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if not _encodable(key):
+            if not clean_text(key):
                 return (path or "body") + " (a key)"
             found = lone_surrogate(item, where)
             if found:
@@ -126,14 +128,6 @@ def lone_surrogate(value: Any, path: str = "") -> str | None:
             if found:
                 return found
     return None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def finite(value: Any) -> Any:

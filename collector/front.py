@@ -19,10 +19,12 @@ branch site, and anyone on them, directly. So:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -62,10 +64,31 @@ class FrontLimits:
 FRONT: web.AppKey[FrontLimits] = web.AppKey("front_limits", FrontLimits)
 
 
-def error_json(status: int, code: str, message: str) -> web.Response:
-    """Return the contract's error body; one helper for the front door and the API."""
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, text=body, content_type="application/json")
+strict_dumps = functools.partial(json.dumps, allow_nan=False)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """Return the contract's error body: `{"error": {"code", "message", ...}}`."""
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Return `data` as strict JSON: a NaN would be a bug here (readers pass floats `finite`)."""
+    return web.json_response(data, status=status, headers=headers, dumps=strict_dumps)
+
+
+def error_json(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    """Return the contract's error response; one helper for the front door and the API."""
+    return json_response(error_body(code, message, **extra), status=status, headers=headers)
 
 
 class FrontHandler(RequestHandler):
@@ -186,24 +209,43 @@ def client_address(request: web.BaseRequest, trusted: tuple[IPNetwork, ...]) -> 
     outside `trusted` is the client as far as anyone we trust can tell. A hop that is not an
     address ends the walk at the last proxy we believed.
     """
-    believed = request.remote or "unknown"
-    if not _inside(believed, trusted):
+    peer = _address(request.remote or "")
+    if peer is None:
+        return request.remote or "unknown"
+    believed = str(peer)
+    if not _trusted(peer, trusted):
         return believed
     hops = ",".join(request.headers.getall("X-Forwarded-For", ())).split(",")
     for hop in reversed([h.strip() for h in hops if h.strip()]):
-        try:
-            address = ipaddress.ip_address(hop)
-        except ValueError:
+        address = _address(hop)
+        if address is None:
             return believed
         believed = str(address)
-        if not any(address in network for network in trusted):
+        if not _trusted(address, trusted):
             return believed
     return believed
 
 
-def _inside(text: str, trusted: tuple[IPNetwork, ...]) -> bool:
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Return the address in `text`; an IPv4 peer of a dual-stack socket (::ffff:a.b.c.d) as IPv4.
+
+    Without that, an IPv4 proxy reaching a listener on [::] would match no IPv4 CIDR.
+    """
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        return False
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: tuple[IPNetwork, ...]
+) -> bool:
     return any(address in network for network in trusted)
+
+
+def _inside(text: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    address = _address(text)
+    return address is not None and _trusted(address, trusted)

@@ -6,6 +6,11 @@ hash of the same cost, so the answer takes as long as for a real user with a wro
 The login form has no session yet: its CSRF token is a double-submit cookie, scoped to /login.
 Failures are counted per client address: behind a reverse proxy listed in `trusted_proxies`,
 the address its X-Forwarded-For names; nobody else's X-Forwarded-For is believed.
+
+Every form body is read by `read_form`: at most MAX_FORM bytes (a larger declared body is
+refused before a byte of it is read), within the front door's `body_seconds`, URL-encoded only.
+The login form is read before anyone is known, so without those limits a stranger could hold
+a connection open for ever, one byte at a time, or make the collector decode megabytes.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import logging
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from multidict import MultiDict, MultiDictProxy
 
 from collector.api import COLLECTOR
 from collector.dashboard.limits import LIMITER
@@ -34,7 +40,7 @@ from collector.dashboard.sessions import (
     current,
     same_origin,
 )
-from collector.front import client_address
+from collector.front import FRONT, client_address
 from sitewatch.config.model import Role, User
 from sitewatch.passwords import verify_password
 
@@ -45,6 +51,12 @@ CONCURRENT_CHECKS = 4  # scrypt checks at once: each takes ~32 MB for ~0.1 s
 # The cost of the default hash, for names that are nobody's: verifying it always fails.
 DUMMY_HASH = "scrypt$32768$8$1$c2l0ZXdhdGNoLWR1bW15IQ$bmV2ZXItdGhlLWhhc2gtb2YtYW55LXBhc3N3b3JkISE"
 CHECKS: web.AppKey[asyncio.Semaphore] = web.AppKey("dashboard_password_checks", asyncio.Semaphore)
+
+# Bytes of one form: a note of MAX_TEXT characters is at most 12 bytes each percent-encoded.
+MAX_FORM = 64 * 1024
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FIELDS = 50
+FORM: web.RequestKey[MultiDictProxy[str]] = web.RequestKey("dashboard_form", MultiDictProxy)
 
 PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,22 +82,22 @@ def guard(minimum: Role = "viewer") -> Callable[[PageHandler], Handler]:
                 return error_page(
                     request, None, 403, "Logged out", "Your session has ended: log in again."
                 )
-            if request.method not in SAFE_METHODS:
-                form = await request.post()
-                if not csrf_ok(request, session, form.get(CSRF_FIELD)):
-                    return error_page(
-                        request,
-                        session,
-                        403,
-                        "Refused",
-                        "The form was stale or came from another site; reload the page and "
-                        "try again.",
-                    )
-            if not session.login.may(minimum):
-                return error_page(
-                    request, session, 403, "Not allowed", f"This needs the {minimum} role."
-                )
             try:
+                if request.method not in SAFE_METHODS:
+                    form = await read_form(request)
+                    if not csrf_ok(request, session, form.get(CSRF_FIELD)):
+                        return error_page(
+                            request,
+                            session,
+                            403,
+                            "Refused",
+                            "The form was stale or came from another site; reload the page "
+                            "and try again.",
+                        )
+                if not session.login.may(minimum):
+                    return error_page(
+                        request, session, 403, "Not allowed", f"This needs the {minimum} role."
+                    )
                 return await handler(request, session)
             except PageError as err:
                 return error_page(request, session, err.status, err.title, err.message)
@@ -93,6 +105,47 @@ def guard(minimum: Role = "viewer") -> Callable[[PageHandler], Handler]:
         return guarded
 
     return wrap
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str]:
+    """Return the request's URL-encoded form, read once, small and in time; PageError if not.
+
+    413 for a body over MAX_FORM bytes (declared or as it arrives), 415 for another type or an
+    encoding, 408 for a body slower than `body_seconds`. A browser that leaves mid-body is
+    logged at debug: its answer has nowhere to go.
+    """
+    if FORM in request:
+        return request[FORM]
+    if request.content_length is not None and request.content_length > MAX_FORM:
+        raise PageError(413, "Too large", f"A form may hold at most {MAX_FORM} bytes.")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if (request.body_exists and request.content_type != FORM_TYPE) or encoding != "identity":
+        raise PageError(415, "Not a form", f"Send the form as {FORM_TYPE}, not compressed.")
+    raw = bytearray()
+    try:
+        async with asyncio.timeout(request.app[FRONT].body_seconds):
+            while chunk := await request.content.read(MAX_FORM + 1 - len(raw)):
+                raw += chunk
+                if len(raw) > MAX_FORM:
+                    raise PageError(413, "Too large", f"A form may hold at most {MAX_FORM} bytes.")
+    except TimeoutError as err:
+        raise PageError(408, "Too slow", "The form did not arrive in time.") from err
+    except (ConnectionError, web.RequestPayloadError, ClientPayloadError) as err:
+        log.debug("%s %s: the browser left mid-form (%s)", request.method, request.path, err)
+        raise PageError(400, "Incomplete", "The form ended before its end.") from err
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8", "replace"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FIELDS,
+            encoding="utf-8",
+            errors="replace",  # bad UTF-8 (or a lone surrogate's bytes) shows as U+FFFD
+        )
+    except ValueError as err:
+        raise PageError(400, "Bad form", f"A form may hold at most {MAX_FIELDS} fields.") from err
+    form = MultiDictProxy(MultiDict(pairs))
+    request[FORM] = form
+    return form
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
@@ -104,7 +157,10 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    try:
+        form = await read_form(request)
+    except PageError as err:
+        return error_page(request, None, err.status, err.title, err.message)
     target = safe_next(_field(form, "next", 2_000))
     presented = _field(form, CSRF_FIELD, 100)
     expected = request.cookies.get(LOGIN_COOKIE, "")
@@ -154,7 +210,10 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     session = current(request)
     if session is not None:
-        form = await request.post()
+        try:
+            form = await read_form(request)
+        except PageError as err:
+            return error_page(request, session, err.status, err.title, err.message)
         if not csrf_ok(request, session, form.get(CSRF_FIELD)):
             return error_page(request, session, 403, "Refused", "Reload the page and try again.")
         request.app[SESSIONS].drop(request.cookies[COOKIE])

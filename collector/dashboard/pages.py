@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,8 +12,15 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from collector.api import COLLECTOR, MAX_TEXT, availability_of, site_json, whole_number
-from collector.dashboard.auth import PageError, guard, redirect
+from collector.api import (
+    COLLECTOR,
+    MAX_TEXT,
+    availability_of,
+    expensive,
+    site_json,
+    whole_number,
+)
+from collector.dashboard.auth import PageError, guard, read_form, redirect
 from collector.dashboard.charts import Chart, link_charts
 from collector.dashboard.render import duration, render
 from collector.dashboard.sessions import Session
@@ -98,8 +106,8 @@ async def site(request: web.Request, session: Session) -> web.StreamResponse:
         raise PageError(400, "Bad period", f"hours: choose one of {CHART_HOURS}")
     now = time.time()
     tz = ZoneInfo(collector.config.inventory.timezone)
-    charts, printers, recent = await asyncio.to_thread(
-        _site_data, collector, view, now - hours * 3_600, now, tz
+    charts, printers, recent = await expensive(
+        request, functools.partial(_site_data, collector, view, now - hours * 3_600, now, tz)
     )
     inventory_site = collector.config.inventory.site(site_id)
     body = site_json(view, collector, await availability_of(collector, [view]))
@@ -124,7 +132,11 @@ async def site(request: web.Request, session: Session) -> web.StreamResponse:
 def _site_data(
     collector: Collector, view: SiteView, start: float, end: float, tz: ZoneInfo
 ) -> tuple[dict[str, tuple[Chart, Chart]], list[Printer], list[Any]]:
-    """Read what a site page shows from the store (in a worker thread)."""
+    """Read what a site page shows from the store (in the expensive-read pool).
+
+    The charts read raw rows: rollups begin only past the raw retention (30 days), so the
+    page's periods (at most 24 hours) always have raw rows and never any rollups.
+    """
     store = collector.store
     charts = {
         link.id: link_charts(store.history(link.id, start, end, CHART_ROWS), start, end, tz)
@@ -229,19 +241,19 @@ async def incident(request: web.Request, session: Session) -> web.StreamResponse
 
 @guard("operator")
 async def acknowledge(request: web.Request, session: Session) -> web.StreamResponse:
-    note = _text(await request.post(), "note", required=False)
+    note = _text(await read_form(request), "note", required=False)
     return await _act(request, session, "acknowledge", note)
 
 
 @guard("operator")
 async def add_note(request: web.Request, session: Session) -> web.StreamResponse:
-    text = _text(await request.post(), "text", required=True)
+    text = _text(await read_form(request), "text", required=True)
     return await _act(request, session, "note", text)
 
 
 @guard("operator")
 async def resolve(request: web.Request, session: Session) -> web.StreamResponse:
-    note = _text(await request.post(), "note", required=True)
+    note = _text(await read_form(request), "note", required=True)
     return await _act(request, session, "resolve", note)
 
 

@@ -8,7 +8,7 @@ report module's CSV.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import re
 import time
 from collections.abc import Mapping
@@ -21,11 +21,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from collector import report
-from collector.api import COLLECTOR
+from collector.api import COLLECTOR, expensive
 from collector.dashboard.auth import PageError, guard
 from collector.dashboard.render import duration, local_time, render
 from collector.dashboard.sessions import Session
-from collector.service import Collector
 from sitewatch.config.model import PRIORITIES
 
 REPORT_API = "/api/v1/reports/sla"
@@ -124,11 +123,14 @@ def month_days(text: str | None, tz: ZoneInfo) -> tuple[str, date, date]:
     return text, first, last
 
 
-async def _build(collector: Collector, first: date, last: date) -> report.Report:
+async def _build(request: web.Request, first: date, last: date) -> report.Report:
+    """Build the month's report in the expensive-read pool, as the API's report is built."""
+    collector = request.app[COLLECTOR]
     inventory = collector.config.inventory
     start, end = report.period_bounds(first, last, inventory.timezone)
-    return await asyncio.to_thread(
-        report.build_report, collector.store, inventory, start, end, time.time()
+    return await expensive(
+        request,
+        functools.partial(report.build_report, collector.store, inventory, start, end, time.time()),
     )
 
 
@@ -137,7 +139,7 @@ async def reports_page(request: web.Request, session: Session) -> web.StreamResp
     collector = request.app[COLLECTOR]
     tz = ZoneInfo(collector.config.inventory.timezone)
     month, first, last = month_days(request.query.get("month"), tz)
-    built = await _build(collector, first, last)
+    built = await _build(request, first, last)
     body = report.report_json(built)
     volume = body.get("volume", {})
     return render(
@@ -162,7 +164,7 @@ async def sla_csv(request: web.Request, session: Session) -> web.StreamResponse:
     collector = request.app[COLLECTOR]
     tz = ZoneInfo(collector.config.inventory.timezone)
     month, first, last = month_days(request.query.get("month"), tz)
-    built = await _build(collector, first, last)
+    built = await _build(request, first, last)
     return web.Response(
         text=report.report_csv(built),
         content_type="text/csv",

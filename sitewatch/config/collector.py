@@ -105,15 +105,40 @@ def _listen(r: Reader, node: Node) -> tuple[str, int]:
     return host, int(port_text)
 
 
+# The widest network a trusted proxy entry may name: a proxy is a few machines, and a wider
+# range lets anyone inside it write the X-Forwarded-For the login limit believes.
+WIDEST_PROXY_PREFIX = {4: 8, 6: 32}
+
+
 def _network(r: Reader, node: Node) -> IPNetwork | None:
-    """Return one trusted proxy's CIDR (a bare address is a /32 or /128 of its own)."""
+    """Return one trusted proxy's CIDR (a bare address is a /32 or /128 of its own).
+
+    An empty entry is an error (Reader.string says so), and so is a network wider than
+    WIDEST_PROXY_PREFIX: 0.0.0.0/0 would believe everyone's X-Forwarded-For.
+    """
     text = r.string(node)
     try:
-        return ipaddress.ip_network(text, strict=True)
+        network = ipaddress.ip_network(text, strict=True)
     except ValueError as err:
         if text:
             r.problem(node, f"{text!r} is not an address or CIDR like 127.0.0.1/32 ({err})")
         return None
+    widest = WIDEST_PROXY_PREFIX[network.version]
+    if network.prefixlen == 0:
+        r.problem(
+            node,
+            f"{text!r} is every address: it would believe anyone's X-Forwarded-For, so anyone "
+            "could pose as any client; list only your reverse proxy's own address",
+        )
+        return None
+    if network.prefixlen < widest:
+        r.problem(
+            node,
+            f"{text!r} is wider than /{widest}: everyone in it could pose as any client through "
+            "X-Forwarded-For; list only your reverse proxy's own address",
+        )
+        return None
+    return network
 
 
 def _tls(r: Reader, node: Node, file: Path) -> TlsFiles:

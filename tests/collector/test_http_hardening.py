@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import math
+import socket
 import threading
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,10 +27,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from collector import api
+from collector import api, report
 from collector.api import COLLECTOR, MAX_BODY, build_app
 from collector.body import finite
-from collector.front import FrontLimits, FrontRunner, client_address
+from collector.dashboard.auth import MAX_FORM
+from collector.dashboard.sessions import COOKIE, SESSIONS, Login
+from collector.front import FrontLimits, FrontRunner, client_address, json_response
 from collector.service import Collector
 from collector.store import Store
 from collector.topology import Cause
@@ -381,7 +384,7 @@ def test_replies_are_strict_json() -> None:
         "b": [2.0],
     }
     with pytest.raises(ValueError, match="JSON compliant"):
-        api.json_response({"a": math.nan})
+        json_response({"a": math.nan})
 
 
 # -- 4. history storms ------------------------------------------------------------------------
@@ -392,11 +395,13 @@ class Gate:
 
     def __init__(self, store: Store) -> None:
         self.real, self.open, self.waiting = store.history, threading.Event(), 0
+        self.threads: set[str] = set()
         self._lock = threading.Lock()
 
     def history(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self.waiting += 1
+            self.threads.add(threading.current_thread().name)
         self.open.wait(DEADLINE)
         return self.real(*args, **kwargs)
 
@@ -681,3 +686,214 @@ async def test_history_pages_send_every_row_once_even_when_rows_share_a_time(
     assert ("X-SiteWatch-Truncated" in headers) == (limit <= 9)
     whole = front.collector.store.history("tesko-mpls", 0, 2e9, 100)
     assert len({(r.source, r.seq) for r in whole}) == 9
+
+
+# -- 8. one token, however it is spelled, is one reader ---------------------------------------
+
+
+async def test_one_token_in_any_spelling_shares_its_two_history_slots(
+    front: Front, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(front.collector.store)
+    monkeypatch.setattr(front.collector.store, "history", gate.history)
+    path = "/api/v1/history?target=tesko-mpls&limit=100000"
+    spellings = [f"Bearer {STAFF}", f"bearer  {STAFF}", f"BEARER {STAFF} ", f"bEaReR {STAFF}"]
+
+    async def read(spelling: str) -> tuple[int, Any, dict[str, str]]:
+        return await front.call("GET", path, token=None, headers={"Authorization": spelling})
+
+    running = [asyncio.create_task(read(spelling)) for spelling in spellings[:2]]
+    await until(lambda: sum(front.app[api.IN_FLIGHT].values()) == 2, "both reads admitted")
+    assert len(front.app[api.IN_FLIGHT]) == 1  # counted as one reader
+    for spelling in spellings[2:]:
+        status, body, _ = await read(spelling)
+        assert (status, body["error"]["code"]) == (429, "busy")
+    gate.open.set()
+    assert [(await task)[0] for task in running] == [200, 200]
+
+
+# -- 9. the dashboard's large pages are large reads ---------------------------------------------
+
+
+def _session(front: Front, role: Any = "operator") -> dict[str, str]:
+    token = front.app[SESSIONS].create(Login("desk", role))
+    return {"Cookie": f"{COOKIE}={token}"}
+
+
+async def _page(front: Front, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    async with front.http.get(front.url + path, headers=headers) as reply:
+        return reply.status, await reply.text()
+
+
+async def test_site_pages_are_limited_per_session_and_read_in_the_large_read_pool(
+    front: Front, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(front.collector.store)
+    monkeypatch.setattr(front.collector.store, "history", gate.history)
+    cookie = _session(front, "viewer")
+    running = [asyncio.create_task(_page(front, "/sites/tesko", cookie)) for _ in range(2)]
+    await until(lambda: gate.waiting == 1, "the first page's read at the gate")
+    await until(lambda: sum(front.app[api.IN_FLIGHT].values()) == 2, "both pages admitted")
+    status, _ = await _page(front, "/sites/tesko", cookie)
+    assert status == 429
+    other = asyncio.create_task(_page(front, "/sites/tesko?hours=1", _session(front, "viewer")))
+    await until(lambda: sum(front.app[api.IN_FLIGHT].values()) == 3, "another session admitted")
+    gate.open.set()
+    assert [(await task)[0] for task in [*running, other]] == [200, 200, 200]
+    assert {name.split("_")[0] for name in gate.threads} == {"sitewatch-read"}
+
+
+async def test_the_reports_page_is_built_in_the_large_read_pool(
+    front: Front, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: set[str] = set()
+    real = report.build_report
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report, "build_report", spy)
+    status, _ = await _page(front, "/reports", _session(front, "viewer"))
+    assert status == 200
+    assert {name.split("_")[0] for name in threads} == {"sitewatch-read"}
+
+
+# -- 10. dashboard forms: small, in time, and quiet when the browser leaves ---------------------
+
+FORM_HEAD = (
+    "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    "{extra}Content-Length: {length}\r\n\r\n"
+)
+
+
+def _form_head(path: str, length: int, extra: str = "") -> bytes:
+    return FORM_HEAD.format(path=path, length=length, extra=extra).encode()
+
+
+async def _answer_head(reader: asyncio.StreamReader) -> bytes:
+    async with asyncio.timeout(DEADLINE):
+        return await reader.readuntil(b"\r\n\r\n")
+
+
+async def test_a_trickled_login_form_is_cut_after_body_seconds(serve: Serve) -> None:
+    front = await serve(FrontLimits(body_seconds=0.3))
+    reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
+    answered = asyncio.create_task(_answer_head(reader))
+    try:
+        writer.write(_form_head("/login", 1_000) + b"name=")
+        for _ in range(int(DEADLINE / 0.05)):  # one byte every 50 ms, as a slowloris would
+            if answered.done():
+                break
+            writer.write(b"a")
+            await asyncio.sleep(0.05)  # the client's pace, not synchronisation
+        assert (await answered).startswith(b"HTTP/1.1 408")
+        assert await _closed_by_server(reader) is not None  # and the connection ends
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("path", ["/login", "/incidents/1/notes"])
+async def test_a_form_over_the_cap_is_413_before_it_is_read(front: Front, path: str) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
+    try:  # declared 1 MB, none of it sent: the answer cannot wait for it
+        cookie = "".join(f"{k}: {v}\r\n" for k, v in _session(front).items())
+        writer.write(_form_head(path, 1024 * 1024, cookie))
+        assert (await _answer_head(reader)).startswith(b"HTTP/1.1 413")
+    finally:
+        writer.close()
+
+
+async def test_a_chunked_form_is_413_once_it_passes_the_cap(front: Front) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
+    chunk = b"a" * (MAX_FORM + 1024)
+    try:
+        writer.write(
+            b"POST /login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+        )
+        assert (await _answer_head(reader)).startswith(b"HTTP/1.1 413")
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("path", ["/login", "/incidents/1/notes", "/logout"])
+async def test_a_browser_leaving_mid_form_is_logged_at_debug(
+    front: Front, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, writer = await asyncio.open_connection("127.0.0.1", front.port)
+    cookie = "".join(f"{k}: {v}\r\n" for k, v in _session(front).items())
+    writer.write(_form_head(path, 10_000, cookie) + b"csrf=abc&text=half")
+    await writer.drain()
+    writer.close()
+    await until(
+        lambda: any(
+            "mid-form" in r.getMessage() or r.levelno >= logging.ERROR for r in caplog.records
+        ),
+        "the server noticed",
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# -- 11. trusted proxies on a dual-stack listener, and what may be trusted ---------------------
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "client"),
+    [
+        ("::ffff:127.0.0.1", ["203.0.113.9"], "203.0.113.9"),  # an IPv4 proxy on [::]
+        ("::ffff:192.0.2.7", ["203.0.113.9"], "192.0.2.7"),  # a stranger, however written
+        ("127.0.0.1", ["::ffff:10.2.2.2"], "10.2.2.2"),
+        ("::ffff:198.51.100.4", [], "198.51.100.4"),  # one key per client, however it came
+    ],
+)
+def test_ipv4_mapped_addresses_are_read_as_ipv4(
+    remote: str, forwarded: list[str], client: str
+) -> None:
+    request: Any = _Request(remote, forwarded)
+    assert client_address(request, PROXIES) == client
+
+
+async def test_a_trusted_ipv4_proxy_is_not_capped_on_a_dual_stack_listener(serve: Serve) -> None:
+    front = await serve(FrontLimits(per_address=1, exempt=(ipaddress.ip_network("127.0.0.0/8"),)))
+    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # as [::] is on most hosts
+    listener.bind(("::ffff:127.0.0.1", 0))
+    dual = web.SockSite(front.runner, listener)
+    await dual.start()
+    held = []
+    try:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+            held.append(writer)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    finally:
+        for writer in held:
+            writer.close()
+        await dual.stop()
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("0.0.0.0/0", "'0.0.0.0/0' is every address: it would believe anyone's X-Forwarded-For"),
+        ("'::/0'", "'::/0' is every address"),
+        ("10.0.0.0/7", "'10.0.0.0/7' is wider than /8"),
+        ("'2001:db8::/31'", "'2001:db8::/31' is wider than /32"),
+        ("''", "must not be empty"),
+        ("~", "expected text, got nothing (null)"),
+    ],
+)
+def test_trusted_proxies_that_would_trust_too_many_are_refused(
+    tmp_path: Path, entry: str, says: str
+) -> None:
+    write(tmp_path, INVENTORY)
+    text = collector_text() + f"trusted_proxies:\n  - 127.0.0.1\n  - {entry}\n"
+    path = write(tmp_path, text, "collector.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_collector_config(path)
+    (problem,) = [str(p) for p in caught.value.problems]
+    assert problem.startswith(f"{path}:10: trusted_proxies[1]: {says}")
