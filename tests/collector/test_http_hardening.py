@@ -30,7 +30,7 @@ from aiohttp import web
 from collector import api, report
 from collector.api import COLLECTOR, MAX_BODY, build_app
 from collector.body import finite
-from collector.dashboard.auth import MAX_FORM
+from collector.dashboard.auth import LOGIN_FORM, MAX_FORM
 from collector.dashboard.sessions import COOKIE, SESSIONS, Login
 from collector.front import FrontLimits, FrontRunner, client_address, json_response
 from collector.service import Collector
@@ -793,24 +793,34 @@ async def test_a_trickled_login_form_is_cut_after_body_seconds(serve: Serve) -> 
         writer.close()
 
 
-@pytest.mark.parametrize("path", ["/login", "/incidents/1/notes"])
-async def test_a_form_over_the_cap_is_413_before_it_is_read(front: Front, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "length"),
+    [("/login", 1024 * 1024), ("/incidents/1/notes", 1024 * 1024), ("/login", LOGIN_FORM + 1)],
+)
+async def test_a_form_over_the_cap_is_413_before_it_is_read(
+    front: Front, path: str, length: int
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
-    try:  # declared 1 MB, none of it sent: the answer cannot wait for it
+    try:  # declared, none of it sent: the answer cannot wait for it
         cookie = "".join(f"{k}: {v}\r\n" for k, v in _session(front).items())
-        writer.write(_form_head(path, 1024 * 1024, cookie))
+        writer.write(_form_head(path, length, cookie))
         assert (await _answer_head(reader)).startswith(b"HTTP/1.1 413")
     finally:
         writer.close()
 
 
-async def test_a_chunked_form_is_413_once_it_passes_the_cap(front: Front) -> None:
+@pytest.mark.parametrize(("path", "cap"), [("/login", LOGIN_FORM), ("/logout", MAX_FORM)])
+async def test_a_chunked_form_is_413_once_it_passes_the_cap(
+    front: Front, path: str, cap: int
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
-    chunk = b"a" * (MAX_FORM + 1024)
+    chunk = b"a" * (cap + 1024)
+    cookie = "".join(f"{k}: {v}\r\n" for k, v in _session(front).items()).encode()
     try:
         writer.write(
-            b"POST /login HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode()
+            + cookie
+            + b"Content-Type: application/x-www-form-urlencoded\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(chunk) + chunk + b"\r\n"
         )
         assert (await _answer_head(reader)).startswith(b"HTTP/1.1 413")
@@ -897,3 +907,24 @@ def test_trusted_proxies_that_would_trust_too_many_are_refused(
         load_collector_config(path)
     (problem,) = [str(p) for p in caught.value.problems]
     assert problem.startswith(f"{path}:10: trusted_proxies[1]: {says}")
+
+
+async def test_a_longest_note_in_any_script_fits_the_form_cap(front: Front) -> None:
+    """4,000 characters of é are 24 kB percent-encoded: over the login cap, within MAX_FORM."""
+    cause = Cause("device:ts-prn-01", "device", "P3", "printer down", ("tesko",), 0, {})
+    front.collector.incidents.reconcile([cause], datetime.now(UTC).timestamp())
+    (incident,) = front.collector.incidents.open_incidents()
+    token = front.app[SESSIONS].create(Login("desk", "operator"))
+    session = front.app[SESSIONS].get(token)
+    assert session is not None
+    form = {"csrf": session.csrf, "text": "é" * api.MAX_TEXT}
+    async with front.http.post(
+        f"{front.url}/incidents/{incident.id}/notes",
+        data=form,
+        headers={"Cookie": f"{COOKIE}={token}"},
+        allow_redirects=False,
+    ) as reply:
+        assert reply.status == 303
+    events = front.collector.incidents.timeline(incident.id)
+    (note,) = [e for e in events if e.kind == "note"]
+    assert note.detail["text"] == "é" * api.MAX_TEXT
