@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -30,7 +31,7 @@ from aiohttp import web
 from collector import api, report
 from collector.api import COLLECTOR, MAX_BODY, build_app
 from collector.body import finite
-from collector.dashboard.auth import LOGIN_FORM, MAX_FORM
+from collector.dashboard.auth import LOGIN_COOKIE, LOGIN_FORM, MAX_FORM
 from collector.dashboard.sessions import COOKIE, SESSIONS, Login
 from collector.front import FrontLimits, FrontRunner, client_address, json_response
 from collector.service import Collector
@@ -809,6 +810,27 @@ async def test_a_form_over_the_cap_is_413_before_it_is_read(
         writer.close()
 
 
+@pytest.mark.parametrize(
+    ("password", "status"),
+    [("!" * 1_000, 401), ("!" * 1_700, 413)],  # ~3 KiB and ~5 KiB percent-encoded
+)
+async def test_a_login_form_over_4_kib_is_413_and_a_long_password_still_fits(
+    front: Front, password: str, status: int
+) -> None:
+    """The login form is parsed on the loop for strangers: 4 KiB, a 1,000-character password."""
+    token = "t" * 43
+    form = {"name": "desk", "password": password, "next": "/sites/tesko", "csrf": token}
+    size = len(urlencode(form))
+    assert (size < 4 * 1024) if status == 401 else (size >= 5 * 1024)
+    async with front.http.post(
+        f"{front.url}/login",
+        data=form,
+        headers={"Cookie": f"{LOGIN_COOKIE}={token}"},
+        allow_redirects=False,
+    ) as reply:
+        assert reply.status == status  # 401: read, checked and refused as a wrong password
+
+
 @pytest.mark.parametrize(("path", "cap"), [("/login", LOGIN_FORM), ("/logout", MAX_FORM)])
 async def test_a_chunked_form_is_413_once_it_passes_the_cap(
     front: Front, path: str, cap: int
@@ -835,7 +857,7 @@ async def test_a_browser_leaving_mid_form_is_logged_at_debug(
     caplog.set_level(logging.DEBUG)
     _, writer = await asyncio.open_connection("127.0.0.1", front.port)
     cookie = "".join(f"{k}: {v}\r\n" for k, v in _session(front).items())
-    writer.write(_form_head(path, 10_000, cookie) + b"csrf=abc&text=half")
+    writer.write(_form_head(path, 2_000, cookie) + b"csrf=abc&text=half")
     await writer.drain()
     writer.close()
     await until(
