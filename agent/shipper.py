@@ -21,6 +21,10 @@ or newer than this agent is handled without stalling and without losing results 
 - 200 with `"heartbeat": {"refused": ...}`: the results are stored, the heartbeat was not; said
   once per message. `"ignored"` (keys the collector does not know): said once.
 - 429 (this agent's previous batch is still being stored): wait its Retry-After, quietly.
+- 413 (the batch is over the collector's bytes or JSON values, `too_large` or
+  `too_many_values`): the next batches are half as large, down to one result, at once; a single
+  result still refused can never be accepted, and is set aside with a warning. Once the outbox
+  is caught up, batches go back to their full size.
 - The outbox identity is sent only when it is not the legacy one: a collector older than
   outbox identities refuses the field, and for it the legacy outbox is all there is.
 """
@@ -103,8 +107,12 @@ class Shipper:
     again: bool = False  # the last attempt cleared the way: ship again without waiting
     retry_in: float | None = None  # the collector asked to wait this long (429 Retry-After)
     _last_heartbeat: float = float("-inf")
+    _full_size: int = 0  # batch_size as configured; a 413 shrinks batch_size below it for a while
     _refusal: str | None = None  # why the collector refuses our batches as a whole, said once
     _said: set[str] = field(default_factory=set)  # heartbeat refusals and ignored keys, said
+
+    def __post_init__(self) -> None:
+        self._full_size = self.batch_size
 
     def wake(self) -> None:
         """Say that new results are in the outbox."""
@@ -142,6 +150,9 @@ class Shipper:
         """
         self.again, self.retry_in = False, None
         entries = await asyncio.to_thread(self.outbox.take, self.batch_size)
+        if len(entries) < self.batch_size < self._full_size:  # caught up: full batches again
+            self.batch_size = self._full_size
+            log.info("the outbox is caught up: batches of up to %d again", self.batch_size)
         heartbeat_due = time.monotonic() - self._last_heartbeat >= self.heartbeat_every
         if not entries and not heartbeat_due:
             return 0
@@ -159,10 +170,8 @@ class Shipper:
             return len(entries)
         if reply.status == 422:
             return await self._refused(entries, heartbeat, reply)
-        if reply.status == 413 and self.batch_size > 1:
-            self.batch_size = max(1, self.batch_size // 2)
-            log.warning("batch too large for the collector: now %d per batch", self.batch_size)
-            return 0
+        if reply.status == 413 and entries:
+            return await self._too_large(entries, reply)
         if reply.status == 429:  # our previous batch is still being stored: not a failure
             self.retry_in = min(reply.retry_after or BACKOFF_FIRST, BACKOFF_MAX)
             log.debug("the collector is busy with our last batch: next in %.1fs", self.retry_in)
@@ -201,6 +210,33 @@ class Shipper:
             return 0
         self._batches_refused(reply.message or "no reason given")
         return None
+
+    async def _too_large(self, entries: list[Entry], reply: Reply) -> int:
+        """Halve the batch for the next tries; set aside one result the collector refuses alone.
+
+        Retrying the same batch would be refused for ever, and a batch no larger than the
+        outbox's backlog would not shrink by halving `batch_size`: halve what was sent.
+        """
+        self._now_reachable(True, "")
+        self.again = True  # the smaller batch, or the rest, goes at once
+        if len(entries) > 1:
+            self.batch_size = len(entries) // 2
+            log.warning(
+                "the collector refused a batch of %d as too large (%s): now %d per batch",
+                len(entries),
+                reply.message or reply.body.get("code"),
+                self.batch_size,
+            )
+            return 0
+        seq = entries[0].seq
+        log.warning(
+            "the collector refuses result seq %d on its own as too large (%s); setting it aside",
+            seq,
+            reply.message or reply.body.get("code"),
+        )
+        await asyncio.to_thread(self.outbox.ack, [seq])
+        self.set_aside += 1
+        return 1
 
     def _batches_refused(self, why: str | None) -> None:
         """Log a refusal of whole batches once at error, repeats at debug, its end at info."""

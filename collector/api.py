@@ -262,6 +262,12 @@ def _decode(raw: bytes) -> Any:
 
 
 PARSE_OFF_LOOP = 256 * 1024  # bytes of inflated body above which a batch is parsed in a thread
+# JSON values in one batch, counted before decoding: the decoder holds the GIL through a flat
+# list (16 MiB of `0,0,...` is 8 M values, 0.35 s of stalled loop even from a thread). A batch of
+# the agent's 500 results, all printers with 16 supplies and 5 alerts, counts ~136,000; at the
+# cap the worst shape (nested empty lists) stalls the loop ~45 ms, most shapes under 10 ms
+# (bench/body_bench.py). An agent told 413 sends half as many results per batch.
+MAX_BATCH_VALUES = 250_000
 BUSY_RETRY = "1"  # seconds an agent should wait when its previous batch is still being stored
 
 
@@ -331,7 +337,7 @@ def _parse_results(
 ) -> Batch:
     """Return the batch in a posted body, or raise ApiError or BatchError."""
     try:
-        body = decode_json(raw, in_thread=in_thread)
+        body = decode_json(raw, in_thread=in_thread, max_values=MAX_BATCH_VALUES)
     except BodyError as err:
         raise ApiError(err.status, err.code, err.message) from err
     return parse_batch(body, agent=agent, targets=targets, now=now, not_before=not_before)

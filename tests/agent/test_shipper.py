@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from agent.outbox import LEGACY_IDENTITY, Outbox
-from agent.shipper import Shipper
+from agent.shipper import BATCH_SIZE, Shipper
 from collector.api import build_app
 from collector.service import Collector
 from collector.store import DEFAULT_RETENTION, Store
@@ -231,6 +231,62 @@ async def test_too_old_results_are_set_aside_together_in_one_round_trip(
         assert len(real.posts) == 2
         assert outbox.depth() == 0
     assert real.store.sequences(AGENT) == [s for n, s in enumerate(seqs) if n not in (2, 5, 8)]
+
+
+def wide(n: int) -> dict[str, Any]:
+    """A custom SNMP result reading 4,096 OIDs: ~8,200 JSON values, 30 of them over the cap."""
+    values = {f"oid{i}": i for i in range(4_096)}
+    return result(target="ts-prn-01", kind="snmp", value={"profile": "custom", "values": values},
+                  detail=f"wide {n}")  # fmt: skip
+
+
+async def test_a_batch_over_the_value_cap_is_halved_and_then_stored(
+    real: Real, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """413 too_many_values: the same results go again at once, half as many per batch."""
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        seqs = outbox.put([wide(n) for n in range(40)])
+        shipper = real.shipper(outbox)
+        with caplog.at_level(logging.WARNING, logger="agent.shipper"):
+            assert await shipper.ship_once() == 0
+        assert (shipper.batch_size, shipper.again, shipper.reachable) == (20, True, True)
+        assert "refused a batch of 40 as too large (the body holds over " in caplog.text
+        assert outbox.depth() == 40
+        assert await shipper.ship_once() == 20
+        assert await shipper.ship_once() == 20
+        assert outbox.depth() == 0
+        assert await shipper.ship_once() == 0  # caught up: full batches again
+        assert shipper.batch_size == BATCH_SIZE
+    assert real.store.sequences(AGENT) == seqs
+    assert len(real.posts) == 3  # one refused, two stored
+
+
+async def test_a_result_refused_as_too_large_on_its_own_is_set_aside(
+    other_version: Callable[[Answer], Awaitable[tuple[Rig, list[Any]]]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Halved down to one result; that one still 413 is set aside, the others are stored."""
+
+    async def picky(body: dict[str, Any]) -> web.Response:
+        if any(r["result"]["detail"] == "huge" for r in body["results"]):
+            error = {"code": "too_many_values", "message": "send smaller batches"}
+            return web.json_response({"error": error}, status=413)
+        return web.json_response({"stored": len(body["results"]), "duplicates": 0})
+
+    rig, bodies = await other_version(picky)
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        seqs = outbox.put([result(detail="huge" if n == 2 else "") for n in range(4)])
+        shipper = rig.shipper(outbox)
+        with caplog.at_level(logging.WARNING, logger="agent.shipper"):
+            outcomes = [await shipper.ship_once() for _ in range(6)]
+        assert outbox.depth() == 0
+    # 4 refused; 2 stored; 2 refused; the third alone refused and set aside; the fourth stored.
+    assert outcomes == [0, 2, 0, 1, 1, 0]
+    sent = [[r["seq"] for r in body["results"]] for body in bodies]
+    assert sent == [seqs, seqs[:2], seqs[2:], seqs[2:3], seqs[3:]]
+    assert (shipper.set_aside, shipper.batch_size) == (1, BATCH_SIZE)
+    assert f"refuses result seq {seqs[2]} on its own as too large" in caplog.text
 
 
 async def test_a_value_key_the_collector_does_not_know_is_stored_without_it(

@@ -7,6 +7,7 @@ as raw JSON text, so numbers and escapes arrive exactly as a broken or hostile a
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -19,10 +20,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent.main import host_health
-from collector.api import PARSE_OFF_LOOP, build_app
+from agent.shipper import BATCH_SIZE
+from collector.api import MAX_BATCH_VALUES, PARSE_OFF_LOOP, build_app
+from collector.body import count_values
 from collector.service import Collector
 from collector.store import DEFAULT_RETENTION, Store
-from probes.result import format_ts
+from probes.result import ProbeResult, format_ts
+from probes.snmp import _supply
 from sitewatch import __version__
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken
@@ -259,3 +263,55 @@ async def test_a_large_batch_is_parsed_in_a_thread_with_the_same_answers(
     old = format_ts(datetime.now(UTC) - timedelta(seconds=DEFAULT_RETENTION + 60))
     status, reply = await post(client, body(*batch[:-1], result(ts=old)))
     assert (status, [r["index"] for r in reply["error"]["refused"]]) == (422, [1_199])
+
+
+def printer_value() -> dict[str, Any]:
+    """The largest value a real probe sends: an office MFP's 16 supplies and 5 alerts."""
+    names = ["Black Toner Cartridge HP 508X CF360X", "Cyan Toner", "Magenta Toner",
+             "Yellow Toner", "Black Drum", "Cyan Drum", "Magenta Drum", "Yellow Drum",
+             "Waste Toner Box", "Fuser Kit 220V", "Transfer Belt", "Transfer Roller",
+             "Staple Cartridge K3", "Booklet Staples", "Document Feeder Kit",
+             "Tray 2 Roller Kit"]  # fmt: skip
+    supplies = [
+        _supply(f"1.{n}", name, 100 if n % 3 else -2, 37 if n % 3 else -3)
+        for n, name in enumerate(names, start=1)
+    ]
+    alert = {"severity": "warning", "description": "Cyan toner low, order a new one (CF361X)"}
+    return {"profile": "printer", "supplies": supplies, "printer_status": "idle",
+            "device_status": "running", "alerts": [alert] * 5}  # fmt: skip
+
+
+async def test_a_flat_list_of_8_million_numbers_is_413_before_it_is_decoded(
+    setup: tuple[TestClient[Any, Any], Store],
+) -> None:
+    """16 KiB of gzip, 16 MiB of `0,0,...`: decoded, it held the GIL (and the loop) 0.35 s."""
+    client, store = setup
+    raw = b'{"results":[' + b"0," * (8 * 1024 * 1024 - 11) + b"0]}"
+    response = await client.post(
+        "/api/v1/agent/results",
+        data=gzip.compress(raw, 9),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Encoding": "gzip"},
+    )
+    error = (await response.json())["error"]
+    assert (response.status, error["code"]) == (413, "too_many_values")  # 422 once decoded
+    assert "send smaller batches" in error["message"]
+    assert store.sequences(AGENT) == []
+
+
+async def test_the_agents_largest_batch_of_its_largest_results_is_well_under_the_value_cap(
+    setup: tuple[TestClient[Any, Any], Store],
+) -> None:
+    """500 printer results and a heartbeat: the batch the shipper sends, with room to spare."""
+    client, store = setup
+    printer = ProbeResult("ts-prn-01", "snmp", datetime.now(UTC), ok=True, rtt_ms=4.2,
+                          value=printer_value()).to_json()  # fmt: skip
+    batch = [{**printer} for _ in range(BATCH_SIZE)]
+    text = body(*batch, heartbeat={"version": __version__, "outbox_depth": 1, "dropped": 0})
+    assert count_values(text.encode(), MAX_BATCH_VALUES) < MAX_BATCH_VALUES * 0.6
+    response = await client.post(
+        "/api/v1/agent/results",
+        data=gzip.compress(text.encode()),  # as the shipper sends it
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Encoding": "gzip"},
+    )
+    assert (response.status, (await response.json())["stored"]) == (200, BATCH_SIZE)
+    assert len(store.sequences(AGENT)) == BATCH_SIZE
