@@ -590,19 +590,27 @@ def _count(front: Front) -> int:
 async def test_a_client_leaving_mid_body_is_logged_at_debug(
     front: Front, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    _, writer = await asyncio.open_connection("127.0.0.1", front.port)
-    writer.write(
+    await _hang_up_halfway(
+        front,
+        caplog,
         b"POST /api/v1/agent/results HTTP/1.1\r\nHost: x\r\n"
         + f"Authorization: Bearer {TOKENS['tesko-01']}\r\n".encode()
-        + b'Content-Length: 100000\r\n\r\n{"results": ['
+        + b'Content-Length: 100000\r\n\r\n{"results": [',
+        "mid-body",
     )
+
+
+async def _hang_up_halfway(
+    front: Front, caplog: pytest.LogCaptureFixture, request: bytes, said: str
+) -> None:
+    """Send part of a request and hang up: the server says `said` at debug, nothing at ERROR."""
+    caplog.set_level(logging.DEBUG)
+    _, writer = await asyncio.open_connection("127.0.0.1", front.port)
+    writer.write(request)
     await writer.drain()
     writer.close()
     await until(
-        lambda: any(
-            "mid-body" in r.getMessage() or r.levelno >= logging.ERROR for r in caplog.records
-        ),
+        lambda: any(said in r.getMessage() or r.levelno >= logging.ERROR for r in caplog.records),
         "the server noticed",
     )
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
@@ -854,19 +862,9 @@ async def test_a_chunked_form_is_413_once_it_passes_the_cap(
 async def test_a_browser_leaving_mid_form_is_logged_at_debug(
     front: Front, caplog: pytest.LogCaptureFixture, path: str
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    _, writer = await asyncio.open_connection("127.0.0.1", front.port)
     cookie = "".join(f"{k}: {v}\r\n" for k, v in _session(front).items())
-    writer.write(_form_head(path, 2_000, cookie) + b"csrf=abc&text=half")
-    await writer.drain()
-    writer.close()
-    await until(
-        lambda: any(
-            "mid-form" in r.getMessage() or r.levelno >= logging.ERROR for r in caplog.records
-        ),
-        "the server noticed",
-    )
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    head = _form_head(path, 2_000, cookie)
+    await _hang_up_halfway(front, caplog, head + b"csrf=abc&text=half", "mid-form")
 
 
 # -- 11. trusted proxies on a dual-stack listener, and what may be trusted ---------------------
