@@ -98,10 +98,17 @@ def path(values: Sequence[float | None], top: float) -> str:
     return " ".join(parts)
 
 
+SMALLEST = 0.001  # the least top a chart's scale has: a microsecond, a tenth of a percent
+
+
 def nice_ceiling(value: float) -> float:
-    """Return 1, 2 or 5 times a power of ten, at or above `value`."""
+    """Return 1, 2 or 5 times a power of ten, at or above `value`, and at least SMALLEST.
+
+    A round trip of 5e-324 ms is a number an agent may send; its power of ten is no float.
+    """
     if value <= 0:
         return 1.0
+    value = max(value, SMALLEST)
     power = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 5, 10):
         if value <= step * power:

@@ -167,6 +167,16 @@ def test_paths_join_neighbours_and_break_at_gaps() -> None:
     assert [nice_ceiling(v) for v in (0, 0.3, 1, 7, 12, 250)] == [1, 0.5, 1, 10, 20, 500]
 
 
+def test_a_round_trip_too_small_for_a_power_of_ten_still_charts() -> None:
+    """5e-324 ms (found by `make fuzz`): its power of ten underflowed to 0, then / 0 gave a 500."""
+    assert nice_ceiling(5e-324) == 0.001
+    start = 0.0
+    rows = [stored("tesko-01", 10.0, ok=True, rtt=5e-324, loss=0.0)]
+    rtt, _ = link_charts(rows, start, start + 600.0, ZoneInfo("UTC"))
+    assert rtt.top == "0.001 ms"
+    assert rtt.series[0].path.startswith("M")
+
+
 def test_report_tables_format_the_reports_json() -> None:
     body = {
         "priorities": [
