@@ -154,15 +154,19 @@ def items(inner: Check, limit: int = MAX_ITEMS) -> Check:
             raise ValueShapeError(f"more than {limit} entries")
         dropped: list[str] = []
         for index, entry in enumerate(value):
-            try:
-                inside = inner(entry)
-            except ValueShapeError as err:
-                raise err.within(f"[{index}]") from None
-            if inside:
-                dropped.extend(f"[{index}]{path}" for path in inside)
+            dropped += _within(f"[{index}]", inner, entry)
         return tuple(dropped)
 
     return check
+
+
+def _within(where: str, check: Check, entry: object) -> Dropped:
+    """Check `entry`, found at `where` in its container; name both in an error or a drop."""
+    try:
+        inside = check(entry)
+    except ValueShapeError as err:
+        raise err.within(where) from None
+    return tuple(f"{where}{path}" for path in inside) if inside else NONE
 
 
 def record(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
@@ -180,12 +184,7 @@ def record(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check
             if key not in value:
                 raise ValueShapeError("is missing", f".{key}")
         for key, entry in value.items():
-            try:
-                inside = fields[key](entry)
-            except ValueShapeError as err:
-                raise err.within(f".{key}") from None
-            if inside:
-                dropped.extend(f".{key}{path}" for path in inside)
+            dropped += _within(f".{key}", fields[key], entry)
         return tuple(dropped)
 
     return check
@@ -206,12 +205,7 @@ def mapping(inner: Check, limit: int = MAX_ITEMS, key_limit: int = 200) -> Check
                 key_check(key)
             except ValueShapeError as err:
                 raise ValueShapeError(f"a key {err.problem}") from None
-            try:
-                inside = inner(entry)
-            except ValueShapeError as err:
-                raise err.within(f".{key}") from None
-            if inside:
-                dropped.extend(f".{key}{path}" for path in inside)
+            dropped += _within(f".{key}", inner, entry)
         return tuple(dropped)
 
     return check
