@@ -186,9 +186,9 @@ def test_each_new_outbox_has_its_own_identity_kept_across_reopen(tmp_path: Path)
         assert again.identity == identities[0]
 
 
-def test_a_version_1_outbox_is_upgraded_and_keeps_the_legacy_identity(tmp_path: Path) -> None:
-    """The collector holds a version 1 outbox's numbers as legacy: its resends must match."""
-    path = tmp_path / "outbox.db"
+def make_version_1_outbox(path: Path, *entries: tuple[int, dict[str, Any]]) -> None:
+    """Write an outbox as an agent from before outbox identities left it (schema 1)."""
+    next_seq = max((seq for seq, _ in entries), default=0) + 1
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute(
             "CREATE TABLE entries (seq INTEGER PRIMARY KEY, put_at REAL NOT NULL, "
@@ -198,10 +198,17 @@ def test_a_version_1_outbox_is_upgraded_and_keeps_the_legacy_identity(tmp_path: 
             "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), next_seq INTEGER NOT "
             "NULL, depth INTEGER NOT NULL, dropped INTEGER NOT NULL)"
         )
-        conn.execute("INSERT INTO meta VALUES (1, 8, 1, 0)")
-        conn.execute("""INSERT INTO entries VALUES (7, 0, '{"n": 7}')""")
+        conn.execute("INSERT INTO meta VALUES (1, ?, ?, 0)", (next_seq, len(entries)))
+        for seq, record in entries:
+            conn.execute("INSERT INTO entries VALUES (?, 0, ?)", (seq, json.dumps(record)))
         conn.execute("PRAGMA application_id = 0x53576F62")
         conn.execute("PRAGMA user_version = 1")
+
+
+def test_a_version_1_outbox_is_upgraded_and_keeps_the_legacy_identity(tmp_path: Path) -> None:
+    """The collector holds a version 1 outbox's numbers as legacy: its resends must match."""
+    path = tmp_path / "outbox.db"
+    make_version_1_outbox(path, (7, {"n": 7}))
     with Outbox(path) as box:
         assert box.identity == "legacy"
         assert waiting(box) == [Entry(7, {"n": 7})]

@@ -13,9 +13,7 @@ import gzip
 import hashlib
 import json
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +32,7 @@ from collector.store import DEFAULT_RETENTION, Store
 from probes.result import format_ts
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken
+from tests.agent.test_outbox import make_version_1_outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT, TOKEN, STAFF = "tesko-01", "tesko-secret", "staff-secret"
@@ -158,18 +157,7 @@ async def older_collector(body: dict[str, Any]) -> web.Response:
 
 def legacy_outbox(path: Path) -> Outbox:
     """Return an outbox made by an agent from before identities (schema 1), upgraded."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute(
-            "CREATE TABLE entries (seq INTEGER PRIMARY KEY, put_at REAL NOT NULL, "
-            "record TEXT NOT NULL)"
-        )
-        conn.execute(
-            "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), next_seq INTEGER NOT "
-            "NULL, depth INTEGER NOT NULL, dropped INTEGER NOT NULL)"
-        )
-        conn.execute("INSERT INTO meta VALUES (1, 1, 0, 0)")
-        conn.execute("PRAGMA application_id = 0x53576F62")
-        conn.execute("PRAGMA user_version = 1")
+    make_version_1_outbox(path)
     return Outbox(path)
 
 
