@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ from collector.api import build_app
 from collector.service import Collector
 from collector.store import DEFAULT_RETENTION, Store
 from probes.result import format_ts
-from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken
 from tests.agent.test_outbox import make_version_1_outbox
+from tests.collector.test_api import example_config
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT, TOKEN, STAFF = "tesko-01", "tesko-secret", "staff-secret"
@@ -87,11 +87,8 @@ async def _session(posts: list[int]) -> aiohttp.ClientSession:
 @pytest.fixture
 async def real(tmp_path: Path) -> AsyncIterator[Real]:
     """The real collector, knowing agent tesko-01 at site tesko, and a viewer token."""
-    config = load_collector_config(ROOT / "config" / "collector.yaml")
-    config = replace(
-        config,
-        agents=(AgentCredential(AGENT, "tesko", sha(TOKEN)),),
-        api_tokens=(ApiToken("screen", "viewer", sha(STAFF)),),
+    config = example_config(
+        (AgentCredential(AGENT, "tesko", sha(TOKEN)),), (ApiToken("screen", "viewer", sha(STAFF)),)
     )
     store = Store(tmp_path / "collector.db")
     collector = Collector(config, store)

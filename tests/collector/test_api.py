@@ -21,7 +21,7 @@ from collector.service import Collector
 from collector.store import Store
 from collector.topology import Cause
 from sitewatch.config.files import load_collector_config
-from sitewatch.config.model import AgentCredential, ApiToken
+from sitewatch.config.model import AgentCredential, ApiToken, CollectorConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {"tesko-01": "tesko-secret", "willowvale-01": "willowvale-secret"}
@@ -34,16 +34,19 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def example_config(
+    agents: tuple[AgentCredential, ...], api_tokens: tuple[ApiToken, ...]
+) -> CollectorConfig:
+    """Return the example collector.yaml with these agents and API tokens instead of its own."""
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    return replace(config, agents=agents, api_tokens=api_tokens)
+
+
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
-    config = load_collector_config(ROOT / "config" / "collector.yaml")
-    config = replace(
-        config,
-        agents=tuple(AgentCredential(a, a.split("-")[0], sha(t)) for a, t in TOKENS.items()),
-        api_tokens=(
-            ApiToken("screen", "viewer", sha(STAFF)),
-            ApiToken("desk", "operator", sha(OPERATOR)),
-        ),
+    config = example_config(
+        tuple(AgentCredential(a, a.split("-")[0], sha(t)) for a, t in TOKENS.items()),
+        (ApiToken("screen", "viewer", sha(STAFF)), ApiToken("desk", "operator", sha(OPERATOR))),
     )
     store = Store(tmp_path / "collector.db")
     collector = Collector(config, store)

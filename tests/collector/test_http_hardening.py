@@ -18,7 +18,7 @@ import socket
 import threading
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from collector.topology import Cause
 from sitewatch.config.errors import ConfigError
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken
-from tests.collector.test_api import OPERATOR, ROOT, STAFF, TOKENS, record, sha
+from tests.collector.test_api import OPERATOR, STAFF, TOKENS, example_config, record, sha
 from tests.unit.test_config import INVENTORY, collector_text, write
 
 OTHER_VIEWER = "other-viewer-secret"
@@ -107,11 +107,9 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
     async def start(limits: FrontLimits) -> Front:
-        config = load_collector_config(ROOT / "config" / "collector.yaml")
-        config = replace(
-            config,
-            agents=tuple(AgentCredential(a, a.split("-")[0], sha(t)) for a, t in TOKENS.items()),
-            api_tokens=(
+        config = example_config(
+            tuple(AgentCredential(a, a.split("-")[0], sha(t)) for a, t in TOKENS.items()),
+            (
                 ApiToken("screen", "viewer", sha(STAFF)),
                 ApiToken("other", "viewer", sha(OTHER_VIEWER)),
                 ApiToken("desk", "operator", sha(OPERATOR)),

@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from collector.store import DEFAULT_RETENTION, Store
 from probes.result import ProbeResult, format_ts
 from probes.snmp import _supply
 from sitewatch import __version__
-from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken
+from tests.collector.test_api import example_config
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT, TOKEN, STAFF = "tesko-01", "tesko-secret", "staff-secret"
@@ -43,11 +42,8 @@ def sha(text: str) -> str:
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Store]]:
     """A collector with one agent, tesko-01, and a viewer token."""
-    config = load_collector_config(ROOT / "config" / "collector.yaml")
-    config = replace(
-        config,
-        agents=(AgentCredential(AGENT, "tesko", sha(TOKEN)),),
-        api_tokens=(ApiToken("screen", "viewer", sha(STAFF)),),
+    config = example_config(
+        (AgentCredential(AGENT, "tesko", sha(TOKEN)),), (ApiToken("screen", "viewer", sha(STAFF)),)
     )
     store = Store(tmp_path / "collector.db")
     collector = Collector(config, store)
