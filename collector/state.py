@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from collector.evidence import EvidenceView
 from collector.topology import (
     Correlation,
     Evidence,
@@ -95,6 +96,8 @@ class LinkView:
     status: Status | Literal["maintenance"]
     since: float
     vantage: Vantage | None  # whose evidence decided, None without any
+    evidence: tuple[EvidenceView, ...] = ()  # every source's word, counted or not
+    conflict: str | None = None  # for staff, when sources disagree with the status shown
 
 
 @dataclass(frozen=True, slots=True)

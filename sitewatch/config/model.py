@@ -110,6 +110,11 @@ class IcmpProbe:
     count: int = 3
     interval: float = 0.2
     kind: Literal["icmp"] = "icmp"
+    # Where the echo leaves from. A link's far-end ping sent from the link's own address
+    # (`source`) or out of its interface (`via`) can only succeed over that link: evidence
+    # bound to the link, where an unbound ping proves only that some path works.
+    source: str | None = None
+    via: str | None = None  # an interface name of the agent's host
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +156,39 @@ class SipProbe:
     kind: Literal["sip"] = "sip"
 
 
-ProbeSpec = IcmpProbe | TcpProbe | HttpProbe | SnmpProbe | SipProbe
+@dataclass(frozen=True, slots=True)
+class InterfaceProbe:
+    """Read one interface's IF-MIB row from a router: ifOperStatus, errors and octets.
+
+    Probed for a link (`interface:` in the inventory): the router's own view of its WAN
+    interface is evidence bound to that link, whichever path the site's traffic takes.
+    Exactly one of `ifname` (IF-MIB ifName) and `ifindex` names the interface.
+    """
+
+    credentials: SnmpCredentials
+    ifname: str | None
+    ifindex: int | None
+    kind: Literal["interface"] = "interface"
+
+
+@dataclass(frozen=True, slots=True)
+class PathProbe:
+    """Send TTL-limited echoes toward `toward` and report which next hop answers.
+
+    Each link of the site names the hop(s) that answer at `ttl` while traffic runs over it
+    (its provider edge), so the answering address says which link carries the traffic now:
+    the cheapest way to see a failover from behind a router. `hops` maps every link of the
+    site to its next-hop addresses, so a result can name the link in use even when it is
+    not the one probed for.
+    """
+
+    toward: str
+    ttl: int
+    hops: tuple[tuple[str, tuple[str, ...]], ...]  # (link id, its next-hop addresses)
+    kind: Literal["path"] = "path"
+
+
+ProbeSpec = IcmpProbe | TcpProbe | HttpProbe | SnmpProbe | SipProbe | InterfaceProbe | PathProbe
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +203,35 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkInterface:
+    """The router interface a link leaves the site by: read over SNMP through the agent."""
+
+    device: str  # the id of a device of the same site (the router) with SNMP credentials
+    ifname: str | None  # IF-MIB ifName, e.g. "Gi0/1"; exactly one of ifname and ifindex
+    ifindex: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PathSpec:
+    """A site's path probe: TTL-limited echoes toward the hub, `ttl` hops out.
+
+    `ttl` is how many hops away the provider edges are: 1 when the agent runs on the router,
+    2 when it sits on the LAN behind it.
+    """
+
+    toward: IPAddress
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
 class Link:
-    """A WAN link from a site towards the hub, directly or through another site."""
+    """A WAN link from a site towards the hub, directly or through another site.
+
+    Its evidence comes in two kinds (DESIGN.md, "Evidence bound to what it proves"): the
+    agent's ping of `probe` proves only that the far end is reachable by some path; the
+    centre's ping of `edge`, the router's `interface`, the path probe's `next_hop` and a
+    ping sent from `source` or `via` can only succeed over this link.
+    """
 
     id: str
     kind: str
@@ -176,6 +240,15 @@ class Link:
     probe: tuple[IPAddress, ...]  # far-end addresses the agent pings
     edge: IPAddress | None  # this site's end of the link, pinged from the centre
     thresholds: Thresholds
+    next_hop: tuple[IPAddress, ...] = ()  # hops the site's path probe sees over this link
+    interface: LinkInterface | None = None
+    source: IPAddress | None = None  # the agent pings `probe` from this address of the link
+    via: str | None = None  # ... or out of this interface of the agent's host
+
+    @property
+    def bound_ping(self) -> bool:
+        """Whether the agent's ping of the far end is sent over this link only."""
+        return self.source is not None or self.via is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +263,7 @@ class Site:
     links: tuple[Link, ...]
     devices: tuple[Device, ...]
     thresholds: Thresholds
+    path: PathSpec | None = None  # the agent's path probe, when its links name next hops
 
     @property
     def upstream(self) -> tuple[str, ...]:
