@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Validate inventory, agent and collector files, recognised by their content. "
             "Prints 'FILE: ok (KIND)' for each clean file and 'FILE:LINE: path.to.key: what is "
             "wrong' for each problem. Files given together are also checked against each "
-            "other (an agent's site must be in the inventory). Exit status 1 if any problem."
+            "other (an agent's site must be in the inventory). Warnings ('FILE:LINE: "
+            "path.to.key: warning: ...', e.g. a link of a site with a backup that no "
+            "path-bound evidence watches) are printed but do not fail the check. Exit status 1 "
+            "if any problem."
         ),
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -159,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     failed = False
     for outcome in check_files(args.files):
+        for warning in outcome.warnings:
+            print(warning)
         if outcome.problems:
             failed = True
             for problem in outcome.problems:

@@ -4,10 +4,15 @@
 is by its keys: an inventory has `sites`, a collector file `inventory`, an agent file
 `collector`. Files given together are checked against each other too: an agent's site must be
 in the inventory, and a collector that lists the agent must list it for the same site.
+
+A file can also be valid but worth a second look: an inventory link of a site with a backup
+that no path-bound evidence watches (a failover to or from it cannot be seen). Those come back
+as warnings, which do not make the file fail.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -16,7 +21,7 @@ from pathlib import Path
 from sitewatch.config.agent import build_agent_config
 from sitewatch.config.collector import build_collector_config
 from sitewatch.config.errors import ConfigError, Problem
-from sitewatch.config.inventory import build_inventory
+from sitewatch.config.inventory import build_inventory, link_warnings
 from sitewatch.config.model import AgentConfig, CollectorConfig, Inventory
 from sitewatch.config.yamltree import Node, parse
 
@@ -80,11 +85,15 @@ def detect_kind(root: Node) -> Kind | None:
 
 @dataclass(frozen=True, slots=True)
 class CheckedFile:
-    """The outcome of checking one file: its kind, and its problems (none means ok)."""
+    """The outcome of checking one file: its kind, its problems (none means ok), its warnings.
+
+    Warnings never make a file fail; they are printed with it.
+    """
 
     path: Path
     kind: Kind | None
     problems: tuple[Problem, ...]
+    warnings: tuple[Problem, ...] = ()
 
 
 def check_files(paths: Iterable[Path]) -> list[CheckedFile]:
@@ -120,10 +129,11 @@ def check_files(paths: Iterable[Path]) -> list[CheckedFile]:
             outcomes.append(CheckedFile(path, kind, err.problems))
             continue
         loaded.append((path, root, config))
-        outcomes.append(CheckedFile(path, kind, ()))
+        warnings = link_warnings(config, root) if isinstance(config, Inventory) else []
+        outcomes.append(CheckedFile(path, kind, (), tuple(warnings)))
     cross = _cross_check(loaded)
     return [
-        CheckedFile(o.path, o.kind, o.problems + tuple(cross.get(o.path, ()))) for o in outcomes
+        dataclasses.replace(o, problems=o.problems + tuple(cross.get(o.path, ()))) for o in outcomes
     ]
 
 

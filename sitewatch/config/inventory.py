@@ -3,11 +3,19 @@
 Checks run in two rounds. The first reads every value and its type. The second looks across
 the whole file: ids unique across sites, links and devices; every link's `to` naming the hub or
 a site; no chain of sites that loops back on itself; every monitored site reaching the hub.
+
+A link's path-bound evidence (DESIGN.md, "Evidence bound to what it proves") is checked
+against its site: the router its `interface` names is a device of that site, and `next_hop`
+and the site's `path` come together. `link_warnings` then says which links of a site with a
+backup have no such evidence, so that a failover to or from them cannot be seen: allowed, but
+worth a warning from check-config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +23,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from sitewatch.config.errors import ConfigError
+from sitewatch.config.errors import ConfigError, Problem
 from sitewatch.config.model import (
     DEVICE_KINDS,
     HUB,
@@ -31,7 +39,10 @@ from sitewatch.config.model import (
     HttpProbe,
     IcmpProbe,
     Inventory,
+    IPAddress,
     Link,
+    LinkInterface,
+    PathSpec,
     Priorities,
     ProbeSpec,
     SipProbe,
@@ -91,6 +102,23 @@ SNMP_AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
 SNMP_PRIV_PROTOCOLS = ("des", "3des", "aes", "aes128", "aes192", "aes256")
 DEFAULT_SNMP_PROFILE = {"printer": "printer", "switch": "interface", "router": "interface"}
 MIN_USM_PASSWORD = 8  # RFC 3414: shorter USM passwords are refused by agents
+LINK_KEYS = (
+    "id",
+    "kind",
+    "role",
+    "to",
+    "probe",
+    "edge",
+    "next_hop",
+    "interface",
+    "source",
+    "via",
+    "thresholds",
+)
+PATH_BOUND_KEYS = ("edge", "interface", "next_hop", "source", "via")
+MAX_PATH_TTL = 30  # traceroute's default horizon; a hub further away is not "behind" a site
+MAX_IFINDEX = 2**31 - 1  # IF-MIB InterfaceIndex
+INTERFACE_NAME = re.compile(r"[^/\s]{1,15}")  # Linux IFNAMSIZ less the NUL; no '/' or space
 
 R = TypeVar("R", Thresholds, Priorities, SlaTarget)
 
@@ -102,6 +130,35 @@ def build_inventory(root: Node, file: Path) -> Inventory:
     if builder.reader.problems:
         raise ConfigError(builder.reader.problems)
     return inventory
+
+
+def link_warnings(inventory: Inventory, root: Node) -> list[Problem]:
+    """Return a warning for each link of a site with several links that no evidence binds.
+
+    Such a link is seen only by the agent's ping of its far end, which any working path
+    answers: after a failover to or from it, nothing says which link carries the traffic.
+    `root` is the file's node tree that `inventory` was built from, for the lines.
+    """
+    warnings: list[Problem] = []
+    site_nodes = _list_child(root, "sites")
+    for site, site_node in zip(inventory.sites, site_nodes, strict=False):
+        if not site.monitored or len(site.links) < 2:  # one link: no failover to miss
+            continue
+        for link, node in zip(site.links, _list_child(site_node, "links"), strict=False):
+            if _path_bound(link):
+                continue
+            message = (
+                f"warning: link {link.id!r} has no path-bound evidence "
+                f"({', '.join(PATH_BOUND_KEYS[:-1])} or {PATH_BOUND_KEYS[-1]}): a failover to/from "
+                "it cannot be seen"
+            )
+            warnings.append(Problem(str(inventory.source), node.line, node.path, message))
+    return warnings
+
+
+def _path_bound(link: Link) -> bool:
+    """Return whether some evidence of `link` can only succeed over that link."""
+    return bool(link.edge or link.interface or link.next_hop or link.bound_ping)
 
 
 @dataclass
@@ -125,6 +182,7 @@ class _InventoryBuilder:
         self.reader = reader
         self.ids = _Ids()
         self.addresses: dict[str, tuple[str, int]] = {}
+        self.snmp_nodes: dict[str, Node] = {}  # the inventory's own snmp settings
 
     def build(self, root: Node, file: Path) -> Inventory:
         r = self.reader
@@ -136,6 +194,7 @@ class _InventoryBuilder:
         priorities = self._priorities(top.get("priorities"))
         sla = self._sla(top.get("sla"))
         snmp_nodes = self._snmp_nodes(top.get("snmp"), {})
+        self.snmp_nodes = snmp_nodes
         snmp = self._snmp(snmp_nodes, top.get("snmp") or root)
         site_nodes = r.items(top["sites"]) if "sites" in top else []
         sites = tuple(self._site(node, thresholds, snmp_nodes) for node in site_nodes)
@@ -330,6 +389,7 @@ class _InventoryBuilder:
                 "snmp",
                 "links",
                 "devices",
+                "path",
             ),
             required=("id", "name", "users"),
         )
@@ -340,13 +400,18 @@ class _InventoryBuilder:
             r.problem(fields["id"], f"{HUB!r} is reserved for the central network")
         thresholds = self._thresholds(fields.get("thresholds"), inherited)
         site_snmp = self._snmp_nodes(fields.get("snmp"), snmp_nodes)
-        links = tuple(
-            self._link(item, site_id, thresholds)
-            for item in (r.items(fields["links"]) if "links" in fields else [])
-        )
-        devices = tuple(
-            self._device(item, thresholds, site_snmp)
-            for item in (r.items(fields["devices"]) if "devices" in fields else [])
+        link_nodes = r.items(fields["links"]) if "links" in fields else []
+        links = tuple(self._link(item, site_id, thresholds) for item in link_nodes)
+        device_nodes = r.items(fields["devices"]) if "devices" in fields else []
+        devices = tuple(self._device(item, thresholds, site_snmp) for item in device_nodes)
+        path = self._path(fields["path"]) if "path" in fields else None
+        self._check_link_evidence(
+            links,
+            link_nodes,
+            devices=devices,
+            device_nodes=device_nodes,
+            site_snmp=site_snmp,
+            path_node=fields.get("path"),
         )
         return Site(
             id=site_id,
@@ -357,15 +422,20 @@ class _InventoryBuilder:
             links=links,
             devices=devices,
             thresholds=thresholds,
+            path=path,
         )
+
+    def _path(self, node: Node) -> PathSpec:
+        """Read `{toward: 10.99.0.254, ttl: 1}`: what the path probe aims at, how far out."""
+        r = self.reader
+        fields = r.mapping(node, ("toward", "ttl"), required=("toward",))
+        toward = r.ip_address(fields["toward"]) if "toward" in fields else ipaddress.IPv4Address(0)
+        ttl = r.integer(fields["ttl"], minimum=1, maximum=MAX_PATH_TTL) if "ttl" in fields else 1
+        return PathSpec(toward=toward, ttl=ttl)
 
     def _link(self, node: Node, site_id: str, inherited: Thresholds) -> Link:
         r = self.reader
-        fields = r.mapping(
-            node,
-            ("id", "kind", "role", "to", "probe", "edge", "thresholds"),
-            required=("id", "kind", "to"),
-        )
+        fields = r.mapping(node, LINK_KEYS, required=("id", "kind", "to"))
         link_id = r.identifier(fields["id"]) if "id" in fields else ""
         if "id" in fields:
             self.ids.claim(r, fields["id"], link_id, "link")
@@ -381,6 +451,20 @@ class _InventoryBuilder:
         role: Literal["primary", "backup"] = "primary"
         if "role" in fields:
             role = r.choice(fields["role"], LINK_ROLES)
+        next_hop: tuple[IPAddress, ...] = ()
+        if "next_hop" in fields:
+            next_hop = tuple(r.ip_address(item) for item in r.items(fields["next_hop"]))
+            if not next_hop and fields["next_hop"].value in (None, []):
+                r.problem(
+                    fields["next_hop"],
+                    "needs at least one address: the hop that answers the path probe "
+                    "while traffic uses this link",
+                )
+        source = r.ip_address(fields["source"]) if "source" in fields else None
+        via = self._interface_name(fields["via"]) if "via" in fields else None
+        for key in ("source", "via"):
+            if key in fields and not probe:
+                r.problem(fields[key], "sets where the far end's ping leaves from: give probe too")
         return Link(
             id=link_id,
             kind=r.choice(fields["kind"], LINK_KINDS) if "kind" in fields else LINK_KINDS[0],
@@ -389,7 +473,37 @@ class _InventoryBuilder:
             probe=probe,
             edge=edge,
             thresholds=self._thresholds(fields.get("thresholds"), inherited),
+            next_hop=next_hop,
+            interface=self._link_interface(fields["interface"]) if "interface" in fields else None,
+            source=source,
+            via=via,
         )
+
+    def _link_interface(self, node: Node) -> LinkInterface:
+        """Read `{device: ROUTER_ID, ifname: up0}` (or `ifindex: 2` instead of ifname)."""
+        r = self.reader
+        fields = r.mapping(node, ("device", "ifname", "ifindex"), required=("device",))
+        ifname = r.string(fields["ifname"]) if "ifname" in fields else None
+        ifindex = None
+        if "ifindex" in fields:
+            ifindex = r.integer(fields["ifindex"], minimum=1, maximum=MAX_IFINDEX)
+        if isinstance(node.value, dict) and ("ifname" in fields) == ("ifindex" in fields):
+            r.problem(node, "give exactly one of ifname (like up0) and ifindex (like 2)")
+        return LinkInterface(
+            device=r.identifier(fields["device"]) if "device" in fields else "",
+            ifname=ifname,
+            ifindex=ifindex,
+        )
+
+    def _interface_name(self, node: Node) -> str:
+        """Return an interface name of the agent's host, as Linux allows one."""
+        name = self.reader.string(node)
+        if name and not INTERFACE_NAME.fullmatch(name):
+            self.reader.problem(
+                node,
+                f"{name!r} is not an interface name: 1 to 15 characters, no '/' or spaces",
+            )
+        return name
 
     def _device(self, node: Node, inherited: Thresholds, snmp_nodes: dict[str, Node]) -> Device:
         r = self.reader
@@ -548,6 +662,64 @@ class _InventoryBuilder:
             minimum=minimum,
             maximum=maximum,
         )
+
+    def _check_link_evidence(
+        self,
+        links: tuple[Link, ...],
+        link_nodes: list[Node],
+        *,
+        devices: tuple[Device, ...],
+        device_nodes: list[Node],
+        site_snmp: dict[str, Node],
+        path_node: Node | None,
+    ) -> None:
+        """Check a site's links' path-bound evidence against its devices and its path.
+
+        The interface probe reads the router with its snmp probe's credentials, or else the
+        inventory's: a router with SNMP settings of its own (or its site's) and no snmp probe
+        would be read with the wrong ones, so that is an error here, not a timeout later.
+        """
+        r = self.reader
+        by_id = {device.id: device for device in devices if device.id}
+        device_lines = {device.id: node for device, node in zip(devices, device_nodes, strict=True)}
+        hops: dict[IPAddress, tuple[str, int]] = {}
+        for link, node in zip(links, link_nodes, strict=True):
+            interface = _child(node, "interface")
+            if link.interface is not None and link.interface.device and interface is not None:
+                where = _child(interface, "device") or interface
+                name = link.interface.device
+                router = by_id.get(name)
+                if router is None:
+                    r.problem(where, f"no device {name!r} at this site{suggestion(name, by_id)}")
+                elif not any(isinstance(p, SnmpProbe) for p in router.probes) and (
+                    _child(device_lines[name], "snmp") is not None or site_snmp != self.snmp_nodes
+                ):
+                    r.problem(
+                        where,
+                        f"{name!r} has SNMP settings of its own but no snmp probe to use them: "
+                        "add {kind: snmp, profile: interface} to its probes",
+                    )
+            next_hop = _child(node, "next_hop")
+            if next_hop is None:
+                continue
+            if path_node is None:
+                r.problem(
+                    next_hop,
+                    "needs the site's path: {toward: ADDRESS, ttl: 1}, the probe whose "
+                    "answering hop it names",
+                )
+            for address, item in zip(link.next_hop, _list_child(node, "next_hop"), strict=False):
+                if address in hops:
+                    other, line = hops[address]
+                    r.problem(item, f"{address} is already a next hop of {other} (line {line})")
+                else:
+                    hops[address] = (link.id or "another link", item.line)
+        if path_node is not None and not any(link.next_hop for link in links):
+            r.problem(
+                path_node,
+                "no link of this site gives next_hop, so the path probe could not tell "
+                "which link answered: give each link's next_hop",
+            )
 
     # -- across the whole file --------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import textwrap
 from pathlib import Path
 
@@ -15,7 +16,16 @@ from sitewatch.config import (
     load_collector_config,
     load_inventory,
 )
-from sitewatch.config.model import CustomOid, HttpProbe, IcmpProbe, SipProbe, SnmpProbe, TcpProbe
+from sitewatch.config.model import (
+    CustomOid,
+    HttpProbe,
+    IcmpProbe,
+    LinkInterface,
+    PathSpec,
+    SipProbe,
+    SnmpProbe,
+    TcpProbe,
+)
 from sitewatch.config.reader import parse_duration
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -460,3 +470,257 @@ def test_collector_rejects_bad_hashes_and_listen(tmp_path: Path) -> None:
         "as printed by `printf %s TOKEN | sha256sum`",
         f"{path}:9: users[0].password_hash: not a hash made by `sitewatch hash-password`",
     ]
+
+
+# -- a link's path-bound evidence: interface, next_hop and path, source and via ---------------
+
+TWO_LINKS = """\
+organisation: Test Municipality
+sites:
+  - id: wv
+    name: Willowvale
+    users: 5
+    path: {toward: 10.99.0.254, ttl: 2}
+    links:
+      - id: wv-mpls
+        kind: mpls
+        role: primary
+        to: hub
+        probe: [10.99.6.1]
+        next_hop: [10.99.6.1]
+        interface: {device: wv-rtr, ifname: up0}
+        source: 10.99.6.2
+      - id: wv-fibre
+        kind: fibre
+        role: backup
+        to: hub
+        probe: [10.99.7.1]
+        next_hop: [10.99.7.1, 10.99.7.5]
+        interface: {device: wv-rtr, ifindex: 3}
+        via: up1
+    devices:
+      - {id: wv-rtr, kind: router, address: 10.106.0.1, probes: [icmp, {kind: snmp, profile: interface}]}
+"""  # noqa: E501 -- one device per line, as the example inventory writes them
+
+
+def test_link_evidence_keys_are_read_into_the_link(tmp_path: Path) -> None:
+    site = load_inventory(write(tmp_path, TWO_LINKS)).site("wv")
+    assert site.path == PathSpec(toward=ipaddress.IPv4Address("10.99.0.254"), ttl=2)
+    mpls, fibre = site.links
+    assert mpls.interface == LinkInterface(device="wv-rtr", ifname="up0", ifindex=None)
+    assert fibre.interface == LinkInterface(device="wv-rtr", ifname=None, ifindex=3)
+    assert mpls.next_hop == (ipaddress.IPv4Address("10.99.6.1"),)
+    assert fibre.next_hop == tuple(map(ipaddress.IPv4Address, ["10.99.7.1", "10.99.7.5"]))
+    assert (mpls.source, mpls.via) == (ipaddress.IPv4Address("10.99.6.2"), None)
+    assert (fibre.source, fibre.via) == (None, "up1")
+    assert mpls.bound_ping
+    assert fibre.bound_ping
+
+
+def test_a_path_ttl_defaults_to_one(tmp_path: Path) -> None:
+    text = edit(TWO_LINKS, "toward: 10.99.0.254, ttl: 2}", "toward: 10.99.0.254}")
+    path = load_inventory(write(tmp_path, text)).site("wv").path
+    assert path is not None
+    assert path.ttl == 1
+
+
+EVIDENCE_RULES = [
+    pytest.param(
+        "{device: wv-rtr, ifname: up0}",
+        "{device: wv-rt, ifname: up0}",
+        ["14: sites[0].links[0].interface.device: no device 'wv-rt' at this site "
+         "(did you mean 'wv-rtr'?)"],
+        id="interface-device-not-at-the-site",
+    ),
+    pytest.param(
+        "ifindex: 3}",
+        "ifindex: 3, ifname: up1}",
+        ["22: sites[0].links[1].interface: give exactly one of ifname (like up0) and ifindex "
+         "(like 2)"],
+        id="interface-ifname-and-ifindex",
+    ),
+    pytest.param(
+        "{device: wv-rtr, ifindex: 3}",
+        "{device: wv-rtr}",
+        ["22: sites[0].links[1].interface: give exactly one of ifname (like up0) and ifindex "
+         "(like 2)"],
+        id="interface-neither-ifname-nor-ifindex",
+    ),
+    pytest.param(
+        "ifindex: 3}",
+        "ifindex: 0}",
+        ["22: sites[0].links[1].interface.ifindex: must be at least 1, not 0"],
+        id="interface-ifindex-zero",
+    ),
+    pytest.param(
+        "{device: wv-rtr, ifindex: 3}",
+        "{ifindex: 3}",
+        ["22: sites[0].links[1].interface: missing required key 'device'"],
+        id="interface-without-device",
+    ),
+    pytest.param(
+        "{device: wv-rtr, ifindex: 3}",
+        "{device: wv-rtr, ifindex: 3, oid: 1.3.6}",
+        ["22: sites[0].links[1].interface.oid: unknown key"],
+        id="interface-unknown-key",
+    ),
+    pytest.param(
+        "        via: up1",
+        "        vai: up1",
+        ["23: sites[0].links[1].vai: unknown key (did you mean 'via'?)"],
+        id="link-unknown-key",
+    ),
+    pytest.param(
+        "probes: [icmp, {kind: snmp, profile: interface}]}",
+        "probes: [icmp], snmp: {community: private}}",
+        ["14: sites[0].links[0].interface.device: 'wv-rtr' has SNMP settings of its own but no "
+         "snmp probe to use them: add {kind: snmp, profile: interface} to its probes",
+         "22: sites[0].links[1].interface.device: 'wv-rtr' has SNMP settings of its own but no "
+         "snmp probe to use them: add {kind: snmp, profile: interface} to its probes"],
+        id="router-credentials-without-snmp-probe",
+    ),
+    pytest.param(
+        "    path: {toward: 10.99.0.254, ttl: 2}\n",
+        "    critical: false\n",
+        ["13: sites[0].links[0].next_hop: needs the site's path: {toward: ADDRESS, ttl: 1}, "
+         "the probe whose answering hop it names",
+         "21: sites[0].links[1].next_hop: needs the site's path: {toward: ADDRESS, ttl: 1}, "
+         "the probe whose answering hop it names"],
+        id="next-hop-without-path",
+    ),
+    pytest.param(
+        "        next_hop: [10.99.7.1, 10.99.7.5]\n",
+        "        edge: 10.99.7.2\n",
+        [],
+        id="one-link-with-next-hop-is-enough-for-a-path",
+    ),
+    pytest.param(
+        "next_hop: [10.99.7.1, 10.99.7.5]",
+        "next_hop: []",
+        ["21: sites[0].links[1].next_hop: needs at least one address: the hop that answers "
+         "the path probe while traffic uses this link"],
+        id="next-hop-empty",
+    ),
+    pytest.param(
+        "next_hop: [10.99.7.1, 10.99.7.5]",
+        "next_hop: [10.99.7.1, 10.99.6.1]",
+        ["21: sites[0].links[1].next_hop[1]: 10.99.6.1 is already a next hop of wv-mpls "
+         "(line 13)"],
+        id="next-hop-of-two-links",
+    ),
+    pytest.param(
+        "next_hop: [10.99.7.1, 10.99.7.5]",
+        "next_hop: [10.99.7.1, hub]",
+        ["21: sites[0].links[1].next_hop[1]: 'hub' is not a valid IP address"],
+        id="next-hop-not-an-address",
+    ),
+    pytest.param(
+        "{toward: 10.99.0.254, ttl: 2}",
+        "{toward: 10.99.0.254, ttl: 31}",
+        ["6: sites[0].path.ttl: must be at most 30, not 31"],
+        id="path-ttl-too-far",
+    ),
+    pytest.param(
+        "{toward: 10.99.0.254, ttl: 2}",
+        "{toward: core, ttl: 2}",
+        ["6: sites[0].path.toward: 'core' is not a valid IP address"],
+        id="path-toward-not-an-address",
+    ),
+    pytest.param(
+        "{toward: 10.99.0.254, ttl: 2}",
+        "{ttl: 2}",
+        ["6: sites[0].path: missing required key 'toward'"],
+        id="path-without-toward",
+    ),
+    pytest.param(
+        "source: 10.99.6.2",
+        "source: up0",
+        ["15: sites[0].links[0].source: 'up0' is not a valid IP address"],
+        id="source-not-an-address",
+    ),
+    pytest.param(
+        "        probe: [10.99.6.1]\n",
+        "        edge: 10.99.6.2\n",
+        ["15: sites[0].links[0].source: sets where the far end's ping leaves from: give "
+         "probe too"],
+        id="source-without-probe",
+    ),
+    pytest.param(
+        "via: up1",
+        "via: eth0/1",
+        ["23: sites[0].links[1].via: 'eth0/1' is not an interface name: 1 to 15 characters, "
+         "no '/' or spaces"],
+        id="via-with-a-slash",
+    ),
+    pytest.param(
+        "via: up1",
+        "via: a-very-long-ifname",
+        ["23: sites[0].links[1].via: 'a-very-long-ifname' is not an interface name: 1 to 15 "
+         "characters, no '/' or spaces"],
+        id="via-too-long",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), EVIDENCE_RULES)
+def test_link_evidence_rule_names_the_key(
+    tmp_path: Path, old: str, new: str, expected: list[str]
+) -> None:
+    path = write(tmp_path, edit(TWO_LINKS, old, new))
+    assert problems_of(path) == [f"{path}:{line}" for line in expected]
+
+
+def test_a_path_needs_a_link_with_next_hop(tmp_path: Path) -> None:
+    text = edit(TWO_LINKS, "        next_hop: [10.99.6.1]\n", "        edge: 10.99.6.2\n")
+    text = edit(text, "        next_hop: [10.99.7.1, 10.99.7.5]\n", "        edge: 10.99.7.2\n")
+    path = write(tmp_path, text)
+    assert problems_of(path) == [
+        f"{path}:6: sites[0].path: no link of this site gives next_hop, so the path probe "
+        "could not tell which link answered: give each link's next_hop"
+    ]
+
+
+def test_the_router_may_be_read_with_the_inventory_s_credentials(tmp_path: Path) -> None:
+    """No snmp probe on the router and no settings of its own: the inventory's apply."""
+    text = edit(TWO_LINKS, "probes: [icmp, {kind: snmp, profile: interface}]}", "probes: [icmp]}")
+    assert problems_of(write(tmp_path, text)) == []
+
+
+def test_links_of_a_site_with_a_backup_and_no_bound_evidence_are_warned_of(
+    tmp_path: Path,
+) -> None:
+    text = edit(TWO_LINKS, "        source: 10.99.6.2\n", "")
+    text = edit(text, "        next_hop: [10.99.6.1]\n", "")
+    text = edit(text, "        interface: {device: wv-rtr, ifname: up0}\n", "")
+    path = write(tmp_path, text)
+    [outcome] = check_files([path])
+    assert outcome.problems == ()
+    assert [str(w) for w in outcome.warnings] == [
+        f"{path}:8: sites[0].links[0]: warning: link 'wv-mpls' has no path-bound evidence "
+        "(edge, interface, next_hop, source or via): a failover to/from it cannot be seen"
+    ]
+
+
+def test_each_kind_of_bound_evidence_silences_the_warning(tmp_path: Path) -> None:
+    bare = "      - {id: wv-fibre, kind: fibre, role: backup, to: hub, probe: [10.99.7.1]}\n"
+    base = (
+        "organisation: Test Municipality\nsites:\n  - id: wv\n    name: Willowvale\n"
+        "    users: 5\n    links:\n"
+        "      - {id: wv-mpls, kind: mpls, role: primary, to: hub, probe: [10.99.6.1]}\n"
+    )
+    devices = "    devices:\n      - {id: wv-rtr, kind: router, address: 10.106.0.1}\n"
+    bound = {
+        "edge": "edge: 10.99.7.2",
+        "interface": "interface: {device: wv-rtr, ifname: up1}",
+        "source": "source: 10.99.7.2",
+        "via": "via: up1",
+    }
+    for key, text in bound.items():
+        path = write(tmp_path, base + bare.replace("}\n", f", {text}}}\n") + devices)
+        [outcome] = check_files([path])
+        assert outcome.problems == (), key
+        assert [w.path for w in outcome.warnings] == ["sites[0].links[0]"], key
+    with_path = base.replace("    links:", "    path: {toward: 10.99.0.254}\n    links:")
+    path = write(tmp_path, with_path + bare.replace("}\n", ", next_hop: [10.99.7.1]}\n"))
+    [outcome] = check_files([path])
+    assert [w.path for w in outcome.warnings] == ["sites[0].links[0]"]
