@@ -724,3 +724,23 @@ def test_each_kind_of_bound_evidence_silences_the_warning(tmp_path: Path) -> Non
     path = write(tmp_path, with_path + bare.replace("}\n", ", next_hop: [10.99.7.1]}\n"))
     [outcome] = check_files([path])
     assert [w.path for w in outcome.warnings] == ["sites[0].links[0]"]
+
+
+def test_example_inventory_gives_its_backed_up_sites_bound_evidence() -> None:
+    [outcome] = check_files([CONFIG / "inventory.yaml"])
+    assert (outcome.problems, outcome.warnings) == ((), ())
+    inventory = load_inventory(CONFIG / "inventory.yaml")
+    for site_id, router in [
+        ("dutywa-workshop", "ws-rtr-01"),
+        ("willowvale", "wv-rtr-01"),
+        ("elliotdale", "ed-rtr-01"),
+    ]:
+        site = inventory.site(site_id)
+        assert site.path == PathSpec(ipaddress.IPv4Address("10.99.0.254"), 1)
+        assert [(link.interface, link.next_hop) for link in site.links] == [
+            (LinkInterface(router, f"up{i}", None), link.probe) for i, link in enumerate(site.links)
+        ]
+    for site in inventory.sites:
+        if len(site.links) < 2:
+            assert site.path is None
+            assert all(link.interface is None and not link.next_hop for link in site.links)
