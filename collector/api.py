@@ -24,13 +24,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from aiohttp import ClientPayloadError, web
 
 from collector import availability, maintenance, report
 from collector.body import BodyError, Inflater, decode_json, finite, lone_surrogate
 from collector.dashboard.sessions import COOKIE, Login, logged_in
+from collector.evidence import EvidenceView
 from collector.front import FRONT, FrontLimits, error_json, json_response, strict_dumps
 from collector.health import HEALTH, health_check
 from collector.heartbeat import Heartbeat
@@ -42,6 +43,7 @@ from collector.state import SiteView
 from collector.store import Stored
 from probes.plan import plan_to_json
 from probes.result import ResultFormatError, format_ts, parse_ts
+from probes.values import KINDS
 from sitewatch.config.model import ROLES, AgentCredential, ApiToken, Role
 
 log = logging.getLogger(__name__)
@@ -428,8 +430,11 @@ async def get_history(request: web.Request) -> web.StreamResponse:
     limit = whole_number(limit_text)
     if limit is None or not 1 <= limit <= MAX_HISTORY:
         raise ApiError(400, "bad_limit", f"limit: {limit_text!r} is not a number 1..{MAX_HISTORY}")
+    kinds = _history_kinds(request, collector, target)
     # Oldest first, as asked; a reply cut at the limit says so, and from where to ask again.
-    body, count, last = await _history_json(request, collector, target, (start, end), limit)
+    body, count, last = await _history_json(
+        request, collector, target, (start, end), limit, kinds=kinds
+    )
     headers = {}
     if count == limit and last is not None:
         headers["X-SiteWatch-Truncated"] = "true"
@@ -438,6 +443,28 @@ async def get_history(request: web.Request) -> web.StreamResponse:
 
 
 HISTORY_PAGE = 2_000  # rows built at once: few enough that the garbage collector stays quick
+LINK_HISTORY_KIND = "icmp"  # a link's history by default: its round trips, what a chart draws
+
+
+def _history_kinds(
+    request: web.Request, collector: Collector, target: str
+) -> tuple[str, ...] | None:
+    """Return the result kinds a history reply holds (None: every kind), from `kind=`.
+
+    A link's results are of several kinds (pings, its router's interface, the path probe);
+    without `kind=` a link's history is its pings, as it was before the others existed, so a
+    chart of round trips is not diluted by readings without one. `kind=all` gives every kind;
+    a device's history gives every kind unless one is asked for.
+    """
+    text = request.query.get("kind")
+    if text is None:
+        is_link = collector.book.limits.get(target, (None, False))[1]
+        return (LINK_HISTORY_KIND,) if is_link else None
+    if text == "all":
+        return None
+    if text not in KINDS:
+        raise ApiError(400, "bad_kind", f"kind: {text!r} is not all or one of {', '.join(KINDS)}")
+    return (text,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +485,8 @@ async def _history_json(
     target: str,
     span: tuple[float, float],
     limit: int,
+    *,
+    kinds: tuple[str, ...] | None = None,
 ) -> tuple[bytes, int, datetime | None]:
     """Return a target's history as JSON, the rows in it and the time of the last one.
 
@@ -470,7 +499,9 @@ async def _history_json(
     sent, since, seen, last = 0, span[0], frozenset[tuple[str, str, int]](), None
     for _ in range(limit):  # bounded: every page but the last sends at least one row
         want = min(HISTORY_PAGE, limit - sent) + len(seen)
-        fetch = functools.partial(_history_page, collector, target, (since, span[1]), want, seen)
+        fetch = functools.partial(
+            _history_page, collector, target, (since, span[1]), want, seen, kinds=kinds
+        )
         page = await expensive(request, fetch)
         if page.sent:
             parts.append(page.json)
@@ -487,9 +518,11 @@ def _history_page(
     span: tuple[float, float],
     want: int,
     seen: frozenset[tuple[str, str, int]],
+    *,
+    kinds: tuple[str, ...] | None = None,
 ) -> HistoryPage:
     """Fetch and encode one page, in a worker thread; every row fetched is sent or was."""
-    fetched = collector.store.history(target, span[0], span[1], want)
+    fetched = collector.store.history(target, span[0], span[1], want, kinds=kinds)
     rows = [row for row in fetched if (row.source, row.outbox, row.seq) not in seen]
     if not rows:
         return HistoryPage("", 0, len(fetched), None, span[0], seen)
@@ -735,7 +768,9 @@ def site_json(
                 "kind": link.kind,
                 "role": link.role,
                 "status": link.status,
-                "evidence": link.vantage,
+                "vantage": link.vantage,
+                "evidence": [evidence_json(evidence) for evidence in link.evidence],
+                "conflict": link.conflict,
                 "availability": known.get(f"link:{link.id}", none)[0],
             }
             for link in view.links
@@ -746,6 +781,31 @@ def site_json(
         ],
         "availability": known.get(f"site:{view.id}", none)[0],
         "availability_business_hours": known.get(f"site:{view.id}", none)[1],
+    }
+
+
+class EvidenceJson(TypedDict):
+    """One source's word about a link, as `GET /api/v1/sites/{id}` gives it."""
+
+    source: str  # centre-ping | far-end-ping | bound-ping | interface | path
+    kind: str  # path-bound | reachability
+    status: str  # up | degraded | down | unknown
+    since: str | None  # when this source's status began; null before it had one
+    probed: str | None  # probe time of its newest result; null without one
+    detail: str
+    counted: bool  # whether it took part in the link's status
+
+
+def evidence_json(evidence: EvidenceView) -> EvidenceJson:
+    """Return one piece of a link's evidence in the API's form."""
+    return {
+        "source": evidence.source,
+        "kind": evidence.kind,
+        "status": evidence.status,
+        "since": _iso(evidence.since),
+        "probed": _iso(evidence.probed),
+        "detail": evidence.detail,
+        "counted": evidence.counted,
     }
 
 

@@ -23,7 +23,7 @@ from collector.incidents import IncidentBook
 from collector.ingest import Batch, Intake
 from collector.loops import Rounds
 from collector.notify import Deliverer
-from collector.state import SiteView, StateBook
+from collector.state import LinkView, SiteView, StateBook
 from collector.store import CENTRE, DEFAULT_RETENTION, IngestOutcome, Store
 from collector.topology import Correlation, Maintained
 from probes import icmp
@@ -38,6 +38,44 @@ CORRELATE_EVERY = 1.0  # seconds: silence, SLA percentages and maintenance move 
 ALIVE_EVERY = 5.0  # seconds between notes that the collector is watching (for unknown time)
 REPLAY_FIRST = 60.0  # seconds after start before the first look for late results of a gap
 REPLAY_EVERY = 180.0  # seconds between looks: agents replay their backlog within minutes
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A site's or link's new status, as the status log keeps it, with the evidence for it."""
+
+    entity: str  # site:ID or link:ID
+    status: str
+    evidence: str | None  # for people: what moved it; None when nothing can be said
+
+
+def link_evidence_text(view: LinkView) -> str:
+    """Return a link's evidence as one line: each source's word, then any disagreement.
+
+    E.g. "centre-ping down (10.99.6.2: cannot send); far-end-ping up, not counted; sources
+    disagree: seen by centre: down; agent: reachable (via backup)".
+    """
+    words = [
+        f"{e.source} {e.status}"
+        + (f" ({e.detail})" if e.detail else "")
+        + ("" if e.counted else ", not counted")
+        for e in view.evidence
+    ]
+    if not words:
+        words = [f"seen by {view.vantage}" if view.vantage else "no evidence"]
+    if view.conflict:
+        words.append(f"sources disagree: {view.conflict}")
+    return "; ".join(words)
+
+
+def site_evidence_text(view: SiteView) -> str:
+    """Return what a site's status rests on: its agent and its links.
+
+    E.g. "agent heard; willowvale-mpls down, willowvale-fibre up".
+    """
+    agent = {None: "no agent", True: "agent heard", False: "agent silent"}[view.agent_alive]
+    links = ", ".join(f"{link.id} {link.status}" for link in view.links) or "no links"
+    return f"{agent}; {links}"
 
 
 @dataclass
@@ -186,7 +224,7 @@ class Collector:
         """Return what is inside a maintenance window at `now`."""
         return self.schedule.active(now)
 
-    def correlate(self, now: float) -> tuple[Correlation, list[tuple[str, str]]]:
+    def correlate(self, now: float) -> tuple[Correlation, list[StatusChange]]:
         """Run one correlation pass; return it and the sites and links whose status changed."""
         began = time.perf_counter()
         correlation = self.book.correlate(now, self.maintained(now))
@@ -196,20 +234,43 @@ class Collector:
         self.unwatched = self.book.unwatched(open_keys)
         self.pass_seconds = time.perf_counter() - began
         self.correlation = correlation
-        return correlation, self.book.track(correlation, now)
+        return correlation, self._explain(correlation, self.book.track(correlation, now), now)
+
+    def _explain(
+        self, correlation: Correlation, changed: list[tuple[str, str]], now: float
+    ) -> list[StatusChange]:
+        """Return the changes with the evidence behind each, read from the views now.
+
+        On the loop, like every read of the state book; only a pass that changed something
+        pays for the views.
+        """
+        if not changed:
+            return []
+        sites = {view.id: view for view in self.book.views(now, correlation)}
+        links = {link.id: link for view in sites.values() for link in view.links}
+        explained = []
+        for entity, status in changed:
+            kind, _, ident = entity.partition(":")
+            evidence = None
+            if kind == "site" and ident in sites:
+                evidence = site_evidence_text(sites[ident])
+            elif kind == "link" and ident in links:
+                evidence = link_evidence_text(links[ident])
+            explained.append(StatusChange(entity, status, evidence))
+        return explained
 
     async def correlation_loop(self, stop: asyncio.Event) -> None:
         """Correlate every second, or at once when a target's state moves, until `stop`."""
-        unlogged: list[tuple[str, str]] = []  # changes a failed write could not log yet
+        unlogged: list[StatusChange] = []  # changes a failed write could not log yet
         rounds = Rounds("a correlation pass", log)
         while not stop.is_set():
             self.changed.clear()
             with rounds.one():
                 now = time.time()
                 correlation, changed = self.correlate(now)
-                for entity, status in changed:
-                    if entity.startswith("site:"):
-                        log.info("%s is %s", entity, status)
+                for change in changed:
+                    # state changes, not polls: each is said once, with what moved it
+                    log.info("%s is %s: %s", change.entity, change.status, change.evidence)
                 unlogged += changed
                 queued = await asyncio.to_thread(self._record, correlation, unlogged, now)
                 unlogged = []
@@ -217,13 +278,16 @@ class Collector:
                     self.notify_wake.set()
             await _wait_any(stop, self.changed, CORRELATE_EVERY)
 
-    def _record(self, correlation: Correlation, changed: list[tuple[str, str]], now: float) -> int:
-        """Log status changes (availability is computed from them) and note that we are alive."""
+    def _record(self, correlation: Correlation, changed: list[StatusChange], now: float) -> int:
+        """Log status changes with their evidence, and note that we are alive.
+
+        Availability is computed from the log's statuses; people read there why each changed.
+        """
         if changed or now - self._alive_noted >= ALIVE_EVERY:
             with self.store.transaction() as db:
                 db.executemany(
-                    "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, ?)",
-                    [(entity, now, status) for entity, status in changed],
+                    "INSERT INTO status_log (entity, ts, status, evidence) VALUES (?, ?, ?, ?)",
+                    [(c.entity, now, c.status, c.evidence) for c in changed],
                 )
                 db.execute("UPDATE collector SET alive_until = ?", (now,))
             self._alive_noted = now

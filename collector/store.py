@@ -221,6 +221,12 @@ MIGRATIONS: tuple[str, ...] = (
             RESULTS_INDEXES,
         )
     ),
+    # Why a site's or link's status changed, for people reading the log: the evidence that
+    # moved it ("centre-ping down: 10.99.6.2: cannot send; ..."). NULL where nobody said:
+    # rows logged before, the collector's own gaps and the rows rebuilt for them.
+    """
+    ALTER TABLE status_log ADD COLUMN evidence TEXT;
+    """,
 )
 RESULTS_REBUILT_BY = 6  # the migration that copies every stored result: it may take a while
 
@@ -402,13 +408,27 @@ class Store:
             ).fetchone()
         return int(row[0]) - count
 
-    def history(self, target: str, start: float, end: float, limit: int = 10_000) -> list[Stored]:
-        """Return one target's raw results in [start, end), oldest first."""
+    def history(
+        self,
+        target: str,
+        start: float,
+        end: float,
+        limit: int = 10_000,
+        *,
+        kinds: Sequence[str] | None = None,
+    ) -> list[Stored]:
+        """Return one target's raw results in [start, end), oldest first; only `kinds` if given.
+
+        A link has results of several kinds (its pings, its router's interface, the path
+        probe): a chart of round trips asks for its pings only, and the limit counts those.
+        """
+        wanted = "" if kinds is None else f" AND kind IN ({', '.join('?' * len(kinds))})"
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {RESULT_COLUMNS} FROM results "  # noqa: S608 -- a fixed column list
-                "WHERE target = ? AND ts >= ? AND ts < ? ORDER BY ts, source, outbox, seq LIMIT ?",
-                (target, start, end, limit),
+                f"SELECT {RESULT_COLUMNS} FROM results "  # noqa: S608 -- fixed columns, ? marks
+                f"WHERE target = ? AND ts >= ? AND ts < ?{wanted} "
+                "ORDER BY ts, source, outbox, seq LIMIT ?",
+                (target, start, end, *(kinds or ()), limit),
             ).fetchall()
         return [_stored(row) for row in rows]
 

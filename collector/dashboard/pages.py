@@ -138,8 +138,12 @@ def _site_data(
     page's periods (at most 24 hours) always have raw rows and never any rollups.
     """
     store = collector.store
+    # Only pings: a link's interface and path readings have no round trip to draw, and must
+    # not use up the rows a chart reads.
     charts = {
-        link.id: link_charts(store.history(link.id, start, end, CHART_ROWS), start, end, tz)
+        link.id: link_charts(
+            store.history(link.id, start, end, CHART_ROWS, kinds=("icmp",)), start, end, tz
+        )
         for link in view.links
     }
     devices = {d.id: d for _, d in collector.config.inventory.devices()}

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.service import Collector
+import pytest
+
+from collector.service import Collector, StatusChange
 from collector.store import Store
 from collector.topology import Correlation
+from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,10 +54,10 @@ async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store
     collector = Collector(config, store)
     collector.warm_up()
     stop = asyncio.Event()
-    calls: list[list[tuple[str, str]]] = []
+    calls: list[list[StatusChange]] = []
     loop = asyncio.get_running_loop()
 
-    def flaky(correlation: Correlation, changed: list[tuple[str, str]], now: float) -> int:
+    def flaky(correlation: Correlation, changed: list[StatusChange], now: float) -> int:
         calls.append(list(changed))
         if len(calls) == 1:
             loop.call_soon_threadsafe(collector.changed.set)  # go round again at once
@@ -65,3 +71,49 @@ async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store
     assert len(calls) == 2
     assert calls[0]  # the first pass found every status new...
     assert calls[1] == calls[0]  # ...and the next pass logs them again after the failure
+
+
+def evidence_rows(store: Store) -> dict[str, tuple[str, str | None]]:
+    """Return each entity's newest status in the log, with the evidence logged for it."""
+    with store.reading() as db:
+        rows = db.execute("SELECT entity, status, evidence FROM status_log ORDER BY rowid")
+        return {entity: (status, evidence) for entity, status, evidence in rows}
+
+
+async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    collector = Collector(config, store)
+    t0 = time.time() - 10.0  # the loop correlates at the time it runs
+    collector.warm_up(now=t0)
+    collector.book.heard_from("tesko-01", t0 + 3, probed=t0 + 2)
+    for second in range(3):
+        ts = datetime.fromtimestamp(t0 + second, UTC)
+        collector.book.observe("agent", ProbeResult("tesko-mpls", "icmp", ts, True, rtt_ms=4.0))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    record = collector._record
+
+    def once(correlation: Correlation, changed: list[StatusChange], now: float) -> int:
+        queued = record(correlation, changed, now)  # the real write, then stop the loop
+        loop.call_soon_threadsafe(stop.set)
+        return queued
+
+    collector._record = once  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger="collector.service"):
+        async with asyncio.timeout(10):
+            await collector.correlation_loop(stop)
+    logged = evidence_rows(store)
+    assert logged["site:tesko"] == ("up", "agent heard; tesko-mpls up")
+    status, evidence = logged["link:tesko-mpls"]
+    assert status == "up"
+    assert evidence is not None
+    assert "tesko-mpls is up: " in caplog.text
+    assert f"site:tesko is up: {logged['site:tesko'][1]}" in caplog.text
+    assert f"link:tesko-mpls is up: {evidence}" in caplog.text
+    # a site nobody hears from says so, and the log keeps why it is unknown
+    assert (
+        logged["site:willowvale"][1]
+        == "agent silent; willowvale-mpls unknown, willowvale-fibre unknown"
+    )

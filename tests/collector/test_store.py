@@ -402,6 +402,58 @@ def test_a_version_5_database_keeps_its_rows_under_the_legacy_outbox(tmp_path: P
     ]
 
 
+def test_a_version_6_database_keeps_its_status_log_and_gains_evidence(tmp_path: Path) -> None:
+    """Schema 7 adds why a status changed; every row logged before keeps its place, unexplained."""
+    path = tmp_path / "collector.db"
+    logged = [
+        ("site:tesko", B + 1.0, "up", None),
+        ("link:tesko-mpls", B + 1.0, "up", None),
+        ("site:tesko", B + 60.0, "unknown", 1),  # rebuilt for a gap of the collector
+    ]
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for script in MIGRATIONS[:6]:
+            db.executescript(script)
+        db.execute("PRAGMA user_version = 6")
+        db.execute('INSERT INTO gaps (id, start, "end") VALUES (1, ?, ?)', (B + 50, B + 70))
+        db.executemany("INSERT INTO status_log (entity, ts, status, gap) VALUES (?,?,?,?)", logged)
+        db.execute(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("a", 1, "gw", "icmp", B + 1, 1, 2.0, None, "{}", None, "", NOW, "legacy"),
+        )
+    store = Store(path)
+    try:
+        with store.transaction() as db:
+            db.execute(
+                "INSERT INTO status_log (entity, ts, status, evidence) VALUES (?, ?, ?, ?)",
+                ("link:tesko-mpls", B + 90.0, "down", "centre-ping down (10.99.1.2: timeout)"),
+            )
+        assert [s.result.rtt_ms for s in store.history("gw", B, B + 10)] == [2.0]
+    finally:
+        store.close()
+    assert raw_rows(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(7,)]
+    assert raw_rows(
+        path, "SELECT entity, ts, status, gap, evidence FROM status_log ORDER BY rowid"
+    ) == [
+        *[(*row, None) for row in logged],
+        ("link:tesko-mpls", B + 90.0, "down", None, "centre-ping down (10.99.1.2: timeout)"),
+    ]
+
+
+def test_history_of_some_kinds_counts_its_limit_in_those_kinds(store: Store) -> None:
+    """A link's chart reads its pings; its interface and path readings must not crowd them out."""
+    readings = [result(B + n, kind="interface" if n % 2 else "icmp") for n in range(10)]
+    store.ingest("a", numbered(1, *readings), now=NOW)
+    pings = store.history("gw", B, B + 100, limit=3, kinds=("icmp",))
+    assert [(s.result.kind, s.result.ts.timestamp()) for s in pings] == [
+        ("icmp", B + 0),
+        ("icmp", B + 2),
+        ("icmp", B + 4),
+    ]
+    assert len(store.history("gw", B, B + 100, kinds=("icmp", "interface"))) == 10
+    assert store.history("gw", B, B + 100, kinds=()) == []
+    assert len(store.history("gw", B, B + 100)) == 10  # every kind when none is named
+
+
 def test_migrating_the_results_leaves_no_large_wal_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
