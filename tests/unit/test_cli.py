@@ -46,6 +46,29 @@ def test_check_config_prints_one_line_per_problem_and_exits_1(tmp_path: Path) ->
     assert "Traceback" not in result.stderr
 
 
+def test_check_config_warns_of_a_failover_it_cannot_see_and_exits_0(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "organisation: Test Municipality\n"
+        "sites:\n"
+        "  - id: wv\n"
+        "    name: Willowvale\n"
+        "    users: 5\n"
+        "    links:\n"
+        "      - {id: wv-mpls, kind: mpls, role: primary, to: hub, probe: [10.99.6.1]}\n"
+        "      - {id: wv-fibre, kind: fibre, role: backup, to: hub, probe: [10.99.7.1]}\n"
+    )
+    result = run("check-config", str(inventory))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"{inventory}:{line}: sites[0].links[{i}]: warning: link {link!r} has no path-bound "
+        "evidence (edge, interface, next_hop, source or via): a failover to/from it cannot be "
+        "seen"
+        for i, (line, link) in enumerate([(7, "wv-mpls"), (8, "wv-fibre")])
+    ] + [f"{inventory}: ok (inventory)"]
+    assert result.stderr == ""
+
+
 def test_check_config_without_files_is_a_usage_error() -> None:
     result = run("check-config")
     assert result.returncode == 2
