@@ -129,12 +129,40 @@ def check_files(paths: Iterable[Path]) -> list[CheckedFile]:
             outcomes.append(CheckedFile(path, kind, err.problems))
             continue
         loaded.append((path, root, config))
-        warnings = link_warnings(config, root) if isinstance(config, Inventory) else []
-        outcomes.append(CheckedFile(path, kind, (), tuple(warnings)))
+        outcomes.append(CheckedFile(path, kind, ()))
     cross = _cross_check(loaded)
+    warnings = _warnings(loaded)
     return [
-        dataclasses.replace(o, problems=o.problems + tuple(cross.get(o.path, ()))) for o in outcomes
+        dataclasses.replace(
+            o,
+            problems=o.problems + tuple(cross.get(o.path, ())),
+            warnings=warnings.get(o.path, ()),
+        )
+        for o in outcomes
     ]
+
+
+def _warnings(
+    loaded: list[tuple[Path, Node, Inventory | AgentConfig | CollectorConfig]],
+) -> dict[Path, tuple[Problem, ...]]:
+    """Return the warnings of each inventory, given itself or named by a collector file.
+
+    An inventory is warned of once: under its own name when it is given too, else under the
+    first collector file that names it.
+    """
+    warnings: dict[Path, tuple[Problem, ...]] = {}
+    seen = {path.resolve() for path, _, config in loaded if isinstance(config, Inventory)}
+    for path, root, config in loaded:
+        if isinstance(config, Inventory):
+            warnings[path] = tuple(link_warnings(config, root))
+        elif isinstance(config, CollectorConfig) and config.inventory.source.resolve() not in seen:
+            seen.add(config.inventory.source.resolve())
+            try:
+                inventory_root = read_tree(config.inventory.source)
+            except ConfigError:  # changed since it loaded a moment ago: the next check says so
+                continue
+            warnings[path] = tuple(link_warnings(config.inventory, inventory_root))
+    return warnings
 
 
 def _cross_check(

@@ -744,3 +744,21 @@ def test_example_inventory_gives_its_backed_up_sites_bound_evidence() -> None:
         if len(site.links) < 2:
             assert site.path is None
             assert all(link.interface is None and not link.next_hop for link in site.links)
+
+
+def test_a_collector_file_s_inventory_is_warned_of_once(tmp_path: Path) -> None:
+    text = INVENTORY + (
+        "      - {id: branch-lte, kind: lte, role: backup, to: hub, probe: [10.97.1.1]}\n"
+    )
+    inventory = write(tmp_path, text)
+    collector = write(tmp_path, collector_text(), "collector.yaml")
+    expected = [
+        f"{inventory}:{line}: sites[1].links[{i}]: warning: link {link!r} has no path-bound "
+        "evidence (edge, interface, next_hop, source or via): a failover to/from it cannot be "
+        "seen"
+        for i, (line, link) in enumerate([(20, "branch-wireless"), (21, "branch-lte")])
+    ]
+    [alone] = check_files([collector])
+    assert (alone.problems, [str(w) for w in alone.warnings]) == ((), expected)
+    both = check_files([collector, inventory])
+    assert [[str(w) for w in o.warnings] for o in both] == [[], expected]
