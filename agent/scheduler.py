@@ -37,7 +37,7 @@ Sleep = Callable[[float], Awaitable[None]]
 MAX_CONCURRENT = 32
 MAX_PHASE = 5.0  # seconds: the most a later tick is shifted, whatever the interval
 # Probe kinds whose module `probes` imports on the first probe (see probes/__init__.py).
-IMPORTED_ON_FIRST_USE = {"snmp": "probes.snmp"}
+IMPORTED_ON_FIRST_USE = {"snmp": "probes.snmp", "interface": "probes.snmp"}
 
 
 class Scheduler:

@@ -34,7 +34,7 @@ def register(kind: str, probe: ProbeFn) -> None:
 
 
 # Imported here, after the registry exists, so that each module can import this package.
-from probes import host, http, icmp, sip, tcp  # noqa: E402
+from probes import host, http, icmp, path, sip, tcp  # noqa: E402
 
 
 async def _snmp(target: Target, *, timeout: float) -> ProbeResult:
@@ -45,12 +45,21 @@ async def _snmp(target: Target, *, timeout: float) -> ProbeResult:
     return await snmp.probe(target, timeout=timeout)
 
 
+async def _interface(target: Target, *, timeout: float) -> ProbeResult:
+    """A router's IF-MIB row for one link, on the SNMP probe's machinery (imported as above)."""
+    from probes import snmp  # noqa: PLC0415
+
+    return await snmp.interface_probe(target, timeout=timeout)
+
+
 register("icmp", icmp.probe)
 register("tcp", tcp.probe)
 register("http", http.probe)
 register("snmp", _snmp)
 register("sip", sip.probe)
 register("host", host.probe)
+register("interface", _interface)
+register("path", path.probe)
 
 
 def close() -> None:

@@ -10,6 +10,11 @@ icmplib opens the sockets: raw when this process may (root or CAP_NET_RAW), else
 unprivileged datagram ICMP (`net.ipv4.ping_group_range`), and says which permission is missing
 when neither works. Packets are built and parsed here, because the engine needs the ICMP errors
 (destination unreachable, time exceeded) matched to the request that caused them.
+
+A request may leave a particular way (`Egress`): from one of this host's addresses, out of one
+of its interfaces, or with a small TTL. These ride on each send as ancillary data (IP_PKTINFO,
+IP_TTL and their IPv6 twins), so bound pings and the path probe (`probes/path.py`) share the
+same sockets instead of opening one per way out.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from datetime import datetime
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPSocketError, SocketPermissionError
 
-from probes.result import ErrorKind, JsonValue, ProbeResult, now, short
+from probes.result import ErrorKind, JsonValue, ProbeResult, failed, now, short
 from probes.target import Target
 from sitewatch.config.model import IcmpProbe
 
@@ -57,6 +62,44 @@ _UNREACHABLE_ERRNOS = {
     errno.EHOSTDOWN, errno.EACCES,
 }  # fmt: skip
 # EINVAL: Linux's answer to a send into a blackhole route; EACCES: a prohibit route or firewall.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python does not export it
+
+
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """How a request leaves this host: from an address, out of an interface, with a TTL.
+
+    The default is the kernel's choice of all three. A source address or an interface makes
+    the kernel send by that way only, so an echo that comes back proves that way works.
+    """
+
+    source: str | None = None  # one of this host's addresses, canonical form
+    ifindex: int = 0  # 0: any interface
+    ttl: int | None = None  # IPv4 TTL or IPv6 hop limit; None: the system's default
+
+    def ancillary(self, version: int) -> list[tuple[int, int, bytes]]:
+        """Return the control messages that make one send leave this way."""
+        messages: list[tuple[int, int, bytes]] = []
+        if self.source is not None or self.ifindex:
+            if version == 4:
+                source = socket.inet_aton(self.source or "0.0.0.0")  # noqa: S104 -- "any"
+                info = struct.pack("@i4s4s", self.ifindex, source, bytes(4))
+                messages.append((socket.IPPROTO_IP, IP_PKTINFO, info))
+            else:
+                source = socket.inet_pton(socket.AF_INET6, self.source or "::")
+                info = struct.pack("@16si", source, self.ifindex)
+                messages.append((socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info))
+        if self.ttl is not None:
+            level, name = (
+                (socket.IPPROTO_IP, socket.IP_TTL)
+                if version == 4
+                else (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)
+            )
+            messages.append((level, name, struct.pack("@i", self.ttl)))
+        return messages
+
+
+ANY_WAY = Egress()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +109,8 @@ class Echo:
     rtt_ms: float | None
     error_kind: ErrorKind | None = None
     detail: str = ""
+    source: str = ""  # who answered: the host that replied, or the router that sent an error
+    exceeded: bool = False  # the answer was "time exceeded": the TTL ran out at `source`
 
 
 @dataclass(slots=True)
@@ -99,10 +144,14 @@ class _Family:
         self.identifier = identifier if self.privileged else self.sock.getsockname()[1]
         self.waiting: dict[int, _Pending] = {}
         self.next_sequence = int.from_bytes(os.urandom(2), "big")
+        self._room: asyncio.Future[None] | None = None  # set when the send buffer has room
         loop.add_reader(self.sock.fileno(), self._on_readable)
 
     def close(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
+        if self._room is not None:
+            self.loop.remove_writer(self.sock.fileno())
+            self._room.cancel()
         self.icmp_socket.close()
         for pending in self.waiting.values():
             if not pending.future.done():
@@ -117,6 +166,18 @@ class _Family:
             if sequence not in self.waiting:
                 return sequence
         raise RuntimeError("65536 ICMP requests in flight on one socket")
+
+    async def room(self) -> None:
+        """Wait until the send buffer has room; every waiting sender shares one writer."""
+        if self._room is None or self._room.done():
+            self._room = self.loop.create_future()
+            self.loop.add_writer(self.sock.fileno(), self._on_writable)
+        await asyncio.shield(self._room)
+
+    def _on_writable(self) -> None:
+        self.loop.remove_writer(self.sock.fileno())
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
 
     def packet(self, sequence: int) -> bytes:
         header = struct.pack("!BBHHH", _ECHO_REQUEST[self.version], 0, 0, self.identifier, sequence)
@@ -152,7 +213,14 @@ class _Family:
             self._settle_error(data, kind, code, source)
 
     def _settle(
-        self, sequence: int, source: str, received: int, kind: ErrorKind | None, detail: str
+        self,
+        sequence: int,
+        source: str,
+        received: int,
+        kind: ErrorKind | None,
+        detail: str,
+        *,
+        exceeded: bool = False,
     ) -> None:
         pending = self.waiting.get(sequence)
         if pending is None or pending.future.done():
@@ -160,9 +228,10 @@ class _Family:
         if kind is None:
             if source == pending.destination or _same_address(source, pending.destination):
                 rtt_ms = max(received - pending.sent, 0) / 1e6
-                pending.future.set_result(Echo(rtt_ms=rtt_ms))
+                pending.future.set_result(Echo(rtt_ms=rtt_ms, source=source))
         else:
-            pending.future.set_result(Echo(rtt_ms=None, error_kind=kind, detail=detail))
+            fate = Echo(None, kind, detail, source=source, exceeded=exceeded)
+            pending.future.set_result(fate)
 
     def _settle_error(self, data: bytes, kind: int, code: int, source: str) -> None:
         """Match an ICMP error to the request it quotes, and fail that request."""
@@ -182,8 +251,10 @@ class _Family:
             self.privileged and identifier != self.identifier
         ):
             return
-        what = "time exceeded" if kind == _TIME_EXCEEDED[self.version] else "unreachable"
-        self._settle(sequence, source, 0, "unreachable", f"{what} (code {code}) from {source}")
+        exceeded = kind == _TIME_EXCEEDED[self.version]
+        what = "time exceeded" if exceeded else "unreachable"
+        detail = f"{what} (code {code}) from {source}"
+        self._settle(sequence, source, 0, "unreachable", detail, exceeded=exceeded)
 
 
 class IcmpEngine:
@@ -205,11 +276,13 @@ class IcmpEngine:
             self._families[version] = _Family(version, self._loop, self._identifier)
         return self._families[version]
 
-    async def echo_all(self, addresses: Sequence[str], *, timeout: float) -> list[Echo]:
+    async def echo_all(
+        self, addresses: Sequence[str], *, timeout: float, egress: Egress = ANY_WAY
+    ) -> list[Echo]:
         """Send one echo request to each IP address at once; return each one's fate in order.
 
-        All requests go out back to back and share one deadline, so the whole round costs
-        one timeout however many hosts are dead.
+        All requests go out back to back, leaving by `egress`, and share one deadline, so
+        the whole round costs one timeout however many hosts are dead.
         """
         pending: list[_Pending | Echo] = []
         waiting: list[tuple[_Family, int]] = []
@@ -220,7 +293,7 @@ class IcmpEngine:
                 entry = _Pending(address, 0, self._loop.create_future())
                 family.waiting[sequence] = entry
                 waiting.append((family, sequence))
-                failure = await self._send(family, sequence, entry)
+                failure = await self._send(family, sequence, entry, egress)
                 pending.append(failure or entry)
             futures = [entry.future for entry in pending if isinstance(entry, _Pending)]
             if futures:
@@ -230,22 +303,31 @@ class IcmpEngine:
             for family, sequence in waiting:
                 family.waiting.pop(sequence, None)
 
-    async def _send(self, family: _Family, sequence: int, entry: _Pending) -> Echo | None:
+    async def _send(
+        self, family: _Family, sequence: int, entry: _Pending, egress: Egress
+    ) -> Echo | None:
         packet = family.packet(sequence)
+        ancillary = egress.ancillary(family.version)
         destination = (entry.destination, 0)
-        entry.sent = time.time_ns()
-        try:
+        while True:
+            entry.sent = time.time_ns()
             try:
-                family.sock.sendto(packet, destination)
+                family.sock.sendmsg([packet], ancillary, 0, destination)
             except BlockingIOError:  # the send buffer is full: wait for room, then send
-                await self._loop.sock_sendto(family.sock, packet, destination)
-                entry.sent = time.time_ns()
-        except OSError as err:
-            return _send_failure(err)
-        return None
+                await family.room()
+            except OSError as err:
+                return _send_failure(err)
+            else:
+                return None
 
     async def ping_all(
-        self, addresses: Sequence[str], *, count: int, interval: float, timeout: float
+        self,
+        addresses: Sequence[str],
+        *,
+        count: int,
+        interval: float,
+        timeout: float,
+        egress: Egress = ANY_WAY,
     ) -> list[list[Echo]]:
         """Send `count` rounds `interval` seconds apart; return each address's echoes."""
         rounds: list[asyncio.Task[list[Echo]]] = []
@@ -253,7 +335,8 @@ class IcmpEngine:
             for index in range(count):
                 if index:
                     await asyncio.sleep(interval)  # pacing between rounds, not synchronisation
-                rounds.append(group.create_task(self.echo_all(addresses, timeout=timeout)))
+                echoes = self.echo_all(addresses, timeout=timeout, egress=egress)
+                rounds.append(group.create_task(echoes))
         results = [task.result() for task in rounds]
         return [list(echoes) for echoes in zip(*results, strict=True)] if results else []
 
@@ -289,8 +372,10 @@ async def probe(target: Target, *, timeout: float) -> ProbeResult:
 async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResult]:
     """Ping many targets at once on the shared sockets; results come back in the same order.
 
-    Targets are grouped by their count and interval, and each group is pinged in rounds;
-    host names are resolved first, all at once.
+    Targets are grouped by their count, interval and way out (a spec's `source` or `via`),
+    and each group is pinged in rounds; host names are resolved first, all at once. A way
+    out this host does not have (an address it does not own, an interface it lacks) fails
+    that target at once, naming what is missing.
     """
     started = now()
     addresses: list[str | ProbeResult] = [_literal(t.address) or "" for t in targets]
@@ -302,12 +387,21 @@ async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResul
     results: list[ProbeResult | None] = [
         a if isinstance(a, ProbeResult) else None for a in addresses
     ]
-    groups: dict[tuple[int, float], list[int]] = {}
+    groups: dict[tuple[int, float, Egress], list[int]] = {}
     for index, target in enumerate(targets):
         if results[index] is None:
             spec = target.spec
-            shape = (spec.count, spec.interval) if isinstance(spec, IcmpProbe) else (1, 0.0)
-            groups.setdefault(shape, []).append(index)
+            if not isinstance(spec, IcmpProbe):
+                groups.setdefault((1, 0.0, ANY_WAY), []).append(index)
+                continue
+            way = egress(spec.source, spec.via, str(addresses[index]))
+            if isinstance(way, str):
+                unsent = _unsent(addresses[index])
+                results[index] = failed(
+                    target.name, "icmp", started, "unreachable", way, value=unsent
+                )
+            else:
+                groups.setdefault((spec.count, spec.interval, way), []).append(index)
     refused: BaseException | None = None
     try:
         shared = engine()
@@ -316,7 +410,7 @@ async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResul
                 shape: group.create_task(
                     shared.ping_all(
                         [str(addresses[i]) for i in members],
-                        count=shape[0], interval=shape[1], timeout=timeout,
+                        count=shape[0], interval=shape[1], timeout=timeout, egress=shape[2],
                     )
                 )
                 for shape, members in groups.items()
@@ -336,6 +430,41 @@ async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResul
         for index, echoes in zip(members, tasks[shape].result(), strict=True):
             results[index] = summarise(targets[index].name, started, echoes, str(addresses[index]))
     return [result for result in results if result is not None]
+
+
+def egress(source: str | None, via: str | None, address: str) -> Egress | str:
+    """Return the way out a ping to `address` must take, or why this host cannot take it.
+
+    Checked before sending: the kernel would refuse a foreign source address with a bare
+    EINVAL, and an unknown interface cannot even be named in a send.
+    """
+    ifindex = 0
+    if via is not None:
+        try:
+            ifindex = socket.if_nametoindex(via)
+        except OSError:
+            return f"no interface named {via} on this host"
+    if source is None:
+        return Egress(ifindex=ifindex)
+    try:
+        own = ipaddress.ip_address(source)
+    except ValueError:
+        return f"source {source} is not an IP address"
+    if own.version != (6 if ":" in address else 4):
+        return f"source {source} is IPv{own.version}, {address} is not"
+    family = socket.AF_INET6 if own.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((str(own), 0))  # binds only to an address of this host
+        except OSError as err:
+            if err.errno == errno.EADDRNOTAVAIL:
+                return f"source {source} is not an address of this host"
+            return f"source {source} cannot be used: {err.strerror}"
+    return Egress(source=str(own), ifindex=ifindex)
+
+
+def _unsent(address: str | ProbeResult) -> dict[str, JsonValue]:
+    return {"address": str(address), "sent": 0, "received": 0}
 
 
 def _literal(address: str) -> str | None:

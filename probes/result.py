@@ -69,7 +69,7 @@ class ProbeResult:
     """What one probe of one target found at one moment."""
 
     target: str  # the inventory id of the device or link, or the address probed
-    kind: str  # icmp, tcp, http, snmp, sip or host
+    kind: str  # icmp, tcp, http, snmp, sip, host, interface or path
     ts: datetime  # when the probe started, UTC
     ok: bool
     rtt_ms: float | None = None

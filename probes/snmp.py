@@ -1,5 +1,8 @@
 """SNMP v1/v2c/v3 on pysnmp's asyncio API, in four profiles: printer, interface, system, custom.
 
+Also the `interface` probe kind (`interface_probe`): one router interface's IF-MIB row, read
+for a link whose router's own view of its WAN interface is evidence bound to that link.
+
 pysnmp is slow per varbind, so each profile asks only for the columns it reads, in one
 multi-column GETBULK walk (GETNEXT for v1), never a whole table. MIB names are not resolved
 (numeric OIDs, `lookupMib=False`): no MIB files are loaded, nothing is downloaded. Library
@@ -15,16 +18,16 @@ import socket
 import time
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from probes.errors import ProbeError, ProbeProtocolError, ProbeTimeout, ProbeUnreachable
 from probes.result import ErrorKind, JsonValue, ProbeResult, failed, now, short
 from probes.target import Target
 from probes.tcp import classify
-from sitewatch.config.model import SnmpCredentials, SnmpProbe
+from sitewatch.config.model import InterfaceProbe, SnmpCredentials, SnmpProbe
 
 _log = logging.getLogger(__name__)
 _PYSMI_RENAMED = r"\w+ is deprecated\. Please use \w+ instead"
@@ -342,32 +345,53 @@ class _Session:
             self.first_rtt_ms = round((time.perf_counter() - begin) * 1000, 3)
 
 
+T = TypeVar("T")
+
+
+async def _session_read(
+    target: Target,
+    credentials: SnmpCredentials,
+    timeout: float,
+    read: Callable[[_Session], Awaitable[T]],
+) -> tuple[T, _Session] | tuple[ErrorKind, str]:
+    """Run `read` on a session with the device within `timeout`; map every failure once.
+
+    Return what `read` returned and the session, or the error kind and detail of a failure.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            transport = await _transport(target.address, credentials.port, timeout)
+            session = _Session(credentials, transport, await _engine())
+            return await read(session), session
+    except (TimeoutError, ProbeTimeout):
+        return "timeout", _timeout_detail(credentials, timeout)
+    except ProbeUnreachable as err:
+        return "unreachable", str(err)
+    except _AuthFailure as err:
+        return "auth", str(err)
+    except ProbeError as err:
+        return "protocol", str(err)
+
+
 async def probe(target: Target, *, timeout: float) -> ProbeResult:
     """Read the spec's profile from the device once."""
     spec = target.spec
     if not isinstance(spec, SnmpProbe):
         raise TypeError(f"snmp probe given a {spec.kind} spec")
     started = now()
-    credentials = spec.credentials
-    try:
-        async with asyncio.timeout(timeout):
-            transport = await _transport(target.address, credentials.port, timeout)
-            session = _Session(credentials, transport, await _engine())
-            reader = {
-                "printer": _printer,
-                "interface": _interface,
-                "system": _system,
-                "custom": _custom,
-            }[spec.profile]
-            value, problem = await reader(session, spec)
-    except (TimeoutError, ProbeTimeout):
-        return _failed(target, started, "timeout", _timeout_detail(credentials, timeout))
-    except ProbeUnreachable as err:
-        return _failed(target, started, "unreachable", str(err))
-    except _AuthFailure as err:
-        return _failed(target, started, "auth", str(err))
-    except ProbeError as err:
-        return _failed(target, started, "protocol", str(err))
+    reader = {
+        "printer": _printer,
+        "interface": _interface,
+        "system": _system,
+        "custom": _custom,
+    }[spec.profile]
+    done = await _session_read(
+        target, spec.credentials, timeout, lambda session: reader(session, spec)
+    )
+    if isinstance(done[1], str):
+        kind, detail = done
+        return _failed(target, started, kind, detail)
+    (value, problem), session = done
     value = {"profile": spec.profile, **value}
     if problem:
         return ProbeResult(
@@ -447,20 +471,23 @@ def _supply(index: str, description: Value, maximum: Value, level: Value) -> Jso
     return entry
 
 
+IF_COLUMNS = {  # what the interface profile and probe read of a row -> its IF-MIB column
+    "descr": f"{IF_ENTRY}.2",
+    "admin": f"{IF_ENTRY}.7",
+    "oper": f"{IF_ENTRY}.8",
+    "in_discards": f"{IF_ENTRY}.13",
+    "in_errors": f"{IF_ENTRY}.14",
+    "out_discards": f"{IF_ENTRY}.19",
+    "out_errors": f"{IF_ENTRY}.20",
+    "name": f"{IFX_ENTRY}.1",  # ifName
+    "in_octets": f"{IFX_ENTRY}.6",  # ifHCInOctets: 64 bits, no wrap every 34 s at 1 Gbit/s
+    "out_octets": f"{IFX_ENTRY}.10",  # ifHCOutOctets
+}
+
+
 async def _interface(session: _Session, _spec: SnmpProbe) -> Reading:
     uptime = await session.get([SYS_UPTIME])
-    columns = {
-        "descr": f"{IF_ENTRY}.2",
-        "admin": f"{IF_ENTRY}.7",
-        "oper": f"{IF_ENTRY}.8",
-        "in_discards": f"{IF_ENTRY}.13",
-        "in_errors": f"{IF_ENTRY}.14",
-        "out_discards": f"{IF_ENTRY}.19",
-        "out_errors": f"{IF_ENTRY}.20",
-        "name": f"{IFX_ENTRY}.1",
-        "in_octets": f"{IFX_ENTRY}.6",
-        "out_octets": f"{IFX_ENTRY}.10",
-    }
+    columns = IF_COLUMNS
     rows = await session.walk(list(columns.values()))
     if not rows[columns["oper"]]:
         raise ProbeProtocolError("no IF-MIB ifOperStatus rows")
@@ -507,6 +534,160 @@ async def _custom(session: _Session, spec: SnmpProbe) -> Reading:
         elif oid.maximum is not None and number is not None and number > oid.maximum:
             problems.append(f"{oid.name} is {number:g}, above {oid.maximum:g}")
     return {"values": readings}, "; ".join(problems)
+
+
+# -- the interface probe: one router interface, for a link -----------------------------------
+
+IF_NAME, IF_DESCR = IF_COLUMNS["name"], IF_COLUMNS["descr"]
+V1_LACKS = ("name", "in_octets", "out_octets")  # ifXTable: Counter64 has no SNMPv1 form
+COUNTERS = ("in_errors", "out_errors", "in_discards", "out_discards", "in_octets", "out_octets")
+
+# This process's memory of routers: the ifIndex each (address, port, ifName) was found at, and
+# the last reading of each (address, port, ifIndex), from which the next one's rates come.
+_IF_INDEXES: dict[tuple[str, int, str], int] = {}
+_IF_READINGS: dict[tuple[str, int, int], tuple[float, InterfaceSample]] = {}
+
+Row = dict[str, Value]
+
+
+async def interface_probe(target: Target, *, timeout: float) -> ProbeResult:
+    """Read one interface's IF-MIB row from a router; ok when its ifOperStatus is up."""
+    spec = target.spec
+    if not isinstance(spec, InterfaceProbe):
+        raise TypeError(f"interface probe given a {spec.kind} spec")
+    started = now()
+    value: dict[str, JsonValue] = {
+        "ifindex": spec.ifindex,
+        "ifname": spec.ifname,
+        **dict.fromkeys(("oper", "admin", *COUNTERS, "in_bps", "out_bps", "uptime_s")),
+    }
+    done = await _session_read(
+        target, spec.credentials, timeout, lambda session: _interface_row(session, target, spec)
+    )
+    if isinstance(done[1], str):
+        kind, detail = done
+        return _failed(target, started, kind, detail, probe_kind="interface", value=value)
+    found, session = done
+    if found is None:
+        wanted = f"named {spec.ifname}" if spec.ifname else f"with ifIndex {spec.ifindex}"
+        detail = f"no interface {wanted} on {target.address}"
+        return failed(target.name, "interface", started, "protocol", detail, value=value)
+    index, row, uptime = found
+    value |= _row_value(target, spec, index, row, uptime)
+    oper, admin = value["oper"], value["admin"]
+    if oper == "up":
+        return ProbeResult(
+            target.name, "interface", started, ok=True, rtt_ms=session.first_rtt_ms, value=value
+        )
+    name = value["ifname"] or spec.ifname
+    label = f"{name} (ifIndex {index})" if name else f"ifIndex {index}"
+    state = oper or f"in ifOperStatus {row['oper']!r}"
+    return ProbeResult(
+        target.name,
+        "interface",
+        started,
+        ok=False,
+        rtt_ms=session.first_rtt_ms,
+        value=value,
+        error_kind="unexpected",
+        detail=short(f"{label} is {state}, admin {admin or row['admin']}"),
+    )
+
+
+async def _interface_row(
+    session: _Session, target: Target, spec: InterfaceProbe
+) -> tuple[int, Row, float | None] | None:
+    """Return the interface's ifIndex, row and the router's uptime, or None if it has none.
+
+    An interface named by ifName is looked up once (one walk of the ifName column) and its
+    index remembered; when the remembered row is gone or now holds another name (the router
+    renumbered its interfaces), the name is looked up again.
+    """
+    if spec.ifindex is not None:
+        found = await _read_row(session, spec.ifindex)
+        return (spec.ifindex, *found) if found[0]["oper"] is not None else None
+    ifname = spec.ifname or ""  # the config allows exactly one of ifname and ifindex
+    key = (target.address, spec.credentials.port, ifname)
+    index = _IF_INDEXES.get(key)
+    if index is not None:
+        found = await _read_row(session, index)
+        if found[0]["oper"] is not None and _named(found[0], ifname):
+            return (index, *found)
+        del _IF_INDEXES[key]
+    index = await _find_index(session, ifname)
+    if index is None:
+        return None
+    found = await _read_row(session, index)
+    if found[0]["oper"] is None:
+        return None
+    _IF_INDEXES[key] = index
+    return (index, *found)
+
+
+async def _read_row(session: _Session, index: int) -> tuple[Row, float | None]:
+    """GET one interface's columns and sysUpTime in one request; a missing column is None."""
+    fields = [
+        field
+        for field in IF_COLUMNS
+        if not (session.credentials.version == "1" and field in V1_LACKS)
+    ]
+    values = await session.get([SYS_UPTIME, *(f"{IF_COLUMNS[field]}.{index}" for field in fields)])
+    row: Row = dict.fromkeys(IF_COLUMNS)
+    row |= {field: values[f"{IF_COLUMNS[field]}.{index}"] for field in fields}
+    return row, _seconds(values[SYS_UPTIME])
+
+
+async def _find_index(session: _Session, ifname: str) -> int | None:
+    """Return the ifIndex whose ifName (else ifDescr, for agents without ifXTable) is `ifname`."""
+    columns = [IF_DESCR] if session.credentials.version == "1" else [IF_NAME]
+    rows = await session.walk(columns)
+    if not rows[columns[0]] and columns[0] == IF_NAME:
+        rows = await session.walk([IF_DESCR])
+        columns = [IF_DESCR]
+    for suffix, name in rows[columns[0]].items():
+        if name == ifname and suffix.isdigit():
+            return int(suffix)
+    return None
+
+
+def _count(value: Value) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _named(row: Row, ifname: str) -> bool:
+    return ifname in (row["name"], row["descr"])
+
+
+def _row_value(
+    target: Target, spec: InterfaceProbe, index: int, row: Row, uptime: float | None
+) -> dict[str, JsonValue]:
+    """Return the interface value of a row read, with rates since this process's last read."""
+    counters = {field: _count(row[field]) for field in COUNTERS}
+    name = row["name"] if isinstance(row["name"], str) else spec.ifname
+    value: dict[str, JsonValue] = {
+        "ifindex": index,
+        "ifname": name,
+        "oper": IF_STATES.get(_int(row["oper"])),
+        "admin": IF_STATES.get(_int(row["admin"])),
+        **counters,
+        "in_bps": None,
+        "out_bps": None,
+        "uptime_s": uptime,
+    }
+    sample = InterfaceSample(
+        *(counters[field] for field in ("in_octets", "out_octets", "in_errors", "out_errors"))
+    )
+    key = (target.address, spec.credentials.port, index)
+    previous = _IF_READINGS.get(key)
+    if uptime is not None:
+        _IF_READINGS[key] = (uptime, sample)
+        if previous is not None:
+            rates = interface_rates((previous[0], {index: previous[1]}), (uptime, {index: sample}))
+            rate = rates.get(index, {})
+            for field in ("in_bps", "out_bps"):
+                if field in rate:
+                    value[field] = round(rate[field], 3)
+    return value
 
 
 async def _transport(address: str, port: int, timeout: float) -> Any:
@@ -618,5 +799,15 @@ def _timeout_detail(credentials: SnmpCredentials, timeout: float) -> str:
     return detail
 
 
-def _failed(target: Target, started: datetime, kind: ErrorKind, detail: str) -> ProbeResult:
-    return failed(target.name, "snmp", started, kind, f"{target.address}: {detail}")
+def _failed(
+    target: Target,
+    started: datetime,
+    kind: ErrorKind,
+    detail: str,
+    *,
+    probe_kind: str = "snmp",
+    value: dict[str, JsonValue] | None = None,
+) -> ProbeResult:
+    return failed(
+        target.name, probe_kind, started, kind, f"{target.address}: {detail}", value=value
+    )

@@ -5,7 +5,8 @@ a host's disk). The collector stores it as JSON and its pages read it back, so a
 probe would produce (a printer supply `{}`, a NaN, a lone surrogate that SQLite cannot encode, a
 4,000-digit integer) must be refused at the door, not found by a page later. Each kind's shape
 here follows what its module returns (`probes/icmp.py` `summarise`, `probes/snmp.py` `_printer`
-and friends, `probes/host.py` `read_health`, ...). Keys a probe may leave out are optional.
+and friends and `interface_probe`, `probes/path.py` `judge`, `probes/host.py` `read_health`,
+...). Keys a probe may leave out are optional.
 Errors name the path: `value.supplies[0].state: is missing`.
 
 A key this collector does not know is dropped from the value, not refused: agents are upgraded
@@ -333,6 +334,34 @@ HOST = record(
     }
 )
 
+IF_STATE = nullable(
+    words("up", "down", "testing", "unknown", "dormant", "notPresent", "lowerLayerDown")
+)  # fmt: skip -- snmp.IF_STATES
+INTERFACE = record(
+    {
+        "ifindex": nullable(whole(0, 2**31 - 1)),  # InterfaceIndex: 1..2147483647
+        "ifname": nullable(text(MAX_OCTETS)),
+        "oper": IF_STATE,
+        "admin": IF_STATE,
+        **dict.fromkeys(
+            ("in_errors", "out_errors", "in_discards", "out_discards", "in_octets", "out_octets"),
+            nullable(whole(0, MAX_WHOLE)),
+        ),
+        "in_bps": nullable(number(0)),
+        "out_bps": nullable(number(0)),
+        "uptime_s": nullable(number(0)),
+    }
+)  # snmp.interface_probe's
+PATH = record(
+    {
+        "toward": text(100),
+        "ttl": whole(1, 255),
+        "hop": nullable(text(100)),  # the address that answered
+        "via": nullable(text(200)),  # the link id whose next hop it is
+    },
+    required=("toward", "ttl"),
+)  # path.judge's
+
 VALUES: dict[str, Check] = {
     "icmp": ICMP,
     "tcp": TCP,
@@ -340,6 +369,8 @@ VALUES: dict[str, Check] = {
     "snmp": _snmp,
     "sip": SIP,
     "host": HOST,
+    "interface": INTERFACE,
+    "path": PATH,
 }
 KINDS: tuple[str, ...] = tuple(VALUES)
 

@@ -26,7 +26,15 @@ from agent.scheduler import MAX_PHASE, Scheduler
 from probes import ProbeResult
 from probes import close as close_probes
 from probes.plan import Plan, PlanTarget
-from sitewatch.config.model import IcmpProbe, SnmpCredentials, SnmpProbe, TcpProbe
+from sitewatch.config.model import (
+    IcmpProbe,
+    InterfaceProbe,
+    PathProbe,
+    SnmpCredentials,
+    SnmpProbe,
+    TcpProbe,
+)
+from tests.probes.test_icmp import need_root
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,6 +198,54 @@ async def test_a_new_plan_takes_over_without_a_restart(clock: FakeClock, closing
         assert recorder.seen["old"] == [0.0, 0.5]  # gone from the next tick on
     finally:
         await stop(task)
+
+
+class Keeper(Recorder):
+    """A recorder that keeps each result, for the tests that read what came back."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.results: dict[tuple[str, str], ProbeResult] = {}
+
+    async def __call__(self, result: ProbeResult) -> None:
+        self.results[result.target, result.kind] = result
+        await super().__call__(result)
+
+
+async def test_a_links_path_interface_and_bound_ping_run_and_carry_the_link_id(
+    silent_udp_port: int, clock: FakeClock, closing: None
+) -> None:
+    need_root()  # the path probe and pings use raw ICMP sockets
+    credentials = SnmpCredentials("2c", silent_udp_port, "public", None, None, None, None, None)
+    hops = (("lo-link", ("127.0.0.9",)),)
+    targets = (
+        # the router's interface: the router's address is the target's address
+        PlanTarget("lo-link", "link", ("127.0.0.1",), InterfaceProbe(credentials, "up0", None),
+                   1.0, 0.3),
+        # the path: toward is the target's address; loopback answers itself, whatever the TTL
+        PlanTarget("lo-link", "link", ("127.0.0.1",), PathProbe("127.0.0.1", 1, hops), 1.0, 0.3),
+        PlanTarget("lo-link", "link", ("127.0.0.1",),
+                   IcmpProbe(count=1, source="127.0.0.1", via="lo"), 1.0, 0.3),
+        PlanTarget("far-link", "link", ("127.0.0.1",),
+                   IcmpProbe(count=1, source="192.0.2.44"), 1.0, 0.3),
+    )  # fmt: skip
+    keeper = Keeper(clock)
+    scheduler = Scheduler(Plan("alpha", "v1", targets), keeper, clock=clock, sleep=clock.sleep)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await keeper.wait_for({"lo-link": 3, "far-link": 1})
+    finally:
+        await stop(task)
+    interface = keeper.results["lo-link", "interface"]
+    assert (interface.ok, interface.error_kind, interface.value["oper"]) == (False, "timeout", None)
+    found = keeper.results["lo-link", "path"]
+    assert (found.ok, found.error_kind, found.value["hop"]) == (False, "unexpected", "127.0.0.1")
+    assert keeper.results["lo-link", "icmp"].ok  # bound to loopback's address and interface
+    foreign = keeper.results["far-link", "icmp"]
+    assert (foreign.ok, foreign.detail) == (
+        False,
+        "source 192.0.2.44 is not an address of this host",
+    )
 
 
 IMPORT_PROBE = textwrap.dedent(

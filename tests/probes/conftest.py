@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from probes import host, http, icmp, sip, snmp, tcp
+from probes import host, http, icmp, path, sip, snmp, tcp
 from probes.result import ProbeResult
 
+PROBE_MODULES = (host, http, icmp, path, sip, snmp, tcp)
 CHECKED: list[ProbeResult] = []  # every result checked so far, for the tests that count them
 
 
@@ -35,10 +36,10 @@ def check_result(result: ProbeResult) -> ProbeResult:
 
 @pytest.fixture(autouse=True)
 def _results_pass_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (host, http, icmp, sip, snmp, tcp):
-        real = module.probe
+    for module, name in (*((m, "probe") for m in PROBE_MODULES), (snmp, "interface_probe")):
+        real = getattr(module, name)
 
         async def checked(*args: Any, _real: Any = real, **kwargs: Any) -> ProbeResult:
             return check_result(await _real(*args, **kwargs))
 
-        monkeypatch.setattr(module, "probe", checked)
+        monkeypatch.setattr(module, name, checked)
