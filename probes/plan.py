@@ -103,9 +103,7 @@ def _link_targets(inventory: Inventory, site: Site, link: Link) -> list[PlanTarg
         targets.append(PlanTarget(link.id, "link", addresses, ping, interval, timeout))
     if link.interface is not None:
         router = next(d for d in site.devices if d.id == link.interface.device)
-        credentials = next(
-            (p.credentials for p in router.probes if isinstance(p, SnmpProbe)), inventory.snmp
-        )
+        credentials = link.interface.credentials or inventory.snmp
         spec = InterfaceProbe(credentials, link.interface.ifname, link.interface.ifindex)
         targets.append(PlanTarget(link.id, "link", (router.address,), spec, interval, timeout))
     if link.next_hop and site.path is not None:

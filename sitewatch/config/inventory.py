@@ -405,7 +405,7 @@ class _InventoryBuilder:
         device_nodes = r.items(fields["devices"]) if "devices" in fields else []
         devices = tuple(self._device(item, thresholds, site_snmp) for item in device_nodes)
         path = self._path(fields["path"]) if "path" in fields else None
-        self._check_link_evidence(
+        links = self._check_link_evidence(
             links,
             link_nodes,
             devices=devices,
@@ -672,17 +672,18 @@ class _InventoryBuilder:
         device_nodes: list[Node],
         site_snmp: dict[str, Node],
         path_node: Node | None,
-    ) -> None:
+    ) -> tuple[Link, ...]:
         """Check a site's links' path-bound evidence against its devices and its path.
 
-        The interface probe reads the router with its snmp probe's credentials, or else the
-        inventory's: a router with SNMP settings of its own (or its site's) and no snmp probe
-        would be read with the wrong ones, so that is an error here, not a timeout later.
+        Return the links with each interface's router credentials resolved: the router's snmp
+        probe's, or else those its `snmp`, its site's or the inventory's settings give, the
+        same inheritance its own probes would get.
         """
         r = self.reader
         by_id = {device.id: device for device in devices if device.id}
         device_lines = {device.id: node for device, node in zip(devices, device_nodes, strict=True)}
         hops: dict[IPAddress, tuple[str, int]] = {}
+        resolved: dict[str, Link] = {}
         for link, node in zip(links, link_nodes, strict=True):
             interface = _child(node, "interface")
             if link.interface is not None and link.interface.device and interface is not None:
@@ -691,14 +692,16 @@ class _InventoryBuilder:
                 router = by_id.get(name)
                 if router is None:
                     r.problem(where, f"no device {name!r} at this site{suggestion(name, by_id)}")
-                elif not any(isinstance(p, SnmpProbe) for p in router.probes) and (
-                    _child(device_lines[name], "snmp") is not None or site_snmp != self.snmp_nodes
-                ):
-                    r.problem(
-                        where,
-                        f"{name!r} has SNMP settings of its own but no snmp probe to use them: "
-                        "add {kind: snmp, profile: interface} to its probes",
+                else:
+                    credentials = next(
+                        (p.credentials for p in router.probes if isinstance(p, SnmpProbe)), None
                     )
+                    if credentials is None:
+                        device_node = device_lines[name]
+                        nodes = self._snmp_nodes(_child(device_node, "snmp"), site_snmp)
+                        credentials = self._snmp(nodes, _child(device_node, "snmp") or where)
+                    interface_record = dataclasses.replace(link.interface, credentials=credentials)
+                    resolved[link.id] = dataclasses.replace(link, interface=interface_record)
             next_hop = _child(node, "next_hop")
             if next_hop is None:
                 continue
@@ -720,6 +723,7 @@ class _InventoryBuilder:
                 "no link of this site gives next_hop, so the path probe could not tell "
                 "which link answered: give each link's next_hop",
             )
+        return tuple(resolved.get(link.id, link) for link in links)
 
     # -- across the whole file --------------------------------------------------------------
 

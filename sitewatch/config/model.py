@@ -209,6 +209,9 @@ class LinkInterface:
     device: str  # the id of a device of the same site (the router) with SNMP credentials
     ifname: str | None  # IF-MIB ifName, e.g. "Gi0/1"; exactly one of ifname and ifindex
     ifindex: int | None
+    # The router's SNMP credentials, resolved like its own probes' (device, site, inventory);
+    # None only while the inventory is being read.
+    credentials: SnmpCredentials | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -507,8 +507,27 @@ def test_link_evidence_keys_are_read_into_the_link(tmp_path: Path) -> None:
     site = load_inventory(write(tmp_path, TWO_LINKS)).site("wv")
     assert site.path == PathSpec(toward=ipaddress.IPv4Address("10.99.0.254"), ttl=2)
     mpls, fibre = site.links
-    assert mpls.interface == LinkInterface(device="wv-rtr", ifname="up0", ifindex=None)
-    assert fibre.interface == LinkInterface(device="wv-rtr", ifname=None, ifindex=3)
+    assert mpls.interface is not None
+    assert fibre.interface is not None
+    read_as = mpls.interface.credentials  # the router's snmp probe's: the inventory default
+    assert read_as is not None
+    assert read_as.community == "public"
+    assert mpls.interface == LinkInterface(
+        "wv-rtr", ifname="up0", ifindex=None, credentials=read_as
+    )
+    assert fibre.interface == LinkInterface("wv-rtr", ifname=None, ifindex=3, credentials=read_as)
+
+
+def test_a_router_without_an_snmp_probe_is_read_with_its_own_settings(tmp_path: Path) -> None:
+    own = TWO_LINKS.replace(
+        "probes: [icmp, {kind: snmp, profile: interface}]}",
+        "probes: [icmp], snmp: {community: r0uter}}",
+    )
+    mpls, fibre = load_inventory(write(tmp_path, own)).site("wv").links
+    for link in (mpls, fibre):
+        assert link.interface is not None
+        assert link.interface.credentials is not None
+        assert link.interface.credentials.community == "r0uter"
     assert mpls.next_hop == (ipaddress.IPv4Address("10.99.6.1"),)
     assert fibre.next_hop == tuple(map(ipaddress.IPv4Address, ["10.99.7.1", "10.99.7.5"]))
     assert (mpls.source, mpls.via) == (ipaddress.IPv4Address("10.99.6.2"), None)
@@ -569,15 +588,6 @@ EVIDENCE_RULES = [
         "        vai: up1",
         ["23: sites[0].links[1].vai: unknown key (did you mean 'via'?)"],
         id="link-unknown-key",
-    ),
-    pytest.param(
-        "probes: [icmp, {kind: snmp, profile: interface}]}",
-        "probes: [icmp], snmp: {community: private}}",
-        ["14: sites[0].links[0].interface.device: 'wv-rtr' has SNMP settings of its own but no "
-         "snmp probe to use them: add {kind: snmp, profile: interface} to its probes",
-         "22: sites[0].links[1].interface.device: 'wv-rtr' has SNMP settings of its own but no "
-         "snmp probe to use them: add {kind: snmp, profile: interface} to its probes"],
-        id="router-credentials-without-snmp-probe",
     ),
     pytest.param(
         "    path: {toward: 10.99.0.254, ttl: 2}\n",
@@ -738,7 +748,8 @@ def test_example_inventory_gives_its_backed_up_sites_bound_evidence() -> None:
         site = inventory.site(site_id)
         assert site.path == PathSpec(ipaddress.IPv4Address("10.99.0.254"), 1)
         assert [(link.interface, link.next_hop) for link in site.links] == [
-            (LinkInterface(router, f"up{i}", None), link.probe) for i, link in enumerate(site.links)
+            (LinkInterface(router, f"up{i}", None, inventory.snmp), link.probe)
+            for i, link in enumerate(site.links)
         ]
     for site in inventory.sites:
         if len(site.links) < 2:
