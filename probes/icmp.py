@@ -62,7 +62,11 @@ _UNREACHABLE_ERRNOS = {
     errno.EHOSTDOWN, errno.EACCES,
 }  # fmt: skip
 # EINVAL: Linux's answer to a send into a blackhole route; EACCES: a prohibit route or firewall.
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python does not export it
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's values; Python does not export them
+IP_RECVERR, IPV6_RECVERR = getattr(socket, "IP_RECVERR", 11), getattr(socket, "IPV6_RECVERR", 25)
+_RECVERR = {4: (socket.IPPROTO_IP, IP_RECVERR), 6: (socket.IPPROTO_IPV6, IPV6_RECVERR)}
+_EXTENDED_ERROR = struct.Struct("=IBBBBII")  # struct sock_extended_err
+_FROM_ICMP = {2, 3}  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,10 @@ class _Family:
         self.waiting: dict[int, _Pending] = {}
         self.next_sequence = int.from_bytes(os.urandom(2), "big")
         self._room: asyncio.Future[None] | None = None  # set when the send buffer has room
+        # A raw socket reads ICMP errors like any packet; a datagram one gets them only on its
+        # error queue, and only if asked: without them a path probe would hear nothing.
+        if not self.privileged:
+            self.sock.setsockopt(*_RECVERR[version], 1)
         loop.add_reader(self.sock.fileno(), self._on_readable)
 
     def close(self) -> None:
@@ -187,15 +195,43 @@ class _Family:
         return struct.pack("!BBHHH", 8, 0, checksum, self.identifier, sequence) + PAYLOAD
 
     def _on_readable(self) -> None:
+        if not self.privileged:
+            self._read_error_queue()
         while True:
             try:
                 data, ancillary, _, source = self.sock.recvmsg(2048, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as err:  # a datagram socket reports ICMP errors this way
-                log.debug("ICMP socket error ignored: %s", err)
-                return
+            except OSError as err:  # a datagram socket's pending error, read from its queue
+                log.debug("ICMP socket error: %s", err)
+                if self.privileged:
+                    return
+                self._read_error_queue()
+                continue
             self._dispatch(data, source[0], _kernel_time_ns(ancillary))
+
+    def _read_error_queue(self) -> None:
+        """Settle the requests whose ICMP errors a datagram socket queued (IP_RECVERR).
+
+        Each entry holds the echo request's own header (its sequence number) and, in the
+        control message, the ICMP type and code and the address of the router that sent it.
+        """
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                log.debug("ICMP error queue unreadable: %s", err)
+                return
+            for level, kind, info in ancillary:
+                if (level, kind) != _RECVERR[self.version] or len(info) < _EXTENDED_ERROR.size:
+                    continue
+                _, origin, icmp_type, code, _, _, _ = _EXTENDED_ERROR.unpack_from(info)
+                if origin in _FROM_ICMP and len(data) >= 8:
+                    sequence = struct.unpack_from("!H", data, 6)[0]
+                    source = _offender(info[_EXTENDED_ERROR.size :], self.version)
+                    self._fail(sequence, icmp_type, code, source)
 
     def _dispatch(self, data: bytes, source: str, received: int) -> None:
         if self.version == 4 and self.privileged:
@@ -251,6 +287,10 @@ class _Family:
             self.privileged and identifier != self.identifier
         ):
             return
+        self._fail(sequence, kind, code, source)
+
+    def _fail(self, sequence: int, kind: int, code: int, source: str) -> None:
+        """Fail a request with the ICMP error (type `kind`) that `source` sent about it."""
         exceeded = kind == _TIME_EXCEEDED[self.version]
         what = "time exceeded" if exceeded else "unreachable"
         detail = f"{what} (code {code}) from {source}"
@@ -557,6 +597,18 @@ def _kernel_time_ns(ancillary: list[tuple[int, int, bytes]]) -> int:
             seconds, nanoseconds = struct.unpack_from("@qq", data)
             return int(seconds) * 1_000_000_000 + int(nanoseconds)
     return time.time_ns()
+
+
+def _offender(address: bytes, version: int) -> str:
+    """Return the address in the sockaddr after a sock_extended_err, or "" if there is none."""
+    try:
+        if version == 4 and len(address) >= 8 and address[:2] != bytes(2):
+            return socket.inet_ntop(socket.AF_INET, address[4:8])
+        if version == 6 and len(address) >= 24 and address[:2] != bytes(2):
+            return socket.inet_ntop(socket.AF_INET6, address[8:24])
+    except ValueError:
+        pass
+    return ""
 
 
 def _checksum(data: bytes) -> int:

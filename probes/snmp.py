@@ -539,7 +539,8 @@ async def _custom(session: _Session, spec: SnmpProbe) -> Reading:
 # -- the interface probe: one router interface, for a link -----------------------------------
 
 IF_NAME, IF_DESCR = IF_COLUMNS["name"], IF_COLUMNS["descr"]
-V1_LACKS = ("name", "in_octets", "out_octets")  # ifXTable: Counter64 has no SNMPv1 form
+V1_LACKS = ("name", "in_octets", "out_octets")
+IF_UP = 1  # ifOperStatus up  # ifXTable: Counter64 has no SNMPv1 form
 COUNTERS = ("in_errors", "out_errors", "in_discards", "out_discards", "in_octets", "out_octets")
 
 # This process's memory of routers: the ifIndex each (address, port, ifName) was found at, and
@@ -600,25 +601,29 @@ async def _interface_row(
     """Return the interface's ifIndex, row and the router's uptime, or None if it has none.
 
     An interface named by ifName is looked up once (one walk of the ifName column) and its
-    index remembered; when the remembered row is gone or now holds another name (the router
-    renumbered its interfaces), the name is looked up again.
+    index remembered while its row reads up. A remembered row that is gone, renamed or not up
+    sends the probe to look the name up again: a router may keep a vanished interface's row
+    under its old index (net-snmp does, as down) while the name lives on at a new index.
     """
+    found: tuple[Row, float | None] | None = None
     if spec.ifindex is not None:
         found = await _read_row(session, spec.ifindex)
         return (spec.ifindex, *found) if found[0]["oper"] is not None else None
     ifname = spec.ifname or ""  # the config allows exactly one of ifname and ifindex
     key = (target.address, spec.credentials.port, ifname)
-    index = _IF_INDEXES.get(key)
-    if index is not None:
-        found = await _read_row(session, index)
-        if found[0]["oper"] is not None and _named(found[0], ifname):
-            return (index, *found)
-        del _IF_INDEXES[key]
+    remembered = _IF_INDEXES.get(key)
+    if remembered is not None:
+        found = await _read_row(session, remembered)
+        if found[0]["oper"] == IF_UP and _named(found[0], ifname):
+            return (remembered, *found)
     index = await _find_index(session, ifname)
     if index is None:
+        _IF_INDEXES.pop(key, None)
         return None
-    found = await _read_row(session, index)
+    if found is None or index != remembered:
+        found = await _read_row(session, index)
     if found[0]["oper"] is None:
+        _IF_INDEXES.pop(key, None)
         return None
     _IF_INDEXES[key] = index
     return (index, *found)
@@ -638,16 +643,15 @@ async def _read_row(session: _Session, index: int) -> tuple[Row, float | None]:
 
 
 async def _find_index(session: _Session, ifname: str) -> int | None:
-    """Return the ifIndex whose ifName (else ifDescr, for agents without ifXTable) is `ifname`."""
+    """Return the ifIndex whose ifName (else ifDescr, without ifXTable) is `ifname`, or None."""
     columns = [IF_DESCR] if session.credentials.version == "1" else [IF_NAME]
     rows = await session.walk(columns)
     if not rows[columns[0]] and columns[0] == IF_NAME:
         rows = await session.walk([IF_DESCR])
         columns = [IF_DESCR]
-    for suffix, name in rows[columns[0]].items():
-        if name == ifname and suffix.isdigit():
-            return int(suffix)
-    return None
+    named = [int(suffix) for suffix, name in rows[columns[0]].items() if name == ifname
+             and suffix.isdigit()]  # fmt: skip
+    return max(named, default=None)  # of two rows by one name, the newer (higher) index
 
 
 def _count(value: Value) -> int | None:

@@ -41,29 +41,48 @@ CORE = "10.231.0.254"
 ROUTER = "10.231.5.1"
 IF_TABLE_CACHE = "1.3.6.1.4.1.8072.1.5.3.1.2.1.3.6.1.2.1.2.2"  # nsCacheTimeout of ifTable
 
-# Runs inside a namespace: probe each pickled target in turn, in one process (so the interface
-# probe's memory of the previous reading carries over), and print the results' wire form.
+# Runs inside a namespace: each step in turn, in one process (so the interface probe's memory
+# of earlier readings carries over), and prints the probes' results in their wire form. A step
+# is a Target to probe, ("run", argv) to change something, or ("until", Target, key, value,
+# seconds) to probe until the value's `key` reads `value` (the last result is kept).
 RUNNER = textwrap.dedent(
     """
-    import asyncio, base64, json, pickle, sys
+    import asyncio, base64, json, pickle, subprocess, sys, time
     import probes
 
-    async def main(targets, timeout, gap):
+    async def once(target, timeout):
+        return await probes.PROBES[target.spec.kind](target, timeout=timeout)
+
+    async def main(steps, timeout, gap):
         results = []
         try:
-            for target in targets:
+            for step in steps:
+                if isinstance(step, tuple) and step[0] == "run":
+                    subprocess.run(step[1], check=True)
+                    continue
                 if results and gap:
                     await asyncio.sleep(gap)  # time for a counter's rate to have a denominator
-                results.append(await probes.PROBES[target.spec.kind](target, timeout=timeout))
+                if isinstance(step, tuple):
+                    _, target, key, value, seconds = step
+                    deadline = time.monotonic() + seconds
+                    result = await once(target, timeout)
+                    while result.value.get(key) != value and time.monotonic() < deadline:
+                        await asyncio.sleep(0.1)  # polling a condition with a deadline
+                        result = await once(target, timeout)
+                else:
+                    result = await once(step, timeout)
+                results.append(result)
             return results
         finally:
             probes.close()
 
-    targets = pickle.loads(base64.b64decode(sys.argv[1]))
-    results = asyncio.run(main(targets, float(sys.argv[2]), float(sys.argv[3])))
+    steps = pickle.loads(base64.b64decode(sys.argv[1]))
+    results = asyncio.run(main(steps, float(sys.argv[2]), float(sys.argv[3])))
     print(json.dumps([r.to_json() for r in results]))
     """
 )
+NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+Step = Target | tuple[str, list[str]] | tuple[str, Target, str, object, float]
 
 
 class NetError(RuntimeError):
@@ -154,15 +173,23 @@ class LinkNet:
         run(["ip", "netns", "exec", namespace, "sysctl", "-qw", setting])
 
     def probe(
-        self, targets: Sequence[Target], timeout: float = 1.0, gap: float = 0.0
+        self,
+        steps: Sequence[Step],
+        timeout: float = 1.0,
+        gap: float = 0.0,
+        *,
+        unprivileged: bool = False,
     ) -> list[ProbeResult]:
         """Run the probes in the site's namespace, one after another in one process.
 
-        `gap` seconds pass between two probes. Each result passes the collector's gate
-        (`ProbeResult.from_json`) on the way back.
+        `gap` seconds pass between two probes; `unprivileged` runs them as nobody, with the
+        kernel's datagram ICMP. Each result passes the collector's gate on the way back.
         """
-        packed = base64.b64encode(pickle.dumps(list(targets))).decode()
+        packed = base64.b64encode(pickle.dumps(list(steps))).decode()
         runner = [sys.executable, "-c", RUNNER, packed, str(timeout), str(gap)]
+        if unprivileged:
+            self.sysctl(self.site, "net.ipv4.ping_group_range=0 2147483647")
+            runner = [*NOBODY, *runner]
         done = run(["ip", "netns", "exec", self.site, *runner])
         return [ProbeResult.from_json(entry) for entry in json.loads(done.stdout)]
 

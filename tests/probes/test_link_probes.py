@@ -95,6 +95,18 @@ def test_a_hop_of_no_link_or_the_target_itself_is_no_evidence(net: LinkNet) -> N
     assert "raise the path's ttl" in reached.detail
 
 
+def test_without_raw_sockets_the_error_queue_names_the_hop(net: LinkNet) -> None:
+    need_namespaces("setpriv")
+    before = net.probe([path_target(PRIMARY[0]), ping(PRIMARY[4], source=PRIMARY[3])],
+                       unprivileged=True)  # fmt: skip
+    net.cut_primary()
+    after = net.probe([path_target(PRIMARY[0]), ping(PRIMARY[4], source=PRIMARY[3])],
+                      unprivileged=True)  # fmt: skip
+    assert [(r.ok, r.error_kind) for r in before] == [(True, None), (True, None)]
+    assert (after[0].ok, after[0].value["via"]) == (False, BACKUP[0])
+    assert (after[1].ok, after[1].loss) == (False, 1.0)
+
+
 def test_no_route_toward_the_hub_is_unreachable(net: LinkNet) -> None:
     net.cut_primary()
     net.ip(net.site, "link", "set", BACKUP[1], "down")
@@ -192,3 +204,25 @@ def test_a_silent_router_is_a_timeout_with_no_oper(net: LinkNet) -> None:
     [result] = net.probe([interface("up0")], timeout=0.5)  # no snmpd started
     assert (result.ok, result.error_kind, result.value["oper"]) == (False, "timeout", None)
     assert isinstance(result, ProbeResult)
+
+
+def test_an_interface_renumbered_by_the_router_is_found_again(net: LinkNet) -> None:
+    need_namespaces(*SNMP_TOOLS)
+    net.start_snmpd()
+    net.lower_if_cache(1)
+    make = ["ip", "link", "add", "tst0", "index", "{}", "type", "veth", "peer", "name", "tst1"]
+    first_index, second_index = 76, 77
+    tst0 = Target(ROUTER, InterfaceProbe(V2C, "tst0", None), id=PRIMARY[0])
+    first, again = net.probe(
+        [
+            ("run", [part.format(first_index) for part in make]),
+            ("until", tst0, "ifindex", first_index, 15.0),
+            ("run", ["ip", "link", "del", "tst0"]),
+            ("run", [part.format(second_index) for part in make]),
+            ("until", tst0, "ifindex", second_index, 15.0),
+        ]
+    )
+    assert (first.value["ifindex"], first.value["ifname"]) == (first_index, "tst0")
+    # The index remembered for tst0 is gone: the probe looked the name up again.
+    assert (again.value["ifindex"], again.value["ifname"]) == (second_index, "tst0")
+    assert again.error_kind != "protocol", again.detail

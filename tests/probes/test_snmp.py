@@ -21,7 +21,13 @@ from hypothesis import strategies as st
 from probes import snmp
 from probes.result import ProbeResult
 from probes.target import Target
-from sitewatch.config.model import CustomOid, SnmpCredentials, SnmpProbe
+from sitewatch.config.model import (
+    CustomOid,
+    InterfaceProbe,
+    SnmpCredentials,
+    SnmpProbe,
+    SnmpVersion,
+)
 from tests.lab import wait_until
 from tests.lab.responders import printer_records, switch_records
 
@@ -340,3 +346,40 @@ async def test_v1_walks_with_getnext_to_the_end_of_the_view(agent: int, closing:
     assert result.ok, result.detail
     v2c = await snmp.probe(target(agent, "printer"), timeout=3)
     assert result.value == v2c.value
+
+
+# -- the interface probe: one row of a router, for a link --------------------------------------
+
+
+def interface_target(
+    port: int, version: SnmpVersion, ifname: str | None, ifindex: int | None
+) -> Target:
+    credentials = SnmpCredentials(version, port, "switch", None, None, None, None, None)
+    return Target("127.0.0.1", InterfaceProbe(credentials, ifname, ifindex), id="wv-mpls")
+
+
+async def test_the_interface_probe_reads_one_row_by_name_or_index(
+    agent: int, closing: None
+) -> None:
+    up = await snmp.interface_probe(interface_target(agent, "2c", "Gi0/3", None), timeout=3)
+    assert (up.ok, up.target, up.kind) == (True, "wv-mpls", "interface")
+    assert (up.value["ifindex"], up.value["oper"], up.value["admin"]) == (3, "up", "up")
+    assert (up.value["in_octets"], up.value["in_errors"]) == (2**63 + 5, 30)
+    assert up.value["uptime_s"] == 1234.56
+    down = await snmp.interface_probe(interface_target(agent, "2c", None, 2), timeout=3)
+    assert (down.ok, down.error_kind) == (False, "unexpected")
+    assert down.detail == "Gi0/2 (ifIndex 2) is down, admin up"
+    # SNMPv1 has no Counter64 (no ifXTable octets): the name is found in ifDescr instead.
+    old = await snmp.interface_probe(interface_target(agent, "1", "Gi0/1", None), timeout=3)
+    assert (old.ok, old.value["ifindex"], old.value["in_octets"]) == (True, 1, None), old.detail
+
+
+async def test_the_interface_probe_names_what_it_cannot_find(agent: int, closing: None) -> None:
+    missing = await snmp.interface_probe(interface_target(agent, "2c", "Gi9/9", None), timeout=3)
+    assert (missing.ok, missing.error_kind) == (False, "protocol")
+    assert missing.detail == "no interface named Gi9/9 on 127.0.0.1"
+    assert missing.value["oper"] is None
+    wrong = SnmpCredentials("2c", agent, "nobody-here", None, None, None, None, None)
+    silent = Target("127.0.0.1", InterfaceProbe(wrong, "Gi0/1", None), id="wv-mpls")
+    refused = await snmp.interface_probe(silent, timeout=0.5)
+    assert (refused.ok, refused.error_kind, refused.value["oper"]) == (False, "timeout", None)
