@@ -16,12 +16,35 @@ Path-bound evidence decides a link's status; reachability decides whether a site
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from probes.result import ProbeResult
+from sitewatch.config.model import Link, Site
 
 EvidenceKind = Literal["path-bound", "reachability"]
 Source = Literal["centre-ping", "far-end-ping", "bound-ping", "interface", "path"]
 Reading = Literal["up", "degraded", "down", "unknown"]
+Vantage = Literal["agent", "centre"]
+
+# The kinds of result that speak about a link, and from where: the order staff read them in.
+LINK_SOURCES: tuple[tuple[str, Vantage], ...] = (
+    ("icmp", "centre"),
+    ("interface", "agent"),
+    ("path", "agent"),
+    ("icmp", "agent"),
+)
+# An interface whose ifOperStatus is one of these cannot carry traffic; any other state
+# (testing, dormant, unknown) says nothing either way.
+OPER_DOWN = frozenset({"down", "lowerLayerDown", "notPresent"})
+_WHO: dict[Source, str] = {
+    "centre-ping": "centre",
+    "far-end-ping": "agent",
+    "bound-ping": "agent's bound ping",
+    "interface": "router",
+    "path": "path probe",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +58,254 @@ class EvidenceView:
     probed: float  # probe time of its newest result; 0.0 without one
     detail: str  # for a person: "10.99.6.2: cannot send", "traffic via willowvale-fibre"
     counted: bool  # whether it took part in the decision (False: reachability, stale words)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReading:
+    """One source's state about one link, after hysteresis: what the decision weighs.
+
+    Times are probe times (when the results were taken), never arrival times, so a batch
+    that reaches a busy collector late decides exactly what it would have decided on time.
+    """
+
+    source: Source
+    kind: EvidenceKind
+    vantage: Vantage
+    status: Reading
+    since: float  # when this status began
+    probed: float  # probe time of the newest result; 0.0 without one
+    failing_since: float  # probe time of the first failure of the current run
+    succeeded: float  # probe time of the newest success; 0.0 without one
+    confirmed: bool  # the status was earned by the thresholds, not taken from a first result
+    alive: bool  # its word counts: agent-sourced evidence only while the agent counts
+    last: ProbeResult | None  # the newest result, for the detail staff read
+
+    @property
+    def detail(self) -> str:
+        return result_detail(self.last)
+
+    @property
+    def proves_flow(self) -> bool:
+        """Whether a success of this source shows traffic crossing the link.
+
+        The router's interface being up is layer 1 (the line has carrier), not layer 3: a
+        dead provider edge behind it still reads "up", so it refutes nothing.
+        """
+        return self.kind == "path-bound" and self.source != "interface"
+
+    @property
+    def known(self) -> bool:
+        return self.alive and self.status != "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDecision:
+    """A link's status, the source that decided it, and everything said about it.
+
+    A correlation pass needs only the status for most links: the words for people
+    (`evidence`, `conflict`, `notes`) are put together when asked for.
+    """
+
+    status: Reading
+    since: float  # when the deciding source's status began; 0.0 when unknown
+    decided_by: SourceReading | None
+    readings: tuple[SourceReading, ...]
+    counted: tuple[bool, ...]  # for each reading: whether it took part in the decision
+    refuted: tuple[SourceReading, ...]  # downs that newer traffic refuted
+    other_path: str | None  # the site's other way out, as the conflict sentence names it
+
+    @property
+    def vantage(self) -> Vantage | None:
+        """Whose evidence decided: the centre's ping, or the agent's probes."""
+        return None if self.decided_by is None else self.decided_by.vantage
+
+    @property
+    def evidence(self) -> tuple[EvidenceView, ...]:
+        """Every source's word, counted or not, in the order staff read them."""
+        return tuple(
+            EvidenceView(r.source, r.kind, r.status, r.since, r.probed, r.detail, counted)
+            for r, counted in zip(self.readings, self.counted, strict=True)
+        )
+
+    @property
+    def conflict(self) -> str | None:
+        """A sentence for staff when a source that counts disagrees with the status.
+
+        E.g. "seen by centre: down; agent: reachable (via backup)". None when all agree, or
+        when nothing decided (an unknown link has nothing to disagree with).
+        """
+        decider = self.decided_by
+        if decider is None:
+            return None
+        side = _side(self.status)
+        against = [r for r in self.readings if r.known and _side(r.status) != side]
+        if not against:
+            return None
+        words = [f"{_WHO[r.source]}: {_said(r, self.refuted, self.other_path)}" for r in against]
+        return "; ".join([f"seen by {_WHO[decider.source]}: {self.status}", *words])
+
+    def notes(self) -> tuple[str, ...]:
+        """Return each source's word as a short string, for an incident's cause."""
+        return tuple(_note(view) for view in self.evidence)
+
+
+def source_of(
+    site: Site, link: Link, kind: str, vantage: Vantage
+) -> tuple[Source, EvidenceKind] | None:
+    """Return which source a link result of `kind` from `vantage` is, and what it proves.
+
+    The agent's ping of the far end proves only that some path reaches it, unless it can
+    only leave over this link: sent from the link's own address or interface (a bound
+    ping), or the link is the site's only way out. None: not evidence about a link.
+    """
+    if vantage == "centre":
+        return ("centre-ping", "path-bound") if kind == "icmp" else None
+    if kind == "icmp":
+        if link.bound_ping:
+            return "bound-ping", "path-bound"
+        return "far-end-ping", "path-bound" if len(site.links) == 1 else "reachability"
+    if kind == "interface":
+        return "interface", "path-bound"
+    if kind == "path":
+        return "path", "path-bound"
+    return None
+
+
+def meaning(site: Site, link: Link, result: ProbeResult) -> bool | None:
+    """Return what one link result says of the link: success, failure, or None (no evidence).
+
+    - interface: oper "up" is a success, "down"/"lowerLayerDown"/"notPresent" a failure;
+      another state, or a router that could not be read (no oper), says nothing: the
+      source becomes unknown rather than keep an "up" nobody can vouch for.
+    - path: the hop of this link answered, a success. The backup's hop answered while this
+      is the primary, a failure: traffic left it. Anything else says nothing: a backup idles
+      while the primary carries the traffic, and an unknown hop or no answer names no link.
+    - pings: the result's own `ok`.
+    """
+    if result.kind == "interface":
+        oper = result.value.get("oper")
+        if oper == "up":
+            return True
+        return False if oper in OPER_DOWN else None
+    if result.kind == "path":
+        via = result.value.get("via")
+        if via == link.id:
+            return True
+        taken = next((other for other in site.links if other.id == via), None)
+        if taken is not None and taken.role == "backup" and link.role == "primary":
+            return False
+        return None
+    return result.ok
+
+
+def result_detail(result: ProbeResult | None) -> str:
+    """Return a line for a person about one result: its own detail, or what it found."""
+    if result is None:
+        return ""
+    if result.detail:
+        return result.detail
+    value = result.value
+    if result.kind == "interface":
+        name = value.get("ifname") or f"ifIndex {value.get('ifindex')}"
+        return f"{name} is {value.get('oper')}, admin {value.get('admin')}"
+    if result.kind == "path":
+        hop, ttl = value.get("hop"), value.get("ttl")
+        return f"traffic goes over it ({hop} answered at TTL {ttl})"
+    address = value.get("address")
+    where = f"{address}: " if isinstance(address, str) else ""
+    if result.ok and result.rtt_ms is not None:
+        lost = f", {result.loss:.0%} lost" if result.loss else ""
+        return f"{where}{result.rtt_ms:.1f} ms{lost}"
+    return where.removesuffix(": ")
+
+
+def decide(readings: Iterable[SourceReading], *, other_path: str | None) -> LinkDecision:
+    """Add up one link's readings to its status (DESIGN.md, "Evidence bound to what it proves").
+
+    1. Known path-bound readings decide. A "down" is refuted only by a proof of flow (the
+       centre's ping, the path probe, a bound ping, the only link's far-end ping) that is up
+       and whose newest success was probed after the down's failures began: the link
+       carried traffic since, so the failures are older news. The interface refutes nothing.
+    2. Any unrefuted down: down. Else any degraded: degraded. Else up.
+    3. With no known path-bound reading, reachability can only say down (not even some path
+       reaches the far end); its "up" may have crossed another link, so the link is unknown.
+
+    `other_path` names the site's other way out ("backup"), for the conflict sentence; None
+    when the link is the site's only one.
+    """
+    readings = tuple(readings)
+    bound = [r for r in readings if r.known and r.kind == "path-bound"]
+    refuted: list[SourceReading] = []
+    status: Reading
+    if bound:
+        flows = [r for r in bound if r.proves_flow and r.status in ("up", "degraded")]
+        standing: list[SourceReading] = []
+        for down in (r for r in bound if r.status == "down"):
+            newer = any(u.succeeded > down.failing_since for u in flows)
+            (refuted if newer else standing).append(down)
+        if standing:
+            status, agreeing = "down", standing
+        elif degraded := [r for r in bound if r.status == "degraded"]:
+            status, agreeing = "degraded", degraded
+        else:
+            status, agreeing = "up", [r for r in bound if r.status == "up"]
+        took_part = tuple(r.known and r.kind == "path-bound" for r in readings)
+    else:
+        agreeing = [r for r in readings if r.known and r.status == "down"]
+        status = "down" if agreeing else "unknown"
+        took_part = tuple(r.known and r.status == "down" for r in readings)
+    # the earliest agreeing source dates the status; an "up" rests first on an earned one
+    decider = min(
+        agreeing, key=lambda r: (status != "down" and not r.confirmed, r.since), default=None
+    )
+    since = decider.since if decider is not None else 0.0
+    return LinkDecision(status, since, decider, readings, took_part, tuple(refuted), other_path)
+
+
+def describe(status: str, evidence: Sequence[EvidenceView], conflict: str | None) -> str:
+    """Return a link's status with the evidence behind it as one line, for logs and people.
+
+    E.g. "down; centre-ping down: 10.99.6.2: cannot send; far-end-ping up (reachability,
+    not counted): 10.99.6.1: 3.2 ms; conflict: seen by centre: down; agent: reachable (via
+    backup)".
+    """
+    words = [status, *(_note(view) for view in evidence)] if evidence else [status, "no evidence"]
+    if conflict:
+        words.append(f"conflict: {conflict}")
+    return "; ".join(words)
+
+
+def _note(view: EvidenceView) -> str:
+    """Return one source's word: "far-end-ping up (reachability, not counted): 10.99.6.1: 3 ms"."""
+    qualifiers = []
+    if view.kind == "reachability":
+        qualifiers.append("reachability")
+    if not view.counted:
+        qualifiers.append("not counted")
+    said = f"{view.source} {view.status}"
+    if qualifiers:
+        said += f" ({', '.join(qualifiers)})"
+    return f"{said}: {view.detail}" if view.detail else said
+
+
+def _among(reading: SourceReading, readings: Sequence[SourceReading]) -> bool:
+    return any(reading is other for other in readings)
+
+
+def _side(status: str) -> str:
+    return "down" if status == "down" else "working"
+
+
+def _said(reading: SourceReading, refuted: Sequence[SourceReading], other_path: str | None) -> str:
+    """Return what a disagreeing source says, in the words of the conflict sentence."""
+    if reading.kind == "reachability":
+        if reading.status == "down":
+            return "far end unreachable"
+        return f"reachable (via {other_path})" if other_path else "reachable"
+    if _among(reading, refuted):
+        return "down, refuted by traffic seen since its failures began"
+    if reading.source == "interface" and reading.status != "down":
+        return "interface up (carrier only, proves no traffic)"
+    if reading.status != "down":
+        return f"{reading.status}, but not since the failures began"
+    return "down"

@@ -5,8 +5,13 @@ down after `fail_after` failures and comes back after `recover_after` successes,
 packet does not flap a site. Results are applied in the order they were probed; a late result
 (older than the newest one applied, e.g. a replayed backlog) is history, stored but not allowed
 to move the current state. Two vantage points: the agent's view from inside its site and the
-centre's view of each link's edge; the agent's counts while it is heard from, the centre's when
-it has gone silent.
+centre's view of each link's edge; the agent's counts while it is heard from.
+
+A link has several sources (the centre's ping of its edge, the router's interface, the path
+probe, the agent's far-end ping); what each result means and how they add up to the link's
+status is `collector.evidence`: path-bound evidence decides, reachability only says "down".
+A result that says nothing of its link (an idle backup's path probe, a router that could not
+be read) makes its source unknown, so an old "up" does not outlive what proved it.
 """
 
 from __future__ import annotations
@@ -16,10 +21,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from collector.evidence import EvidenceView
+from collector.evidence import (
+    LINK_SOURCES,
+    EvidenceKind,
+    EvidenceView,
+    LinkDecision,
+    Source,
+    SourceReading,
+    decide,
+    describe,
+    meaning,
+    source_of,
+)
+from collector.evidence import Vantage as Vantage  # noqa: PLC0414 -- re-exported, as before
 from collector.topology import (
     Correlation,
     Evidence,
+    LinkStatus,
     Maintained,
     SiteStatus,
     Topology,
@@ -30,7 +48,6 @@ from sitewatch.config.model import Device, Inventory, Link, Site, Thresholds
 
 Status = Literal["up", "degraded", "down", "unknown"]
 DeviceStatus = Literal["up", "degraded", "down", "unknown", "unreachable", "maintenance"]
-Vantage = Literal["agent", "centre"]
 SILENT_AFTER_INTERVALS = 3  # an agent unheard for this many probe intervals is silent
 # ... but never sooner than this: a healthy agent may go unheard for a while, e.g. when its post
 # hangs on a connection over a link that just failed until the shipper gives up on it (5 s
@@ -50,28 +67,35 @@ class TargetState:
     failures: int = 0
     successes: int = 0
     failing_since: float = 0.0  # when the current run of failures began
+    succeeded: float = 0.0  # probe time of the newest success: flow seen after a failure?
     last: ProbeResult | None = None
     # Whether the status was earned by the thresholds (fail_after failures, recover_after
     # successes), not taken from the first result of a target never seen before: only an
     # earned "up" proves that something recovered.
     confirmed: bool = False
 
-    def observe(self, result: ProbeResult, *, degradable: bool) -> bool:
-        """Apply one result in probe order; return whether the status changed."""
+    def observe(self, result: ProbeResult, *, degradable: bool, ok: bool | None = None) -> bool:
+        """Apply one result in probe order; return whether the status changed.
+
+        `ok` is what the result means for the target when that is not its own `ok` (a path
+        probe that saw the backup's hop fails its primary, whatever the probe reported).
+        """
         ts = result.ts.timestamp()
         if ts < self.last_ts:
             return False  # late: history, not news
         self.last_ts, self.last = ts, result
-        if result.ok:
+        ok = result.ok if ok is None else ok
+        if ok:
             self.successes, self.failures = self.successes + 1, 0
+            self.succeeded = ts
         else:
             if self.failures == 0:
                 self.failing_since = ts
             self.failures, self.successes = self.failures + 1, 0
         new = self.status
-        if not result.ok and (self.failures >= self.thresholds.fail_after or new == "unknown"):
+        if not ok and (self.failures >= self.thresholds.fail_after or new == "unknown"):
             new = "down" if self.failures >= self.thresholds.fail_after else new
-        elif result.ok and (self.successes >= self.thresholds.recover_after or new == "unknown"):
+        elif ok and (self.successes >= self.thresholds.recover_after or new == "unknown"):
             new = "degraded" if degradable and self._degraded(result) else "up"
         changed = new != self.status
         if changed:
@@ -79,6 +103,21 @@ class TargetState:
         limits = self.thresholds
         if self.successes >= limits.recover_after or self.failures >= limits.fail_after:
             self.confirmed = True
+        return changed
+
+    def forget(self, result: ProbeResult) -> bool:
+        """Apply, in probe order, a result that says nothing either way: the state is unknown.
+
+        Its counters start again: evidence that resumes must earn its status afresh.
+        """
+        ts = result.ts.timestamp()
+        if ts < self.last_ts:
+            return False
+        self.last_ts, self.last = ts, result
+        self.failures = self.successes = 0
+        changed = self.status != "unknown"
+        if changed:
+            self.status, self.since, self.confirmed = "unknown", ts, False
         return changed
 
     def _degraded(self, result: ProbeResult) -> bool:
@@ -139,6 +178,9 @@ class StateBook:
     topology: Topology = field(init=False)
     _sites: dict[str, Site] = field(init=False)
     _links: dict[str, tuple[Site, Link]] = field(init=False)  # by link id, with its site
+    # by link id: the (kind, vantage) of each result that is evidence about it, and what it is
+    _sources: dict[str, tuple[tuple[str, Vantage, Source, EvidenceKind], ...]] = field(init=False)
+    _other_paths: dict[str, str | None] = field(init=False)  # by link id: the site's other way
     _devices: dict[str, tuple[Site, Device]] = field(init=False)  # by device id, with its site
 
     def __post_init__(self) -> None:
@@ -149,22 +191,47 @@ class StateBook:
         self.topology = Topology(self.inventory).with_agents(self.agents.items())
         self._sites = {site.id: site for site in self.inventory.sites}
         self._links = {link.id: (site, link) for site, link in self.inventory.links()}
+        self._sources = {
+            link.id: tuple(
+                (kind, vantage, *said)
+                for kind, vantage in LINK_SOURCES
+                if (said := source_of(site, link, kind, vantage)) is not None
+            )
+            for site, link in self._links.values()
+        }
+        self._other_paths = {
+            link.id: _other_path(site, link) for site, link in self._links.values()
+        }
         self._devices = {device.id: (site, device) for site, device in self.inventory.devices()}
 
     def observe(self, vantage: Vantage, result: ProbeResult) -> bool:
-        """Apply one result; return whether a target's status changed."""
+        """Apply one result; return whether a target's status changed.
+
+        A link's result moves its source by what it means for the link
+        (`collector.evidence.meaning`): a result that says nothing makes the source unknown.
+        """
         limits = self.limits.get(result.target)
         if limits is None:
             return False  # the agent's own host, or a target no longer in the inventory
-        thresholds, degradable = limits
+        thresholds, is_link = limits
+        ok: bool | None = result.ok
+        if is_link:
+            home, link = self._links[result.target]
+            if source_of(home, link, result.kind, vantage) is None:
+                return False  # not evidence about a link (nothing reads it)
+            ok = meaning(home, link, result)
         key = (result.target, result.kind, vantage)
         state = self.targets.get(key)
         if state is None:
             state = self.targets[key] = TargetState(thresholds)
             if vantage == "agent":
                 self.inside.setdefault(result.target, {})[result.kind] = state
-        changed = state.observe(result, degradable=degradable)
-        if changed and not degradable and vantage == "agent":
+        if ok is None:
+            changed = state.forget(result)
+        else:
+            degradable = is_link and result.kind == "icmp"  # loss and round trip of a ping
+            changed = state.observe(result, degradable=degradable, ok=ok)
+        if changed and not is_link and vantage == "agent":
             site = self.topology.device_site.get(result.target)
             if site is not None:
                 failing = self._device(result.target, agent_alive=True)[0] == "down"
@@ -209,19 +276,38 @@ class StateBook:
         """Return what correlation reasons with: link states, agents heard, devices down.
 
         Agents never heard from do not count either way: a site is not declared down because
-        an agent was configured and never installed.
+        an agent was configured and never installed. A link that is down or degraded brings
+        its sources' words, which its incident's cause carries.
         """
         alive = {
             site.id: self.agent_alive(site, now)
             for site in self.inventory.sites
             if site.id in self.last_heard
         }
-        links = {
-            link.id: self._link(site, link, alive.get(site.id, False)).status
-            for site, link in self.inventory.links()
-        }
+        links: dict[str, LinkStatus] = {}
+        notes: dict[str, tuple[str, ...]] = {}
+        for site, link in self.inventory.links():
+            decision = self._decide(site, link, alive.get(site.id, False))
+            links[link.id] = decision.status
+            if decision.status in ("down", "degraded"):
+                notes[link.id] = decision.notes()
         down = {site: frozenset(devices) for site, devices in self.down.items() if devices}
-        return Evidence(links, alive, down)  # type: ignore[arg-type]
+        return Evidence(links, alive, down, notes)
+
+    def explain(self, link_id: str, now: float) -> str:
+        """Return a link's status now with the evidence behind it, as one line for a log.
+
+        E.g. "down; centre-ping down: 10.99.6.2: cannot send; far-end-ping up (reachability,
+        not counted): 10.99.6.1: 3.2 ms; conflict: seen by centre: down; agent: reachable
+        (via backup)". A link no longer in the inventory is said to be so.
+        """
+        found = self._links.get(link_id)
+        if found is None:
+            return "no longer in the inventory"
+        site, link = found
+        alive = site.id in self.agents.values() and self.agent_alive(site, now)
+        decision = self._decide(site, link, alive)
+        return describe(decision.status, decision.evidence, decision.conflict)
 
     def correlate(self, now: float, maintained: Maintained = frozenset()) -> Correlation:
         return correlate(self.topology, self.evidence(now), maintained)
@@ -340,11 +426,20 @@ class StateBook:
     def _link_doubt(
         self, site: Site, link: Link, correlation: Correlation, agent_alive: bool
     ) -> bool:
+        """Whether a link shows no recovery yet: its status must rest on earned path-bound words.
+
+        Reachability never proves a link up, and an "up" taken from a first result proves
+        nothing recovered.
+        """
         if "maintenance" in (correlation.links.get(link.id), correlation.sites.get(site.id)):
             return False
-        view = self._link(site, link, agent_alive)
-        state = self.targets.get((link.id, "icmp", view.vantage or "agent"))
-        return view.status == "unknown" or state is None or not state.confirmed
+        decided_by = self._decide(site, link, agent_alive).decided_by
+        return (
+            decided_by is None
+            or decided_by.status == "unknown"
+            or decided_by.kind != "path-bound"
+            or not decided_by.confirmed
+        )
 
     def _device_doubt(self, device: str, correlation: Correlation, agent_alive: bool) -> bool:
         if device in correlation.maintained_devices:
@@ -401,20 +496,47 @@ class StateBook:
         )
 
     def _link(self, site: Site, link: Link, agent_alive: bool) -> LinkView:
-        """The agent's view while it counts, unless the centre saw the link fail since.
+        decision = self._decide(site, link, agent_alive)
+        return LinkView(
+            link.id,
+            link.kind,
+            link.role,
+            decision.status,
+            decision.since,
+            decision.vantage,
+            decision.evidence,
+            decision.conflict,
+        )
 
-        An agent on a site with a backup stays heard, yet its batch may hang for a while on a
-        connection over the link that just failed; until its newer results arrive, the
-        centre's pings are the fresher evidence about that link.
+    def _decide(self, site: Site, link: Link, agent_alive: bool) -> LinkDecision:
+        """Add up a link's sources (`collector.evidence.decide`).
+
+        The agent's word counts while it does (`agent_alive`): an agent on a site with a
+        backup stays heard, yet its batch may hang for a while on a connection over the link
+        that just failed; its older successes then refute nothing newer than them, since
+        only a success probed after a failure began can.
         """
-        inside = self.targets.get((link.id, "icmp", "agent"))
-        outside = self.targets.get((link.id, "icmp", "centre"))
-        outdated = outside is not None and self._outdates(site, outside)
-        if agent_alive and inside is not None and inside.status != "unknown" and not outdated:
-            return LinkView(link.id, link.kind, link.role, inside.status, inside.since, "agent")
-        if outside is not None and outside.status != "unknown":
-            return LinkView(link.id, link.kind, link.role, outside.status, outside.since, "centre")
-        return LinkView(link.id, link.kind, link.role, "unknown", 0.0, None)
+        readings = []
+        for kind, vantage, source, proves in self._sources[link.id]:
+            state = self.targets.get((link.id, kind, vantage))
+            if state is None:
+                continue
+            readings.append(
+                SourceReading(
+                    source,
+                    proves,
+                    vantage,
+                    state.status,
+                    state.since,
+                    state.last_ts,
+                    state.failing_since,
+                    state.succeeded,
+                    state.confirmed,
+                    vantage == "centre" or agent_alive,
+                    state.last,
+                )
+            )
+        return decide(readings, other_path=self._other_paths[link.id])
 
     def _device(self, device_id: str, agent_alive: bool) -> tuple[Status, float]:
         """A device is down when it stops answering ping; up but failing a service: degraded."""
@@ -433,3 +555,15 @@ class StateBook:
         if failing:
             return "degraded", max(s.since for s in failing)
         return "up", max(s.since for s in known)
+
+
+def _other_path(site: Site, link: Link) -> str | None:
+    """Name the site's other way out than `link`, as the conflict sentence says it."""
+    roles = {other.role for other in site.links if other is not link}
+    if not roles:
+        return None
+    if link.role == "primary" and "backup" in roles:
+        return "backup"
+    if link.role == "backup" and "primary" in roles:
+        return "primary"
+    return "another link"

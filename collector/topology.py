@@ -39,6 +39,9 @@ class Evidence:
     links: Mapping[str, LinkStatus]  # every link id; "unknown" without evidence
     agents_alive: Mapping[str, bool]  # site id -> its agent is heard; absent: no agent counts
     devices_down: Mapping[str, frozenset[str]]  # site id -> its devices that are down
+    # link id -> each source's word about it ("centre-ping down: 10.99.6.2: cannot send"),
+    # for the links that are down or degraded: a link's cause carries them as `evidence`
+    notes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +257,12 @@ class _Pass:
             key, kind = f"link:{first.id}", "link"
             title = f"{_link_name(first)} down: {names} cut off ({_users(users)})"
             links = [edge.link.id for edge in unplanned]
-            detail = {"link": first.id, "links": links, "site": unplanned[0].site}
+            detail = {
+                "link": first.id,
+                "links": links,
+                "site": unplanned[0].site,
+                "evidence": self._notes(links),
+            }
             if len(unplanned) < len(failed):
                 detail["in_maintenance"] = [e.link.id for e in failed if e not in unplanned]
         else:
@@ -322,7 +330,7 @@ class _Pass:
                 continue
             if state == "down" and link.role == "backup":
                 title = f"{_link_name(link)} down: {site.name} has no redundancy"
-                detail = {"link": link.id, "links": [link.id]}
+                detail = {"link": link.id, "links": [link.id], "evidence": self._notes([link.id])}
                 self._local(site, "link", link.id, "P3", title=title, detail=detail)
                 continue
             status = "degraded"
@@ -332,7 +340,12 @@ class _Pass:
             else:
                 title = f"{_link_name(link)} degraded (loss or round trip over the limits)"
                 problem = "degraded"
-            detail = {"link": link.id, "links": [link.id], "problem": problem}
+            detail = {
+                "link": link.id,
+                "links": [link.id],
+                "problem": problem,
+                "evidence": self._notes([link.id]),
+            }
             self._local(site, "link", link.id, "P2", title=title, detail=detail, users=site.users)
         if status == "up" and planned:
             return "maintenance"
@@ -377,6 +390,13 @@ class _Pass:
         facts = {**detail, "site": site.id}
         key = f"{kind}:{ident}"
         self.causes.append(Cause(key, kind, priority, title, (site.id,), users, facts, covers))
+
+    def _notes(self, links: list[str]) -> list[str]:
+        """Return what the sources said of these links; each named when there are several."""
+        notes = self.evidence.notes
+        if len(links) == 1:
+            return list(notes.get(links[0], ()))
+        return [f"{link}: {note}" for link in links for note in notes.get(link, ())]
 
     def _in(self, scope: Scope, ident: str) -> bool:
         return (scope, ident) in self.maintained

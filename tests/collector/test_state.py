@@ -67,7 +67,9 @@ def test_the_agent_counts_while_heard_then_the_centre_decides() -> None:
     assert site(states, "tesko", 1) == "up"
     for second in range(1, 4):  # the edge stops answering the centre
         states.observe("centre", result("tesko-mpls", second, ok=False))
-    # heard after the failures began: the agent proves a path the centre cannot see
+    # its far end answered after the failures began: the agent proves a path the centre
+    # cannot see (being heard is not enough: its ping of the only link must be the newer)
+    states.observe("agent", result("tesko-mpls", 2, ok=True))
     states.heard_from("tesko-01", T0.timestamp() + 2, probed=T0.timestamp() + 2)
     assert site(states, "tesko", 60) == "up"  # within 3 intervals (30 s) the agent still counts
     assert site(states, "tesko", 93) == "down"  # silent, and the centre cannot reach the edge

@@ -1,0 +1,305 @@
+"""Link evidence, as a table: which sources say what, and the link, site and incident that follow.
+
+Each row feeds real probe results (at fake probe times) through the state book, as ingest and
+the centre's sweep do, then runs a correlation pass. The inventory is the example one with the
+evidence the lab gives Willowvale (a router interface and a path probe next hop on each link)
+and Elliotdale (its MPLS ping sent from the link's own address); Tesko has one link only.
+Defaults: fail_after 3, recover_after 2, so three results a row make a status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from collector.state import StateBook, Vantage
+from collector.topology import Correlation
+from probes.result import JsonValue, ProbeResult
+from sitewatch.config.files import load_inventory
+from sitewatch.config.model import Inventory, Link, LinkInterface, PathSpec, Site
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+NOW = 100.0  # seconds after T0: every row's results are older
+AGENTS = {"willowvale-01": "willowvale", "tesko-01": "tesko", "elliotdale-01": "elliotdale"}
+MPLS, FIBRE = "willowvale-mpls", "willowvale-fibre"
+E_MPLS, E_RADIO = "elliotdale-mpls", "elliotdale-wireless"
+TESKO = "tesko-mpls"
+HOPS = {MPLS: "10.99.6.1", FIBRE: "10.99.7.1"}
+UP, DOWN = True, False
+EVERY = (0.0, 30.0, 60.0)  # one probe interval apart: three results make a status
+Fed = list[tuple[Vantage, ProbeResult]]
+
+
+def inventory() -> Inventory:
+    """The example inventory with path-bound evidence of each kind on two sites."""
+    base = load_inventory(ROOT / "config" / "inventory.yaml")
+
+    def bound(site: Site) -> Site:
+        if site.id == "willowvale":
+            links = tuple(
+                dataclasses.replace(
+                    link,
+                    interface=LinkInterface("wv-rtr-01", f"up{n}", None),
+                    next_hop=(ipaddress.ip_address(HOPS[link.id]),),
+                )
+                for n, link in enumerate(site.links)
+            )
+            path = PathSpec(ipaddress.ip_address("10.99.0.254"), 1)
+            return dataclasses.replace(site, links=links, path=path)
+        if site.id == "elliotdale":
+            links = tuple(_sourced(link) for link in site.links)
+            return dataclasses.replace(site, links=links)
+        return site
+
+    return dataclasses.replace(base, sites=tuple(bound(site) for site in base.sites))
+
+
+def _sourced(link: Link) -> Link:
+    if link.id != E_MPLS:
+        return link
+    return dataclasses.replace(link, source=ipaddress.ip_address("10.99.8.2"))
+
+
+INVENTORY = inventory()
+SITE_OF = {link.id: site.id for site, link in INVENTORY.links()}
+
+
+def ts(second: float) -> datetime:
+    return T0 + timedelta(seconds=second)
+
+
+def centre(link: str, ok: bool, at: Iterable[float] = EVERY) -> Fed:
+    """The centre's pings of the link's edge."""
+    return [("centre", _ping(link, ok, s)) for s in at]
+
+
+def far_end(link: str, ok: bool, at: Iterable[float] = EVERY) -> Fed:
+    """The agent's pings of the link's far end (a bound ping when the link has `source`)."""
+    return [("agent", _ping(link, ok, s)) for s in at]
+
+
+def _ping(link: str, ok: bool, second: float) -> ProbeResult:
+    if ok:
+        return ProbeResult(link, "icmp", ts(second), ok=True, rtt_ms=4.0, loss=0.0)
+    return ProbeResult(
+        link, "icmp", ts(second), ok=False, loss=1.0, error_kind="unreachable", detail="cannot send"
+    )
+
+
+def router(link: str, oper: str | None, at: Iterable[float] = EVERY) -> Fed:
+    """The router's IF-MIB row of the link's interface; oper None: the router did not answer."""
+    fed: Fed = []
+    for s in at:
+        value: dict[str, JsonValue] = {"ifindex": 2, "ifname": "up0", "oper": oper, "admin": "up"}
+        if oper is None:
+            value = dict.fromkeys(value)
+            result = ProbeResult(
+                link, "interface", ts(s), ok=False, value=value, error_kind="timeout",
+                detail="no answer from 10.106.0.1",
+            )  # fmt: skip
+        elif oper == "up":
+            result = ProbeResult(link, "interface", ts(s), ok=True, value=value)
+        else:
+            detail = f"up0 (ifIndex 2) is {oper}, admin up"
+            result = ProbeResult(
+                link, "interface", ts(s), ok=False, value=value, error_kind="unexpected",
+                detail=detail,
+            )  # fmt: skip
+        fed.append(("agent", result))
+    return fed
+
+
+def path(link: str, via: str, at: Iterable[float] = EVERY) -> Fed:
+    """The path probe of the link: which link's next hop answered at TTL 1."""
+    fed: Fed = []
+    for s in at:
+        value: dict[str, JsonValue] = {
+            "toward": "10.99.0.254", "ttl": 1, "hop": HOPS[via], "via": via,
+        }  # fmt: skip
+        if via == link:
+            result = ProbeResult(link, "path", ts(s), ok=True, rtt_ms=1.0, value=value)
+        else:
+            detail = f"traffic goes via {via} ({HOPS[via]} answered at TTL 1)"
+            result = ProbeResult(
+                link, "path", ts(s), ok=False, value=value, error_kind="unexpected", detail=detail
+            )
+        fed.append(("agent", result))
+    return fed
+
+
+def run(*words: Fed, arrival: str = "probe order") -> tuple[StateBook, Correlation]:
+    """Feed the results, hear each agent with its newest probe, and correlate at NOW.
+
+    `arrival`: "probe order" (one stream sorted by probe time) or "agents late" (the centre's
+    results first, then each agent's batch, as on a busy collector).
+    """
+    states = StateBook(INVENTORY, dict(AGENTS))
+    fed = [item for word in words for item in word]
+    if arrival == "probe order":
+        fed.sort(key=lambda item: item[1].ts)
+    else:
+        fed.sort(key=lambda item: (item[0] == "agent", item[1].ts))
+    newest: dict[str, float] = {}
+    for vantage, result in fed:
+        states.observe(vantage, result)
+        if vantage == "agent":
+            site = SITE_OF[result.target]
+            newest[site] = max(newest.get(site, 0.0), result.ts.timestamp())
+    for agent, site in AGENTS.items():
+        if site in newest:
+            states.heard_from(agent, ts(NOW).timestamp(), newest[site])
+    return states, states.correlate(ts(NOW).timestamp())
+
+
+class Row(NamedTuple):
+    name: str
+    words: Sequence[Fed]
+    links: dict[str, str]  # link id -> status
+    site: tuple[str, str]  # (site id, status)
+    causes: list[tuple[str, str]]  # (key, priority)
+
+
+# fmt: off
+TABLE = [
+    Row("centre down, agent far end reachable, site with backup",
+        [centre(MPLS, DOWN), far_end(MPLS, UP), centre(FIBRE, UP), far_end(FIBRE, UP)],
+        {MPLS: "down", FIBRE: "up"}, ("willowvale", "degraded"), [("link:willowvale-mpls", "P2")]),
+    Row("router oper down, agent far end reachable",
+        [router(MPLS, "down"), far_end(MPLS, UP), router(FIBRE, "up"), far_end(FIBRE, UP)],
+        {MPLS: "down", FIBRE: "up"}, ("willowvale", "degraded"), [("link:willowvale-mpls", "P2")]),
+    Row("router lowerLayerDown: a failure too",
+        [router(MPLS, "lowerLayerDown"), router(FIBRE, "up")],
+        {MPLS: "down", FIBRE: "up"}, ("willowvale", "degraded"), [("link:willowvale-mpls", "P2")]),
+    Row("path probe says traffic goes via the backup",
+        [path(MPLS, FIBRE), path(FIBRE, FIBRE), far_end(MPLS, UP), far_end(FIBRE, UP)],
+        {MPLS: "down", FIBRE: "up"}, ("willowvale", "degraded"), [("link:willowvale-mpls", "P2")]),
+    Row("path says primary after the centre's failures began: refuted, up",
+        [centre(MPLS, DOWN), path(MPLS, MPLS, at=[61.0]), centre(FIBRE, UP)],
+        {MPLS: "up", FIBRE: "up"}, ("willowvale", "up"), []),
+    Row("path says primary, but before the centre's failures began: down",
+        [path(MPLS, MPLS, at=[-1.0]), centre(MPLS, DOWN), centre(FIBRE, UP)],
+        {MPLS: "down", FIBRE: "up"}, ("willowvale", "degraded"), [("link:willowvale-mpls", "P2")]),
+    Row("interface up but centre down: carrier proves no traffic, down",
+        [centre(MPLS, DOWN), router(MPLS, "up", at=[5.0, 35.0, 65.0]), centre(FIBRE, UP)],
+        {MPLS: "down", FIBRE: "up"}, ("willowvale", "degraded"), [("link:willowvale-mpls", "P2")]),
+    Row("only link: the agent's fresh far end refutes an older centre failure",
+        [centre(TESKO, DOWN), far_end(TESKO, UP, at=[5.0, 35.0, 65.0])],
+        {TESKO: "up"}, ("tesko", "up"), []),
+    Row("only link: the agent's far end older than the centre's failure refutes nothing",
+        [far_end(TESKO, UP, at=[-60.0, -30.0]), centre(TESKO, DOWN)],
+        {TESKO: "down"}, ("tesko", "down"), [("link:tesko-mpls", "P2")]),
+    Row("reachability only on a redundant link: cannot be seen up",
+        [far_end(MPLS, UP), far_end(FIBRE, UP)],
+        {MPLS: "unknown", FIBRE: "unknown"}, ("willowvale", "up"), []),
+    Row("reachability down on a redundant link: not even another path reaches its far end",
+        [far_end(MPLS, DOWN), router(FIBRE, "up")],
+        {MPLS: "down", FIBRE: "up"}, ("willowvale", "degraded"), [("link:willowvale-mpls", "P2")]),
+    Row("an idle backup's path result is no evidence: its old 'up' does not survive",
+        [path(FIBRE, FIBRE, at=[0.0, 30.0]), path(FIBRE, MPLS, at=[60.0, 90.0]),
+         path(MPLS, FIBRE, at=[0.0, 30.0]), path(MPLS, MPLS, at=[60.0, 90.0])],
+        {MPLS: "up", FIBRE: "unknown"}, ("willowvale", "up"), []),
+    Row("a router that cannot be read is no evidence: its old 'up' does not survive",
+        [router(MPLS, "up", at=[0.0, 30.0]), router(MPLS, None, at=[60.0, 90.0]),
+         far_end(MPLS, UP), router(FIBRE, "up")],
+        {MPLS: "unknown", FIBRE: "up"}, ("willowvale", "up"), []),
+    Row("bound ping fails while the backup's far end answers: down",
+        [far_end(E_MPLS, DOWN), far_end(E_RADIO, UP), centre(E_RADIO, UP)],
+        {E_MPLS: "down", E_RADIO: "up"}, ("elliotdale", "degraded"),
+        [("link:elliotdale-mpls", "P2")]),
+    Row("both links down, agent unheard since: the site is cut off",
+        [far_end(E_MPLS, UP, at=[-60.0, -30.0]), far_end(E_RADIO, UP, at=[-60.0, -30.0]),
+         centre(E_MPLS, DOWN), centre(E_RADIO, DOWN)],
+        {E_MPLS: "down", E_RADIO: "down"}, ("elliotdale", "down"),
+        [("link:elliotdale-mpls", "P1")]),
+    Row("backup down alone: no redundancy, P3",
+        [centre(MPLS, UP), far_end(MPLS, UP), centre(FIBRE, DOWN), far_end(FIBRE, UP)],
+        {MPLS: "up", FIBRE: "down"}, ("willowvale", "up"), [("link:willowvale-fibre", "P3")]),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("row", TABLE, ids=[row.name for row in TABLE])
+@pytest.mark.parametrize("arrival", ["probe order", "agents late"])
+def test_evidence_table(row: Row, arrival: str) -> None:
+    _, correlation = run(*row.words, arrival=arrival)
+    assert {link: correlation.links[link] for link in row.links} == row.links
+    site, status = row.site
+    assert correlation.sites[site] == status
+    assert [(cause.key, cause.priority) for cause in correlation.causes] == row.causes
+
+
+def test_a_link_shows_every_source_its_conflict_and_its_cause_the_evidence() -> None:
+    states, correlation = run(*TABLE[0].words)
+    now = ts(NOW).timestamp()
+    view = next(v for v in states.views(now, correlation) if v.id == "willowvale")
+    mpls = next(link for link in view.links if link.id == MPLS)
+    assert (mpls.status, mpls.vantage, mpls.since) == ("down", "centre", ts(60).timestamp())
+    assert mpls.conflict == "seen by centre: down; agent: reachable (via backup)"
+    assert [(e.source, e.kind, e.status, e.counted, e.detail) for e in mpls.evidence] == [
+        ("centre-ping", "path-bound", "down", True, "cannot send"),
+        ("far-end-ping", "reachability", "up", False, "4.0 ms"),
+    ]
+    assert mpls.evidence[0].probed == ts(60).timestamp()
+    (cause,) = correlation.causes
+    assert cause.title == "Willowvale on its backup: MPLS link willowvale-mpls down"
+    assert cause.detail["evidence"] == [
+        "centre-ping down: cannot send",
+        "far-end-ping up (reachability, not counted): 4.0 ms",
+    ]
+    assert states.explain(MPLS, now) == (
+        "down; centre-ping down: cannot send; far-end-ping up (reachability, not counted): "
+        "4.0 ms; conflict: seen by centre: down; agent: reachable (via backup)"
+    )
+
+
+def test_a_refuted_failure_is_shown_as_a_conflict() -> None:
+    states, correlation = run(*TABLE[4].words)
+    view = next(v for v in states.views(ts(NOW).timestamp(), correlation) if v.id == "willowvale")
+    mpls = next(link for link in view.links if link.id == MPLS)
+    assert (mpls.status, mpls.vantage) == ("up", "agent")
+    assert mpls.conflict == (
+        "seen by path probe: up; centre: down, refuted by traffic seen since its failures began"
+    )
+
+
+def test_a_cut_off_sites_cause_names_each_links_evidence() -> None:
+    _, correlation = run(*TABLE[14].words)
+    (cause,) = correlation.causes
+    assert cause.detail["links"] == [E_MPLS, E_RADIO]
+    assert cause.detail["evidence"] == [
+        "elliotdale-mpls: centre-ping down: cannot send",
+        "elliotdale-mpls: bound-ping up (not counted): 4.0 ms",
+        "elliotdale-wireless: centre-ping down: cannot send",
+        "elliotdale-wireless: far-end-ping up (reachability, not counted): 4.0 ms",
+    ]
+
+
+def test_a_link_incident_resolves_only_on_an_earned_path_bound_up() -> None:
+    key = ["link:willowvale-mpls"]
+    now = ts(NOW).timestamp()
+    # reachability alone never shows the primary back
+    states, correlation = run(far_end(MPLS, UP), router(FIBRE, "up"))
+    assert states.unsure(correlation, now, key) == {"link:willowvale-mpls"}
+    # one path result after silence is taken at its word, but proves no recovery yet
+    states, correlation = run(path(MPLS, MPLS, at=[60.0]), router(FIBRE, "up"))
+    assert correlation.links[MPLS] == "up"
+    assert states.unsure(correlation, now, key) == {"link:willowvale-mpls"}
+    # recover_after successes of the centre's ping: recovered
+    states, correlation = run(centre(MPLS, DOWN), centre(MPLS, UP, at=[70.0, 80.0]))
+    assert correlation.links[MPLS] == "up"
+    assert states.unsure(correlation, now, key) == frozenset()
+
+
+def test_a_late_result_of_a_source_moves_nothing() -> None:
+    # the path probe's old success, replayed after its newer "via the backup" results
+    states, _ = run(path(MPLS, FIBRE), centre(FIBRE, UP))
+    assert not states.observe("agent", path(MPLS, MPLS, at=[61.0 - 120])[0][1])
+    correlation = states.correlate(ts(NOW).timestamp())
+    assert correlation.links[MPLS] == "down"
