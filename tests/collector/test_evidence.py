@@ -18,10 +18,12 @@ from typing import NamedTuple
 
 import pytest
 
+from collector.service import Collector
 from collector.state import StateBook, Vantage
+from collector.store import Store
 from collector.topology import Correlation
 from probes.result import JsonValue, ProbeResult
-from sitewatch.config.files import load_inventory
+from sitewatch.config.files import load_collector_config, load_inventory
 from sitewatch.config.model import Inventory, Link, LinkInterface, PathSpec, Site
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -303,3 +305,25 @@ def test_a_late_result_of_a_source_moves_nothing() -> None:
     assert not states.observe("agent", path(MPLS, MPLS, at=[61.0 - 120])[0][1])
     correlation = states.correlate(ts(NOW).timestamp())
     assert correlation.links[MPLS] == "down"
+
+
+def test_a_restarted_collector_reads_interface_and_path_evidence_back(store: Store) -> None:
+    """Warm-up replays every kind of link result, not only pings: the primary stays down."""
+    config = dataclasses.replace(
+        load_collector_config(ROOT / "config" / "collector.yaml"), inventory=INVENTORY
+    )
+    fed = [*router(MPLS, "down"), *path(MPLS, FIBRE), *router(FIBRE, "up"), *far_end(MPLS, UP)]
+    results = sorted((result for _, result in fed), key=lambda result: result.ts)
+    now = ts(NOW).timestamp()
+    store.ingest("willowvale-01", list(enumerate(results, start=1)), now=now)
+    collector = Collector(config, store)
+    collector.warm_up(now=now)
+    view = next(v for v in collector.views(now) if v.id == "willowvale")
+    assert view.status == "degraded"
+    assert {link.id: link.status for link in view.links} == {MPLS: "down", FIBRE: "up"}
+    mpls = next(link for link in view.links if link.id == MPLS)
+    assert [(e.source, e.status) for e in mpls.evidence] == [
+        ("interface", "down"),
+        ("path", "down"),
+        ("far-end-ping", "up"),
+    ]

@@ -130,6 +130,32 @@ def test_a_backup_down_alone_is_a_p3_and_a_degraded_link_a_p2() -> None:
     assert result.sites["elliotdale"] == "degraded"
 
 
+def test_link_causes_carry_what_each_source_said_of_their_links() -> None:
+    said = {
+        "workshop-mpls": ("centre-ping down: 10.99.4.2: cannot send",),
+        "willowvale-fibre": ("interface down: up1 (ifIndex 3) is down, admin up",),
+        "tesko-mpls": ("centre-ping down: 10.99.2.2: cannot send", "far-end-ping up (not counted)"),
+    }
+    down = dict.fromkeys(said, "down")
+    base = evidence(down, silent=frozenset({"tesko"}))
+    result = correlate(TOPOLOGY, Evidence(base.links, base.agents_alive, {}, said), frozenset())
+    causes = {cause.key: cause for cause in result.causes}
+    assert causes["link:workshop-mpls"].title.startswith("Dutywa Workshop on its backup")
+    assert {key: cause.detail["evidence"] for key, cause in causes.items()} == {
+        "link:tesko-mpls": list(said["tesko-mpls"]),  # cut off
+        "link:workshop-mpls": list(said["workshop-mpls"]),  # on its backup
+        "link:willowvale-fibre": list(said["willowvale-fibre"]),  # no redundancy
+    }
+    # both links of a cut site: each word names its link
+    both = {"workshop-mpls": said["workshop-mpls"], "workshop-fibre": ("path down",)}
+    base = evidence(dict.fromkeys(both, "down"), silent=frozenset({"dutywa-workshop"}))
+    result = correlate(TOPOLOGY, Evidence(base.links, base.agents_alive, {}, both), frozenset())
+    assert result.causes[0].detail["evidence"] == [
+        "workshop-mpls: centre-ping down: 10.99.4.2: cannot send",
+        "workshop-fibre: path down",
+    ]
+
+
 def test_a_silent_agent_whose_edge_answers_is_an_agent_p3_not_an_outage() -> None:
     result = correlate(TOPOLOGY, evidence(silent=frozenset({"tesko"})), frozenset())
     assert [(c.key, c.priority) for c in result.causes] == [("agent:tesko-01", "P3")]
