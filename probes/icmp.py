@@ -37,7 +37,7 @@ from datetime import datetime
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPSocketError, SocketPermissionError
 
-from probes.result import ErrorKind, JsonValue, ProbeResult, failed, now, short
+from probes.result import ErrorKind, JsonValue, ProbeResult, now, short
 from probes.target import Target
 from sitewatch.config.model import IcmpProbe
 
@@ -436,10 +436,7 @@ async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResul
                 continue
             way = egress(spec.source, spec.via, str(addresses[index]))
             if isinstance(way, str):
-                unsent = _unsent(addresses[index])
-                results[index] = failed(
-                    target.name, "icmp", started, "unreachable", way, value=unsent
-                )
+                results[index] = _unsendable(target.name, started, str(addresses[index]), way)
             else:
                 groups.setdefault((spec.count, spec.interval, way), []).append(index)
     refused: BaseException | None = None
@@ -503,8 +500,14 @@ def egress(source: str | None, via: str | None, address: str) -> Egress | str:
     return Egress(source=str(own), ifindex=ifindex)
 
 
-def _unsent(address: str | ProbeResult) -> dict[str, JsonValue]:
-    return {"address": str(address), "sent": 0, "received": 0}
+def _unsendable(name: str, started: datetime, address: str, why: str) -> ProbeResult:
+    """Return the result of a ping that could not leave the way its spec says: all lost."""
+    value: dict[str, JsonValue] = {"address": address, "sent": 0, "received": 0}
+    detail = short(f"{address}: {why}")
+    return ProbeResult(
+        name, "icmp", started, ok=False, loss=1.0, value=value, error_kind="unreachable",
+        detail=detail,
+    )  # fmt: skip
 
 
 def _literal(address: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from sitewatch.config.model import (
     CustomOid,
     HttpProbe,
     IcmpProbe,
+    InterfaceProbe,
+    PathProbe,
     ProbeSpec,
     SipProbe,
     SnmpCredentials,
@@ -32,7 +35,7 @@ from sitewatch.config.model import (
 )
 from sitewatch.config.reader import normalise_host
 
-KINDS = ("icmp", "tcp", "http", "snmp", "sip", "host")
+KINDS = ("icmp", "tcp", "http", "snmp", "sip", "host", "interface", "path")
 AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
 PRIV_PROTOCOLS = ("des", "3des", "aes", "aes128", "aes192", "aes256")
 
@@ -49,8 +52,9 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         description=(
             "Run one probe from this host and print the result; --json prints the result "
             "record. TARGET is an IP address or host name (for http a URL, for host the "
-            "directory whose disk to watch). Exit 0 when the probe ran, whatever it found; "
-            "2 for bad arguments."
+            "directory whose disk to watch, for interface the router, for path the address "
+            "to send toward). Exit 0 when the probe ran, whatever it found; 2 for bad "
+            "arguments."
         ),
     )
     parser.add_argument("kind", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
@@ -69,6 +73,20 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "--insecure", action="store_true", help="https: do not verify the certificate"
     )
     parser.add_argument("--transport", choices=("udp", "tcp"), default="udp", help="sip")
+    parser.add_argument("--source", help="icmp: send from this address of this host")
+    parser.add_argument("--via", help="icmp: send out of this interface of this host")
+    link = parser.add_argument_group("interface and path: evidence for one link")
+    link.add_argument("--link", default="", help="the link id the result is for")
+    link.add_argument("--ifname", help="interface: the router's IF-MIB ifName")
+    link.add_argument("--ifindex", type=int, help="interface: ... or its ifIndex")
+    link.add_argument("--ttl", type=int, default=1, help="path: hops out (default 1)")
+    link.add_argument(
+        "--hop",
+        action="append",
+        default=[],
+        metavar="LINK=ADDR[,ADDR]",
+        help="path: a link's next hop(s), to name the link that answers (repeat for more)",
+    )
     snmp = parser.add_argument_group("snmp")
     snmp.add_argument("--profile", choices=SNMP_PROFILES, default="system")
     snmp.add_argument("--snmp-version", choices=("1", "2c", "3"), default="2c")
@@ -138,7 +156,45 @@ def build_target(args: argparse.Namespace) -> Target:
             verify_tls=not args.insecure,
         )
         return Target(url, spec)
-    return Target(_host(args.target), _address_spec(kind, args))
+    host = _host(args.target)
+    if kind in ("path", "interface"):
+        return _link_target(kind, host, args)
+    return Target(host, _address_spec(kind, args))
+
+
+def _link_target(kind: str, host: str, args: argparse.Namespace) -> Target:
+    """Return the target of a probe that is evidence for one link: path or interface."""
+    if kind == "path":
+        if ipaddress_or_none(host) is None:
+            raise UsageError(f"path needs an IP address to send toward, not {args.target!r}")
+        if not 1 <= args.ttl <= 30:
+            raise UsageError(f"--ttl must be between 1 and 30, not {args.ttl}")
+        return Target(host, PathProbe(host, args.ttl, _hops(args.hop)), id=args.link)
+    if (args.ifname is None) == (args.ifindex is None):
+        raise UsageError("interface needs exactly one of --ifname and --ifindex")
+    if args.ifindex is not None and not 1 <= args.ifindex < 2**31:
+        raise UsageError(f"--ifindex must be between 1 and 2147483647, not {args.ifindex}")
+    spec = InterfaceProbe(_credentials(args), args.ifname, args.ifindex)
+    return Target(host, spec, id=args.link)
+
+
+def ipaddress_or_none(text: str) -> str | None:
+    """Return `text` as a canonical IP address, or None for a host name."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _hops(texts: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    hops = []
+    for text in texts:
+        link, sep, rest = text.partition("=")
+        addresses = tuple(ipaddress_or_none(part) or "" for part in rest.split(","))
+        if not sep or not link or not all(addresses):
+            raise UsageError(f"--hop {text!r} is not LINK=ADDR[,ADDR] like wv-mpls=10.99.6.1")
+        hops.append((link, addresses))
+    return tuple(hops)
 
 
 def _address_spec(kind: str, args: argparse.Namespace) -> ProbeSpec:
@@ -147,7 +203,7 @@ def _address_spec(kind: str, args: argparse.Namespace) -> ProbeSpec:
     if kind == "icmp":
         if not 1 <= args.count <= 100:
             raise UsageError(f"--count must be between 1 and 100, not {args.count}")
-        spec = IcmpProbe(count=args.count, interval=args.interval)
+        spec = IcmpProbe(count=args.count, interval=args.interval, source=args.source, via=args.via)
     elif kind == "tcp":
         if args.port is None:
             raise UsageError("tcp needs --port")

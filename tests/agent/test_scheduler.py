@@ -244,7 +244,7 @@ async def test_a_links_path_interface_and_bound_ping_run_and_carry_the_link_id(
     foreign = keeper.results["far-link", "icmp"]
     assert (foreign.ok, foreign.detail) == (
         False,
-        "source 192.0.2.44 is not an address of this host",
+        "127.0.0.1: source 192.0.2.44 is not an address of this host",
     )
 
 

@@ -7,6 +7,8 @@ router's IF-MIB row, read from a real snmpd, follows the interface down.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from tests.probes.linknet import (
     ROUTER,
     LinkNet,
     need_namespaces,
+    run,
     wait_for,
 )
 
@@ -142,12 +145,13 @@ def test_a_source_or_interface_this_host_lacks_is_a_clear_failure(net: LinkNet) 
             ping(PRIMARY[4], source="2001:db8::1"),
         ]
     )
-    assert (foreign.ok, foreign.error_kind) == (False, "unreachable")
-    assert foreign.detail == "source 10.231.6.99 is not an address of this host"
+    hub = PRIMARY[4]
+    assert (foreign.ok, foreign.error_kind, foreign.loss) == (False, "unreachable", 1.0)
+    assert foreign.detail == f"{hub}: source 10.231.6.99 is not an address of this host"
     assert (unknown_if.ok, unknown_if.error_kind) == (False, "unreachable")
-    assert unknown_if.detail == "no interface named up9 on this host"
-    assert wrong_family.detail == f"source 2001:db8::1 is IPv6, {PRIMARY[4]} is not"
-    assert foreign.value == {"address": PRIMARY[4], "sent": 0, "received": 0}
+    assert unknown_if.detail == f"{hub}: no interface named up9 on this host"
+    assert wrong_family.detail == f"{hub}: source 2001:db8::1 is IPv6, {hub} is not"
+    assert foreign.value == {"address": hub, "sent": 0, "received": 0}
 
 
 def interface(ifname: str | None = None, ifindex: int | None = None) -> Target:
@@ -226,3 +230,28 @@ def test_an_interface_renumbered_by_the_router_is_found_again(net: LinkNet) -> N
     # The index remembered for tst0 is gone: the probe looked the name up again.
     assert (again.value["ifindex"], again.value["ifname"]) == (second_index, "tst0")
     assert again.error_kind != "protocol", again.detail
+
+
+def test_sitewatch_probe_offers_path_interface_and_bound_pings(net: LinkNet) -> None:
+    need_namespaces(*SNMP_TOOLS)
+    net.start_snmpd()
+
+    def probe_from_site(*args: str) -> dict[str, object]:
+        """Run `sitewatch probe ... --json` inside the site, where an agent would run."""
+        cli = [sys.executable, "-m", "sitewatch.cli", "probe", *args, "--json"]
+        done = run(["ip", "netns", "exec", net.site, *cli])
+        found: dict[str, object] = json.loads(done.stdout)
+        return found
+
+    hops = [f"--hop={link}={hop}" for link, (hop,) in HOPS]
+    found = probe_from_site("path", CORE, "--link", PRIMARY[0], *hops)
+    assert (found["ok"], found["target"], found["value"]) == (
+        True,
+        PRIMARY[0],
+        {"toward": CORE, "ttl": 1, "hop": PRIMARY[4], "via": PRIMARY[0]},
+    )
+    read = probe_from_site("interface", ROUTER, "--ifname", "up1", "--link", BACKUP[0])
+    assert (read["ok"], read["kind"], read["target"]) == (True, "interface", BACKUP[0])
+    net.cut_primary()
+    bound = probe_from_site("icmp", PRIMARY[4], "--source", PRIMARY[3], "--count", "1")
+    assert (bound["ok"], bound["loss"]) == (False, 1.0)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -169,3 +171,30 @@ def test_rates_come_from_the_previous_reading_of_the_same_interface() -> None:
     assert rebooted["in_bps"] is None  # uptime went backwards: no false spike
     other = snmp._row_value(target, spec, 8, row | {"in_octets": 1}, 6.0)
     assert other["in_bps"] is None  # another interface of the router has its own history
+
+
+# -- `sitewatch probe` for the new kinds --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["path", "hub.example"], "path needs an IP address to send toward, not 'hub.example'"),
+        (["path", "10.99.0.254", "--ttl", "0"], "--ttl must be between 1 and 30, not 0"),
+        (["path", "10.99.0.254", "--hop", "wv-mpls"], "--hop 'wv-mpls' is not LINK=ADDR[,ADDR]"),
+        (["path", "10.99.0.254", "--hop", "a=10.0.0.1,x"], "--hop 'a=10.0.0.1,x' is not"),
+        (["interface", "10.0.0.1"], "interface needs exactly one of --ifname and --ifindex"),
+        (["interface", "10.0.0.1", "--ifname", "up0", "--ifindex", "2"], "exactly one of"),
+        (["interface", "10.0.0.1", "--ifindex", "0"], "--ifindex must be between 1 and"),
+    ],
+)
+def test_sitewatch_probe_refuses_bad_link_arguments_in_one_line(
+    args: list[str], message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sitewatch.cli", "probe", *args],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    [line] = done.stderr.splitlines()
+    assert message in line
