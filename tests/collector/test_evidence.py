@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.service import Collector
 from collector.state import StateBook, Vantage
@@ -158,6 +160,12 @@ def run(*words: Fed, arrival: str = "probe order") -> tuple[StateBook, Correlati
         if site in newest:
             states.heard_from(agent, ts(NOW).timestamp(), newest[site])
     return states, states.correlate(ts(NOW).timestamp())
+
+
+def outcome(correlation: Correlation) -> tuple[object, ...]:
+    """What a pass decided: every link and site status and every cause."""
+    causes = [(cause.key, cause.priority, cause.sites) for cause in correlation.causes]
+    return dict(correlation.links), dict(correlation.sites), causes
 
 
 class Row(NamedTuple):
@@ -327,3 +335,41 @@ def test_a_restarted_collector_reads_interface_and_path_evidence_back(store: Sto
         ("path", "down"),
         ("far-end-ping", "up"),
     ]
+
+
+SECONDS = st.lists(st.integers(-120, 95), unique=True, max_size=6).map(sorted)
+OPERS = st.sampled_from(["up", "down", "lowerLayerDown", "dormant", None])
+
+
+@st.composite
+def words(draw: st.DrawFn) -> list[Fed]:
+    """Any mix of every source's results about Willowvale's two links, at any probe times."""
+    fed: list[Fed] = []
+    for link in (MPLS, FIBRE):
+        for second in draw(SECONDS):
+            fed.append(centre(link, draw(st.booleans()), at=[second]))
+        for second in draw(SECONDS):
+            fed.append(far_end(link, draw(st.booleans()), at=[second]))
+        for second in draw(SECONDS):
+            fed.append(router(link, draw(OPERS), at=[second]))
+        for second in draw(SECONDS):
+            fed.append(path(link, draw(st.sampled_from([MPLS, FIBRE])), at=[second]))
+    return fed
+
+
+@settings(max_examples=200, deadline=None)
+@given(fed=words())
+def test_nothing_depends_on_the_order_results_arrive_in(fed: list[Fed]) -> None:
+    _, in_probe_order = run(*fed)
+    _, agents_late = run(*fed, arrival="agents late")
+    assert outcome(in_probe_order) == outcome(agents_late)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mpls=st.booleans(), fibre=st.booleans(), at=SECONDS)
+def test_reachability_alone_never_shows_a_redundant_link_working(
+    mpls: bool, fibre: bool, at: list[int]
+) -> None:
+    _, correlation = run(far_end(MPLS, mpls, at=at), far_end(FIBRE, fibre, at=at))
+    assert correlation.links[MPLS] in ("down", "unknown")
+    assert correlation.links[FIBRE] in ("down", "unknown")
