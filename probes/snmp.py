@@ -265,8 +265,12 @@ class _Session:
         self.context = ContextData(contextName=credentials.context.encode())
         self.first_rtt_ms: float | None = None
 
-    async def get(self, oids: Sequence[str]) -> dict[str, Value]:
-        """Return the values of some scalar OIDs; a missing object is None."""
+    async def get(self, oids: Sequence[str], *, all_or_none: bool = False) -> dict[str, Value]:
+        """Return the values of some scalar OIDs; a missing object is None.
+
+        SNMPv1 answers a GET that names a missing object with noSuchName for the whole
+        request; with `all_or_none` (reading one row of a table) every value is None then.
+        """
         begin = time.perf_counter()
         indication, status, index, var_binds = await get_cmd(
             self.engine,
@@ -277,6 +281,8 @@ class _Session:
             lookupMib=False,
         )
         self._timed(begin)
+        if all_or_none and not indication and str(status) == "noSuchName":
+            return dict.fromkeys(oids)
         _check(indication, status, index)
         names = [str(name) for name, _ in var_binds]
         if names != list(oids):
@@ -636,7 +642,8 @@ async def _read_row(session: _Session, index: int) -> tuple[Row, float | None]:
         for field in IF_COLUMNS
         if not (session.credentials.version == "1" and field in V1_LACKS)
     ]
-    values = await session.get([SYS_UPTIME, *(f"{IF_COLUMNS[field]}.{index}" for field in fields)])
+    oids = [SYS_UPTIME, *(f"{IF_COLUMNS[field]}.{index}" for field in fields)]
+    values = await session.get(oids, all_or_none=True)
     row: Row = dict.fromkeys(IF_COLUMNS)
     row |= {field: values[f"{IF_COLUMNS[field]}.{index}"] for field in fields}
     return row, _seconds(values[SYS_UPTIME])

@@ -379,6 +379,8 @@ async def test_the_interface_probe_names_what_it_cannot_find(agent: int, closing
     assert (missing.ok, missing.error_kind) == (False, "protocol")
     assert missing.detail == "no interface named Gi9/9 on 127.0.0.1"
     assert missing.value["oper"] is None
+    old = await snmp.interface_probe(interface_target(agent, "1", None, 99), timeout=3)
+    assert (old.error_kind, old.detail) == ("protocol", "no interface with ifIndex 99 on 127.0.0.1")
     wrong = SnmpCredentials("2c", agent, "nobody-here", None, None, None, None, None)
     silent = Target("127.0.0.1", InterfaceProbe(wrong, "Gi0/1", None), id="wv-mpls")
     refused = await snmp.interface_probe(silent, timeout=0.5)
