@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APT_PACKAGES := iproute2 snmp sip-tester fping systemd chromium
+APT_PACKAGES := iproute2 snmp snmpd sip-tester fping systemd chromium
 INVENTORY ?= config/inventory.yaml
 PYTEST_ARGS ?=
 
@@ -25,6 +25,7 @@ fuzz: venv
 
 # The lab and real-process tests that once failed now and then, SOAK_RUNS times over with the
 # machine's other core kept busy (as on a collector VM doing a backup); stops at the first failure.
+# Then the failover scenarios of tests/test_lab_failover.py, each repeated SOAK_RUNS times.
 SOAK_RUNS ?= 5
 SOAK_TESTS ?= tests/test_lab_pipeline.py tests/test_lab_incidents.py tests/test_restart.py tests/test_pipeline.py
 soak: venv system-packages
@@ -32,7 +33,10 @@ soak: venv system-packages
 	for run in $$(seq $(SOAK_RUNS)); do \
 		echo "soak run $$run of $(SOAK_RUNS)"; \
 		CI=true $(PY) -m pytest -q $(SOAK_TESTS) $(PYTEST_ARGS) || exit 1; \
-	done
+	done; \
+	kill $$busy; trap - EXIT; \
+	echo "soak: the failover scenarios, $(SOAK_RUNS) times each (they keep a core busy themselves)"; \
+	CI=true SITEWATCH_FAILOVER_RUNS=$(SOAK_RUNS) $(PY) -m pytest -q tests/test_lab_failover.py $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -66,7 +70,8 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
-# The lab needs iproute2, net-snmp's tools, sipp and fping; the browser tests chromium. As root,
+# The lab needs iproute2, net-snmp's tools and agent (snmpd answers as its routers), sipp and
+# fping; the browser tests chromium. As root,
 # install what is missing; otherwise say what is missing (the lab and browser tests then skip,
 # except under CI where they fail).
 system-packages:

@@ -1,8 +1,11 @@
-"""Fixtures shared by the test suite: the lab municipality, and the rule for skipping it."""
+"""Fixtures shared by the test suite: the lab municipality, the rule for skipping it, and a
+busy core."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,3 +45,18 @@ def whole_lab(lab: Lab) -> Iterator[Lab]:
         yield lab
     finally:
         lab.restore_all()
+
+
+@pytest.fixture(scope="module")
+def busy_core() -> Iterator[int]:
+    """Keep one core busy with another process for a module's tests; yield its pid.
+
+    As on a small collector VM doing a backup: what the tests prove must hold while the
+    collector, the agents and the lab's responders share what is left of the machine.
+    """
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield spinner.pid
+    finally:
+        spinner.kill()
+        spinner.wait(timeout=10)

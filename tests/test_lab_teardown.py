@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -30,8 +31,10 @@ def host_state() -> dict[str, object]:
         "responders": sorted(
             line
             for line in processes.stdout.splitlines()
-            if line.startswith(("sipp", "/")) and ("sipp" in line or "snmpsim" in line)
+            if line.startswith(("sipp", "/"))
+            and any(name in line for name in ("sipp", "snmpsim", "snmpd"))
         ),
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
     }
 
 
@@ -44,7 +47,10 @@ def test_down_leaves_nothing_behind() -> None:
     try:
         during = host_state()
         assert during != before
-        assert len(during["netns"]) == len(before["netns"]) + len(lab.plan.sites)  # type: ignore[arg-type]
+        # a namespace per site and the core's
+        assert len(during["netns"]) == len(before["netns"]) + len(lab.plan.sites) + 1  # type: ignore[arg-type]
+        assert during["ip_forward"] == before["ip_forward"]  # forwarding only on the lab's veths
+        assert any("snmpd" in line for line in during["responders"])  # type: ignore[attr-defined]
         lab.cut_link("willowvale-mpls")  # a lab in any state must come down whole
         lab.remove_device("cc-prn-01")
     finally:

@@ -19,6 +19,8 @@ from sitewatch.passwords import hash_password
 from tests.deploy import Deployment, deploy
 from tests.lab import Lab, LabError, can_build, sweep_stale
 
+CORE_HELP = "the address behind the hub that path probes aim at (default 10.99.0.254)"
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__)
@@ -26,9 +28,11 @@ def main() -> int:
     up = commands.add_parser("up", help="build the lab, print it, keep it until Ctrl-C")
     up.add_argument("--inventory", type=Path, default=Path("config/inventory.yaml"))
     up.add_argument("--hub", default="10.99.0.1", help="the hub's address (default 10.99.0.1)")
+    up.add_argument("--core", default="10.99.0.254", help=CORE_HELP)
     run = commands.add_parser("run", help="build the lab and run SiteWatch on it until Ctrl-C")
     run.add_argument("--inventory", type=Path, default=Path("config/inventory.yaml"))
     run.add_argument("--hub", default="10.99.0.1", help="the hub's address (default 10.99.0.1)")
+    run.add_argument("--core", default="10.99.0.254", help=CORE_HELP)
     run.add_argument("--port", type=int, default=8080, help="the collector's port (default 8080)")
     run.add_argument("--folder", type=Path, default=Path(".run"), help="configs, logs, database")
     commands.add_parser("down", help="remove every lab whose process is gone")
@@ -43,7 +47,7 @@ def main() -> int:
         return 0
     sweep_stale()
     try:
-        lab = Lab(args.inventory, hub_address=args.hub)
+        lab = Lab(args.inventory, hub_address=args.hub, core_address=args.core)
     except (ConfigError, LabError) as err:
         print(f"lab: {err}", file=sys.stderr)
         return 1

@@ -2,7 +2,14 @@
 
 Everything the lab creates is first written to a manifest under /run/sitewatch-lab, so that
 `down()` (and `sweep_stale()`, for labs whose process died) can remove every namespace,
-interface, address, route and process, even after a failed test or a kill -9.
+interface, address, route, forwarding switch and process, even after a failed test or a
+kill -9.
+
+Routers (devices of kind "router") are answered by a real net-snmp `snmpd` inside their site's
+namespace, so their IF-MIB lists the site's own interfaces (up0, up1, ...) and ifOperStatus
+follows the lab's cuts. The hub forwards only on its own lab veths (never the host's global
+ip_forward), so that a TTL-limited echo toward the core address is answered "time exceeded"
+by the hub end of the link the site's traffic uses.
 """
 
 from __future__ import annotations
@@ -38,7 +45,12 @@ from tests.lab.responders import SCENARIO, write_printer_data
 MANIFESTS = Path("/run/sitewatch-lab")
 READY_TIMEOUT = float(
     os.environ.get("LAB_READY_TIMEOUT", "30")
-)  # seconds for snmpsim and sipp to answer after start
+)  # seconds for snmpsim, snmpd and sipp to answer after start
+SNMPD = shutil.which("snmpd") or "/usr/sbin/snmpd"  # root's PATH may lack /usr/sbin
+# NET-SNMP-AGENT-MIB nsCacheTimeout of ifTable (ifXTable shares its cache): 3 s by default,
+# set to 1 s so that a cut shows in a router's ifOperStatus within a second.
+IFTABLE_CACHE_TIMEOUT = "1.3.6.1.4.1.8072.1.5.3.1.2.1.3.6.1.2.1.2.2"
+CORE_SIDE = "hub0"  # the core namespace's end of its veth to the hub
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -66,9 +78,11 @@ def can_build() -> str:
     """Return why this machine cannot build a lab, or nothing when it can."""
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, veth pairs, routes)"
-    for tool in ("ip", "sipp", "snmpget", "fping"):
+    for tool in ("ip", "sipp", "snmpget", "snmpset", "fping"):
         if shutil.which(tool) is None:
             return f"the lab needs {tool} (make test installs it as root)"
+    if not Path(SNMPD).exists():
+        return "the lab needs net-snmp's snmpd for its routers (make test installs it as root)"
     responder = Path(sys.executable).with_name("snmpsim-command-responder")
     if not responder.exists():
         return "the lab needs snmpsim in the virtualenv (pip install -e '.[test]')"
@@ -78,10 +92,16 @@ def can_build() -> str:
 class Lab:
     """A municipality built from an inventory file: the root namespace is its hub."""
 
-    def __init__(self, inventory_file: Path, *, hub_address: str = "10.99.0.1") -> None:
+    def __init__(
+        self,
+        inventory_file: Path,
+        *,
+        hub_address: str = "10.99.0.1",
+        core_address: str = "10.99.0.254",
+    ) -> None:
         self.inventory = load_inventory(inventory_file)
         self.prefix = f"sw{secrets.token_hex(2)}"
-        self.plan: Plan = make_plan(self.inventory, self.prefix, hub_address)
+        self.plan: Plan = make_plan(self.inventory, self.prefix, hub_address, core_address)
         self.manifest_path = MANIFESTS / f"{self.prefix}.json"
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.up_links: set[str] = {link.id for link in self.plan.links}
@@ -95,6 +115,7 @@ class Lab:
             "root_links": [],
             "root_addresses": [],
             "root_routes": [],
+            "root_forwarding": [],
             "pids": [],
         }
 
@@ -105,6 +126,7 @@ class Lab:
         try:
             self._check_host()
             self._build_network()
+            self._build_core()
             self._apply_routes()
             self._start_responders()
         except BaseException:
@@ -189,6 +211,43 @@ class Lab:
                 plan.namespace(device.site), "addr", "add", f"{device.address}/32", "dev", "lo"
             )
 
+    def _build_core(self) -> None:
+        """Put the core address behind the hub, and let the hub forward on its lab veths only.
+
+        The core routes only the lab's own networks back to the hub (no default route), and
+        forwarding is switched on per interface, for the hub's ends of the lab's links and of
+        the core's veth: the host's other interfaces and its global ip_forward stay untouched.
+        """
+        plan = self.plan
+        core, hub = plan.core_namespace, plan.hub_address
+        self._remember("namespaces", core)
+        run(["ip", "netns", "add", core])
+        self._remember("root_links", plan.core_interface)
+        run(
+            [
+                "ip", "link", "add", plan.core_interface, "type", "veth",
+                "peer", "name", CORE_SIDE, "netns", core,
+            ]
+        )  # fmt: skip
+        commands = [
+            "link set lo up",
+            f"addr add {plan.core_address}/32 dev {CORE_SIDE}",
+            f"link set {CORE_SIDE} up",
+            f"route add {hub}/32 dev {CORE_SIDE}",
+            *(f"route add {network} via {hub} dev {CORE_SIDE}" for network in plan.networks),
+        ]
+        run(["ip", "-n", core, "-batch", "-"], stdin="\n".join(commands) + "\n")
+        run(["ip", "netns", "exec", core, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"])
+        self._ip(None, "link", "set", plan.core_interface, "up")
+        self._remember("root_routes", f"{plan.core_address}/32")
+        self._ip(
+            None, "route", "replace", f"{plan.core_address}/32",
+            "dev", plan.core_interface, "src", str(hub),
+        )  # fmt: skip
+        for interface in plan.hub_interfaces:
+            self._remember("root_forwarding", interface)
+            run(["sysctl", "-qw", f"net.ipv4.conf.{interface}.forwarding=1"])
+
     @staticmethod
     def _netns_arg(namespace: str | None) -> list[str]:
         return [] if namespace is None else ["netns", namespace]
@@ -224,7 +283,9 @@ class Lab:
         for site in plan.sites:
             namespace = plan.namespace(site)
             assert namespace is not None
-            printers = [d for d in plan.devices if d.site == site and d.snmp_community]
+            printers = [
+                d for d in plan.devices if d.site == site and d.snmp_community and not d.router
+            ]
             by_community: dict[str, list[DevicePlan]] = {}
             for printer in printers:
                 by_community.setdefault(str(printer.snmp_community), []).append(printer)
@@ -266,14 +327,56 @@ class Lab:
                     ],
                     cwd=self.workdir,
                 )
+        for number, router in enumerate(d for d in plan.devices if d.router and d.snmp_community):
+            self._start_snmpd(router, 1161 + number)
         for device in plan.devices:
             address = str(device.address)
-            if device.snmp_community:
+            if device.snmp_community and not device.router:
                 snmp = functools.partial(self.snmp_answers, address, device.snmp_community)
                 wait_until(snmp, READY_TIMEOUT, f"snmpsim answering as {device.id}")
             if device.sip_port:
                 sip = functools.partial(self.sip_answers, address, device.sip_port)
                 wait_until(sip, READY_TIMEOUT, f"sipp answering as {device.id}")
+
+    def _start_snmpd(self, router: DevicePlan, local_port: int) -> None:
+        """Answer as a router: net-snmp's snmpd over the site namespace's own interfaces.
+
+        It listens on the router's address with the device's community, and on loopback with
+        a one-off write community (loopback of the site's namespace only), used once to set
+        the ifTable cache to 1 s.
+        """
+        namespace = self.namespace(router.site)
+        folder = self.workdir / f"snmpd-{router.id}"
+        folder.mkdir()
+        secret = secrets.token_hex(8)
+        config = folder / "snmpd.conf"
+        config.write_text(
+            f"agentAddress udp:{router.address}:161,udp:127.0.0.1:{local_port}\n"
+            f"rocommunity {router.snmp_community} default\n"
+            f"rwcommunity {secret} 127.0.0.1\n"
+            f"sysName {router.id}\n"
+            f"sysDescr SiteWatch lab router {router.id} (net-snmp)\n"
+            "dontLogTCPWrappersConnects yes\n"
+        )
+        self._spawn(
+            [
+                "ip", "netns", "exec", namespace, SNMPD, "-f", "-C", "-c", str(config),
+                "-Lf", str(folder / "snmpd.log"), "-p", str(folder / "snmpd.pid"),
+            ],
+            env={"SNMP_PERSISTENT_DIR": str(folder / "persistent"), "MIBS": ""},
+        )  # fmt: skip
+        community = str(router.snmp_community)
+        answers = functools.partial(self.snmp_answers, str(router.address), community)
+        wait_until(answers, READY_TIMEOUT, f"snmpd answering as {router.id}")
+        done = self.exec_in(
+            router.site,
+            [
+                "snmpset", "-v2c", "-c", secret, "-r2", "-t1", f"127.0.0.1:{local_port}",
+                IFTABLE_CACHE_TIMEOUT, "i", "1",
+            ],
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise LabError(f"{router.id}: could not set snmpd's ifTable cache: {done.stderr}")
 
     def _spawn(
         self, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
@@ -354,6 +457,20 @@ class Lab:
             timeout=60,
         )
 
+    def hop_toward(self, site_id: str, ttl: int = 1) -> str | None:
+        """Return who answers a TTL-limited echo from a site toward the core, or None.
+
+        At TTL 1 that is the hub end of the link the site's traffic uses now: the path the
+        path probe sees. fping says "ICMP Time Exceeded from HOP for ICMP Echo sent to CORE".
+        """
+        core = str(self.plan.core_address)
+        argv = ["fping", "-c1", "-t500", f"--ttl={ttl}", core]
+        for line in self.exec_in(site_id, argv).stderr.splitlines():
+            words = line.split()
+            if line.startswith("ICMP Time Exceeded from ") and len(words) > 4:
+                return words[4]
+        return None
+
     # -- changing the network ----------------------------------------------------------------
 
     def cut_link(self, link_id: str) -> None:
@@ -370,7 +487,11 @@ class Lab:
         for end in (link.parent, link.child):
             self._ip(self.plan.namespace(end.node), "link", "set", end.interface, "up")
         self.up_links.add(link_id)
-        self.installed = {}  # the kernel dropped routes through the link: install all again
+        for end in (link.parent, link.child):  # the kernel dropped the routes through the link
+            table = self.installed.get(end.node, {})
+            self.installed[end.node] = {
+                d: (via, dev) for d, (via, dev) in table.items() if dev != end.interface
+            }
         self._apply_routes()
 
     def remove_device(self, device_id: str) -> None:
@@ -417,7 +538,8 @@ class Lab:
         """Return what the lab built, for a person."""
         plan = self.plan
         lines = [
-            f"SiteWatch lab {plan.prefix}: hub {plan.hub_address} (root namespace)",
+            f"SiteWatch lab {plan.prefix}: hub {plan.hub_address} (root namespace), core "
+            f"{plan.core_address} behind it (namespace {plan.core_namespace})",
             f"  blackholed: {', '.join(str(n) for n in plan.networks)}",
             "  sites:",
         ]
@@ -432,7 +554,9 @@ class Lab:
         lines.append("  devices:")
         for device in plan.devices:
             answers = []
-            if device.snmp_community:
+            if device.snmp_community and device.router:
+                answers.append(f"snmpd, the site's interfaces (community {device.snmp_community})")
+            elif device.snmp_community:
                 answers.append(f"snmpsim (community {device.snmp_community})")
             if device.sip_port:
                 answers.append(f"sipp (SIP OPTIONS on udp/{device.sip_port})")
@@ -451,6 +575,9 @@ def tear_down(manifest: dict[str, object]) -> None:
         for pid in run(["ip", "netns", "pids", namespace], check=False).split():
             _stop(int(pid))
         run(["ip", "netns", "del", namespace], check=False)
+    for interface in _strings(manifest.get("root_forwarding")):  # gone with the veth, else off
+        if Path(f"/proc/sys/net/ipv4/conf/{interface}").exists():
+            run(["sysctl", "-qw", f"net.ipv4.conf.{interface}.forwarding=0"], check=False)
     for interface in _strings(manifest.get("root_links")):
         run(["ip", "link", "del", interface], check=False)
     for address in _strings(manifest.get("root_addresses")):

@@ -5,6 +5,13 @@ root. The root namespace is the hub. Each link is a veth pair: the parent's end 
 site the link leads to) holds `probe[0]`, the site's end holds `edge`. Routes are recomputed
 from the links that are up, as a routing protocol would converge: shortest paths, primary links
 preferred, and never through the hub, which does not forward between sites.
+
+A cut link's parent end stays reachable over any other path, as a provider edge or a hub
+address is in a real network: that is what fools a reachability ping from the site. Its site
+end (`edge`) is routed only over the link, so the centre's ping of it fails while it is cut.
+Behind the hub sits a `core` namespace holding `core_address`, the target of the agents' path
+probes: every site routes it through its current first hop toward the hub, so a TTL-1 echo
+toward it is answered "time exceeded" by the hub end of the link in use.
 """
 
 from __future__ import annotations
@@ -57,8 +64,9 @@ class DevicePlan:
     id: str
     site: str
     address: ipaddress.IPv4Address
-    snmp_community: str | None  # a printer answered by snmpsim
+    snmp_community: str | None  # snmpsim answers SNMP here (net-snmp's snmpd for a router)
     sip_port: int | None  # a phone answered by sipp
+    router: bool = False  # a real snmpd whose IF-MIB lists the site's own interfaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +79,29 @@ class Plan:
     links: tuple[LinkPlan, ...]
     devices: tuple[DevicePlan, ...]
     networks: tuple[ipaddress.IPv4Network, ...]  # the /24s blackholed for safety
+    core_address: ipaddress.IPv4Address  # in the core namespace, behind the hub
 
     def namespace(self, node: str) -> str | None:
         """Return the namespace of a site, or None for the hub (the root namespace)."""
         if node == HUB:
             return None
         return f"{self.prefix}-{self.sites.index(node)}"
+
+    @property
+    def core_namespace(self) -> str:
+        """Return the namespace behind the hub that holds the core address."""
+        return f"{self.prefix}-core"
+
+    @property
+    def core_interface(self) -> str:
+        """Return the hub's (root-side) end of the veth to the core; it carries the prefix."""
+        return f"{self.prefix}c"
+
+    @property
+    def hub_interfaces(self) -> tuple[str, ...]:
+        """Return the hub's lab veths: the only interfaces of the host that forward."""
+        ends = (link.parent for link in self.links if link.parent.node == HUB)
+        return (*(end.interface for end in ends), self.core_interface)
 
     def link(self, link_id: str) -> LinkPlan:
         for link in self.links:
@@ -95,9 +120,15 @@ Route = tuple[ipaddress.IPv4Address, str]  # (via, dev)
 Routes = dict[str, dict[ipaddress.IPv4Address, Route]]  # node -> destination -> next hop
 
 
-def make_plan(inventory: Inventory, prefix: str, hub_address: str = "10.99.0.1") -> Plan:
+def make_plan(
+    inventory: Inventory,
+    prefix: str,
+    hub_address: str = "10.99.0.1",
+    core_address: str = "10.99.0.254",
+) -> Plan:
     """Return the plan for the monitored sites of `inventory`, or raise LabError."""
     hub = _ipv4(hub_address, "the hub address")
+    core = _ipv4(core_address, "the core address")
     sites = tuple(site.id for site in inventory.sites if site.monitored)
     links: list[LinkPlan] = []
     devices: list[DevicePlan] = []
@@ -127,19 +158,17 @@ def make_plan(inventory: Inventory, prefix: str, hub_address: str = "10.99.0.1")
                 None,
             )
             sip_port = next((p.port for p in device.probes if isinstance(p, SipProbe)), None)
-            devices.append(
-                DevicePlan(
-                    device.id, site.id, _ipv4(device.address, device.id), community, sip_port
-                )
-            )
-    addresses = [hub, *(end.address for link in links for end in (link.parent, link.child))]
+            address = _ipv4(device.address, device.id)
+            router = device.kind == "router"
+            devices.append(DevicePlan(device.id, site.id, address, community, sip_port, router))
+    addresses = [hub, core, *(end.address for link in links for end in (link.parent, link.child))]
     addresses += [d.address for d in devices]
     _check_unique(addresses)
     networks = tuple(sorted({ipaddress.IPv4Network(f"{a}/24", strict=False) for a in addresses}))
     for network in networks:
         if not any(network.subnet_of(private) for private in PRIVATE):
             raise LabError(f"{network} is not a private range: the lab refuses to use it")
-    return Plan(prefix, hub, sites, tuple(links), tuple(devices), networks)
+    return Plan(prefix, hub, sites, tuple(links), tuple(devices), networks, core)
 
 
 def check_safe(
@@ -169,16 +198,19 @@ def check_safe(
 def compute_routes(plan: Plan, up: Iterable[str]) -> Routes:
     """Return, for the hub and every site, its next hop to every destination it can reach.
 
-    Destinations are the hub address, every device, and the two ends of every link that is
-    up; the ends of a link that is down answer nobody, as on a real network. A node needs no
-    route to an address on a link it is itself attached to: the kernel's connected route
-    covers that.
+    Destinations are the hub and core addresses, every device, the parent end of every link
+    and the site end of every link that is up. A cut link's parent end (a provider edge, a
+    hub address) stays reachable over any other path, as on a real network; its site end is
+    reachable only over the link itself, so it answers nobody while the link is down. A node
+    needs no route to an address on an up link it is itself attached to: the kernel's
+    connected route covers that. The hub gets no route to the core here (the lab adds it once,
+    through the core's veth); the sites reach the core through their first hop to the hub.
     """
     up_links = [link for link in plan.links if link.id in set(up)]
-    owners: dict[ipaddress.IPv4Address, str] = {plan.hub_address: HUB}
+    owners: dict[ipaddress.IPv4Address, str] = {plan.hub_address: HUB, plan.core_address: HUB}
     owners |= {device.address: device.site for device in plan.devices}
+    owners |= {link.parent.address: link.parent.node for link in plan.links}
     for link in up_links:
-        owners[link.parent.address] = link.parent.node
         owners[link.child.address] = link.child.node
     adjacency: dict[str, list[LinkPlan]] = {}
     for link in up_links:

@@ -62,13 +62,90 @@ def test_primary_is_preferred_and_backup_takes_over(plan: Plan) -> None:
     assert compute_routes(plan, up)[HUB][A("10.106.0.21")][1] == mpls.parent.interface
     routes = compute_routes(plan, up - {"willowvale-mpls"})
     assert routes[HUB][A("10.106.0.21")] == (fibre.child.address, fibre.parent.interface)
-    assert A("10.99.6.1") not in routes["willowvale"]  # the primary's far end is dark
     assert A("10.99.7.1") not in routes["willowvale"]  # connected: the kernel routes it
 
 
-def test_the_hub_never_carries_traffic_between_sites(plan: Plan) -> None:
+def test_a_cut_primary_s_far_end_answers_over_the_backup_but_its_edge_does_not(
+    plan: Plan,
+) -> None:
+    # What fools a reachability ping: the provider edge of a cut link is still reachable
+    # from the site, over its backup; only the site's own end of the cut link goes dark.
+    routes = compute_routes(plan, all_up(plan) - {"willowvale-mpls"})
+    assert routes["willowvale"][A("10.99.6.1")] == (A("10.99.7.1"), "up1")
+    assert A("10.99.6.2") not in routes[HUB]  # the edge: the hub's blackhole answers
+    assert A("10.99.6.1") not in routes[HUB]  # the hub's own address, on its down veth
+    assert routes["tesko"][A("10.99.6.1")] == (A("10.99.2.1"), "up0")  # reached at the hub
+    both = compute_routes(plan, all_up(plan) - {"willowvale-mpls", "willowvale-fibre"})
+    assert A("10.99.6.1") not in both["willowvale"]  # no path left: nothing answers
+    assert A("10.99.0.1") not in both["willowvale"]
+
+
+def test_sites_reach_the_core_through_their_first_hop_toward_the_hub(plan: Plan) -> None:
+    core = plan.core_address
+    assert core == A("10.99.0.254")
     routes = compute_routes(plan, all_up(plan))
+    assert routes["willowvale"][core] == (A("10.99.6.1"), "up0")  # over the primary
+    assert routes["town-hall"][core] == (A("10.98.1.1"), "up0")  # through customer care
+    assert routes["customer-care"][core] == (A("10.99.3.1"), "up0")
+    assert core not in routes[HUB]  # the hub's route to the core is the core veth's, not ours
+    failed_over = compute_routes(plan, all_up(plan) - {"willowvale-mpls"})
+    assert failed_over["willowvale"][core] == (A("10.99.7.1"), "up1")  # over the backup
+    chain_cut = compute_routes(plan, all_up(plan) - {"customer-care-mpls"})
+    assert core not in chain_cut["town-hall"]
+    assert core not in chain_cut["customer-care"]
+
+
+@pytest.mark.parametrize(
+    "cut", [set(), {"willowvale-mpls"}, {"customer-care-mpls"}, {"dutywa-main-mpls"}]
+)
+def test_the_hub_never_carries_traffic_between_sites(plan: Plan, cut: set[str]) -> None:
+    routes = compute_routes(plan, all_up(plan) - cut)
     assert A("10.106.0.21") not in routes["tesko"]  # tesko to willowvale would cross the hub
+    hub_ends = {link.parent.address for link in plan.links if link.parent.node == HUB}
+    hub_owned = {plan.hub_address, plan.core_address, *hub_ends}
+    for site in plan.sites:
+        for destination, (via, _) in routes[site].items():
+            if via in hub_ends:  # sent to the hub: only for the hub itself or the core
+                assert destination in hub_owned, (site, destination)
+
+
+def test_the_core_sits_in_a_blackholed_range_and_only_hub_veths_forward(plan: Plan) -> None:
+    assert any(plan.core_address in network for network in plan.networks)
+    assert plan.core_namespace == "swtest-core"
+    forwarding = set(plan.hub_interfaces)
+    hub_ends = {link.parent.interface for link in plan.links if link.parent.node == HUB}
+    assert forwarding == hub_ends | {"swtest" + "c"}
+    assert all(name.startswith("swtest") and len(name) <= 15 for name in forwarding)
+    assert "dn1" not in forwarding  # a parent site's end lives in its namespace, not the host
+
+
+def test_the_core_address_is_checked_like_any_other(tmp_path: Path) -> None:
+    inventory = load_inventory(EXAMPLE_INVENTORY)
+    with pytest.raises(LabError, match=r"8\.8\.8\.0/24 is not a private range"):
+        make_plan(inventory, "swtest", core_address="8.8.8.8")
+    with pytest.raises(LabError, match=r"10\.101\.0\.21 is used twice"):
+        make_plan(inventory, "swtest", core_address="10.101.0.21")
+    with pytest.raises(LabError, match="the core address: the lab needs IPv4"):
+        make_plan(inventory, "swtest", core_address="core")
+    moved = make_plan(inventory, "swtest", core_address="10.97.0.254")
+    assert ipaddress.IPv4Network("10.97.0.0/24") in moved.networks  # blackholed too
+
+
+def test_routers_are_answered_by_snmpd_and_printers_by_snmpsim(tmp_path: Path) -> None:
+    text = EXAMPLE_INVENTORY.read_text()
+    router = (
+        "      - {id: ts-rtr-09, kind: router, address: 10.101.0.9, snmp: {community: wan-ro},\n"
+        "         probes: [icmp, {kind: snmp, profile: interface}]}\n"
+    )
+    anchor = "      - {id: ts-prn-01,"
+    assert anchor in text
+    with_router = tmp_path / "router.yaml"
+    with_router.write_text(text.replace(anchor, router + anchor))
+    plan = make_plan(load_inventory(with_router), "swtest")
+    found = plan.device("ts-rtr-09")
+    assert (found.router, found.snmp_community, found.site) == (True, "wan-ro", "tesko")
+    printer = plan.device("ts-prn-01")
+    assert (printer.router, printer.snmp_community) == (False, "public")
 
 
 @pytest.mark.parametrize(
