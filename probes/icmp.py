@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 PAYLOAD = b"SiteWatch-icmp-probe-0123456789ab"  # 32 bytes + 1: recognisable in a capture
 MAX_SEQUENCE = 0x10000
 RECEIVE_BUFFER = 4 * 2**20  # a sweep's replies arrive in a burst
+MAX_ERRORS_PER_READ = 64  # socket errors read in one wake-up before yielding to the loop
 PERMISSION_HINT = (
     "ICMP needs a raw socket (run as root, or grant CAP_NET_RAW: the agent's systemd unit does) "
     "or unprivileged ICMP (sysctl net.ipv4.ping_group_range='0 2147483647')"
@@ -197,6 +198,7 @@ class _Family:
     def _on_readable(self) -> None:
         if not self.privileged:
             self._read_error_queue()
+        errors = 0
         while True:
             try:
                 data, ancillary, _, source = self.sock.recvmsg(2048, _TIMESTAMP_SPACE)
@@ -204,8 +206,9 @@ class _Family:
                 return
             except OSError as err:  # a datagram socket's pending error, read from its queue
                 log.debug("ICMP socket error: %s", err)
-                if self.privileged:
-                    return
+                errors += 1
+                if self.privileged or errors > MAX_ERRORS_PER_READ:
+                    return  # the next wake-up reads on; an error that stays cannot spin here
                 self._read_error_queue()
                 continue
             self._dispatch(data, source[0], _kernel_time_ns(ancillary))
