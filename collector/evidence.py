@@ -171,7 +171,7 @@ def source_of(
     return None
 
 
-def meaning(site: Site, link: Link, result: ProbeResult) -> bool | None:
+def meaning(site: Site, link: Link, result: ProbeResult, *, from_agent: bool) -> bool | None:
     """Return what one link result says of the link: success, failure, or None (no evidence).
 
     - interface: oper "up" is a success, "down"/"lowerLayerDown"/"notPresent" a failure;
@@ -180,7 +180,9 @@ def meaning(site: Site, link: Link, result: ProbeResult) -> bool | None:
     - path: the hop of this link answered, a success. The backup's hop answered while this
       is the primary, a failure: traffic left it. Anything else says nothing: a backup idles
       while the primary carries the traffic, and an unknown hop or no answer names no link.
-    - pings: the result's own `ok`.
+    - pings: the result's own `ok`; but the agent's ping of a link whose inventory binds it
+      (`source`/`via`) counts only when the result says it was sent bound: an agent too old
+      to bind would send it by any path, and its "up" would be counted as the link's.
     """
     if result.kind == "interface":
         oper = result.value.get("oper")
@@ -195,6 +197,9 @@ def meaning(site: Site, link: Link, result: ProbeResult) -> bool | None:
         if taken is not None and taken.role == "backup" and link.role == "primary":
             return False
         return None
+    if from_agent and result.kind == "icmp" and link.bound_ping:
+        bound = result.value.get("source") or result.value.get("via")
+        return result.ok if bound else None
     return result.ok
 
 

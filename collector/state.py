@@ -219,7 +219,7 @@ class StateBook:
             home, link = self._links[result.target]
             if source_of(home, link, result.kind, vantage) is None:
                 return False  # not evidence about a link (nothing reads it)
-            ok = meaning(home, link, result)
+            ok = meaning(home, link, result, from_agent=vantage == "agent")
         key = (result.target, result.kind, vantage)
         state = self.targets.get(key)
         if state is None:

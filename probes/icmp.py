@@ -20,6 +20,7 @@ same sockets instead of opening one per way out.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import ipaddress
 import itertools
@@ -468,8 +469,21 @@ async def sweep(targets: Sequence[Target], *, timeout: float) -> list[ProbeResul
         ]
     for shape, members in groups.items():
         for index, echoes in zip(members, tasks[shape].result(), strict=True):
-            results[index] = summarise(targets[index].name, started, echoes, str(addresses[index]))
+            result = summarise(targets[index].name, started, echoes, str(addresses[index]))
+            results[index] = _bound(result, targets[index].spec)
     return [result for result in results if result is not None]
+
+
+def _bound(result: ProbeResult, spec: object) -> ProbeResult:
+    """Say in a bound ping's result how it was sent, so the collector counts it as bound.
+
+    The inventory binding a link's ping is not proof that it went out bound: an agent too
+    old to know `source`/`via` sends it by any path. The result carries the proof instead.
+    """
+    if not isinstance(spec, IcmpProbe) or (spec.source is None and spec.via is None):
+        return result
+    way = {key: value for key, value in (("source", spec.source), ("via", spec.via)) if value}
+    return dataclasses.replace(result, value={**result.value, **way})
 
 
 def egress(source: str | None, via: str | None, address: str) -> Egress | str:

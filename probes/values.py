@@ -227,6 +227,8 @@ ICMP = record(
         "rtt_avg_ms": RTT,
         "rtt_max_ms": RTT,
         "jitter_ms": RTT,
+        "source": text(100),  # a bound ping's way out: the address it was sent from
+        "via": text(100),  # ... or the interface it left by
     }
 )
 TCP = record({"port": whole(0, 65_535)})

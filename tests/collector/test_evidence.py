@@ -85,16 +85,25 @@ def centre(link: str, ok: bool, at: Iterable[float] = EVERY) -> Fed:
 
 
 def far_end(link: str, ok: bool, at: Iterable[float] = EVERY) -> Fed:
-    """The agent's pings of the link's far end (a bound ping when the link has `source`)."""
-    return [("agent", _ping(link, ok, s)) for s in at]
+    """The agent's pings of the link's far end (a bound ping when the link has `source`).
+
+    A bound ping's result says how it was sent, as the agent's ICMP probe writes it.
+    """
+    way: dict[str, JsonValue] = {"source": "10.99.8.2"} if link == E_MPLS else {}
+    return [("agent", _ping(link, ok, s, way)) for s in at]
 
 
-def _ping(link: str, ok: bool, second: float) -> ProbeResult:
+def _ping(
+    link: str, ok: bool, second: float, value: dict[str, JsonValue] | None = None
+) -> ProbeResult:
     if ok:
-        return ProbeResult(link, "icmp", ts(second), ok=True, rtt_ms=4.0, loss=0.0)
+        return ProbeResult(
+            link, "icmp", ts(second), ok=True, rtt_ms=4.0, loss=0.0, value=value or {}
+        )
     return ProbeResult(
-        link, "icmp", ts(second), ok=False, loss=1.0, error_kind="unreachable", detail="cannot send"
-    )
+        link, "icmp", ts(second), ok=False, loss=1.0, value=value or {}, error_kind="unreachable",
+        detail="cannot send",
+    )  # fmt: skip
 
 
 def router(link: str, oper: str | None, at: Iterable[float] = EVERY) -> Fed:
@@ -373,3 +382,16 @@ def test_reachability_alone_never_shows_a_redundant_link_working(
     _, correlation = run(far_end(MPLS, mpls, at=at), far_end(FIBRE, fibre, at=at))
     assert correlation.links[MPLS] in ("down", "unknown")
     assert correlation.links[FIBRE] in ("down", "unknown")
+
+
+def test_an_unbound_ping_of_a_bound_link_is_no_evidence() -> None:
+    """An agent too old to bind its ping sends it by any path: its word must not count."""
+    book = StateBook(INVENTORY, {"elliotdale-agent": "elliotdale"})
+    unbound = [_ping(E_MPLS, True, second) for second in EVERY]  # no source in the value
+    book.heard_from("elliotdale-agent", ts(60).timestamp(), ts(60).timestamp())
+    for result in unbound:
+        book.observe("agent", result)
+    assert book.targets[(E_MPLS, "icmp", "agent")].status == "unknown"
+    for vantage, result in far_end(E_MPLS, True, at=(90.0, 120.0, 150.0)):
+        book.observe(vantage, result)
+    assert book.targets[(E_MPLS, "icmp", "agent")].status == "up"

@@ -126,6 +126,11 @@ def test_a_ping_bound_to_the_primary_fails_when_it_is_cut_and_an_unbound_one_doe
         [ping(hub, source=PRIMARY[3]), ping(hub, via=PRIMARY[1]), ping(hub)]
     )
     assert [bound_source.ok, bound_via.ok, unbound.ok] == [True, True, True]
+    # a bound ping's result says how it went out: the collector counts it as bound only then
+    assert bound_source.value["source"] == PRIMARY[3]
+    assert bound_via.value["via"] == PRIMARY[1]
+    assert "source" not in unbound.value
+    assert "via" not in unbound.value
 
     net.cut_primary()
     bound_source, bound_via, unbound = net.probe(
