@@ -145,13 +145,20 @@ def link_warnings(inventory: Inventory, root: Node) -> list[Problem]:
         if not site.monitored or len(site.links) < 2:  # one link: no failover to miss
             continue
         for link, node in zip(site.links, _list_child(site_node, "links"), strict=False):
-            if _path_bound(link):
+            if not _path_bound(link):
+                message = (
+                    f"warning: link {link.id!r} has no path-bound evidence "
+                    f"({', '.join(PATH_BOUND_KEYS[:-1])} or {PATH_BOUND_KEYS[-1]}): a failover "
+                    "to/from it cannot be seen"
+                )
+            elif link.role == "backup" and not (link.edge or link.interface or link.bound_ping):
+                message = (
+                    f"warning: backup link {link.id!r} is watched only by the path probe "
+                    "(next_hop), which sees a backup only while it carries the traffic: if it "
+                    "fails while idle, nothing will tell; add an edge, interface, source or via"
+                )
+            else:
                 continue
-            message = (
-                f"warning: link {link.id!r} has no path-bound evidence "
-                f"({', '.join(PATH_BOUND_KEYS[:-1])} or {PATH_BOUND_KEYS[-1]}): a failover to/from "
-                "it cannot be seen"
-            )
             warnings.append(Problem(str(inventory.source), node.line, node.path, message))
     return warnings
 
