@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from probes.result import ERROR_KINDS
 
-KINDS = ("icmp", "tcp", "http", "snmp", "sip", "host")
+KINDS = ("icmp", "tcp", "http", "snmp", "sip", "host", "interface", "path")
 Json = Any  # a decoded JSON document, NaN and huge numbers included
 Test = TypeVar("Test", bound=Callable[..., Any])
 
@@ -149,6 +149,16 @@ PLAUSIBLE_VALUES: dict[str, st.SearchStrategy[Json]] = {
     "sip": st.fixed_dictionaries(
         {"status": READINGS, "reason": TEXT}, optional={"user_agent": TEXT, "server": TEXT}
     ),
+    "interface": st.fixed_dictionaries(
+        {"oper": st.sampled_from(["up", "down", "lowerLayerDown", "testing"]) | SCALARS},
+        optional={"ifindex": READINGS, "ifname": SCALARS, "admin": SCALARS,
+                  "in_errors": READINGS, "out_octets": READINGS, "in_bps": READINGS,
+                  "uptime_s": READINGS},
+    ),
+    "path": st.fixed_dictionaries(
+        {"toward": st.sampled_from(["10.99.0.254", "x"]) | SCALARS, "ttl": READINGS},
+        optional={"hop": SCALARS, "via": SCALARS},
+    ),
     "host": st.fixed_dictionaries(
         {},
         optional={"cpu_percent": READINGS, "load": st.lists(READINGS, max_size=3) | WILD,
@@ -177,6 +187,13 @@ def clean_values(kind: str) -> st.SearchStrategy[Json]:
             "device_status": st.sampled_from(["running", "down", None]), "alerts": st.just([])}),
         "sip": st.fixed_dictionaries({"status": st.integers(100, 699), "reason": st.just("OK")}),
         "host": st.fixed_dictionaries({"cpu_percent": st.floats(0, 100), "uptime_s": small}),
+        "interface": st.fixed_dictionaries({"ifindex": st.integers(1, 64), "ifname": st.just("up0"),
+            "oper": st.sampled_from(["up", "down", "lowerLayerDown", "dormant", None]),
+            "admin": st.sampled_from(["up", "down", None]), "in_errors": st.none() | small,
+            "in_bps": st.none() | st.floats(0, 1e9)}),
+        "path": st.fixed_dictionaries({"toward": st.just("10.99.0.254"), "ttl": st.integers(1, 3),
+            "hop": st.sampled_from(["10.99.6.1", "10.99.7.1", None]),
+            "via": st.none() | st.text(max_size=20)}),
     }[kind]  # fmt: skip
 
 
