@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from collector import history, maintenance
+from collector.evidence import describe
 from collector.heartbeat import Heartbeat
 from collector.heartbeat import stored as stored_heartbeat
 from collector.incidents import IncidentBook
@@ -46,36 +47,26 @@ class StatusChange:
 
     entity: str  # site:ID or link:ID
     status: str
-    evidence: str | None  # for people: what moved it; None when nothing can be said
+    evidence: str | None  # for people: the status and what moved it; None: nothing to say
 
 
 def link_evidence_text(view: LinkView) -> str:
-    """Return a link's evidence as one line: each source's word, then any disagreement.
+    """Return a link's status and every source's word as one line (`evidence.describe`).
 
-    E.g. "centre-ping down (10.99.6.2: cannot send); far-end-ping up, not counted; sources
-    disagree: seen by centre: down; agent: reachable (via backup)".
+    E.g. "down; centre-ping down: 10.99.6.2: cannot send; far-end-ping up (reachability, not
+    counted): 10.99.6.1: 3.2 ms; conflict: seen by centre: down; agent: reachable (via backup)".
     """
-    words = [
-        f"{e.source} {e.status}"
-        + (f" ({e.detail})" if e.detail else "")
-        + ("" if e.counted else ", not counted")
-        for e in view.evidence
-    ]
-    if not words:
-        words = [f"seen by {view.vantage}" if view.vantage else "no evidence"]
-    if view.conflict:
-        words.append(f"sources disagree: {view.conflict}")
-    return "; ".join(words)
+    return describe(view.status, view.evidence, view.conflict)
 
 
 def site_evidence_text(view: SiteView) -> str:
-    """Return what a site's status rests on: its agent and its links.
+    """Return a site's status and what it rests on, its agent and its links, as one line.
 
-    E.g. "agent heard; willowvale-mpls down, willowvale-fibre up".
+    E.g. "degraded; agent heard; willowvale-mpls down, willowvale-fibre up".
     """
     agent = {None: "no agent", True: "agent heard", False: "agent silent"}[view.agent_alive]
     links = ", ".join(f"{link.id} {link.status}" for link in view.links) or "no links"
-    return f"{agent}; {links}"
+    return f"{view.status}; {agent}; {links}"
 
 
 @dataclass
@@ -270,7 +261,7 @@ class Collector:
                 correlation, changed = self.correlate(now)
                 for change in changed:
                     # state changes, not polls: each is said once, with what moved it
-                    log.info("%s is %s: %s", change.entity, change.status, change.evidence)
+                    log.info("%s: %s", change.entity, change.evidence or change.status)
                 unlogged += changed
                 queued = await asyncio.to_thread(self._record, correlation, unlogged, now)
                 unlogged = []

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 from collector.api import site_json
 from collector.evidence import EvidenceView
 from collector.state import LinkView, SiteView
-from probes.result import ProbeResult
-from tests.collector.test_api import STAFF, STORES, auth, client, collector_of
+from probes.result import JsonValue, ProbeResult, format_ts
+from tests.collector.test_api import STAFF, STORES, auth, client, collector_of, post
 
 __all__ = ["client"]  # the fixture, shared with the API's other tests
 
@@ -162,3 +162,43 @@ async def test_a_kind_history_does_not_know_is_refused_by_name(
     assert body["error"]["code"] == "bad_kind"
     assert "kind: 'telepathy' is not all or one of " in body["error"]["message"]
     assert "icmp" in body["error"]["message"]
+
+
+async def test_a_router_that_sees_the_primary_down_outweighs_a_ping_that_answers(
+    client: TestClient[Any, Any],
+) -> None:
+    """Willowvale's agent posts its router's view of the MPLS interface (down) and its ping
+    of the MPLS far end (answering over the fibre): the API says down, and why."""
+    now = datetime.now(UTC)
+    down: dict[str, JsonValue] = {"ifindex": 2, "ifname": "up0", "oper": "down", "admin": "up"}
+    results = []
+    for n in range(3):
+        ts = now - timedelta(seconds=30 - 10 * n)
+        results += [
+            ProbeResult("willowvale-mpls", "interface", ts, False, value=down,
+                        error_kind="unexpected", detail="up0 (ifIndex 2) is down, admin up"),
+            ProbeResult("willowvale-mpls", "icmp", ts, True, rtt_ms=9.0, loss=0.0),
+        ]  # fmt: skip
+    batch = {"results": [{"seq": n, "result": r.to_json()} for n, r in enumerate(results, 1)]}
+    status, reply = await post(client, "willowvale-01", batch)
+    assert (status, reply["stored"]) == (200, 6)
+
+    response = await client.get("/api/v1/sites/willowvale", headers=auth(STAFF))
+    mpls = (await response.json())["links"][0]
+    assert (mpls["id"], mpls["status"]) == ("willowvale-mpls", "down")
+    sources = {e["source"]: e for e in mpls["evidence"]}
+    assert {k: sources["interface"][k] for k in ("kind", "status", "counted", "detail")} == {
+        "kind": "path-bound",
+        "status": "down",
+        "counted": True,
+        "detail": "up0 (ifIndex 2) is down, admin up",
+    }
+    assert {k: sources["far-end-ping"][k] for k in ("kind", "status", "counted")} == {
+        "kind": "reachability",
+        "status": "up",
+        "counted": False,
+    }
+    assert sources["interface"]["probed"] == format_ts(results[-2].ts)
+    assert mpls["conflict"] is not None
+    assert "router: down" in mpls["conflict"]
+    assert "reachable" in mpls["conflict"]

@@ -80,17 +80,30 @@ def evidence_rows(store: Store) -> dict[str, tuple[str, str | None]]:
         return {entity: (status, evidence) for entity, status, evidence in rows}
 
 
+def ping(target: str, ts: float, *, ok: bool, detail: str = "") -> ProbeResult:
+    when = datetime.fromtimestamp(ts, UTC)
+    if ok:
+        return ProbeResult(target, "icmp", when, True, rtt_ms=4.0, loss=0.0)
+    return ProbeResult(target, "icmp", when, False, loss=1.0, error_kind="timeout", detail=detail)
+
+
 async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Willowvale's primary is cut: the centre's pings of its edge fail while the agent's ping
+    of its far end answers over the fibre. The log says why the link is down."""
     config = load_collector_config(ROOT / "config" / "collector.yaml")
     collector = Collector(config, store)
     t0 = time.time() - 10.0  # the loop correlates at the time it runs
     collector.warm_up(now=t0)
-    collector.book.heard_from("tesko-01", t0 + 3, probed=t0 + 2)
+    book = collector.book
     for second in range(3):
-        ts = datetime.fromtimestamp(t0 + second, UTC)
-        collector.book.observe("agent", ProbeResult("tesko-mpls", "icmp", ts, True, rtt_ms=4.0))
+        for link in ("tesko-mpls", "willowvale-mpls", "willowvale-fibre"):
+            book.observe("agent", ping(link, t0 + second, ok=True))
+        book.observe("centre", ping("willowvale-fibre", t0 + second, ok=True))
+        book.observe("centre", ping("willowvale-mpls", t0 + second, ok=False, detail="no reply"))
+    book.heard_from("tesko-01", t0 + 3, probed=t0 + 2)
+    book.heard_from("willowvale-01", t0 + 3, probed=t0 + 2)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     record = collector._record
@@ -105,15 +118,22 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
         async with asyncio.timeout(10):
             await collector.correlation_loop(stop)
     logged = evidence_rows(store)
-    assert logged["site:tesko"] == ("up", "agent heard; tesko-mpls up")
-    status, evidence = logged["link:tesko-mpls"]
-    assert status == "up"
-    assert evidence is not None
-    assert "tesko-mpls is up: " in caplog.text
-    assert f"site:tesko is up: {logged['site:tesko'][1]}" in caplog.text
-    assert f"link:tesko-mpls is up: {evidence}" in caplog.text
+    assert logged["site:tesko"] == ("up", "up; agent heard; tesko-mpls up")
+    assert logged["link:tesko-mpls"] == ("up", "up; far-end-ping up: 4.0 ms")  # its only way out
+    assert logged["site:willowvale"] == (
+        "degraded",
+        "degraded; agent heard; willowvale-mpls down, willowvale-fibre up",
+    )
+    status, evidence = logged["link:willowvale-mpls"]
+    assert status == "down"
+    assert evidence == (
+        "down; centre-ping down: no reply; far-end-ping up (reachability, not counted): 4.0 ms; "
+        "conflict: seen by centre: down; agent: reachable (via backup)"
+    )
+    assert f"link:willowvale-mpls: {evidence}" in caplog.text
+    assert "site:willowvale: degraded; agent heard; " in caplog.text
     # a site nobody hears from says so, and the log keeps why it is unknown
-    assert (
-        logged["site:willowvale"][1]
-        == "agent silent; willowvale-mpls unknown, willowvale-fibre unknown"
+    assert logged["site:elliotdale"] == (
+        "unknown",
+        "unknown; agent silent; elliotdale-mpls unknown, elliotdale-wireless unknown",
     )
