@@ -535,3 +535,28 @@ async def test_the_reports_page_shows_the_month_and_downloads_its_csv(
 async def test_the_app_serves_the_collectors_own_collector(dashboard: Dashboard) -> None:
     assert dashboard.client.app is not None
     assert dashboard.client.app[COLLECTOR] is dashboard.collector
+
+
+async def test_an_incident_page_lists_the_evidence_of_its_cause_escaped(
+    dashboard: Dashboard,
+) -> None:
+    notes = ["centre-ping down: 127.0.0.1: <b>no reply</b>", "far-end-ping up (reachability)"]
+    cause = Cause(
+        "link:alpha-mpls",
+        "link",
+        "P2",
+        "alpha-mpls down",
+        ("alpha",),
+        12,
+        {"link": "alpha-mpls", "links": ["alpha-mpls"], "site": "alpha", "evidence": notes},
+    )
+    dashboard.collector.incidents.reconcile([cause], datetime.now(UTC).timestamp())
+    (incident,) = dashboard.collector.incidents.open_incidents()
+    assert await dashboard.login("screen") == 303
+    status, html = await dashboard.page(f"/incidents/{incident.id}")
+    assert status == 200
+    assert (
+        '<ul class="cause-evidence"><li>centre-ping down: 127.0.0.1: &lt;b&gt;no reply&lt;/b&gt;'
+        "</li><li>far-end-ping up (reachability)</li></ul>"
+    ) in html
+    assert "evidence:" not in html  # listed, not joined into the cause's line
