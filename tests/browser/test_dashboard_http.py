@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -560,3 +560,29 @@ async def test_an_incident_page_lists_the_evidence_of_its_cause_escaped(
         "</li><li>far-end-ping up (reachability)</li></ul>"
     ) in html
     assert "evidence:" not in html  # listed, not joined into the cause's line
+
+
+async def test_a_links_evidence_on_the_site_page_is_escaped(dashboard: Dashboard) -> None:
+    """A probe's detail is text from the network (an SNMP ifDescr, an ICMP error): escaped."""
+    book, now = dashboard.collector.book, datetime.now(UTC)
+    for second in (3, 2, 1):
+        ts = now - timedelta(seconds=second)
+        book.observe(
+            "centre",
+            ProbeResult(
+                "alpha-mpls",
+                "icmp",
+                ts,
+                False,
+                loss=1.0,
+                error_kind="timeout",
+                detail="<img src=x> no reply",
+            ),
+        )
+    assert await dashboard.login("screen") == 303
+    status, html = await dashboard.page("/sites/alpha")
+    assert status == 200
+    assert '<tr class="link-evidence" data-evidence-of="alpha-mpls">' in html
+    assert '<tr data-source="centre-ping" class="counted">' in html
+    assert "&lt;img src=x&gt; no reply" in html
+    assert "<img src=x" not in html
