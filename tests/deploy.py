@@ -18,11 +18,13 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from agent.main import OUTBOX_NAME
 from tests.conftest import EXAMPLE_INVENTORY
@@ -238,29 +240,48 @@ def deploy(
     return deployment
 
 
-def fast_inventory(folder: Path) -> Path:
-    """Write the example inventory with FAST timings into `folder`; return its path."""
+InventoryEdit = Callable[[dict[str, Any]], None]  # changes a parsed inventory in place
+
+
+def fast_inventory(folder: Path, edit: InventoryEdit | None = None) -> Path:
+    """Write the example inventory with FAST timings into `folder`; return its path.
+
+    `edit`, if given, changes the parsed inventory before it is written (comments are lost):
+    a variant for the collector, such as one without some link evidence, while the lab is
+    still built from the example.
+    """
     text = EXAMPLE_INVENTORY.read_text()
     for slow, fast in FAST.items():
         if slow not in text:
             raise ValueError(f"the example inventory no longer says {slow.strip()!r}")
         text = text.replace(slow, fast)
+    if edit is not None:
+        tree = yaml.safe_load(text)
+        edit(tree)
+        text = yaml.safe_dump(tree, sort_keys=False)
     path = folder / "inventory.yaml"
     path.write_text(text)
     return path
 
 
 @contextmanager
-def on_lab(lab: Lab, folder: Path, port: int, collector_extra: str = "") -> Iterator[Deployment]:
+def on_lab(
+    lab: Lab,
+    folder: Path,
+    port: int,
+    collector_extra: str = "",
+    edit: InventoryEdit | None = None,
+) -> Iterator[Deployment]:
     """Run the fast example on the lab: the collector on the hub, an agent in every site.
 
-    Yields once every site is up with its agent heard and no incident is open; stops every
+    `edit` changes the collector's inventory (see `fast_inventory`); the agents' plans follow
+    it. Yields once every site is up with its agent heard and no incident is open; stops every
     process afterwards, also when the test fails.
     """
     sites = list(lab.plan.sites)
     running = deploy(
         folder,
-        fast_inventory(folder),
+        fast_inventory(folder, edit),
         sites,
         f"{lab.plan.hub_address}:{port}",
         collector_extra=collector_extra,

@@ -263,8 +263,10 @@ class Lab:
             namespace = self.plan.namespace(node)
             old = self.installed.get(node, {})
             commands = [f"route del {d}/32" for d in old if d not in table]
+            source = self.plan.source(node)
+            src = f" src {source}" if source is not None else ""
             commands += [
-                f"route replace {d}/32 via {via} dev {dev}" for d, (via, dev) in table.items()
+                f"route replace {d}/32 via {via} dev {dev}{src}" for d, (via, dev) in table.items()
             ]
             if namespace is None:
                 for destination in table:
@@ -475,10 +477,18 @@ class Lab:
 
     def cut_link(self, link_id: str) -> None:
         """Take a link down at both ends, and let the routes converge around it."""
-        link = self.plan.link(link_id)
-        for end in (link.parent, link.child):
-            self._ip(self.plan.namespace(end.node), "link", "set", end.interface, "down")
-        self.up_links.discard(link_id)
+        self.cut_links(link_id)
+
+    def cut_links(self, *link_ids: str) -> None:
+        """Take links down together, and let the routes converge once all of them are down.
+
+        So traffic never fails over from one of them to another on the way.
+        """
+        for link_id in link_ids:
+            link = self.plan.link(link_id)
+            for end in (link.parent, link.child):
+                self._ip(self.plan.namespace(end.node), "link", "set", end.interface, "down")
+            self.up_links.discard(link_id)
         self._apply_routes()
 
     def restore_link(self, link_id: str) -> None:
@@ -497,6 +507,8 @@ class Lab:
     def remove_device(self, device_id: str) -> None:
         """Take a device's address away: it stops answering, and requests to it time out."""
         device = self.plan.device(device_id)
+        if device.address == self.plan.source(device.site):
+            raise LabError(f"{device_id} is the address its site's traffic leaves from")
         self._ip(
             self.plan.namespace(device.site), "addr", "del", f"{device.address}/32", "dev", "lo"
         )

@@ -11,7 +11,9 @@ address is in a real network: that is what fools a reachability ping from the si
 end (`edge`) is routed only over the link, so the centre's ping of it fails while it is cut.
 Behind the hub sits a `core` namespace holding `core_address`, the target of the agents' path
 probes: every site routes it through its current first hop toward the hub, so a TTL-1 echo
-toward it is answered "time exceeded" by the hub end of the link in use.
+toward it is answered "time exceeded" by the hub end of the link in use. A site with a router
+sends its traffic from the router's address (`Plan.source`), so a failover moves its
+connections to the backup instead of stranding them on the cut link's address.
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ class Plan:
         if node == HUB:
             return None
         return f"{self.prefix}-{self.sites.index(node)}"
+
+    def source(self, node: str) -> ipaddress.IPv4Address | None:
+        """Return the address a site's own traffic leaves from: its (first) router's.
+
+        As on a real network, where a site's traffic comes from its LAN whichever WAN link
+        carries it: a connection (the agent's to the collector) outlives a failover. Without
+        a router, traffic leaves from the address of the link it takes.
+        """
+        return next((d.address for d in self.devices if d.site == node and d.router), None)
 
     @property
     def core_namespace(self) -> str:

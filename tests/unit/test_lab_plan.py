@@ -173,3 +173,10 @@ def test_public_and_badly_paired_addresses_are_refused(tmp_path: Path) -> None:
     apart.write_text(text.replace("edge: 10.99.2.2", "edge: 10.99.12.2"))
     with pytest.raises(LabError, match=r"tesko-mpls: probe 10\.99\.2\.1 and edge 10\.99\.12\.2"):
         make_plan(load_inventory(apart), "swtest")
+
+
+def test_a_site_with_a_router_sends_from_its_address(plan: Plan) -> None:
+    # so that the agent's connection to the collector survives a failover, as from a LAN
+    assert plan.source("willowvale") == A("10.106.0.1")
+    assert plan.source("tesko") is None  # no router: from the address of the link it takes
+    assert plan.source(HUB) is None
