@@ -7,7 +7,11 @@ the answering address names the link in use. A ping of a far-end address cannot 
 after a failover it is answered over the backup just the same.
 
 The echoes go out on the ICMP engine's shared sockets (`probes/icmp.py`), their TTL carried on
-each send; a few go out at once, so that one lost packet does not decide.
+each send. Routers ration their "time exceeded" replies (Linux: one a second per sender after
+a burst of six; Cisco: one per 500 ms), so a measurement sends one echo and tries again only
+when no answer came in a third of the timeout, and the links of one site share it: their
+path probes run at the same tick and ask the same question, so one measurement answers all
+of them. Two echoes at once per link would starve each other of the router's replies.
 
     value: {"toward": "10.99.0.254", "ttl": 1, "hop": "10.99.6.1", "via": "willowvale-mpls"}
     ok: via is the probed link. Another link's hop: "unexpected", naming that link.
@@ -15,6 +19,7 @@ each send; a few go out at once, so that one lost packet does not decide.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections import Counter
 from collections.abc import Sequence
@@ -27,7 +32,9 @@ from probes.result import ErrorKind, JsonValue, ProbeResult, failed, now, short
 from probes.target import Target
 from sitewatch.config.model import PathProbe
 
-ECHOES = 3  # sent at once; the first hop heard most often decides
+ECHOES = 3  # tries at most, one after the other; the first answer decides
+Measurement = asyncio.Future[list[icmp.Echo]]
+_IN_FLIGHT: dict[tuple[asyncio.AbstractEventLoop, str, int], Measurement] = {}
 
 
 async def probe(target: Target, *, timeout: float) -> ProbeResult:
@@ -43,14 +50,35 @@ async def probe(target: Target, *, timeout: float) -> ProbeResult:
         return failed(target.name, "path", started, "protocol", detail, value=value)
     value["toward"] = toward
     try:
-        echoes = await icmp.engine().echo_all(
-            [toward] * ECHOES, timeout=timeout, egress=icmp.Egress(ttl=spec.ttl)
-        )
+        echoes = await _measure(toward, spec.ttl, timeout)
     except (icmp.IcmpPermissionError, SocketPermissionError) as err:
         reason = err.strerror if isinstance(err, OSError) else None
         detail = f"{reason or err}: {icmp.PERMISSION_HINT}"
         return failed(target.name, "path", started, "permission", detail, value=value)
     return judge(target.name, spec, toward, started, echoes)
+
+
+async def _measure(toward: str, ttl: int, timeout: float) -> list[icmp.Echo]:
+    """Return the echoes of one measurement toward `toward`, sharing one already under way."""
+    key = (asyncio.get_running_loop(), toward, ttl)
+    running = _IN_FLIGHT.get(key)
+    if running is None:
+        running = asyncio.ensure_future(_echoes(toward, ttl, timeout))
+        _IN_FLIGHT[key] = running
+        running.add_done_callback(lambda _: _IN_FLIGHT.pop(key, None))
+    return await asyncio.shield(running)  # a cancelled caller leaves it to the others
+
+
+async def _echoes(toward: str, ttl: int, timeout: float) -> list[icmp.Echo]:
+    """Send one echo at a time, up to ECHOES, until something answers."""
+    echoes: list[icmp.Echo] = []
+    egress = icmp.Egress(ttl=ttl)
+    for _ in range(ECHOES):
+        [echo] = await icmp.engine().echo_all([toward], timeout=timeout / ECHOES, egress=egress)
+        echoes.append(echo)
+        if echo.exceeded or echo.rtt_ms is not None or echo.error_kind not in (None, "timeout"):
+            break
+    return echoes
 
 
 def judge(

@@ -43,8 +43,9 @@ IF_TABLE_CACHE = "1.3.6.1.4.1.8072.1.5.3.1.2.1.3.6.1.2.1.2.2"  # nsCacheTimeout 
 
 # Runs inside a namespace: each step in turn, in one process (so the interface probe's memory
 # of earlier readings carries over), and prints the probes' results in their wire form. A step
-# is a Target to probe, ("run", argv) to change something, or ("until", Target, key, value,
-# seconds) to probe until the value's `key` reads `value` (the last result is kept).
+# is a Target to probe, ("run", argv) to change something, ("together", [Target, ...]) to
+# probe several at once, as the agent's tick does, or ("until", Target, key, value, seconds)
+# to probe until the value's `key` reads `value` (the last result is kept).
 RUNNER = textwrap.dedent(
     """
     import asyncio, base64, json, pickle, subprocess, sys, time
@@ -62,6 +63,9 @@ RUNNER = textwrap.dedent(
                     continue
                 if results and gap:
                     await asyncio.sleep(gap)  # time for a counter's rate to have a denominator
+                if isinstance(step, tuple) and step[0] == "together":
+                    results += await asyncio.gather(*(once(t, timeout) for t in step[1]))
+                    continue
                 if isinstance(step, tuple):
                     _, target, key, value, seconds = step
                     deadline = time.monotonic() + seconds
@@ -82,7 +86,12 @@ RUNNER = textwrap.dedent(
     """
 )
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-Step = Target | tuple[str, list[str]] | tuple[str, Target, str, object, float]
+Step = (
+    Target
+    | tuple[str, list[str]]
+    | tuple[str, list[Target]]
+    | tuple[str, Target, str, object, float]
+)
 
 
 class NetError(RuntimeError):

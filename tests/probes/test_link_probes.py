@@ -58,6 +58,13 @@ def path_target(
     return Target(CORE, PathProbe(CORE, ttl, hops), id=link)
 
 
+def time_exceeded_sent(net: LinkNet) -> int:
+    """Return how many ICMP "time exceeded" the hub has sent since its namespace was made."""
+    done = run(["ip", "netns", "exec", net.hub, "nstat", "-az", "--json", "IcmpOutTimeExcds"])
+    counters: dict[str, dict[str, int]] = json.loads(done.stdout)
+    return next(iter(counters.values())).get("IcmpOutTimeExcds", 0)
+
+
 def ping(address: str, *, source: str | None = None, via: str | None = None) -> Target:
     return Target(address, IcmpProbe(count=2, interval=0.05, source=source, via=via), id="far")
 
@@ -260,3 +267,25 @@ def test_sitewatch_probe_offers_path_interface_and_bound_pings(net: LinkNet) -> 
     net.cut_primary()
     bound = probe_from_site("icmp", PRIMARY[4], "--source", PRIMARY[3], "--count", "1")
     assert (bound["ok"], bound["loss"]) == (False, 1.0)
+
+
+def test_the_links_of_a_site_share_one_measurement_under_a_rationing_router(net: LinkNet) -> None:
+    """A router rations its "time exceeded" (Linux: one a second per sender after a burst).
+
+    Both links' path probes run at the same tick, as the agent runs them; they must share
+    one echo, or they starve each other of answers and one of them reads "no hop answered".
+    """
+    net.sysctl(net.hub, "net.ipv4.icmp_ratelimit=1000")  # the kernel's default rationing
+    try:
+        rounds = 8  # past the burst of six the limiter allows
+        before = time_exceeded_sent(net)
+        together = ("together", [path_target(PRIMARY[0]), path_target(BACKUP[0])])
+        results = net.probe([together] * rounds, gap=1.0)
+        sent = time_exceeded_sent(net) - before
+    finally:
+        net.sysctl(net.hub, "net.ipv4.icmp_ratelimit=0")
+    assert len(results) == 2 * rounds
+    assert [r.value["via"] for r in results] == [PRIMARY[0]] * (2 * rounds), [
+        r.detail for r in results
+    ]
+    assert sent == rounds  # one echo answered per tick, shared by both links
