@@ -181,6 +181,7 @@ class StateBook:
     # by link id: the (kind, vantage) of each result that is evidence about it, and what it is
     _sources: dict[str, tuple[tuple[str, Vantage, Source, EvidenceKind], ...]] = field(init=False)
     _other_paths: dict[str, str | None] = field(init=False)  # by link id: the site's other way
+    _vouched: frozenset[str] = field(init=False)  # links some path-bound source can show up
     _devices: dict[str, tuple[Site, Device]] = field(init=False)  # by device id, with its site
 
     def __post_init__(self) -> None:
@@ -203,6 +204,9 @@ class StateBook:
             link.id: _other_path(site, link) for site, link in self._links.values()
         }
         self._devices = {device.id: (site, device) for site, device in self.inventory.devices()}
+        self._vouched = frozenset(
+            link.id for site, link in self._links.values() if _vouchable(site, link)
+        )
 
     def observe(self, vantage: Vantage, result: ProbeResult) -> bool:
         """Apply one result; return whether a target's status changed.
@@ -429,16 +433,27 @@ class StateBook:
         """Whether a link shows no recovery yet: its status must rest on earned path-bound words.
 
         Reachability never proves a link up, and an "up" taken from a first result proves
-        nothing recovered.
+        nothing recovered. But a link that no configured source can show up (no edge,
+        interface, bound ping, nor a path probe that sees it while idle) was put down by
+        reachability alone: an earned reachability "up" is all the recovery it can ever show,
+        and waiting for more would hold its incident open for ever.
         """
         if "maintenance" in (correlation.links.get(link.id), correlation.sites.get(site.id)):
             return False
-        decided_by = self._decide(site, link, agent_alive).decided_by
-        return (
-            decided_by is None
-            or decided_by.status == "unknown"
-            or decided_by.kind != "path-bound"
-            or not decided_by.confirmed
+        decision = self._decide(site, link, agent_alive)
+        decided_by = decision.decided_by
+        if (
+            decided_by is not None
+            and decided_by.status != "unknown"
+            and decided_by.kind == "path-bound"
+            and decided_by.confirmed
+        ):
+            return False
+        if link.id in self._vouched:
+            return True
+        return not any(
+            r.known and r.kind == "reachability" and r.status != "down" and r.confirmed
+            for r in decision.readings
         )
 
     def _device_doubt(self, device: str, correlation: Correlation, agent_alive: bool) -> bool:
@@ -555,6 +570,17 @@ class StateBook:
         if failing:
             return "degraded", max(s.since for s in failing)
         return "up", max(s.since for s in known)
+
+
+def _vouchable(site: Site, link: Link) -> bool:
+    """Whether some configured path-bound source of `link` can show it up at any time.
+
+    The path probe sees a backup only while it carries the traffic, so it cannot vouch for an
+    idle one; the agent's far-end ping of a site's only link is path-bound.
+    """
+    path_probe = bool(link.next_hop) and link.role != "backup"
+    single = len(site.links) == 1
+    return bool(link.edge or link.interface or link.bound_ping or path_probe or single)
 
 
 def _other_path(site: Site, link: Link) -> str | None:

@@ -395,3 +395,58 @@ def test_an_unbound_ping_of_a_bound_link_is_no_evidence() -> None:
     for vantage, result in far_end(E_MPLS, True, at=(90.0, 120.0, 150.0)):
         book.observe(vantage, result)
     assert book.targets[(E_MPLS, "icmp", "agent")].status == "up"
+
+
+def _unbound_willowvale(*, backup_path_only: bool = False) -> Inventory:
+    """Willowvale with nothing that can vouch for a link: only the agent's far-end pings.
+
+    With `backup_path_only`, the fibre keeps its path probe next hop: that sees an idle
+    backup never, so it too cannot show the backup back.
+    """
+
+    def strip(link: Link) -> Link:
+        keep = backup_path_only and link.id == FIBRE
+        return dataclasses.replace(
+            link, edge=None, interface=None, next_hop=link.next_hop if keep else ()
+        )
+
+    def site(site: Site) -> Site:
+        if site.id != "willowvale":
+            return site
+        links = tuple(strip(link) for link in site.links)
+        return dataclasses.replace(site, links=links, path=site.path if backup_path_only else None)
+
+    return dataclasses.replace(INVENTORY, sites=tuple(site(s) for s in INVENTORY.sites))
+
+
+@pytest.mark.parametrize(("link", "backup_path_only"), [(MPLS, False), (FIBRE, True)])
+def test_a_link_nothing_can_vouch_for_resolves_on_its_earned_reachability(
+    link: str, backup_path_only: bool
+) -> None:
+    """Its incident was opened by reachability: only reachability can ever close it.
+
+    Waiting for a path-bound 'up' that no configured source can give would hold the incident
+    (and its SLA clock) open for ever.
+    """
+    book = StateBook(_unbound_willowvale(backup_path_only=backup_path_only), dict(AGENTS))
+    fed = far_end(link, DOWN)
+    for vantage, result in fed:
+        book.observe(vantage, result)
+    book.heard_from("willowvale-01", ts(60).timestamp(), ts(60).timestamp())
+    down = book.correlate(ts(61).timestamp())
+    assert down.links[link] == "down"
+    key = [f"link:{link}"]
+    assert any(cause.key == key[0] for cause in down.causes)
+    for vantage, result in far_end(link, UP, at=[70.0, 80.0]):
+        book.observe(vantage, result)
+    book.heard_from("willowvale-01", ts(NOW).timestamp(), ts(80).timestamp())
+    now = ts(NOW).timestamp()
+    back = book.correlate(now)
+    assert back.links[link] == "unknown"
+    assert book.unsure(back, now, key) == frozenset()
+    # one success is not yet earned: still unsure
+    book = StateBook(_unbound_willowvale(backup_path_only=backup_path_only), dict(AGENTS))
+    for vantage, result in [*fed, *far_end(link, UP, at=[70.0])]:
+        book.observe(vantage, result)
+    book.heard_from("willowvale-01", now, ts(70).timestamp())
+    assert book.unsure(book.correlate(now), now, key) == set(key)
