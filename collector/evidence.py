@@ -156,17 +156,20 @@ def source_of(
 
     The agent's ping of the far end proves only that some path reaches it, unless it can
     only leave over this link: sent from the link's own address or interface (a bound
-    ping), or the link is the site's only way out. None: not evidence about a link.
+    ping), or the link is the site's only way out. None: not evidence about a link, which
+    includes a source the inventory no longer gives the link (no `edge`, `interface` or
+    `next_hop`): its stored results, replayed at start-up, would otherwise stand for ever,
+    since nothing probes it any more.
     """
     if vantage == "centre":
-        return ("centre-ping", "path-bound") if kind == "icmp" else None
+        return ("centre-ping", "path-bound") if kind == "icmp" and link.edge else None
     if kind == "icmp":
         if link.bound_ping:
             return "bound-ping", "path-bound"
         return "far-end-ping", "path-bound" if len(site.links) == 1 else "reachability"
-    if kind == "interface":
+    if kind == "interface" and link.interface is not None:
         return "interface", "path-bound"
-    if kind == "path":
+    if kind == "path" and link.next_hop:
         return "path", "path-bound"
     return None
 

@@ -450,3 +450,43 @@ def test_a_link_nothing_can_vouch_for_resolves_on_its_earned_reachability(
         book.observe(vantage, result)
     book.heard_from("willowvale-01", now, ts(70).timestamp())
     assert book.unsure(book.correlate(now), now, key) == set(key)
+
+
+def test_results_of_a_source_the_inventory_no_longer_gives_are_no_evidence() -> None:
+    """A link's interface taken out of the inventory leaves its stored results behind.
+
+    A restarted collector replays the last hour's results; the agent's new plan reads the
+    router no more, so an old reading would stand for ever. Its 'up' must not hide a far end
+    that not even another path reaches.
+    """
+
+    def site(site: Site) -> Site:
+        if site.id != "willowvale":
+            return site
+        links = tuple(
+            dataclasses.replace(link, interface=None, next_hop=(), edge=None)
+            if link.id == MPLS
+            else link
+            for link in site.links
+        )
+        return dataclasses.replace(site, links=links)
+
+    book = StateBook(
+        dataclasses.replace(INVENTORY, sites=tuple(site(s) for s in INVENTORY.sites)),
+        dict(AGENTS),
+    )
+    fed = [
+        *router(MPLS, "up"),
+        *path(MPLS, MPLS),
+        *centre(MPLS, UP),
+        *far_end(MPLS, DOWN),
+        *router(FIBRE, "up"),
+    ]
+    for vantage, result in sorted(fed, key=lambda item: item[1].ts):
+        book.observe(vantage, result)
+    now = ts(NOW).timestamp()
+    book.heard_from("willowvale-01", now, ts(60).timestamp())
+    assert book.correlate(now).links[MPLS] == "down"
+    view = next(v for v in book.views(now) if v.id == "willowvale")
+    mpls = next(link for link in view.links if link.id == MPLS)
+    assert [e.source for e in mpls.evidence] == ["far-end-ping"]
