@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sitewatch.config.inventory import INTERFACE_NAME, MAX_IFINDEX, MAX_PATH_TTL, SNMP_KEYS
+from sitewatch.config.inventory import (
+    MAX_IFINDEX,
+    MAX_PATH_TTL,
+    SNMP_KEYS,
+    is_ifname,
+    is_interface_name,
+)
 from sitewatch.config.model import (
     CustomOid,
     HttpProbe,
@@ -278,6 +284,8 @@ def _interface(body: Mapping[str, Any], where: str) -> InterfaceProbe:
         raise PlanFormatError(f"{where}.ifname: give exactly one of ifname and ifindex")
     if ifname == "":
         raise PlanFormatError(f"{where}.ifname: must be non-empty text or null")
+    if ifname is not None and not is_ifname(ifname):
+        raise PlanFormatError(f"{where}.ifname: {ifname[:40]!r} is not an ifName")
     if ifindex is not None and not 1 <= ifindex <= MAX_IFINDEX:
         raise PlanFormatError(f"{where}.ifindex: must be between 1 and {MAX_IFINDEX}")
     return InterfaceProbe(_credentials(body, where), ifname, ifindex)
@@ -402,7 +410,7 @@ def _optional_address(body: Mapping[str, Any], key: str, where: str) -> str | No
 
 def _optional_interface(body: Mapping[str, Any], key: str, where: str) -> str | None:
     name = _optional(body, key, str, where)
-    if name is not None and not INTERFACE_NAME.fullmatch(name):
+    if name is not None and not is_interface_name(name):
         raise PlanFormatError(f"{where}.{key}: {name!r} is not an interface name")
     return name
 

@@ -118,9 +118,35 @@ LINK_KEYS = (
 PATH_BOUND_KEYS = ("edge", "interface", "next_hop", "source", "via")
 MAX_PATH_TTL = 30  # traceroute's default horizon; a hub further away is not "behind" a site
 MAX_IFINDEX = 2**31 - 1  # IF-MIB InterfaceIndex
-INTERFACE_NAME = re.compile(r"[^/\s]{1,15}")  # Linux IFNAMSIZ less the NUL; no '/' or space
+# As Linux's dev_valid_name takes one: not "." or "..", no '/', ':' (an alias label such as
+# eth0:1 names eth0 to the kernel), whitespace or control character (a NUL would end it early);
+# at most 15 bytes (IFNAMSIZ less the NUL), which is_interface_name also counts in UTF-8.
+INTERFACE_NAME = re.compile(r"(?!\.\.?\Z)[^/:\s\x00-\x1f\x7f]{1,15}")
+MAX_IFNAME = 255  # IF-MIB ifName is a DisplayString: at most 255 octets
+IFNAMSIZ = 16  # Linux's buffer for an interface name, its NUL included
 
 R = TypeVar("R", Thresholds, Priorities, SlaTarget)
+
+
+def is_interface_name(name: str) -> bool:
+    """Whether Linux would take `name` for an interface, as the agent binds to it."""
+    if not INTERFACE_NAME.fullmatch(name):
+        return False
+    return len(name.encode("utf-8", "surrogatepass")) <= IFNAMSIZ - 1
+
+
+def _is_address(text: str) -> bool:
+    """Whether `text` is an IP address (the reader reads a bad one as 0.0.0.0, said once)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_ifname(name: str) -> bool:
+    """Whether `name` can be a router's IF-MIB ifName: a DisplayString, printable, one line."""
+    return 0 < len(name) <= MAX_IFNAME and name.isprintable()
 
 
 def build_inventory(root: Node, file: Path) -> Inventory:
@@ -419,6 +445,7 @@ class _InventoryBuilder:
             device_nodes=device_nodes,
             site_snmp=site_snmp,
             path_node=fields.get("path"),
+            path=path,
         )
         return Site(
             id=site_id,
@@ -437,6 +464,9 @@ class _InventoryBuilder:
         r = self.reader
         fields = r.mapping(node, ("toward", "ttl"), required=("toward",))
         toward = r.ip_address(fields["toward"]) if "toward" in fields else ipaddress.IPv4Address(0)
+        written = str(fields["toward"].value).strip() if "toward" in fields else ""
+        if (toward.is_unspecified or toward.is_multicast) and _is_address(written):
+            r.problem(fields["toward"], f"{toward} is not one host the path probe can aim at")
         ttl = r.integer(fields["ttl"], minimum=1, maximum=MAX_PATH_TTL) if "ttl" in fields else 1
         return PathSpec(toward=toward, ttl=ttl)
 
@@ -468,6 +498,12 @@ class _InventoryBuilder:
                     "while traffic uses this link",
                 )
         source = r.ip_address(fields["source"]) if "source" in fields else None
+        if source is not None and (other := [a for a in probe if a.version != source.version]):
+            r.problem(
+                fields["source"],
+                f"{source} is IPv{source.version}, the far end {other[0]} is not: "
+                "a ping cannot leave from it",
+            )
         via = self._interface_name(fields["via"]) if "via" in fields else None
         for key in ("source", "via"):
             if key in fields and not probe:
@@ -491,6 +527,13 @@ class _InventoryBuilder:
         r = self.reader
         fields = r.mapping(node, ("device", "ifname", "ifindex"), required=("device",))
         ifname = r.string(fields["ifname"]) if "ifname" in fields else None
+        if ifname and not is_ifname(ifname):
+            shown = ifname if len(ifname) <= 40 else ifname[:39] + "…"
+            r.problem(
+                fields["ifname"],
+                f"{shown!r} is not an ifName: at most {MAX_IFNAME} characters on one line, "
+                "printable",
+            )
         ifindex = None
         if "ifindex" in fields:
             ifindex = r.integer(fields["ifindex"], minimum=1, maximum=MAX_IFINDEX)
@@ -505,10 +548,11 @@ class _InventoryBuilder:
     def _interface_name(self, node: Node) -> str:
         """Return an interface name of the agent's host, as Linux allows one."""
         name = self.reader.string(node)
-        if name and not INTERFACE_NAME.fullmatch(name):
+        if name and not is_interface_name(name):
             self.reader.problem(
                 node,
-                f"{name!r} is not an interface name: 1 to 15 characters, no '/' or spaces",
+                f"{name!r} is not an interface name: 1 to 15 bytes, no '/', ':', spaces or "
+                "control characters, not . or ..",
             )
         return name
 
@@ -679,6 +723,7 @@ class _InventoryBuilder:
         device_nodes: list[Node],
         site_snmp: dict[str, Node],
         path_node: Node | None,
+        path: PathSpec | None = None,
     ) -> tuple[Link, ...]:
         """Check a site's links' path-bound evidence against its devices and its path.
 
@@ -719,7 +764,13 @@ class _InventoryBuilder:
                     "answering hop it names",
                 )
             for address, item in zip(link.next_hop, _list_child(node, "next_hop"), strict=False):
-                if address in hops:
+                if path is not None and address.version != path.toward.version:
+                    r.problem(
+                        item,
+                        f"{address} is IPv{address.version}, the path's toward {path.toward} "
+                        "is not: it could never answer the path probe",
+                    )
+                elif address in hops:
                     other, line = hops[address]
                     r.problem(item, f"{address} is already a next hop of {other} (line {line})")
                 else:

@@ -658,15 +658,15 @@ EVIDENCE_RULES = [
     pytest.param(
         "via: up1",
         "via: eth0/1",
-        ["23: sites[0].links[1].via: 'eth0/1' is not an interface name: 1 to 15 characters, "
-         "no '/' or spaces"],
+        ["23: sites[0].links[1].via: 'eth0/1' is not an interface name: 1 to 15 bytes, "
+         "no '/', ':', spaces or control characters, not . or .."],
         id="via-with-a-slash",
     ),
     pytest.param(
         "via: up1",
         "via: a-very-long-ifname",
         ["23: sites[0].links[1].via: 'a-very-long-ifname' is not an interface name: 1 to 15 "
-         "characters, no '/' or spaces"],
+         "bytes, no '/', ':', spaces or control characters, not . or .."],
         id="via-too-long",
     ),
 ]  # fmt: skip
