@@ -19,6 +19,7 @@ from probes import PROBES, ProbeFn, Target
 from probes import close as close_probes
 from probes.result import ProbeResult
 from probes.target import HostProbe
+from sitewatch.config.inventory import is_ifname, is_interface_name
 from sitewatch.config.model import (
     SNMP_PROFILES,
     CustomOid,
@@ -156,6 +157,8 @@ def build_target(args: argparse.Namespace) -> Target:
             verify_tls=not args.insecure,
         )
         return Target(url, spec)
+    if kind != "icmp" and (args.source is not None or args.via is not None):
+        raise UsageError(f"--source and --via apply to icmp only, not {kind}")
     host = _host(args.target)
     if kind in ("path", "interface"):
         return _link_target(kind, host, args)
@@ -172,6 +175,8 @@ def _link_target(kind: str, host: str, args: argparse.Namespace) -> Target:
         return Target(host, PathProbe(host, args.ttl, _hops(args.hop)), id=args.link)
     if (args.ifname is None) == (args.ifindex is None):
         raise UsageError("interface needs exactly one of --ifname and --ifindex")
+    if args.ifname is not None and not is_ifname(args.ifname):
+        raise UsageError(f"--ifname {args.ifname[:40]!r} is not an ifName: one printable line")
     if args.ifindex is not None and not 1 <= args.ifindex < 2**31:
         raise UsageError(f"--ifindex must be between 1 and 2147483647, not {args.ifindex}")
     spec = InterfaceProbe(_credentials(args), args.ifname, args.ifindex)
@@ -203,6 +208,13 @@ def _address_spec(kind: str, args: argparse.Namespace) -> ProbeSpec:
     if kind == "icmp":
         if not 1 <= args.count <= 100:
             raise UsageError(f"--count must be between 1 and 100, not {args.count}")
+        if args.source is not None and ipaddress_or_none(args.source) is None:
+            raise UsageError(f"--source {args.source!r} is not an IP address of this host")
+        if args.via is not None and not is_interface_name(args.via):
+            raise UsageError(
+                f"--via {args.via!r} is not an interface name: 1 to 15 bytes, no '/', ':', "
+                "spaces or control characters"
+            )
         spec = IcmpProbe(count=args.count, interval=args.interval, source=args.source, via=args.via)
     elif kind == "tcp":
         if args.port is None:

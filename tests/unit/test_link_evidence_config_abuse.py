@@ -141,3 +141,29 @@ def test_the_plan_an_agent_receives_refuses_what_the_inventory_refuses(
         plan_from_json(body)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["icmp", "127.0.0.1", "--via", "a" * 16], "--via 'aaaaaaaaaaaaaaaa' is not an interface"),
+        (["icmp", "127.0.0.1", "--via", ""], "--via '' is not an interface name"),
+        (["icmp", "127.0.0.1", "--source", "notanip"], "--source 'notanip' is not an IP address"),
+        (["interface", "127.0.0.1", "--ifname", ""], "--ifname '' is not an ifName"),
+        (["interface", "127.0.0.1", "--ifname", "up0", "--via", "lo"], "--source and --via apply"),
+        (["path", "127.0.0.1", "--source", "127.0.0.1"], "--source and --via apply to icmp only"),
+    ],
+)
+def test_sitewatch_probe_refuses_bad_arguments_before_sending(
+    args: list[str], message: str
+) -> None:
+    """A typo is a usage error (exit 2) naming the option, not a probe "unreachable" (exit 0)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sitewatch.cli", "probe", *args, "--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"sitewatch probe: {message}"), done.stderr
