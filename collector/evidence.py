@@ -216,9 +216,16 @@ def result_detail(result: ProbeResult | None) -> str:
     if result.kind == "interface":
         name = value.get("ifname") or f"ifIndex {value.get('ifindex')}"
         return f"{name} is {value.get('oper')}, admin {value.get('admin')}"
-    if result.kind == "path":
-        hop, ttl = value.get("hop"), value.get("ttl")
-        return f"traffic goes over it ({hop} answered at TTL {ttl})"
+    if result.kind == "path":  # in the words of probes/path.py's own details
+        hop, ttl, via = value.get("hop"), value.get("ttl"), value.get("via")
+        if hop is None:
+            return f"no hop answered at TTL {ttl}"
+        answered = f"{hop} answered at TTL {ttl}"
+        if via == result.target:
+            return f"traffic goes over it ({answered})"
+        if via is not None:
+            return f"traffic goes via {via} ({answered})"
+        return f"{answered}, the next hop of no link of this site"
     address = value.get("address")
     where = f"{address}: " if isinstance(address, str) else ""
     if result.ok and result.rtt_ms is not None:

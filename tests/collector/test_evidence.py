@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.evidence import result_detail
 from collector.service import Collector
 from collector.state import StateBook, Vantage
 from collector.store import Store
@@ -490,3 +491,21 @@ def test_results_of_a_source_the_inventory_no_longer_gives_are_no_evidence() -> 
     view = next(v for v in book.views(now) if v.id == "willowvale")
     mpls = next(link for link in view.links if link.id == MPLS)
     assert [e.source for e in mpls.evidence] == ["far-end-ping"]
+
+
+@pytest.mark.parametrize(
+    ("via", "hop", "said"),
+    [
+        (MPLS, "10.99.6.1", "traffic goes over it (10.99.6.1 answered at TTL 1)"),
+        (FIBRE, "10.99.7.1", "traffic goes via willowvale-fibre (10.99.7.1 answered at TTL 1)"),
+        (None, "10.9.9.9", "10.9.9.9 answered at TTL 1, the next hop of no link of this site"),
+        (None, None, "no hop answered at TTL 1"),
+    ],
+)
+def test_a_path_result_without_a_detail_is_described_by_who_answered(
+    via: str | None, hop: str | None, said: str
+) -> None:
+    """An agent may send a result with no detail: what staff read must follow its value."""
+    value: dict[str, JsonValue] = {"toward": "10.99.0.254", "ttl": 1, "hop": hop, "via": via}
+    result = ProbeResult(MPLS, "path", ts(0), ok=via == MPLS, value=value)
+    assert result_detail(result) == said
