@@ -241,7 +241,8 @@ def decide(readings: Iterable[SourceReading], *, other_path: str | None) -> Link
        centre's ping, the path probe, a bound ping, the only link's far-end ping) that is up
        and whose newest success was probed after the down's failures began: the link
        carried traffic since, so the failures are older news. The interface refutes nothing.
-    2. Any unrefuted down: down. Else any degraded: degraded. Else up.
+    2. Any unrefuted down: down. Else any degraded: degraded. Else up. Over refuted downs
+       the status rests on the traffic that refuted them, not on an interface up all along.
     3. With no known path-bound reading, reachability can only say down (not even some path
        reaches the far end); its "up" may have crossed another link, so the link is unknown.
 
@@ -258,12 +259,15 @@ def decide(readings: Iterable[SourceReading], *, other_path: str | None) -> Link
         for down in (r for r in bound if r.status == "down"):
             newer = any(u.succeeded > down.failing_since for u in flows)
             (refuted if newer else standing).append(down)
+        # a refuted down rests the status on the traffic that refuted it: an "up" that held
+        # all through the failures (the router's carrier) proves no recovery
+        refuters = [u for u in flows if any(u.succeeded > d.failing_since for d in refuted)]
         if standing:
             status, agreeing = "down", standing
         elif degraded := [r for r in bound if r.status == "degraded"]:
-            status, agreeing = "degraded", degraded
+            status, agreeing = "degraded", _preferring(degraded, refuters)
         else:
-            status, agreeing = "up", [r for r in bound if r.status == "up"]
+            status, agreeing = "up", _preferring([r for r in bound if r.status == "up"], refuters)
         took_part = tuple(r.known and r.kind == "path-bound" for r in readings)
     else:
         agreeing = [r for r in readings if r.known and r.status == "down"]
@@ -305,6 +309,13 @@ def _note(view: EvidenceView) -> str:
 
 def _among(reading: SourceReading, readings: Sequence[SourceReading]) -> bool:
     return any(reading is other for other in readings)
+
+
+def _preferring(
+    readings: list[SourceReading], preferred: Sequence[SourceReading]
+) -> list[SourceReading]:
+    """Return those of `readings` among `preferred`, or all of them when none is."""
+    return [r for r in readings if _among(r, preferred)] or readings
 
 
 def _side(status: str) -> str:

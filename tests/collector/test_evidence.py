@@ -509,3 +509,30 @@ def test_a_path_result_without_a_detail_is_described_by_who_answered(
     value: dict[str, JsonValue] = {"toward": "10.99.0.254", "ttl": 1, "hop": hop, "via": via}
     result = ProbeResult(MPLS, "path", ts(0), ok=via == MPLS, value=value)
     assert result_detail(result) == said
+
+
+def test_a_refuted_down_recovers_on_the_proof_of_flow_not_on_the_carrier() -> None:
+    """The centre's failures refuted by one path result: the link reads up on that result.
+
+    The router's interface read up all through the cut (carrier only), so it proves no
+    recovery: the incident waits until the traffic that refuted the failures is earned, and
+    the link is up since that traffic was seen, not since before the cut.
+    """
+    key = ["link:willowvale-mpls"]
+    now = ts(NOW).timestamp()
+    carrier = router(MPLS, "up", at=[-55.0, -25.0, 5.0, 35.0, 65.0])
+    states, correlation = run(
+        centre(MPLS, DOWN), carrier, path(MPLS, MPLS, at=[61.0]), router(FIBRE, "up")
+    )
+    assert correlation.links[MPLS] == "up"
+    assert states.unsure(correlation, now, key) == set(key)
+    view = next(v for v in states.views(now, correlation) if v.id == "willowvale")
+    mpls = next(link for link in view.links if link.id == MPLS)
+    assert mpls.since == ts(61.0).timestamp()
+    assert mpls.conflict is not None
+    assert mpls.conflict.startswith("seen by path probe: up;")
+    # once the traffic is seen recover_after times, the incident may resolve
+    states, correlation = run(
+        centre(MPLS, DOWN), carrier, path(MPLS, MPLS, at=[61.0, 91.0]), router(FIBRE, "up")
+    )
+    assert states.unsure(correlation, now, key) == frozenset()
