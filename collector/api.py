@@ -298,6 +298,7 @@ async def post_results(request: web.Request) -> web.StreamResponse:
             raw,
             agent=agent.id,
             targets=collector.targets_of(agent),
+            links=collector.links_of(agent),
             now=now,
             not_before=now - collector.retention,
         )
@@ -336,13 +337,16 @@ def _parse_results(
     now: float,
     not_before: float,
     in_thread: bool,
+    links: frozenset[str] | None = None,
 ) -> Batch:
     """Return the batch in a posted body, or raise ApiError or BatchError."""
     try:
         body = decode_json(raw, in_thread=in_thread, max_values=MAX_BATCH_VALUES)
     except BodyError as err:
         raise ApiError(err.status, err.code, err.message) from err
-    return parse_batch(body, agent=agent, targets=targets, now=now, not_before=not_before)
+    return parse_batch(
+        body, agent=agent, targets=targets, now=now, not_before=not_before, links=links
+    )
 
 
 async def get_sites(request: web.Request) -> web.StreamResponse:

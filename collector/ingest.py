@@ -42,6 +42,7 @@ INDEX = re.compile(r"\[[0-9]+\]")
 MAX_MESSAGE = 300  # characters of one refusal in a reply: 5,000 of them stay under 2 MB
 MAX_WARNED = 32  # kinds of problem warned of per agent; a hostile agent could invent more
 OUTBOX_ID = re.compile(r"[0-9a-f]{32}")  # a random UUID's hex, made when the outbox was created
+LINK_KINDS = frozenset({"interface", "path"})  # results that are evidence about a link only
 
 
 class BatchError(ValueError):
@@ -79,13 +80,17 @@ def parse_batch(
     targets: Collection[str],
     now: float,
     not_before: float = float("-inf"),
+    links: Collection[str] | None = None,
 ) -> Batch:
     """Return the batch in a decoded JSON body, or raise BatchError naming every refused result.
 
     `targets` are the ids this agent may report on: its site's links and devices, and its own
     id for the host-health results it sends about itself. A result probed before `not_before`
     (the raw retention: it would be rolled up at once, or rebuild history nobody keeps) is
-    refused, so a bad clock cannot file results in year 1.
+    refused, so a bad clock cannot file results in year 1. `links` are those of `targets` that
+    are links: a result of a kind only a link's probes make (its router's interface, the path
+    probe) about anything else is refused, since no plan asks for it and a device would take
+    it for a failing service of its own. None: not checked.
     """
     if not isinstance(body, dict):
         raise BatchError("the body must be a JSON object")
@@ -108,7 +113,7 @@ def parse_batch(
     seen: set[int] = set()
     for index, item in enumerate(results):
         try:
-            seq, result, dropped = _item(item, index, targets, now, not_before)
+            seq, result, dropped = _item(item, index, targets, now, not_before, links=links)
         except BatchError as err:
             refused.append(Refusal(index, _short(str(err))))
             continue
@@ -138,7 +143,13 @@ def _heartbeat(data: object, agent: str) -> tuple[Heartbeat | None, str | None, 
 
 
 def _item(
-    item: object, index: int, targets: Collection[str], now: float, not_before: float
+    item: object,
+    index: int,
+    targets: Collection[str],
+    now: float,
+    not_before: float,
+    *,
+    links: Collection[str] | None,
 ) -> tuple[int, ProbeResult, Dropped]:
     where = f"results[{index}]"
     if not isinstance(item, dict) or set(item) != {"seq", "result"}:
@@ -154,6 +165,12 @@ def _item(
         raise BatchError(f"{where}.result{joined}", index) from err
     if result.target not in targets:
         raise BatchError(f"{where}.result.target: {result.target!r} is not at this site", index)
+    if links is not None and result.kind in LINK_KINDS and result.target not in links:
+        raise BatchError(
+            f"{where}.result.kind: {result.kind} results are about a link, and "
+            f"{result.target!r} is a device",
+            index,
+        )
     if result.ts.timestamp() > now + MAX_CLOCK_SKEW:
         raise BatchError(
             f"{where}.result.ts: {item['result']['ts']} is in the future "

@@ -112,6 +112,17 @@ class Collector:
         return self._site_targets[agent.site] | {agent.id}
 
     @cached_property
+    def _site_links(self) -> dict[str, frozenset[str]]:
+        return {
+            site.id: frozenset(link.id for link in site.links)
+            for site in self.config.inventory.sites
+        }
+
+    def links_of(self, agent: AgentCredential) -> frozenset[str]:
+        """Return the ids of the links an agent's site has: what its link evidence is about."""
+        return self._site_links[agent.site]
+
+    @cached_property
     def known_targets(self) -> frozenset[str]:
         """Every link and device id of the inventory: what history can be asked for."""
         return frozenset().union(*self._site_targets.values())
