@@ -124,6 +124,8 @@ MAX_IFINDEX = 2**31 - 1  # IF-MIB InterfaceIndex
 INTERFACE_NAME = re.compile(r"(?!\.\.?\Z)[^/:\s\x00-\x1f\x7f]{1,15}")
 MAX_IFNAME = 255  # IF-MIB ifName is a DisplayString: at most 255 octets
 IFNAMSIZ = 16  # Linux's buffer for an interface name, its NUL included
+# Devices at the end of a site's network: their own port being up says nothing of a link.
+NOT_ON_A_LINK = frozenset({"printer", "phone", "ups"})
 
 R = TypeVar("R", Thresholds, Priorities, SlaTarget)
 
@@ -739,19 +741,16 @@ class _InventoryBuilder:
         for link, node in zip(links, link_nodes, strict=True):
             interface = _child(node, "interface")
             if link.interface is not None and link.interface.device and interface is not None:
-                where = _child(interface, "device") or interface
-                name = link.interface.device
-                router = by_id.get(name)
-                if router is None:
-                    r.problem(where, f"no device {name!r} at this site{suggestion(name, by_id)}")
-                else:
+                router = self._router(link.interface.device, interface, by_id)
+                if router is not None:
                     credentials = next(
                         (p.credentials for p in router.probes if isinstance(p, SnmpProbe)), None
                     )
                     if credentials is None:
-                        device_node = device_lines[name]
+                        device_node = device_lines[router.id]
                         nodes = self._snmp_nodes(_child(device_node, "snmp"), site_snmp)
-                        credentials = self._snmp(nodes, _child(device_node, "snmp") or where)
+                        where = _child(device_node, "snmp") or _child(interface, "device")
+                        credentials = self._snmp(nodes, where or interface)
                     interface_record = dataclasses.replace(link.interface, credentials=credentials)
                     resolved[link.id] = dataclasses.replace(link, interface=interface_record)
             next_hop = _child(node, "next_hop")
@@ -782,6 +781,21 @@ class _InventoryBuilder:
                 "which link answered: give each link's next_hop",
             )
         return tuple(resolved.get(link.id, link) for link in links)
+
+    def _router(self, name: str, interface: Node, by_id: dict[str, Device]) -> Device | None:
+        """Return the device a link's `interface` names, if it can carry a link; else say why."""
+        where = _child(interface, "device") or interface
+        router = by_id.get(name)
+        if router is None:
+            self.reader.problem(where, f"no device {name!r} at this site{suggestion(name, by_id)}")
+        elif router.kind in NOT_ON_A_LINK:
+            self.reader.problem(
+                where,
+                f"{name!r} is a {router.kind}, which no link crosses: name the router "
+                "(or switch) whose interface carries the link",
+            )
+            return None
+        return router
 
     # -- across the whole file --------------------------------------------------------------
 

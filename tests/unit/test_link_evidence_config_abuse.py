@@ -51,6 +51,10 @@ def interface(**fields: object) -> Callable[[Tree], None]:
     return setting("interface", {"device": "wv-rtr-01", **fields})
 
 
+def interface_on(device: str) -> Callable[[Tree], None]:
+    return setting("interface", {"device": device, "ifname": "eth0"})
+
+
 def path(**fields: object) -> Callable[[Tree], None]:
     def edit(tree: Tree) -> None:
         willowvale(tree)["path"] = fields
@@ -87,6 +91,8 @@ REFUSED = [
     ("ifname-newline", interface(ifname="up0\nsites[0]: forged"), "links[0].interface.ifname"),
     ("ifname-huge", interface(ifname="x" * 100_000), "links[0].interface.ifname"),
     ("next-hop-ipv6-toward-ipv4", next_hop("2001:db8::1"), "links[0].next_hop[0]"),
+    ("interface-on-a-printer", interface_on("wv-prn-01"), "links[0].interface.device"),
+    ("interface-on-a-phone", interface_on("wv-phone-01"), "links[0].interface.device"),
     ("path-toward-unspecified", path(toward="0.0.0.0", ttl=1), "path.toward"),  # noqa: S104
 ]
 
