@@ -213,9 +213,13 @@ def result_detail(result: ProbeResult | None) -> str:
     if result.detail:
         return result.detail
     value = result.value
-    if result.kind == "interface":
-        name = value.get("ifname") or f"ifIndex {value.get('ifindex')}"
-        return f"{name} is {value.get('oper')}, admin {value.get('admin')}"
+    if result.kind == "interface":  # an agent may leave any of these out: never say "None"
+        ifindex, oper, admin = value.get("ifindex"), value.get("oper"), value.get("admin")
+        name = value.get("ifname") or (f"ifIndex {ifindex}" if ifindex is not None else "")
+        name = name or "the interface"
+        if oper is None:
+            return f"{name}: the router did not say its state"
+        return f"{name} is {oper}, admin {admin}" if admin else f"{name} is {oper}"
     if result.kind == "path":  # in the words of probes/path.py's own details
         hop, ttl, via = value.get("hop"), value.get("ttl"), value.get("via")
         if hop is None:

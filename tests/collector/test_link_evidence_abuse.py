@@ -227,6 +227,10 @@ async def test_odd_link_values_that_are_accepted_read_back_everywhere(
     assert said["wv-mpls", "interface"]["status"] == "up"  # one down is short of fail_after
     assert "up0\n<script>" in said["wv-mpls", "interface"]["detail"]  # kept as said, for JSON
     assert said["wv-fibre", "interface"]["status"] == "unknown"  # said nothing: no evidence
+    assert (
+        said["wv-fibre", "interface"]["detail"] == "the interface: the router did not say its state"
+    )
+    assert said["wv-mpls", "interface"]["detail"].endswith("</script> is down")  # no "admin None"
     assert said["wv-mpls", "path"]["status"] == "unknown"  # another site's link: names none here
     assert "traffic goes over it" not in said["wv-fibre", "path"]["detail"]  # the mpls answered
 
