@@ -308,7 +308,9 @@ def _note(view: EvidenceView) -> str:
     said = f"{view.source} {view.status}"
     if qualifiers:
         said += f" ({', '.join(qualifiers)})"
-    return f"{said}: {view.detail}" if view.detail else said
+    # one line: a detail is the agent's text, and this goes into the collector's log
+    detail = " ".join(view.detail.split())
+    return f"{said}: {detail}" if detail else said
 
 
 def _among(reading: SourceReading, readings: Sequence[SourceReading]) -> bool:

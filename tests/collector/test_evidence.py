@@ -536,3 +536,23 @@ def test_a_refuted_down_recovers_on_the_proof_of_flow_not_on_the_carrier() -> No
         centre(MPLS, DOWN), carrier, path(MPLS, MPLS, at=[61.0, 91.0]), router(FIBRE, "up")
     )
     assert states.unsure(correlation, now, key) == frozenset()
+
+
+def test_an_agents_detail_cannot_forge_a_line_of_the_collectors_log() -> None:
+    """A status change is logged, and kept in the status log, as one line with its evidence.
+
+    A detail comes from the agent as any text; a line break in it would start a line of its
+    own in the collector's log, written as the collector's.
+    """
+    forged = "up0 is down\n2026-11-30 08:00:00,000 ERROR collector.service: forged"
+    fed = [
+        (vantage, dataclasses.replace(result, detail=forged))
+        for vantage, result in router(MPLS, "down")
+    ]
+    states, correlation = run(fed, router(FIBRE, "up"))
+    assert correlation.links[MPLS] == "down"
+    said = states.explain(MPLS, ts(NOW).timestamp())
+    assert "\n" not in said
+    assert "interface down: up0 is down 2026-11-30 08:00:00,000 ERROR" in said
+    (cause,) = correlation.causes
+    assert all("\n" not in note for note in cause.detail["evidence"])
