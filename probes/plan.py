@@ -300,6 +300,8 @@ def _path(body: Mapping[str, Any], where: str) -> PathProbe:
     if not isinstance(hops, list) or not hops:
         raise PlanFormatError(f"{where}.hops: must be a non-empty list of [link id, [address...]]")
     links: list[tuple[str, tuple[str, ...]]] = []
+    named: dict[str, str] = {}  # address -> the link it names: one answer, one link
+    family = ipaddress.ip_address(toward).version
     for i, item in enumerate(hops):
         here = f"{where}.hops[{i}]"
         if not isinstance(item, list) or len(item) != 2:
@@ -309,7 +311,18 @@ def _path(body: Mapping[str, Any], where: str) -> PathProbe:
             raise PlanFormatError(f"{here}[0]: must be a link id")
         if not isinstance(addresses, list) or not addresses:
             raise PlanFormatError(f"{here}[1]: must be a non-empty list of addresses")
-        links.append((link_id, tuple(_ip(a, f"{here}[1][{j}]") for j, a in enumerate(addresses))))
+        found = tuple(_ip(a, f"{here}[1][{j}]") for j, a in enumerate(addresses))
+        for j, address in enumerate(found):
+            canonical = ipaddress.ip_address(address)
+            if canonical.version != family:
+                raise PlanFormatError(
+                    f"{here}[1][{j}]: {address} is IPv{canonical.version}, toward is not"
+                )
+            if named.setdefault(str(canonical), link_id) != link_id:
+                raise PlanFormatError(
+                    f"{here}[1][{j}]: {address} is already a hop of {named[str(canonical)]}"
+                )
+        links.append((link_id, found))
     return PathProbe(toward, ttl, tuple(links))
 
 

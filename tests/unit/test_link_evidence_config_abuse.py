@@ -173,3 +173,28 @@ def test_sitewatch_probe_refuses_bad_arguments_before_sending(
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith(f"sitewatch probe: {message}"), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("hops", "message"),
+    [
+        (
+            [["willowvale-mpls", ["2001:db8::1"]]],
+            "hops[0][1][0]: 2001:db8::1 is IPv6, toward is not",
+        ),
+        (
+            [["willowvale-mpls", ["10.99.6.1"]], ["willowvale-fibre", ["10.99.6.1"]]],
+            "hops[1][1][0]: 10.99.6.1 is already a hop of willowvale-mpls",
+        ),
+    ],
+)
+def test_a_plan_whose_path_hops_cannot_name_one_link_is_refused(
+    hops: list[object], message: str
+) -> None:
+    """A hop under two links would name whichever came first; one of the other family, none."""
+    body = copy.deepcopy(plan_to_json(build_plan(load_inventory(EXAMPLE_INVENTORY), "willowvale")))
+    (path,) = [t["spec"] for t in body["targets"] if t["spec"]["kind"] == "path"][:1]
+    path["hops"] = hops
+    with pytest.raises(PlanFormatError) as caught:
+        plan_from_json(body)
+    assert message in str(caught.value)
