@@ -172,7 +172,7 @@ def _link_target(kind: str, host: str, args: argparse.Namespace) -> Target:
             raise UsageError(f"path needs an IP address to send toward, not {args.target!r}")
         if not 1 <= args.ttl <= 30:
             raise UsageError(f"--ttl must be between 1 and 30, not {args.ttl}")
-        return Target(host, PathProbe(host, args.ttl, _hops(args.hop)), id=args.link)
+        return Target(host, PathProbe(host, args.ttl, _hops(args.hop, host)), id=args.link)
     if (args.ifname is None) == (args.ifindex is None):
         raise UsageError("interface needs exactly one of --ifname and --ifindex")
     if args.ifname is not None and not is_ifname(args.ifname):
@@ -191,13 +191,21 @@ def ipaddress_or_none(text: str) -> str | None:
         return None
 
 
-def _hops(texts: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _hops(texts: list[str], toward: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Return each --hop's link and addresses: each address names one link, of toward's family."""
     hops = []
+    named: dict[str, str] = {}
+    family = ipaddress.ip_address(toward).version
     for text in texts:
         link, sep, rest = text.partition("=")
         addresses = tuple(ipaddress_or_none(part) or "" for part in rest.split(","))
         if not sep or not link or not all(addresses):
             raise UsageError(f"--hop {text!r} is not LINK=ADDR[,ADDR] like wv-mpls=10.99.6.1")
+        for address in addresses:
+            if ipaddress.ip_address(address).version != family:
+                raise UsageError(f"--hop {text!r}: {address} is not of {toward}'s IP family")
+            if named.setdefault(address, link) != link:
+                raise UsageError(f"--hop {text!r}: {address} is already a hop of {named[address]}")
         hops.append((link, addresses))
     return tuple(hops)
 

@@ -769,6 +769,12 @@ class _InventoryBuilder:
                         f"{address} is IPv{address.version}, the path's toward {path.toward} "
                         "is not: it could never answer the path probe",
                     )
+                elif path is not None and address == path.toward:
+                    r.problem(
+                        item,
+                        f"{address} is the path's toward: it answers the echo itself, never as "
+                        "a hop on the way; aim the path further (the hub's core)",
+                    )
                 elif address in hops:
                     other, line = hops[address]
                     r.problem(item, f"{address} is already a next hop of {other} (line {line})")

@@ -93,6 +93,7 @@ REFUSED = [
     ("next-hop-ipv6-toward-ipv4", next_hop("2001:db8::1"), "links[0].next_hop[0]"),
     ("interface-on-a-printer", interface_on("wv-prn-01"), "links[0].interface.device"),
     ("interface-on-a-phone", interface_on("wv-phone-01"), "links[0].interface.device"),
+    ("next-hop-is-toward", path(toward="10.99.6.1", ttl=1), "links[0].next_hop[0]"),
     ("path-toward-unspecified", path(toward="0.0.0.0", ttl=1), "path.toward"),  # noqa: S104
 ]
 
@@ -158,6 +159,11 @@ def test_the_plan_an_agent_receives_refuses_what_the_inventory_refuses(
         (["interface", "127.0.0.1", "--ifname", ""], "--ifname '' is not an ifName"),
         (["interface", "127.0.0.1", "--ifname", "up0", "--via", "lo"], "--source and --via apply"),
         (["path", "127.0.0.1", "--source", "127.0.0.1"], "--source and --via apply to icmp only"),
+        (["path", "127.0.0.1", "--hop", "a=::1"], "--hop 'a=::1': ::1 is not of 127.0.0.1's"),
+        (
+            ["path", "127.0.0.1", "--hop", "a=127.0.0.2", "--hop", "b=127.0.0.2"],
+            "--hop 'b=127.0.0.2': 127.0.0.2 is already a hop of a",
+        ),
     ],
 )
 def test_sitewatch_probe_refuses_bad_arguments_before_sending(
