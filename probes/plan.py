@@ -418,7 +418,12 @@ def _address(body: Mapping[str, Any], key: str, where: str) -> str:
 
 
 def _optional_address(body: Mapping[str, Any], key: str, where: str) -> str | None:
-    return None if body.get(key) is None else _address(body, key, where)
+    if body.get(key) is None:
+        return None
+    address = _address(body, key, where)
+    if ipaddress.ip_address(address).is_unspecified:  # bound to nothing: it leaves by any path
+        raise PlanFormatError(f"{where}.{key}: {address} is not one address of this host")
+    return address
 
 
 def _optional_interface(body: Mapping[str, Any], key: str, where: str) -> str | None:

@@ -146,6 +146,12 @@ def _is_address(text: str) -> bool:
     return True
 
 
+def _one_host(address: IPAddress) -> bool:
+    """Whether `address` names one host: not 0.0.0.0/::, multicast or the IPv4 broadcast."""
+    broadcast = address == ipaddress.IPv4Address("255.255.255.255")
+    return not (address.is_unspecified or address.is_multicast or broadcast)
+
+
 def is_ifname(name: str) -> bool:
     """Whether `name` can be a router's IF-MIB ifName: a DisplayString, printable, one line."""
     return 0 < len(name) <= MAX_IFNAME and name.isprintable()
@@ -467,7 +473,7 @@ class _InventoryBuilder:
         fields = r.mapping(node, ("toward", "ttl"), required=("toward",))
         toward = r.ip_address(fields["toward"]) if "toward" in fields else ipaddress.IPv4Address(0)
         written = str(fields["toward"].value).strip() if "toward" in fields else ""
-        if (toward.is_unspecified or toward.is_multicast) and _is_address(written):
+        if not _one_host(toward) and _is_address(written):
             r.problem(fields["toward"], f"{toward} is not one host the path probe can aim at")
         ttl = r.integer(fields["ttl"], minimum=1, maximum=MAX_PATH_TTL) if "ttl" in fields else 1
         return PathSpec(toward=toward, ttl=ttl)
@@ -500,7 +506,14 @@ class _InventoryBuilder:
                     "while traffic uses this link",
                 )
         source = r.ip_address(fields["source"]) if "source" in fields else None
-        if source is not None and (other := [a for a in probe if a.version != source.version]):
+        written = str(fields["source"].value).strip() if "source" in fields else ""
+        if source is not None and _is_address(written) and not _one_host(source):
+            r.problem(
+                fields["source"],
+                f"{source} is not one address of the agent's host: a ping from it would leave "
+                "by any path, and be counted as this link's",
+            )
+        elif source is not None and (other := [a for a in probe if a.version != source.version]):
             r.problem(
                 fields["source"],
                 f"{source} is IPv{source.version}, the far end {other[0]} is not: "

@@ -87,6 +87,8 @@ REFUSED = [
     ("via-alias-label", setting("via", "eth0:1"), "links[0].via"),  # eth0's label, not a device
     ("via-16-bytes", setting("via", "é" * 8), "links[0].via"),  # 8 characters, 16 bytes
     ("via-tab", setting("via", "eth\t0"), "links[0].via"),
+    ("source-unspecified", setting("source", "0.0.0.0"), "links[0].source"),  # noqa: S104
+    ("source-multicast", setting("source", "224.0.0.1"), "links[0].source"),
     ("source-ipv6-toward-ipv4", setting("source", "2001:db8::2"), "links[0].source"),
     ("ifname-newline", interface(ifname="up0\nsites[0]: forged"), "links[0].interface.ifname"),
     ("ifname-huge", interface(ifname="x" * 100_000), "links[0].interface.ifname"),
@@ -135,6 +137,7 @@ def test_usable_link_evidence_keys_pass(tmp_path: Path, edit: Callable[[Tree], N
         (0, "via", "eth\x000", "targets[0].spec.via: 'eth\\x000' is not an interface name"),
         (0, "via", "eth0:1", "targets[0].spec.via: 'eth0:1' is not an interface name"),
         (0, "via", "..", "targets[0].spec.via: '..' is not an interface name"),
+        (0, "source", "0.0.0.0", "targets[0].spec.source: 0.0.0.0 is not one address"),  # noqa: S104
     ],
 )
 def test_the_plan_an_agent_receives_refuses_what_the_inventory_refuses(
