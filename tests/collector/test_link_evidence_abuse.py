@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from sitewatch.config.files import load_collector_config
 from sitewatch.passwords import hash_password
 from tests.browser.conftest import PASSWORDS, Dashboard
 from tests.collector.test_poison import strict_json
+from tests.deploy import deploy, free_port
 
 AGENT, STAFF = "agent-secret", "staff-secret"
 INVENTORY = """\
@@ -257,3 +260,43 @@ async def test_a_batch_of_thousands_of_link_results_is_stored_without_a_stall(
     site = strict_json(await (await dashboard.client.get("/api/v1/sites/wv", headers=staff)).text())
     links = {link["id"]: link for link in site["links"]}
     assert links["wv-mpls"]["status"] == "down"  # its router says down, the path says backup
+
+
+def test_a_real_collector_process_takes_hostile_link_results_and_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    """`sitewatch collector` as deployed, on loopback: refusals are 4xx, nothing is a traceback."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY)
+    running = deploy(tmp_path / "deployment", inventory, ["wv"], f"127.0.0.1:{free_port()}")
+    try:
+        running.start_collector()
+        seq = iter(range(1, 1_000))
+
+        def post(target: str, kind: str, value: object) -> int:
+            when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            body = {"seq": next(seq), "result": {"target": target, "kind": kind, "ts": when,
+                                                 "ok": False, "value": value}}  # fmt: skip
+            request = urllib.request.Request(  # noqa: S310 -- our own collector, on loopback
+                f"{running.url}/api/v1/agent/results",
+                data=json.dumps({"results": [body]}).encode(),
+                headers={"Authorization": f"Bearer {running.agent_tokens['wv']}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                    return int(response.status)
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        statuses = [post("wv-mpls", kind, value) for _, kind, value, _ in REFUSED]
+        statuses += [post("wv-prn", "interface", {"oper": "down"})]
+        assert statuses == [422] * (len(REFUSED) + 1)
+        assert [post(*odd) for odd in ODD] == [200] * len(ODD)
+        site = running.site("wv")
+        assert {link["id"] for link in site["links"]} == {"wv-mpls", "wv-fibre"}
+        for kind in ("interface", "path", "all"):
+            assert running.api(f"/api/v1/history?target=wv-mpls&kind={kind}")
+        assert running.healthy()
+        assert "Traceback" not in running.log("collector")
+    finally:
+        running.stop_all()
