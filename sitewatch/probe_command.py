@@ -216,7 +216,10 @@ def _address_spec(kind: str, args: argparse.Namespace) -> ProbeSpec:
     if kind == "icmp":
         if not 1 <= args.count <= 100:
             raise UsageError(f"--count must be between 1 and 100, not {args.count}")
-        if args.source is not None and ipaddress_or_none(args.source) is None:
+        source = ipaddress_or_none(args.source) if args.source is not None else None
+        if args.source is not None and (
+            source is None or ipaddress.ip_address(source).is_unspecified
+        ):
             raise UsageError(f"--source {args.source!r} is not an IP address of this host")
         if args.via is not None and not is_interface_name(args.via):
             raise UsageError(

@@ -159,6 +159,7 @@ def test_the_plan_an_agent_receives_refuses_what_the_inventory_refuses(
         (["icmp", "127.0.0.1", "--via", "a" * 16], "--via 'aaaaaaaaaaaaaaaa' is not an interface"),
         (["icmp", "127.0.0.1", "--via", ""], "--via '' is not an interface name"),
         (["icmp", "127.0.0.1", "--source", "notanip"], "--source 'notanip' is not an IP address"),
+        (["icmp", "127.0.0.1", "--source", "0.0.0.0"], "--source '0.0.0.0' is not an IP address"),  # noqa: S104
         (["interface", "127.0.0.1", "--ifname", ""], "--ifname '' is not an ifName"),
         (["interface", "127.0.0.1", "--ifname", "up0", "--via", "lo"], "--source and --via apply"),
         (["path", "127.0.0.1", "--source", "127.0.0.1"], "--source and --via apply to icmp only"),
