@@ -108,7 +108,8 @@ def _replace(document: object, path: tuple[object, ...], new: object) -> object:
     head, rest = path[0], path[1:]
     if isinstance(document, dict):
         return {k: _replace(v, rest, new) if k == head else v for k, v in document.items()}
-    assert isinstance(document, list)
+    if not isinstance(document, list):
+        return document  # an earlier mutation replaced its parent: nothing left to change
     return [_replace(v, rest, new) if i == head else v for i, v in enumerate(document)]
 
 
