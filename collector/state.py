@@ -161,6 +161,9 @@ class SiteView:
     devices: tuple[DeviceView, ...]
 
 
+LINK_ONLY = frozenset({"interface", "path"})  # results that speak only about a link
+
+
 @dataclass
 class StateBook:
     """Every target's state, the evidence correlation needs, and the views staff read."""
@@ -218,6 +221,8 @@ class StateBook:
         if limits is None:
             return False  # the agent's own host, or a target no longer in the inventory
         thresholds, is_link = limits
+        if not is_link and result.kind in LINK_ONLY:
+            return False  # a link's evidence about a device: stored before ingest refused it
         ok: bool | None = result.ok
         if is_link:
             home, link = self._links[result.target]

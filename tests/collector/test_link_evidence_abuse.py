@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collector.api import COLLECTOR, build_app
 from collector.service import Collector
 from collector.store import Store
+from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
 from sitewatch.passwords import hash_password
 from tests.browser.conftest import PASSWORDS, Dashboard
@@ -300,3 +302,41 @@ def test_a_real_collector_process_takes_hostile_link_results_and_keeps_serving(
         assert "Traceback" not in running.log("collector")
     finally:
         running.stop_all()
+
+
+async def test_link_evidence_about_a_device_stored_by_an_older_collector_moves_nothing(
+    tmp_path: Path, desk_hash: str
+) -> None:
+    """Before ingest refused them, such results were stored; a restart replays what is stored."""
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    (tmp_path / "collector.yaml").write_text(
+        "listen: 127.0.0.1:8080\n"
+        f"database: {tmp_path / 'collector.db'}\n"
+        "inventory: inventory.yaml\n"
+        f"agents:\n  - {{id: wv-01, site: wv, token_sha256: {sha(AGENT)}}}\n"
+        f"api_tokens:\n  - {{name: noc, role: viewer, token_sha256: {sha(STAFF)}}}\n"
+    )
+    now = time.time()
+    older = Store(tmp_path / "collector.db")
+    results = [
+        ProbeResult("wv-prn", "icmp", datetime.fromtimestamp(now - 60, UTC), ok=True),
+        *(
+            ProbeResult("wv-prn", "interface", datetime.fromtimestamp(now - 50 + i, UTC),
+                        ok=False, value={"oper": "down"})
+            for i in range(3)
+        ),
+    ]  # fmt: skip
+    older.ingest("wv-01", list(enumerate(results, start=1)), heartbeat=None, now=now)
+    older.close()
+    store = Store(tmp_path / "collector.db")
+    try:
+        collector = Collector(load_collector_config(tmp_path / "collector.yaml"), store)
+        collector.warm_up(now)
+        async with TestClient(TestServer(build_app(collector))) as client:
+            response = await client.get(
+                "/api/v1/sites/wv", headers={"Authorization": f"Bearer {STAFF}"}
+            )
+            site = strict_json(await response.text())
+    finally:
+        store.close()
+    assert {d["id"]: d["status"] for d in site["devices"]}["wv-prn"] == "up"
