@@ -245,7 +245,7 @@ class Collector:
             kind, _, ident = entity.partition(":")
             evidence = None
             if kind == "link":
-                evidence = self.book.explain(ident, now)
+                evidence = self.book.explain(ident, now, status)
             elif kind == "site" and ident in self._sites:
                 site = self._sites[ident]
                 alive = self.book.agent_alive(site, now) if ident in self._with_agent else None

@@ -303,12 +303,13 @@ class StateBook:
         down = {site: frozenset(devices) for site, devices in self.down.items() if devices}
         return Evidence(links, alive, down, notes)
 
-    def explain(self, link_id: str, now: float) -> str:
+    def explain(self, link_id: str, now: float, status: str | None = None) -> str:
         """Return a link's status now with the evidence behind it, as one line for a log.
 
         E.g. "down; centre-ping down: 10.99.6.2: cannot send; far-end-ping up (reachability,
         not counted): 10.99.6.1: 3.2 ms; conflict: seen by centre: down; agent: reachable
-        (via backup)". A link no longer in the inventory is said to be so.
+        (via backup)". A link no longer in the inventory is said to be so. `status`: the
+        status correlation gave the link, when not its evidence's ("maintenance").
         """
         found = self._links.get(link_id)
         if found is None:
@@ -316,7 +317,7 @@ class StateBook:
         site, link = found
         alive = site.id in self.agents.values() and self.agent_alive(site, now)
         decision = self._decide(site, link, alive)
-        return describe(decision.status, decision.evidence, decision.conflict)
+        return describe(status or decision.status, decision.evidence, decision.conflict)
 
     def correlate(self, now: float, maintained: Maintained = frozenset()) -> Correlation:
         return correlate(self.topology, self.evidence(now), maintained)

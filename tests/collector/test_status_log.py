@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.maintenance import Window
 from collector.service import Collector, StatusChange
 from collector.store import Store
 from collector.topology import Correlation
@@ -137,3 +138,24 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
         "unknown",
         "unknown; agent silent; elliotdale-mpls unknown, elliotdale-wireless unknown",
     )
+
+
+def test_a_link_put_in_maintenance_is_logged_as_in_maintenance(store: Store) -> None:
+    """The change's status and its evidence agree: the text does not call the link down.
+
+    Its sources still say what they saw (the centre's pings fail while the fibre is worked
+    on), but the status that changed is "maintenance", and the log line leads with it.
+    """
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    collector = Collector(config, store)
+    t0 = time.time() - 10.0
+    collector.warm_up(now=t0)
+    for second in range(3):
+        collector.book.observe("centre", ping("willowvale-fibre", t0 + second, ok=False))
+    window = Window(1, "link", "willowvale-fibre", t0, t0 + 3_600, None, "splice", "ann", t0)
+    collector.set_windows([window])
+    _, changed = collector.correlate(t0 + 5)
+    (change,) = [c for c in changed if c.entity == "link:willowvale-fibre"]
+    assert change.status == "maintenance"
+    assert change.evidence is not None
+    assert change.evidence.startswith("maintenance; centre-ping down")
