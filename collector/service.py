@@ -170,6 +170,8 @@ class Collector:
         self._count_duplicates(agent.id, batch.outbox, outcome)
         probed = max((result.ts.timestamp() for _, result in batch.items), default=None)
         self.book.heard_from(agent.id, now, probed)
+        if batch.heartbeat is not None and batch.heartbeat.clock is not None:
+            self.book.agent_clock(agent.id, now, batch.heartbeat.clock.timestamp())
         self.ingested += outcome.stored
         if batch.heartbeat is not None:
             self.heartbeats[agent.site] = batch.heartbeat

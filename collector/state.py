@@ -173,6 +173,9 @@ class StateBook:
     targets: dict[tuple[str, str, Vantage], TargetState] = field(default_factory=dict)
     last_heard: dict[str, float] = field(default_factory=dict)  # site id -> agent contact
     probed: dict[str, float] = field(default_factory=dict)  # site id -> agent's newest probe
+    # site id -> the collector's clock minus the agent's, from its heartbeats: an agent's probe
+    # times are on its own clock, and are compared with the centre's and with now
+    clock_offset: dict[str, float] = field(default_factory=dict)
     site_status: dict[str, tuple[SiteStatus, float]] = field(default_factory=dict)
     link_status: dict[str, str] = field(default_factory=dict)  # as correlation last said
     limits: dict[str, tuple[Thresholds, bool]] = field(init=False)  # target -> (limits, link?)
@@ -256,6 +259,16 @@ class StateBook:
             if probed is not None:
                 self.probed[site] = max(self.probed.get(site, 0.0), probed)
 
+    def agent_clock(self, agent: str, received: float, clock: float) -> None:
+        """Note that an agent's clock read `clock` when the collector's read `received`.
+
+        The batch took a moment to arrive, so the offset is off by its transit (well under a
+        second); agent clocks minutes wrong are what it corrects.
+        """
+        site = self.agents.get(agent)
+        if site is not None:
+            self.clock_offset[site] = received - clock
+
     def agent_alive(self, site: Site, now: float) -> bool:
         """Whether the agent's word counts: heard lately, with news from after its links failed.
 
@@ -278,7 +291,7 @@ class StateBook:
 
     def _outdates(self, site: Site, centre: TargetState) -> bool:
         """Whether the centre saw a link of the site fail after the agent's newest result."""
-        probed = self.probed.get(site.id, float("-inf"))
+        probed = self.probed.get(site.id, float("-inf")) + self.clock_offset.get(site.id, 0.0)
         return centre.status == "down" and centre.failing_since > probed
 
     def evidence(self, now: float) -> Evidence:
@@ -296,7 +309,7 @@ class StateBook:
         links: dict[str, LinkStatus] = {}
         notes: dict[str, tuple[str, ...]] = {}
         for site, link in self.inventory.links():
-            decision = self._decide(site, link, alive.get(site.id, False))
+            decision = self._decide(site, link, alive.get(site.id, False), now)
             links[link.id] = decision.status
             if decision.status in ("down", "degraded"):
                 notes[link.id] = decision.notes()
@@ -316,7 +329,7 @@ class StateBook:
             return "no longer in the inventory"
         site, link = found
         alive = site.id in self.agents.values() and self.agent_alive(site, now)
-        decision = self._decide(site, link, alive)
+        decision = self._decide(site, link, alive, now)
         return describe(status or decision.status, decision.evidence, decision.conflict)
 
     def correlate(self, now: float, maintained: Maintained = frozenset()) -> Correlation:
@@ -373,7 +386,7 @@ class StateBook:
                 doubt = correlation.sites.get(ident) == "unknown"
             elif kind == "link":
                 site, link = self._links[ident]
-                doubt = self._link_doubt(site, link, correlation, counts(site))
+                doubt = self._link_doubt(site, link, correlation, counts(site), now)
             elif kind == "device":
                 site, device = self._devices[ident]
                 doubt = self._device_doubt(device.id, correlation, counts(site))
@@ -434,7 +447,7 @@ class StateBook:
         return None
 
     def _link_doubt(
-        self, site: Site, link: Link, correlation: Correlation, agent_alive: bool
+        self, site: Site, link: Link, correlation: Correlation, agent_alive: bool, now: float
     ) -> bool:
         """Whether a link shows no recovery yet: its status must rest on earned path-bound words.
 
@@ -446,7 +459,7 @@ class StateBook:
         """
         if "maintenance" in (correlation.links.get(link.id), correlation.sites.get(site.id)):
             return False
-        decision = self._decide(site, link, agent_alive)
+        decision = self._decide(site, link, agent_alive, now)
         decided_by = decision.decided_by
         if (
             decided_by is not None
@@ -491,7 +504,7 @@ class StateBook:
         alive = self.agent_alive(site, now) if has_agent else False
         links = []
         for link in site.links:
-            view = self._link(site, link, alive)
+            view = self._link(site, link, alive, now)
             if correlation.links.get(link.id) == "maintenance":
                 view = dataclasses.replace(view, status="maintenance")
             links.append(view)
@@ -516,8 +529,8 @@ class StateBook:
             tuple(devices),
         )
 
-    def _link(self, site: Site, link: Link, agent_alive: bool) -> LinkView:
-        decision = self._decide(site, link, agent_alive)
+    def _link(self, site: Site, link: Link, agent_alive: bool, now: float) -> LinkView:
+        decision = self._decide(site, link, agent_alive, now)
         return LinkView(
             link.id,
             link.kind,
@@ -529,31 +542,46 @@ class StateBook:
             decision.conflict,
         )
 
-    def _decide(self, site: Site, link: Link, agent_alive: bool) -> LinkDecision:
+    def _decide(self, site: Site, link: Link, agent_alive: bool, now: float) -> LinkDecision:
         """Add up a link's sources (`collector.evidence.decide`).
 
-        The agent's word counts while it does (`agent_alive`): an agent on a site with a
-        backup stays heard, yet its batch may hang for a while on a connection over the link
-        that just failed; its older successes then refute nothing newer than them, since
-        only a success probed after a failure began can.
+        The agent's word counts while it does (`agent_alive`) and while it is news: probed
+        within the silence allowance of now. An agent on a site with a backup stays heard,
+        yet its batch may hang for a while on a connection over the link that just failed;
+        its older successes then refute nothing newer than them, since only a success probed
+        after a failure began can. And the backlog an agent replays after a cut, or the last
+        hour a restarted collector reads back, is history: probed minutes ago, it says how
+        the links were then, not now, and must not open incidents about the past.
+
+        An agent's probe times are on its own clock: they are moved to the collector's by
+        the offset its heartbeats show, before they are weighed against the centre's or now.
         """
+        offset = self.clock_offset.get(site.id, 0.0)
+        interval = link.thresholds.interval.total_seconds()
+        news_after = now - max(SILENT_AFTER_INTERVALS * interval, SILENT_AFTER_AT_LEAST)
         readings = []
         for kind, vantage, source, proves in self._sources[link.id]:
             state = self.targets.get((link.id, kind, vantage))
             if state is None:
                 continue
+            shift = offset if vantage == "agent" else 0.0
+
+            def moved(ts: float, shift: float = shift) -> float:
+                return ts + shift if ts else ts  # 0.0 stands for "never"
+
+            counts = vantage == "centre" or (agent_alive and moved(state.last_ts) >= news_after)
             readings.append(
                 SourceReading(
                     source,
                     proves,
                     vantage,
                     state.status,
-                    state.since,
-                    state.last_ts,
-                    state.failing_since,
-                    state.succeeded,
+                    moved(state.since),
+                    moved(state.last_ts),
+                    moved(state.failing_since),
+                    moved(state.succeeded),
                     state.confirmed,
-                    vantage == "centre" or agent_alive,
+                    counts,
                     state.last,
                 )
             )

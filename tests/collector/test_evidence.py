@@ -21,6 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.evidence import result_detail
+from collector.heartbeat import Heartbeat
+from collector.ingest import Batch
 from collector.service import Collector
 from collector.state import StateBook, Vantage
 from collector.store import Store
@@ -556,3 +558,67 @@ def test_an_agents_detail_cannot_forge_a_line_of_the_collectors_log() -> None:
     assert "interface down: up0 is down 2026-11-30 08:00:00,000 ERROR" in said
     (cause,) = correlation.causes
     assert all("\n" not in note for note in cause.detail["evidence"])
+
+
+def test_a_backlog_replayed_after_a_cut_is_history_not_news() -> None:
+    """The readings an agent replays when its cut heals say how the links were then.
+
+    Counted as news they would show both links down with the agent heard, and open a P2 for
+    the primary and a P3 for the backup about an outage that is over; the agent's batches
+    arriving at all prove the site reachable now.
+    """
+    book = StateBook(INVENTORY, {"willowvale-agent": "willowvale"})
+    before = router(MPLS, "up", at=[-3700, -3670, -3640]) + router(FIBRE, "up", at=[-3700, -3670])
+    for vantage, result in sorted(before, key=lambda fed: fed[1].ts):
+        book.observe(vantage, result)
+    book.heard_from("willowvale-agent", ts(-3640).timestamp(), ts(-3640).timestamp())
+    now = ts(0).timestamp()
+    silent = book.correlate(now)
+    assert [cause.key for cause in silent.causes] == ["site:willowvale"]
+    during = [-3600.0, -3570.0, -3540.0]
+    backlog = router(MPLS, "down", at=during) + router(FIBRE, "down", at=during)
+    for vantage, result in sorted(backlog, key=lambda fed: fed[1].ts):
+        book.observe(vantage, result)
+    book.heard_from("willowvale-agent", now, ts(-3540).timestamp())
+    replaying = book.correlate(now)
+    assert replaying.causes == ()
+    assert replaying.sites["willowvale"] == "up"  # heard again: reachable by some path
+    assert {replaying.links[MPLS], replaying.links[FIBRE]} == {"unknown"}
+    fresh = router(MPLS, "up", at=[-2.0, -1.0, 0.0]) + router(FIBRE, "up", at=[-2.0, -1.0, 0.0])
+    for vantage, result in sorted(fresh, key=lambda fed: fed[1].ts):
+        book.observe(vantage, result)
+    assert book.correlate(now).links[MPLS] == "up"
+
+
+def test_an_agent_clock_ahead_is_corrected_before_its_words_are_weighed() -> None:
+    """An agent whose clock runs 60 s fast stamps its pre-cut successes after the cut.
+
+    Taken at face value, its path probe's last success "after" the centre's failures began
+    would refute them, hiding the cut; its heartbeat's clock shows the offset.
+    """
+    book = StateBook(INVENTORY, {"willowvale-agent": "willowvale"})
+    ahead = 60.0
+    book.agent_clock("willowvale-agent", ts(0).timestamp(), ts(ahead).timestamp())
+    for vantage, result in path(MPLS, MPLS, at=[ahead - 40, ahead - 35, ahead - 30]):
+        book.observe(vantage, result)  # taken at -40..-30 s, stamped +20..+30 s
+    for vantage, result in centre(MPLS, False, at=[-20.0, -19.0, -18.0]):
+        book.observe(vantage, result)
+    book.heard_from("willowvale-agent", ts(-18).timestamp(), ts(ahead - 30).timestamp())
+    assert book.correlate(ts(-18).timestamp()).links[MPLS] == "down"
+    skewed = StateBook(INVENTORY, {"willowvale-agent": "willowvale"})  # no heartbeat seen
+    for vantage, result in path(MPLS, MPLS, at=[ahead - 40, ahead - 35, ahead - 30]):
+        skewed.observe(vantage, result)
+    for vantage, result in centre(MPLS, False, at=[-20.0, -19.0, -18.0]):
+        skewed.observe(vantage, result)
+    skewed.heard_from("willowvale-agent", ts(-18).timestamp(), ts(ahead - 30).timestamp())
+    assert skewed.correlate(ts(-18).timestamp()).links[MPLS] == "up"  # fooled without it
+
+
+async def test_a_heartbeat_s_clock_gives_the_agent_s_offset(store: Store) -> None:
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    agent = next(a for a in config.agents if a.site == "willowvale")
+    collector = Collector(dataclasses.replace(config, inventory=INVENTORY), store)
+    clock = datetime.now(UTC) + timedelta(seconds=90)  # the agent's clock runs 90 s fast
+    batch = Batch((), Heartbeat(agent.id, clock=clock), outbox="o1")
+    await collector.ingest(agent, batch)
+    assert collector.book.clock_offset["willowvale"] == pytest.approx(-90, abs=5)
