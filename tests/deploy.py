@@ -28,7 +28,7 @@ import yaml
 
 from agent.main import OUTBOX_NAME
 from tests.conftest import EXAMPLE_INVENTORY
-from tests.lab import Lab, wait_until
+from tests.lab import Lab, LabError, wait_until
 
 FAST = {  # the example inventory's timings, made fast enough for an outage to play in seconds
     "  interval: 30s": "  interval: 1s",
@@ -243,13 +243,17 @@ def deploy(
 InventoryEdit = Callable[[dict[str, Any]], None]  # changes a parsed inventory in place
 
 
-def fast_inventory(folder: Path, edit: InventoryEdit | None = None) -> Path:
+def fast_inventory(folder: Path, lab: Lab, edit: InventoryEdit | None = None) -> Path:
     """Write the example inventory with FAST timings into `folder`; return its path.
 
-    `edit`, if given, changes the parsed inventory before it is written (comments are lost):
-    a variant for the collector, such as one without some link evidence, while the lab is
-    still built from the example.
+    Only for a lab that is up: a collector run from it pings every link's edge, and only the
+    lab's namespaces and blackhole routes keep those packets on this machine (run without a
+    lab, they would head for the default gateway). `edit`, if given, changes the parsed
+    inventory before it is written (comments are lost): a variant for the collector, such
+    as one without some link evidence, while the lab is still built from the example.
     """
+    if not lab.manifest_path.exists():
+        raise LabError("the example inventory's addresses are safe only with its lab up")
     text = EXAMPLE_INVENTORY.read_text()
     for slow, fast in FAST.items():
         if slow not in text:
@@ -281,7 +285,7 @@ def on_lab(
     sites = list(lab.plan.sites)
     running = deploy(
         folder,
-        fast_inventory(folder, edit),
+        fast_inventory(folder, lab, edit),
         sites,
         f"{lab.plan.hub_address}:{port}",
         collector_extra=collector_extra,

@@ -10,6 +10,8 @@ import pytest
 from sitewatch.config import load_inventory
 from sitewatch.config.model import HUB
 from tests.conftest import EXAMPLE_INVENTORY
+from tests.deploy import fast_inventory
+from tests.lab import Lab
 from tests.lab.plan import LabError, Plan, check_safe, compute_routes, make_plan
 
 A = ipaddress.IPv4Address
@@ -180,3 +182,14 @@ def test_a_site_with_a_router_sends_from_its_address(plan: Plan) -> None:
     assert plan.source("willowvale") == A("10.106.0.1")
     assert plan.source("tesko") is None  # no router: from the address of the link it takes
     assert plan.source(HUB) is None
+
+
+def test_the_fast_example_inventory_is_written_only_for_a_lab_that_is_up(tmp_path: Path) -> None:
+    """Its collector pings every edge: without the lab's blackholes they would leave the host."""
+    lab = Lab(EXAMPLE_INVENTORY)  # planned, never built
+    try:
+        with pytest.raises(LabError, match="safe only with its lab up"):
+            fast_inventory(tmp_path, lab)
+        assert not (tmp_path / "inventory.yaml").exists()
+    finally:
+        lab.down()
