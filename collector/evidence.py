@@ -26,6 +26,7 @@ from sitewatch.config.model import Link, Site
 EvidenceKind = Literal["path-bound", "reachability"]
 Source = Literal["centre-ping", "far-end-ping", "bound-ping", "interface", "path"]
 Reading = Literal["up", "degraded", "down", "unknown"]
+LINK_ONLY_KINDS = frozenset({"interface", "path"})  # results that speak only of a link
 Vantage = Literal["agent", "centre"]
 
 # The kinds of result that speak about a link, and from where: the order staff read them in.

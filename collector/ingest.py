@@ -27,6 +27,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from collector.evidence import LINK_ONLY_KINDS
 from collector.heartbeat import Heartbeat, HeartbeatError
 from collector.store import LEGACY_OUTBOX
 from probes.result import ProbeResult, ResultFormatError, format_ts
@@ -42,7 +43,6 @@ INDEX = re.compile(r"\[[0-9]+\]")
 MAX_MESSAGE = 300  # characters of one refusal in a reply: 5,000 of them stay under 2 MB
 MAX_WARNED = 32  # kinds of problem warned of per agent; a hostile agent could invent more
 OUTBOX_ID = re.compile(r"[0-9a-f]{32}")  # a random UUID's hex, made when the outbox was created
-LINK_KINDS = frozenset({"interface", "path"})  # results that are evidence about a link only
 
 
 class BatchError(ValueError):
@@ -165,7 +165,7 @@ def _item(
         raise BatchError(f"{where}.result{joined}", index) from err
     if result.target not in targets:
         raise BatchError(f"{where}.result.target: {result.target!r} is not at this site", index)
-    if links is not None and result.kind in LINK_KINDS and result.target not in links:
+    if links is not None and result.kind in LINK_ONLY_KINDS and result.target not in links:
         raise BatchError(
             f"{where}.result.kind: {result.kind} results are about a link, and "
             f"{result.target!r} is a device",

@@ -239,8 +239,8 @@ class Collector:
         """Return the changes with the evidence behind each, read from the state book now.
 
         On the loop, like every read of the state book. Only what changed is explained: the
-        full site views cost over half a second on an inventory of 1,000 sites
-        (bench/correlation_bench.py), one link's decision a few microseconds.
+        full site views cost about a third of a second on an inventory of 1,000 sites
+        (bench/correlation_bench.py), one link's decision some microseconds.
         """
         explained = []
         for entity, status in changed:

@@ -17,11 +17,13 @@ be read) makes its source unknown, so an old "up" does not outlive what proved i
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 from collector.evidence import (
+    LINK_ONLY_KINDS,
     LINK_SOURCES,
     EvidenceKind,
     EvidenceView,
@@ -54,6 +56,8 @@ SILENT_AFTER_INTERVALS = 3  # an agent unheard for this many probe intervals is 
 # without a reply, then a backoff) and retries over the backup. A site's outage is seen sooner,
 # from the centre.
 SILENT_AFTER_AT_LEAST = 30.0
+CLOCK_TOLERANCE = 5.0  # seconds: an agent's clock offset below this is transit, not a wrong clock
+OFFSET_SAMPLES = 8  # heartbeats (30 s apart) whose smallest offset is taken
 
 
 @dataclass
@@ -161,9 +165,6 @@ class SiteView:
     devices: tuple[DeviceView, ...]
 
 
-LINK_ONLY = frozenset({"interface", "path"})  # results that speak only about a link
-
-
 @dataclass
 class StateBook:
     """Every target's state, the evidence correlation needs, and the views staff read."""
@@ -176,6 +177,7 @@ class StateBook:
     # site id -> the collector's clock minus the agent's, from its heartbeats: an agent's probe
     # times are on its own clock, and are compared with the centre's and with now
     clock_offset: dict[str, float] = field(default_factory=dict)
+    _offsets: dict[str, deque[float]] = field(default_factory=dict)  # recent samples, by site
     site_status: dict[str, tuple[SiteStatus, float]] = field(default_factory=dict)
     link_status: dict[str, str] = field(default_factory=dict)  # as correlation last said
     limits: dict[str, tuple[Thresholds, bool]] = field(init=False)  # target -> (limits, link?)
@@ -224,7 +226,7 @@ class StateBook:
         if limits is None:
             return False  # the agent's own host, or a target no longer in the inventory
         thresholds, is_link = limits
-        if not is_link and result.kind in LINK_ONLY:
+        if not is_link and result.kind in LINK_ONLY_KINDS:
             return False  # a link's evidence about a device: stored before ingest refused it
         ok: bool | None = result.ok
         if is_link:
@@ -262,12 +264,20 @@ class StateBook:
     def agent_clock(self, agent: str, received: float, clock: float) -> None:
         """Note that an agent's clock read `clock` when the collector's read `received`.
 
-        The batch took a moment to arrive, so the offset is off by its transit (well under a
-        second); agent clocks minutes wrong are what it corrects.
+        `received - clock` is the offset plus the batch's transit, and transit is worst just
+        when it matters: a post stuck on a link that has just failed arrives seconds late,
+        and an offset that large would date the agent's pre-cut successes after the centre's
+        failures. Transit only ever adds, so the smallest of the recent offsets is the
+        truest (as NTP keeps its best sample); one within CLOCK_TOLERANCE is transit, not a
+        wrong clock, and corrects nothing.
         """
         site = self.agents.get(agent)
-        if site is not None:
-            self.clock_offset[site] = received - clock
+        if site is None:
+            return
+        seen = self._offsets.setdefault(site, deque(maxlen=OFFSET_SAMPLES))
+        seen.append(received - clock)
+        best = min(seen)
+        self.clock_offset[site] = best if abs(best) > CLOCK_TOLERANCE else 0.0
 
     def agent_alive(self, site: Site, now: float) -> bool:
         """Whether the agent's word counts: heard lately, with news from after its links failed.
@@ -461,12 +471,7 @@ class StateBook:
             return False
         decision = self._decide(site, link, agent_alive, now)
         decided_by = decision.decided_by
-        if (
-            decided_by is not None
-            and decided_by.status != "unknown"
-            and decided_by.kind == "path-bound"
-            and decided_by.confirmed
-        ):
+        if decided_by is not None and decided_by.kind == "path-bound" and decided_by.confirmed:
             return False
         if link.id in self._vouched:
             return True
@@ -565,21 +570,19 @@ class StateBook:
             if state is None:
                 continue
             shift = offset if vantage == "agent" else 0.0
-
-            def moved(ts: float, shift: float = shift) -> float:
-                return ts + shift if ts else ts  # 0.0 stands for "never"
-
-            counts = vantage == "centre" or (agent_alive and moved(state.last_ts) >= news_after)
+            counts = vantage == "centre" or (
+                agent_alive and _moved(state.last_ts, shift) >= news_after
+            )
             readings.append(
                 SourceReading(
                     source,
                     proves,
                     vantage,
                     state.status,
-                    moved(state.since),
-                    moved(state.last_ts),
-                    moved(state.failing_since),
-                    moved(state.succeeded),
+                    _moved(state.since, shift),
+                    _moved(state.last_ts, shift),
+                    _moved(state.failing_since, shift),
+                    _moved(state.succeeded, shift),
                     state.confirmed,
                     counts,
                     state.last,
@@ -604,6 +607,11 @@ class StateBook:
         if failing:
             return "degraded", max(s.since for s in failing)
         return "up", max(s.since for s in known)
+
+
+def _moved(ts: float, shift: float) -> float:
+    """Move a probe time to the collector's clock; 0.0 stands for "never" and stays."""
+    return ts + shift if ts else ts
 
 
 def _vouchable(site: Site, link: Link) -> bool:

@@ -622,3 +622,20 @@ async def test_a_heartbeat_s_clock_gives_the_agent_s_offset(store: Store) -> Non
     batch = Batch((), Heartbeat(agent.id, clock=clock), outbox="o1")
     await collector.ingest(agent, batch)
     assert collector.book.clock_offset["willowvale"] == pytest.approx(-90, abs=5)
+
+
+def test_the_clock_offset_is_the_smallest_recent_one_and_transit_is_no_offset() -> None:
+    """A heartbeat stuck seconds on a failing link must not shift the agent's clock by them.
+
+    Transit only adds to `received - clock`, so the smallest recent sample is the truest;
+    a few seconds either way is transit on a synchronised clock and corrects nothing.
+    """
+    book = StateBook(INVENTORY, {"willowvale-agent": "willowvale"})
+    book.agent_clock("willowvale-agent", 1_000.3, 1_000.0)  # NTP-synchronised, 0.3 s transit
+    assert book.clock_offset["willowvale"] == 0.0
+    book.agent_clock("willowvale-agent", 1_038.0, 1_030.0)  # a post stuck 8 s on the cut link
+    assert book.clock_offset["willowvale"] == 0.0  # the 0.3 s sample still stands
+    slow = StateBook(INVENTORY, {"willowvale-agent": "willowvale"})
+    slow.agent_clock("willowvale-agent", 1_000.2, 880.0)  # the agent's clock 2 min slow
+    slow.agent_clock("willowvale-agent", 1_039.0, 910.0)  # and one stuck 9 s in transit
+    assert slow.clock_offset["willowvale"] == pytest.approx(120.2)
