@@ -28,6 +28,7 @@ from sitewatch.config.inventory import (
     SNMP_KEYS,
     is_ifname,
     is_interface_name,
+    is_one_host,
 )
 from sitewatch.config.model import (
     CustomOid,
@@ -293,6 +294,8 @@ def _interface(body: Mapping[str, Any], where: str) -> InterfaceProbe:
 
 def _path(body: Mapping[str, Any], where: str) -> PathProbe:
     toward = _address(body, "toward", where)
+    if not is_one_host(ipaddress.ip_address(toward)):
+        raise PlanFormatError(f"{where}.toward: {toward} is not one host to aim at")
     ttl = _int(body, "ttl", where)
     if not 1 <= ttl <= MAX_PATH_TTL:
         raise PlanFormatError(f"{where}.ttl: must be between 1 and {MAX_PATH_TTL}")
@@ -317,6 +320,10 @@ def _path(body: Mapping[str, Any], where: str) -> PathProbe:
             if canonical.version != family:
                 raise PlanFormatError(
                     f"{here}[1][{j}]: {address} is IPv{canonical.version}, toward is not"
+                )
+            if not is_one_host(canonical) or canonical == ipaddress.ip_address(toward):
+                raise PlanFormatError(
+                    f"{here}[1][{j}]: {address} cannot answer as a hop (one host, not toward)"
                 )
             if named.setdefault(str(canonical), link_id) != link_id:
                 raise PlanFormatError(
@@ -421,7 +428,7 @@ def _optional_address(body: Mapping[str, Any], key: str, where: str) -> str | No
     if body.get(key) is None:
         return None
     address = _address(body, key, where)
-    if ipaddress.ip_address(address).is_unspecified:  # bound to nothing: it leaves by any path
+    if not is_one_host(ipaddress.ip_address(address)):  # e.g. 0.0.0.0: it leaves by any path
         raise PlanFormatError(f"{where}.{key}: {address} is not one address of this host")
     return address
 

@@ -19,7 +19,7 @@ from probes import PROBES, ProbeFn, Target
 from probes import close as close_probes
 from probes.result import ProbeResult
 from probes.target import HostProbe
-from sitewatch.config.inventory import is_ifname, is_interface_name
+from sitewatch.config.inventory import is_ifname, is_interface_name, is_one_host
 from sitewatch.config.model import (
     SNMP_PROFILES,
     CustomOid,
@@ -218,7 +218,7 @@ def _address_spec(kind: str, args: argparse.Namespace) -> ProbeSpec:
             raise UsageError(f"--count must be between 1 and 100, not {args.count}")
         source = ipaddress_or_none(args.source) if args.source is not None else None
         if args.source is not None and (
-            source is None or ipaddress.ip_address(source).is_unspecified
+            source is None or not is_one_host(ipaddress.ip_address(source))
         ):
             raise UsageError(f"--source {args.source!r} is not an IP address of this host")
         if args.via is not None and not is_interface_name(args.via):

@@ -146,7 +146,7 @@ def _is_address(text: str) -> bool:
     return True
 
 
-def _one_host(address: IPAddress) -> bool:
+def is_one_host(address: IPAddress) -> bool:
     """Whether `address` names one host: not 0.0.0.0/::, multicast or the IPv4 broadcast."""
     broadcast = address == ipaddress.IPv4Address("255.255.255.255")
     return not (address.is_unspecified or address.is_multicast or broadcast)
@@ -473,7 +473,7 @@ class _InventoryBuilder:
         fields = r.mapping(node, ("toward", "ttl"), required=("toward",))
         toward = r.ip_address(fields["toward"]) if "toward" in fields else ipaddress.IPv4Address(0)
         written = str(fields["toward"].value).strip() if "toward" in fields else ""
-        if not _one_host(toward) and _is_address(written):
+        if not is_one_host(toward) and _is_address(written):
             r.problem(fields["toward"], f"{toward} is not one host the path probe can aim at")
         ttl = r.integer(fields["ttl"], minimum=1, maximum=MAX_PATH_TTL) if "ttl" in fields else 1
         return PathSpec(toward=toward, ttl=ttl)
@@ -507,7 +507,7 @@ class _InventoryBuilder:
                 )
         source = r.ip_address(fields["source"]) if "source" in fields else None
         written = str(fields["source"].value).strip() if "source" in fields else ""
-        if source is not None and _is_address(written) and not _one_host(source):
+        if source is not None and _is_address(written) and not is_one_host(source):
             r.problem(
                 fields["source"],
                 f"{source} is not one address of the agent's host: a ping from it would leave "

@@ -201,6 +201,15 @@ def test_the_router_s_snmp_probe_lends_the_interface_probe_its_credentials(
         ([((0, "source"), "up0")], "targets[0].spec.source: 'up0' is not an IP address"),
         ([((0, "via"), "eth0/1")], "targets[0].spec.via: 'eth0/1' is not an interface name"),
         ([((0, "via"), 5)], "targets[0].spec.via: must be str or null"),
+        # the inventory's one-host rule holds on the wire too: a plan from elsewhere
+        ([((0, "source"), "224.0.0.1")],
+         "targets[0].spec.source: 224.0.0.1 is not one address of this host"),
+        ([((2, "toward"), "224.0.0.1")],
+         "targets[2].spec.toward: 224.0.0.1 is not one host to aim at"),
+        ([((2, "hops", 1, 1, 0), "10.99.0.254")],
+         "targets[2].spec.hops[1][1][0]: 10.99.0.254 cannot answer as a hop"),
+        ([((2, "hops", 1, 1, 0), "255.255.255.255")],
+         "targets[2].spec.hops[1][1][0]: 255.255.255.255 cannot answer as a hop"),
     ],
 )  # fmt: skip
 def test_a_bad_evidence_spec_names_the_field(
