@@ -70,17 +70,22 @@ def desk_hash() -> str:
     return hash_password(PASSWORDS["desk"])
 
 
-@pytest.fixture
-async def dashboard(tmp_path: Path, desk_hash: str) -> AsyncIterator[Dashboard]:
-    (tmp_path / "inventory.yaml").write_text(INVENTORY)
-    (tmp_path / "collector.yaml").write_text(
+def write_configs(folder: Path, extra: str = "") -> None:
+    """Write the test inventory and a collector.yaml for it (one agent, one viewer token)."""
+    (folder / "inventory.yaml").write_text(INVENTORY)
+    (folder / "collector.yaml").write_text(
         "listen: 127.0.0.1:8080\n"
-        f"database: {tmp_path / 'collector.db'}\n"
+        f"database: {folder / 'collector.db'}\n"
         "inventory: inventory.yaml\n"
         f"agents:\n  - {{id: wv-01, site: wv, token_sha256: {sha(AGENT)}}}\n"
-        f"api_tokens:\n  - {{name: noc, role: viewer, token_sha256: {sha(STAFF)}}}\n"
-        "users:\n"
-        f"  - {{name: desk, role: operator, password_hash: '{desk_hash}'}}\n"
+        f"api_tokens:\n  - {{name: noc, role: viewer, token_sha256: {sha(STAFF)}}}\n" + extra
+    )
+
+
+@pytest.fixture
+async def dashboard(tmp_path: Path, desk_hash: str) -> AsyncIterator[Dashboard]:
+    write_configs(
+        tmp_path, f"users:\n  - {{name: desk, role: operator, password_hash: '{desk_hash}'}}\n"
     )
     store = Store(tmp_path / "collector.db")
     app = build_app(Collector(load_collector_config(tmp_path / "collector.yaml"), store))
@@ -308,14 +313,7 @@ async def test_link_evidence_about_a_device_stored_by_an_older_collector_moves_n
     tmp_path: Path, desk_hash: str
 ) -> None:
     """Before ingest refused them, such results were stored; a restart replays what is stored."""
-    (tmp_path / "inventory.yaml").write_text(INVENTORY)
-    (tmp_path / "collector.yaml").write_text(
-        "listen: 127.0.0.1:8080\n"
-        f"database: {tmp_path / 'collector.db'}\n"
-        "inventory: inventory.yaml\n"
-        f"agents:\n  - {{id: wv-01, site: wv, token_sha256: {sha(AGENT)}}}\n"
-        f"api_tokens:\n  - {{name: noc, role: viewer, token_sha256: {sha(STAFF)}}}\n"
-    )
+    write_configs(tmp_path)
     now = time.time()
     older = Store(tmp_path / "collector.db")
     results = [
