@@ -337,7 +337,7 @@ def _parse_results(
     now: float,
     not_before: float,
     in_thread: bool,
-    links: frozenset[str] | None = None,
+    links: frozenset[str],
 ) -> Batch:
     """Return the batch in a posted body, or raise ApiError or BatchError."""
     try:

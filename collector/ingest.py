@@ -79,8 +79,8 @@ def parse_batch(
     agent: str,
     targets: Collection[str],
     now: float,
+    links: Collection[str],
     not_before: float = float("-inf"),
-    links: Collection[str] | None = None,
 ) -> Batch:
     """Return the batch in a decoded JSON body, or raise BatchError naming every refused result.
 
@@ -90,7 +90,7 @@ def parse_batch(
     refused, so a bad clock cannot file results in year 1. `links` are those of `targets` that
     are links: a result of a kind only a link's probes make (its router's interface, the path
     probe) about anything else is refused, since no plan asks for it and a device would take
-    it for a failing service of its own. None: not checked.
+    it for a failing service of its own.
     """
     if not isinstance(body, dict):
         raise BatchError("the body must be a JSON object")
@@ -149,7 +149,7 @@ def _item(
     now: float,
     not_before: float,
     *,
-    links: Collection[str] | None,
+    links: Collection[str],
 ) -> tuple[int, ProbeResult, Dropped]:
     where = f"results[{index}]"
     if not isinstance(item, dict) or set(item) != {"seq", "result"}:
@@ -165,7 +165,7 @@ def _item(
         raise BatchError(f"{where}.result{joined}", index) from err
     if result.target not in targets:
         raise BatchError(f"{where}.result.target: {result.target!r} is not at this site", index)
-    if links is not None and result.kind in LINK_ONLY_KINDS and result.target not in links:
+    if result.kind in LINK_ONLY_KINDS and result.target not in links:
         raise BatchError(
             f"{where}.result.kind: {result.kind} results are about a link, and "
             f"{result.target!r} is a device",

@@ -250,7 +250,7 @@ class Collector:
                 evidence = self.book.explain(ident, now, status)
             elif kind == "site" and ident in self._sites:
                 site = self._sites[ident]
-                alive = self.book.agent_alive(site, now) if ident in self._with_agent else None
+                alive = self.book.agent_alive(site, now) if ident in self.book.with_agent else None
                 links = [
                     (link.id, correlation.links.get(link.id, "unknown")) for link in site.links
                 ]
@@ -261,11 +261,6 @@ class Collector:
     @cached_property
     def _sites(self) -> dict[str, Site]:
         return {site.id: site for site in self.config.inventory.sites}
-
-    @cached_property
-    def _with_agent(self) -> frozenset[str]:
-        """The ids of the sites an agent is configured for."""
-        return frozenset(agent.site for agent in self.config.agents)
 
     async def correlation_loop(self, stop: asyncio.Event) -> None:
         """Correlate every second, or at once when a target's state moves, until `stop`."""

@@ -184,10 +184,12 @@ class StateBook:
     inside: dict[str, dict[str, TargetState]] = field(init=False)  # agent's view, by target
     down: dict[str, set[str]] = field(init=False)  # site id -> devices down (agent's view)
     topology: Topology = field(init=False)
+    with_agent: frozenset[str] = field(init=False)  # the sites an agent is configured for
     _sites: dict[str, Site] = field(init=False)
     _links: dict[str, tuple[Site, Link]] = field(init=False)  # by link id, with its site
     # by link id: the (kind, vantage) of each result that is evidence about it, and what it is
-    _sources: dict[str, tuple[tuple[str, Vantage, Source, EvidenceKind], ...]] = field(init=False)
+    # link id -> (kind, vantage) -> what that result source is and proves, in LINK_SOURCES order
+    _sources: dict[str, dict[tuple[str, Vantage], tuple[Source, EvidenceKind]]] = field(init=False)
     _other_paths: dict[str, str | None] = field(init=False)  # by link id: the site's other way
     _vouched: frozenset[str] = field(init=False)  # links some path-bound source can show up
     _devices: dict[str, tuple[Site, Device]] = field(init=False)  # by device id, with its site
@@ -198,14 +200,15 @@ class StateBook:
         self.inside = {}
         self.down = {}
         self.topology = Topology(self.inventory).with_agents(self.agents.items())
+        self.with_agent = frozenset(self.agents.values())
         self._sites = {site.id: site for site in self.inventory.sites}
         self._links = {link.id: (site, link) for site, link in self.inventory.links()}
         self._sources = {
-            link.id: tuple(
-                (kind, vantage, *said)
+            link.id: {
+                (kind, vantage): said
                 for kind, vantage in LINK_SOURCES
                 if (said := source_of(site, link, kind, vantage)) is not None
-            )
+            }
             for site, link in self._links.values()
         }
         self._other_paths = {
@@ -231,7 +234,7 @@ class StateBook:
         ok: bool | None = result.ok
         if is_link:
             home, link = self._links[result.target]
-            if source_of(home, link, result.kind, vantage) is None:
+            if (result.kind, vantage) not in self._sources[link.id]:
                 return False  # not evidence about a link (nothing reads it)
             ok = meaning(home, link, result, from_agent=vantage == "agent")
         key = (result.target, result.kind, vantage)
@@ -338,7 +341,7 @@ class StateBook:
         if found is None:
             return "no longer in the inventory"
         site, link = found
-        alive = site.id in self.agents.values() and self.agent_alive(site, now)
+        alive = site.id in self.with_agent and self.agent_alive(site, now)
         decision = self._decide(site, link, alive, now)
         return describe(status or decision.status, decision.evidence, decision.conflict)
 
@@ -380,11 +383,10 @@ class StateBook:
         unsure while any member is: one phone seen up says nothing of the others.
         """
         alive: dict[str, bool] = {}
-        with_agent = set(self.agents.values())
 
         def counts(site: Site) -> bool:
             if site.id not in alive:
-                alive[site.id] = site.id in with_agent and self.agent_alive(site, now)
+                alive[site.id] = site.id in self.with_agent and self.agent_alive(site, now)
             return alive[site.id]
 
         doubtful = set()
@@ -452,7 +454,7 @@ class StateBook:
             return "no longer in the inventory"
         if not site.monitored:
             return "no longer monitored"
-        if needs_agent and site.id not in self.agents.values():
+        if needs_agent and site.id not in self.with_agent:
             return "no longer monitored: its site has no agent configured"
         return None
 
@@ -505,7 +507,7 @@ class StateBook:
     def _site(
         self, site: Site, now: float, status: SiteStatus, since: float, correlation: Correlation
     ) -> SiteView:
-        has_agent = site.id in self.agents.values()
+        has_agent = site.id in self.with_agent
         alive = self.agent_alive(site, now) if has_agent else False
         links = []
         for link in site.links:
@@ -565,7 +567,7 @@ class StateBook:
         interval = link.thresholds.interval.total_seconds()
         news_after = now - max(SILENT_AFTER_INTERVALS * interval, SILENT_AFTER_AT_LEAST)
         readings = []
-        for kind, vantage, source, proves in self._sources[link.id]:
+        for (kind, vantage), (source, proves) in self._sources[link.id].items():
             state = self.targets.get((link.id, kind, vantage))
             if state is None:
                 continue
