@@ -1,8 +1,9 @@
-"""Fixtures shared by the test suite: the lab municipality, the rule for skipping it, and a
-busy core."""
+"""Fixtures shared by the test suite: the lab municipality, the rule for skipping it, a busy
+core, and a real PostgreSQL server with a fresh database per test."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import pg
 from tests.lab import Lab, can_build, sweep_stale
 
 EXAMPLE_INVENTORY = Path(__file__).resolve().parents[1] / "config" / "inventory.yaml"
@@ -60,3 +62,38 @@ def busy_core() -> Iterator[int]:
     finally:
         spinner.kill()
         spinner.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pg.PostgresServer]:
+    """A real PostgreSQL server for the whole session, stopped and removed at its end.
+
+    Skipped when PostgreSQL cannot start here; under CI, failed instead, like the lab.
+    """
+    pg.sweep_stale()  # clusters of sessions that were killed before their teardown
+    directory = pg.temporary_directory()
+    try:
+        server = pg.start_postgres(directory)
+    except (pg.PostgresError, OSError) as err:
+        pg.remove_directory(directory)
+        if os.environ.get("CI"):
+            pytest.fail(f"{err}; CI must run the PostgreSQL tests")
+        pytest.skip(str(err))
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+_DATABASE_NUMBERS = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: pg.PostgresServer) -> Iterator[str]:
+    """A fresh, empty database of its own for one test, as a URL; dropped after the test."""
+    name = postgres_server.create_database(f"test_{next(_DATABASE_NUMBERS)}")
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)

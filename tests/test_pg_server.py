@@ -1,0 +1,123 @@
+"""The PostgreSQL the test session starts for itself: real, unprivileged, one database per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests import pg
+
+SEEN: dict[str, str] = {}  # test name -> the database it got, to compare two tests' databases
+
+
+def _uid_of(pid: int) -> int:
+    """Return the real uid of a process on this machine, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for process {pid}")
+
+
+def test_server_answers_sql(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT version()").fetchone()
+    assert row is not None
+    assert str(row[0]).startswith("PostgreSQL ")
+
+
+@pytest.mark.parametrize("turn", ["first", "second"])
+def test_each_test_gets_a_distinct_empty_database(postgres_url: str, turn: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+        conn.execute("CREATE TABLE left_behind (n integer)")  # the other test must not see it
+    assert name is not None
+    assert tables == (0,)
+    SEEN[turn] = str(name[0])
+    if len(SEEN) == 2:
+        assert SEEN["first"] != SEEN["second"]
+
+
+def test_database_is_dropped_after_its_test(postgres_server: pg.PostgresServer) -> None:
+    name = postgres_server.create_database("dropped_after")
+    postgres_server.drop_database(name)
+    with postgres_server.connect() as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    assert found is None
+
+
+def test_server_runs_unprivileged_on_loopback(postgres_server: pg.PostgresServer) -> None:
+    with postgres_server.connect() as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+        listen = conn.execute("SHOW listen_addresses").fetchone()
+    assert backend is not None
+    assert _uid_of(postgres_server.process.pid) != 0
+    assert isinstance(backend[0], int)
+    assert _uid_of(backend[0]) != 0
+    assert listen == ("127.0.0.1",)
+    if os.geteuid() == 0:
+        assert postgres_server.account.name == pg.PG_USER
+
+
+def test_password_role_needs_its_password(postgres_server: pg.PostgresServer) -> None:
+    url = postgres_server.url("postgres", user=postgres_server.password_role)
+    with psycopg.connect(url, password=postgres_server.password) as conn:
+        who = conn.execute("SELECT current_user").fetchone()
+    assert who == (postgres_server.password_role,)
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(url, password="not-the-password", connect_timeout=5)  # noqa: S106
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(url, connect_timeout=5, passfile=os.devnull)
+
+
+def test_sweep_removes_a_killed_sessions_server() -> None:
+    """A cluster whose owner died is stopped and removed; a live owner's is left alone."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(gone.stdout)
+    base = pg.temporary_directory()
+    base.chmod(0o711)  # a stand-in for the system's temporary directory: passable to PG_USER
+    try:
+        abandoned = pg.start_postgres(base / f"{pg.TEMP_PREFIX}abandoned", owner_pid=dead_pid)
+        kept = base / f"{pg.TEMP_PREFIX}kept"
+        kept.mkdir()
+        (kept / pg.OWNER_FILE).write_text(f"{os.getpid()}\n")
+        swept = pg.sweep_stale(base)
+        assert swept == [abandoned.directory]
+        assert not abandoned.directory.exists()
+        assert abandoned.process.wait(timeout=30) is not None  # the server is gone too
+        assert kept.exists()
+    finally:
+        pg.remove_directory(base)
+
+
+def test_missing_postgresql_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(pg, "DEBIAN_ROOT", tmp_path / "no-postgresql")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(pg.PostgresError, match="PostgreSQL is not installed: no initdb"):
+        pg.find_binaries()
+
+
+def test_newest_installed_version_is_chosen() -> None:
+    binaries = pg.find_binaries()
+    installed = [
+        int(bindir.parent.name)
+        for bindir in pg.DEBIAN_ROOT.glob("*/bin")
+        if bindir.parent.name.isdigit() and (bindir / "postgres").exists()
+    ]
+    if not installed:  # not Debian's layout: found on PATH instead
+        assert binaries.version == "unknown"
+        return
+    assert binaries.version == str(max(installed))
+    assert binaries.bindir == pg.DEBIAN_ROOT / str(max(installed)) / "bin"
