@@ -4,26 +4,23 @@
 writer of their tables (see docs in each).
 """
 
+from collector.store.database import DATABASE_MODE, DatabaseSpec, StoreError
+from collector.store.facade import Store
 from collector.store.results import (
     CENTRE,
-    DATABASE_MODE,
     DEFAULT_RETENTION,
     INSERT_RESULT,
     LEGACY_OUTBOX,
     MAX_VALUE_DEPTH,
-    MIGRATIONS,
     RESULT_COLUMNS,
-    RESULTS_REBUILT_BY,
-    RESULTS_SCHEMA,
     ROLLUP_SECONDS,
     IngestOutcome,
-    Store,
     Stored,
-    StoreError,
     result_row,
     stored_reading,
     stored_time,
 )
+from collector.store.schema import MIGRATIONS, RESULTS_REBUILT_BY, RESULTS_SCHEMA
 
 __all__ = [
     "CENTRE",
@@ -37,6 +34,7 @@ __all__ = [
     "RESULTS_SCHEMA",
     "RESULT_COLUMNS",
     "ROLLUP_SECONDS",
+    "DatabaseSpec",
     "IngestOutcome",
     "Store",
     "StoreError",

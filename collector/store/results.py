@@ -1,13 +1,9 @@
-"""The collector's store: probe results, agents' heartbeats, rollups, on SQLite in WAL mode.
+"""Probe results, their 5-minute rollups, and the centre's sequence numbers.
 
-One connection writes (SQLite allows one writer; the collector is one process), used from a
-worker thread so the event loop never waits on the disk. Ingest is idempotent by (source,
-outbox, seq): an agent that retries a batch the collector already stored changes nothing, and
-one reinstalled with a new outbox, numbering from 1 again, is stored. Each commit is fsynced
-(synchronous=FULL) before ingest returns, so what the collector acknowledged survives a power
-cut. The file is made 0640 whatever the umask. Results are kept raw for `retention` and rolled
-up per target per 5 minutes beyond it, so a year of history stays small. The schema is versioned
-with `PRAGMA user_version` and upgraded by MIGRATIONS in order.
+Ingest is idempotent by (source, outbox, seq): an agent that retries a batch the collector
+already stored changes nothing, and one reinstalled with a new outbox, numbering from 1 again,
+is stored. Results are kept raw for `retention` and rolled up per target per 5 minutes beyond
+it, so a year of history stays small.
 """
 
 from __future__ import annotations
@@ -16,18 +12,14 @@ import json
 import logging
 import math
 import re
-import sqlite3
-import threading
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
+from collector.store import agents
+from collector.store.database import Database
 from probes.result import ERROR_KINDS, MAX_RTT_MS, JsonValue, ProbeResult
-from sitewatch.private_files import create_private
 
 log = logging.getLogger(__name__)
 CENTRE = "centre"  # the source name of the collector's own probes
@@ -36,52 +28,8 @@ DEFAULT_RETENTION = 30 * 86_400.0
 # Containers within containers a stored value may hold: a probe's go 3 deep (a printer's
 # supplies, a host's disks); readers that recurse (cleaning, encoding) stay far from the limit.
 MAX_VALUE_DEPTH = 32
-DATABASE_MODE = 0o640  # the collector and its group (backups, reports) read it; nobody else
 
-_RESULTS_V1 = """
-    CREATE TABLE results (
-        source TEXT NOT NULL,        -- the agent id, or 'centre'
-        seq INTEGER NOT NULL,        -- the source's sequence number
-        target TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        ts REAL NOT NULL,            -- when the probe ran, Unix seconds UTC
-        ok INTEGER NOT NULL,
-        rtt_ms REAL,
-        loss REAL,
-        value TEXT NOT NULL,         -- JSON
-        error_kind TEXT,
-        detail TEXT NOT NULL,
-        received REAL NOT NULL,
-        PRIMARY KEY (source, seq)
-    ) WITHOUT ROWID;
-    CREATE INDEX results_by_target ON results (target, ts);
-    CREATE INDEX results_by_ts ON results (ts);
-"""  # migration 1 made it so; migration 6 rebuilt it as RESULTS_SCHEMA
-RESULTS_TABLE = """
-    CREATE TABLE results (
-        source TEXT NOT NULL,        -- the agent id, or 'centre'
-        seq INTEGER NOT NULL,        -- the sequence number within the source's outbox
-        target TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        ts REAL NOT NULL,            -- when the probe ran, Unix seconds UTC
-        ok INTEGER NOT NULL,
-        rtt_ms REAL,
-        loss REAL,
-        value TEXT NOT NULL,         -- JSON
-        error_kind TEXT,
-        detail TEXT NOT NULL,
-        received REAL NOT NULL,
-        outbox TEXT NOT NULL,        -- the identity of the agent's outbox that numbered it
-        PRIMARY KEY (source, outbox, seq)
-    ) WITHOUT ROWID;
-"""
-RESULTS_INDEXES = """
-    CREATE INDEX results_by_target ON results (target, ts);
-    CREATE INDEX results_by_ts ON results (ts);
-"""
-# The table as migration 6 left it: later changes go in new migrations; the bench reuses it.
-RESULTS_SCHEMA = RESULTS_TABLE + RESULTS_INDEXES
-INSERT_RESULT = "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+INSERT_RESULT = "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
 # The columns in the order `_stored` reads them.
 RESULT_COLUMNS = (
     "source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, received, outbox"
@@ -89,150 +37,6 @@ RESULT_COLUMNS = (
 # The outbox identity of every result stored before outboxes had one, of agents too old to
 # send one, and of the centre's own probes: their sequences are unique per source already.
 LEGACY_OUTBOX = "legacy"  # migration 6 spells it out, as a migration must never change
-
-MIGRATIONS: tuple[str, ...] = (
-    _RESULTS_V1
-    + """
-    CREATE TABLE rollups (
-        target TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        source TEXT NOT NULL,
-        bucket INTEGER NOT NULL,     -- start of the 5-minute bucket, Unix seconds
-        count INTEGER NOT NULL,
-        failures INTEGER NOT NULL,
-        rtt_min REAL,
-        rtt_avg REAL,
-        rtt_max REAL,
-        PRIMARY KEY (target, kind, source, bucket)
-    ) WITHOUT ROWID;
-    CREATE TABLE agents (
-        id TEXT PRIMARY KEY,
-        last_seen REAL NOT NULL,     -- when the collector last heard from it
-        heartbeat TEXT NOT NULL      -- the last heartbeat, JSON
-    );
-    CREATE TABLE sequences (source TEXT PRIMARY KEY, next INTEGER NOT NULL);
-    """,
-    # How many of a bucket's results had an rtt: the weight of rtt_avg when late results for
-    # the bucket are merged in. Version 1 weighted by count; its rows keep that assumption.
-    """
-    ALTER TABLE rollups ADD COLUMN rtt_count INTEGER NOT NULL DEFAULT 0;
-    UPDATE rollups SET rtt_count = count WHERE rtt_avg IS NOT NULL;
-    """,
-    # Incidents, their timeline, the notification outbox, maintenance windows and the log of
-    # status changes that availability is computed from. The partial unique index is the rule
-    # "at most one open incident per cause", kept by the database, not only by the code.
-    """
-    CREATE TABLE incidents (
-        id INTEGER PRIMARY KEY,
-        key TEXT NOT NULL,           -- link:ID, site:ID, device:ID, agent:ID, devices:SITE:KIND
-        priority TEXT NOT NULL,      -- P1 | P2 | P3
-        status TEXT NOT NULL,        -- open | acknowledged | resolved
-        title TEXT NOT NULL,
-        cause TEXT NOT NULL,         -- JSON with at least its kind
-        sites TEXT NOT NULL,         -- JSON list of site ids
-        affected_users INTEGER NOT NULL,
-        opened_at REAL NOT NULL,
-        acknowledged_at REAL,
-        acknowledged_by TEXT,
-        resolved_at REAL,
-        resolved_by TEXT,            -- who resolved it by hand, NULL when its cause cleared
-        due_at REAL NOT NULL,
-        major INTEGER NOT NULL DEFAULT 0,
-        flaps INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE UNIQUE INDEX incidents_one_open_per_key ON incidents (key) WHERE status != 'resolved';
-    CREATE INDEX incidents_by_opened ON incidents (opened_at);
-    CREATE TABLE incident_events (
-        incident INTEGER NOT NULL REFERENCES incidents (id),
-        ts REAL NOT NULL,
-        kind TEXT NOT NULL,          -- opened, upgraded, escalated, acknowledged, note, ...
-        author TEXT,                 -- the operator, or NULL for SiteWatch itself
-        detail TEXT NOT NULL         -- JSON
-    );
-    CREATE INDEX incident_events_by_incident ON incident_events (incident, ts);
-    CREATE TABLE notifications (
-        id INTEGER PRIMARY KEY,
-        incident INTEGER NOT NULL REFERENCES incidents (id),
-        channel TEXT NOT NULL,       -- the receiver, as collector.notify.channel_name gives it
-        event TEXT NOT NULL,         -- opened | acknowledged | escalated | ... | resolved
-        payload TEXT NOT NULL,       -- JSON: the incident as it was at the event
-        created REAL NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt REAL NOT NULL,
-        delivered_at REAL,
-        last_error TEXT
-    );
-    CREATE INDEX notifications_pending ON notifications (next_attempt)
-        WHERE delivered_at IS NULL;
-    CREATE TABLE maintenance (
-        id INTEGER PRIMARY KEY,
-        scope TEXT NOT NULL,         -- site | link | device
-        target TEXT NOT NULL,        -- its inventory id
-        start REAL,                  -- a one-off window: [start, end), Unix seconds
-        "end" REAL,
-        weekly TEXT,                 -- or a weekly one: JSON {days, start, end}, local time
-        reason TEXT NOT NULL,
-        created_by TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        deleted_at REAL
-    );
-    CREATE TABLE status_log (
-        entity TEXT NOT NULL,        -- site:ID or link:ID
-        ts REAL NOT NULL,            -- when the status began
-        status TEXT NOT NULL
-    );
-    CREATE INDEX status_log_by_entity ON status_log (entity, ts);
-    """,
-    # Until when the collector was last known to be watching: after a restart the time since
-    # then is logged as unknown, neither up nor down.
-    """
-    CREATE TABLE collector (alive_until REAL NOT NULL);
-    """,
-    # The collector's own outages, and the status rows rebuilt for them from the results the
-    # agents replayed late (collector.history). A rebuilt row names its gap, so the next
-    # rebuild replaces it; rows logged live have none.
-    """
-    CREATE TABLE gaps (
-        id INTEGER PRIMARY KEY,
-        start REAL NOT NULL,         -- alive_until when the collector went away
-        "end" REAL NOT NULL,         -- when it started again
-        rebuilt_at REAL              -- results received up to then are in its rebuilt rows
-    );
-    CREATE UNIQUE INDEX gaps_by_start ON gaps (start);
-    ALTER TABLE status_log ADD COLUMN gap INTEGER REFERENCES gaps (id);
-    CREATE INDEX status_log_by_gap ON status_log (gap) WHERE gap IS NOT NULL;
-    """,
-    # Sequences are unique per agent outbox, not per agent: a reinstalled agent numbers from 1
-    # again in a new outbox, and its results must not be taken for duplicates of the old one's.
-    # The rows stored so far keep their (source, seq) under the legacy outbox identity. The
-    # indexes are built after the copy, once, not kept up row by row while it runs.
-    "".join(
-        (
-            """
-            ALTER TABLE results RENAME TO results_v1;
-            DROP INDEX results_by_target;
-            DROP INDEX results_by_ts;
-            """,
-            RESULTS_TABLE,
-            """
-            INSERT INTO results SELECT *, 'legacy' FROM results_v1;
-            DROP TABLE results_v1;
-            """,
-            RESULTS_INDEXES,
-        )
-    ),
-    # Why a site's or link's status changed, for people reading the log: the evidence that
-    # moved it ("centre-ping down: 10.99.6.2: cannot send; ..."). NULL where nobody said:
-    # rows logged before, the collector's own gaps and the rows rebuilt for them.
-    """
-    ALTER TABLE status_log ADD COLUMN evidence TEXT;
-    """,
-)
-RESULTS_REBUILT_BY = 6  # the migration that copies every stored result: it may take a while
-
-
-class StoreError(Exception):
-    """The database cannot be opened or is not a SiteWatch database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,159 +55,38 @@ class IngestOutcome:
     duplicates: int
 
 
-class Store:
-    """The SQLite database of one collector."""
+class Results:
+    """The results, rollups and sequences tables: the only module that writes them."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
-        """Open (and create, or upgrade) the database; `readonly` only reads one as it is.
-
-        Read-only is for reports run beside a live collector: they must neither migrate its
-        database nor need write access to it.
-        """
-        self.path = path
-        self._lock = threading.Lock()
-        try:
-            if readonly:
-                uri = f"{path.resolve().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(
-                    uri, uri=True, check_same_thread=False, isolation_level=None
-                )
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                create_private(path, DATABASE_MODE)
-                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        except (OSError, sqlite3.Error) as err:
-            raise StoreError(f"{path}: cannot open the database: {err}") from err
-        try:
-            self._db.execute("PRAGMA busy_timeout=5000")
-            if readonly:
-                self._check_version()
-                return
-            (journal,) = self._db.execute("PRAGMA journal_mode").fetchone()
-            migrated = self._migrate()  # before WAL: another program's database stays as it was
-            self._db.execute("PRAGMA journal_mode=WAL")
-            if migrated and journal == "wal":
-                # A migration that rewrote a table through the -wal left it as large as the
-                # table, and the collector's small commits would never shrink it: fold it into
-                # the database and truncate it. (Without WAL then, there is nothing to fold.)
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            # FULL: every commit is fsynced before ingest returns, so an acknowledged batch
-            # survives a power cut (NORMAL would be durable only at the next checkpoint).
-            self._db.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error as err:
-            self._db.close()
-            raise StoreError(f"{path}: not a SiteWatch database ({err})") from err
-        except StoreError:
-            self._db.close()
-            raise
-
-    def _check_version(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version != len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path}: schema version {version}, this SiteWatch reads version "
-                f"{len(MIGRATIONS)} (a collector of this version upgrades it when it starts)"
-            )
-
-    def _migrate(self) -> bool:
-        """Apply the migrations the database lacks, each in a transaction; return whether any."""
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this SiteWatch knows"
-            )
-        if version == 0 and self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            raise StoreError(f"{self.path}: holds tables of something else, not SiteWatch")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            began = time.monotonic()
-            if number == RESULTS_REBUILT_BY:
-                (count,) = self._db.execute("SELECT count(*) FROM results").fetchone()
-                log.info(
-                    "%s: migrating %d results to schema %d (this may take a while)",
-                    self.path,
-                    count,
-                    number,
-                )
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number}")
-                self._db.execute("COMMIT")
-            except sqlite3.Error:
-                self._db.execute("ROLLBACK")
-                raise
-            if number == RESULTS_REBUILT_BY:
-                took = time.monotonic() - began
-                log.info("%s: migrated to schema %d in %.1f s", self.path, number, took)
-        return int(version) < len(MIGRATIONS)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Hold the writer for one transaction: committed on exit, rolled back on any error.
-
-        For the modules that keep their own tables here (incidents, notifications,
-        maintenance); call from a worker thread, like every other method of the store.
-        """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
-        """Hold the connection for reads that need no transaction."""
-        with self._lock:
-            yield self._db
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def ingest(
         self,
         source: str,
         items: Sequence[tuple[int, ProbeResult]],
-        heartbeat: dict[str, Any] | None = None,
-        now: float | None = None,
-        *,
+        heartbeat: dict[str, Any] | None,
+        received: float,
         outbox: str = LEGACY_OUTBOX,
     ) -> IngestOutcome:
         """Store a batch in one transaction; rows already stored are counted, not changed.
 
-        A row is the same when its source, the outbox that numbered it and its seq are.
+        A row is the same when its source, the outbox that numbered it and its seq are. The
+        agent's last contact (and heartbeat, if the batch has one) is noted in the same
+        transaction, so the two never disagree.
         """
-        received = time.time() if now is None else now
         rows = [result_row(source, seq, result, received, outbox) for seq, result in items]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                before = self._db.total_changes
-                self._db.executemany(INSERT_RESULT, rows)
-                stored = self._db.total_changes - before
-                self._db.execute(
-                    "INSERT INTO agents VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                    "last_seen=excluded.last_seen, heartbeat=CASE WHEN ? THEN excluded.heartbeat "
-                    "ELSE agents.heartbeat END",
-                    (source, received, json.dumps(heartbeat or {}), heartbeat is not None),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.db.writing() as tx:
+            stored = tx.executemany(INSERT_RESULT, rows)
+            agents.heard(tx, source, received, heartbeat)
         return IngestOutcome(stored, len(rows) - stored)
 
     def next_sequence(self, source: str, count: int) -> int:
         """Reserve `count` sequence numbers for a source (the centre's probes); return the first."""
-        with self._lock:
-            row = self._db.execute(
-                "INSERT INTO sequences VALUES (?, ?) ON CONFLICT(source) DO UPDATE "
-                "SET next = next + ? RETURNING next",
+        with self.db.writing() as tx:
+            row = tx.execute(
+                "INSERT INTO sequences VALUES (?, ?) ON CONFLICT (source) DO UPDATE "
+                "SET next = sequences.next + ? RETURNING next",
                 (source, 1 + count, count),
             ).fetchone()
         return int(row[0]) - count
@@ -423,8 +106,8 @@ class Store:
         probe): a chart of round trips asks for its pings only, and the limit counts those.
         """
         wanted = "" if kinds is None else f" AND kind IN ({', '.join('?' * len(kinds))})"
-        with self._lock:
-            rows = self._db.execute(
+        with self.db.reading() as conn:
+            rows = conn.execute(
                 f"SELECT {RESULT_COLUMNS} FROM results "  # noqa: S608 -- fixed columns, ? marks
                 f"WHERE target = ? AND ts >= ? AND ts < ?{wanted} "
                 "ORDER BY ts, source, outbox, seq LIMIT ?",
@@ -434,8 +117,8 @@ class Store:
 
     def rollups(self, target: str, start: float, end: float) -> list[dict[str, Any]]:
         """Return one target's 5-minute rollups in [start, end), oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        with self.db.reading() as conn:
+            rows = conn.execute(
                 "SELECT kind, source, bucket, count, failures, rtt_min, rtt_avg, rtt_max "
                 "FROM rollups WHERE target = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
                 (target, start - ROLLUP_SECONDS, end),
@@ -451,25 +134,19 @@ class Store:
         (`fail_after`, `recover_after`) so a restarted collector reads what it read before,
         however many results the last hour holds.
         """
-        with self._lock:
-            rows = self._db.execute(
+        with self.db.reading() as conn:
+            rows = conn.execute(
                 f"""
                 SELECT {RESULT_COLUMNS} FROM (
                     SELECT *, row_number() OVER (
                         PARTITION BY target, kind, source = ? ORDER BY ts DESC
                     ) AS newest
                     FROM results WHERE ts > ?
-                ) WHERE newest <= ? ORDER BY ts
+                ) AS recent WHERE newest <= ? ORDER BY ts
                 """,  # noqa: S608 -- a fixed column list
                 (CENTRE, after, per_target),
             ).fetchall()
         return [_stored(row) for row in rows]
-
-    def sources(self) -> dict[str, tuple[float, dict[str, Any]]]:
-        """Return each agent's last contact time and last heartbeat."""
-        with self._lock:
-            rows = self._db.execute("SELECT id, last_seen, heartbeat FROM agents").fetchall()
-        return {row[0]: (row[1], _heartbeat(row[2])) for row in rows}
 
     def sequences(self, source: str) -> list[int]:
         """Return the sequence number of each stored result of a source, in order.
@@ -478,8 +155,8 @@ class Store:
         it (a reinstalled agent numbers from 1 again), so [1, 1, 2, 2] is two outboxes of two
         results each. For tests and audits, which count results, not distinct numbers.
         """
-        with self._lock:
-            rows = self._db.execute(
+        with self.db.reading() as conn:
+            rows = conn.execute(
                 "SELECT seq FROM results WHERE source = ? ORDER BY seq", (source,)
             ).fetchall()
         return [row[0] for row in rows]
@@ -490,39 +167,35 @@ class Store:
         Whole buckets only, so a bucket is never rolled up twice; returns the rows folded.
         """
         cutoff = older_than - older_than % ROLLUP_SECONDS
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    """
-                    INSERT INTO rollups (target, kind, source, bucket, count, failures,
-                                         rtt_min, rtt_avg, rtt_max, rtt_count)
-                    SELECT target, kind, source, CAST(ts / ? AS INTEGER) * ? AS bucket,
-                           count(*), sum(1 - ok), min(rtt_ms), avg(rtt_ms), max(rtt_ms),
-                           count(rtt_ms)
-                    FROM results WHERE ts < ?
-                    GROUP BY target, kind, source, bucket
-                    ON CONFLICT (target, kind, source, bucket) DO UPDATE SET
-                        rtt_min = min(coalesce(rollups.rtt_min, excluded.rtt_min),
+        postgres = self.db.dialect == "postgresql"
+        least, greatest = ("least", "greatest") if postgres else ("min", "max")
+        bucket = "floor(ts / ?)::bigint * ?" if postgres else "CAST(ts / ? AS INTEGER) * ?"
+        with self.db.writing() as tx:
+            tx.execute(
+                f"""
+                INSERT INTO rollups (target, kind, source, bucket, count, failures,
+                                     rtt_min, rtt_avg, rtt_max, rtt_count)
+                SELECT target, kind, source, {bucket} AS bucket,
+                       count(*), sum(1 - ok), min(rtt_ms), avg(rtt_ms), max(rtt_ms),
+                       count(rtt_ms)
+                FROM results WHERE ts < ?
+                GROUP BY target, kind, source, bucket
+                ON CONFLICT (target, kind, source, bucket) DO UPDATE SET
+                    rtt_min = {least}(coalesce(rollups.rtt_min, excluded.rtt_min),
                                       coalesce(excluded.rtt_min, rollups.rtt_min)),
-                        rtt_max = max(coalesce(rollups.rtt_max, excluded.rtt_max),
-                                      coalesce(excluded.rtt_max, rollups.rtt_max)),
-                        rtt_avg = CASE WHEN rollups.rtt_count + excluded.rtt_count > 0 THEN
-                                  (coalesce(rollups.rtt_avg, 0) * rollups.rtt_count
-                                   + coalesce(excluded.rtt_avg, 0) * excluded.rtt_count)
-                                  / (rollups.rtt_count + excluded.rtt_count) END,
-                        rtt_count = rollups.rtt_count + excluded.rtt_count,
-                        count = rollups.count + excluded.count,
-                        failures = rollups.failures + excluded.failures
-                    """,
-                    (ROLLUP_SECONDS, ROLLUP_SECONDS, cutoff),
-                )
-                folded = self._db.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return folded
+                    rtt_max = {greatest}(coalesce(rollups.rtt_max, excluded.rtt_max),
+                                         coalesce(excluded.rtt_max, rollups.rtt_max)),
+                    rtt_avg = CASE WHEN rollups.rtt_count + excluded.rtt_count > 0 THEN
+                              (coalesce(rollups.rtt_avg, 0) * rollups.rtt_count
+                               + coalesce(excluded.rtt_avg, 0) * excluded.rtt_count)
+                              / (rollups.rtt_count + excluded.rtt_count) END,
+                    rtt_count = rollups.rtt_count + excluded.rtt_count,
+                    count = rollups.count + excluded.count,
+                    failures = rollups.failures + excluded.failures
+                """,  # noqa: S608 -- function names chosen above, values as ? marks
+                (ROLLUP_SECONDS, ROLLUP_SECONDS, cutoff),
+            )
+            return tx.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount
 
 
 def result_row(
@@ -621,15 +294,6 @@ def _clean(value: object, depth: int) -> JsonValue:
 def _clean_text(text: object) -> str:
     """Return `text` as a string that can be encoded: each lone surrogate becomes U+FFFD."""
     return _SURROGATE.sub("\ufffd", str(text))
-
-
-def _heartbeat(text: object) -> Any:
-    """Return a stored heartbeat's JSON, or None when it is not JSON (collector.heartbeat
-    checks the rest as it reads it back)."""
-    try:
-        return json.loads(str(text))
-    except (ValueError, RecursionError):
-        return None
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -202,14 +202,14 @@ def test_sites_availability_reads_all_sites_in_one_query(store: Store) -> None:
         log(store, f"site:{site}", ("2024-03-31 00:00:00", "up"), ("2024-03-31 06:00:00", "down"))
     statements: list[str] = []
     with store.reading() as db:
-        db.set_trace_callback(statements.append)
+        db.raw.set_trace_callback(statements.append)  # type: ignore[attr-defined]
     try:
         found = sites_availability(
             store, CALENDAR, ["tesko", "customer-care", "town-hall", "elliotdale"], now
         )
     finally:
         with store.reading() as db:
-            db.set_trace_callback(None)
+            db.raw.set_trace_callback(None)  # type: ignore[attr-defined]
     assert sum("status_log" in s for s in statements) == 1
     assert found["tesko"] == found["customer-care"] == found["town-hall"]
     # the day before midnight had no rows: unknown, so only today's 12 hours count

@@ -357,7 +357,7 @@ def test_read_only_neither_migrates_nor_writes(tmp_path: Path) -> None:
     store = Store(path, readonly=True)
     try:
         assert store.sequences("anyone") == []
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(StoreError, match="read-only"):
             store.next_sequence("centre", 1)
     finally:
         store.close()
@@ -430,7 +430,7 @@ def test_a_version_6_database_keeps_its_status_log_and_gains_evidence(tmp_path: 
         assert [s.result.rtt_ms for s in store.history("gw", B, B + 10)] == [2.0]
     finally:
         store.close()
-    assert raw_rows(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(7,)]
+    assert raw_rows(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
     assert raw_rows(
         path, "SELECT entity, ts, status, gap, evidence FROM status_log ORDER BY rowid"
     ) == [

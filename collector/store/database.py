@@ -1,0 +1,393 @@
+"""The collector's database connections, SQLite or PostgreSQL, behind one small interface.
+
+The table modules write their SQL once, with `?` placeholders, and run it through `writing()`
+(one transaction) or `reading()` (a connection that is never the writer's). Where the two
+dialects differ the owning table module branches on `Database.dialect`; nothing else here
+knows SQL.
+
+SQLite: one writer connection, used under a lock (SQLite allows one writer), in WAL mode with
+synchronous=FULL so an acknowledged batch survives a power cut; readers each get a read-only
+connection of their own thread, so a month's report or a chart never waits behind ingest
+(WAL lets readers and the writer run at once).
+
+PostgreSQL: psycopg 3 with a `psycopg_pool.ConnectionPool`. Every method here is blocking and is
+called from worker threads (`asyncio.to_thread`), as the SQLite connections are: one code path
+for both dialects, and psycopg's pool is thread-safe. The password never comes from the YAML:
+a `password_file`, or libpq's own PGPASSWORD / ~/.pgpass.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+from sitewatch.private_files import create_private
+
+log = logging.getLogger(__name__)
+Dialect = Literal["sqlite", "postgresql"]
+DATABASE_MODE = 0o640  # the collector and its group (backups, reports) read it; nobody else
+BUSY_TIMEOUT_MS = 5_000
+POOL_SIZE = 8  # connections: the worker threads that may query at once, plus the loops
+CONNECT_TIMEOUT = 10.0  # seconds to reach a PostgreSQL server before saying it is unreachable
+TLS_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class StoreError(Exception):
+    """The database cannot be opened, reached, or is not a SiteWatch database."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSpec:
+    """Where the collector's database is: a SQLite file, or a PostgreSQL server."""
+
+    path: Path | None = None  # a SQLite file
+    url: str | None = None  # postgresql://user@host:port/dbname, without a password
+    password_file: Path | None = None  # the PostgreSQL password, on its first line
+    tls: tuple[tuple[str, str], ...] = ()  # libpq's ssl* options, as (name, value)
+
+    @classmethod
+    def of(cls, where: str | Path | DatabaseSpec) -> DatabaseSpec:
+        """Return the spec for a path, a URL, or a spec as it is."""
+        if isinstance(where, DatabaseSpec):
+            return where
+        text = str(where)
+        if text.startswith(POSTGRES_SCHEMES):
+            return cls(url=text)
+        return cls(path=Path(where))
+
+    @property
+    def dialect(self) -> Dialect:
+        return "postgresql" if self.url is not None else "sqlite"
+
+    def __str__(self) -> str:
+        """Name the database for messages: the file, or the URL (it carries no password)."""
+        return str(self.path) if self.url is None else self.url
+
+    def conninfo(self) -> str:
+        """Return libpq's connection string, with the password read from its file if any."""
+        if self.url is None:
+            raise StoreError(f"{self}: not a PostgreSQL database")
+        if urlsplit(self.url).password is not None:
+            raise StoreError(
+                f"{self.url.split('@')[-1]}: the database URL carries a password; "
+                "put it in a password_file (or PGPASSWORD, ~/.pgpass) instead"
+            )
+        from psycopg.conninfo import make_conninfo  # noqa: PLC0415 -- only PostgreSQL needs it
+
+        options: dict[str, Any] = dict(self.tls)
+        options["connect_timeout"] = int(CONNECT_TIMEOUT)
+        options["application_name"] = "sitewatch-collector"
+        if self.password_file is not None:
+            options["password"] = read_password(self.password_file)
+        return make_conninfo(self.url, **options)
+
+
+def read_password(path: Path) -> str:
+    """Return a password file's first line; say which file when it cannot be read."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise StoreError(f"{path}: cannot read the database password file: {err}") from err
+    if not lines or not lines[0]:
+        raise StoreError(f"{path}: the database password file is empty")
+    return lines[0]
+
+
+class Cursor(Protocol):
+    """What both drivers' cursors give back: rows and how many rows a statement changed."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """A connection in a transaction (`writing`) or for reads (`reading`)."""
+
+    dialect: Dialect
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int: ...
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Load rows into a table in bulk (PostgreSQL COPY; SQLite inserts them)."""
+        ...
+
+
+_PLACEHOLDER = re.compile(r"%|\?|(?<!:):([A-Za-z_]\w*)")
+
+
+def postgres_sql(sql: str) -> str:
+    """Return SQL written with `?` or `:name` placeholders in psycopg's form (`%s`,
+    `%(name)s`, a literal % doubled); a `::type` cast stays as it is.
+
+    The table modules never put a `?`, `:` or `%` inside a string literal, so no parsing is
+    needed.
+    """
+
+    def replace(found: re.Match[str]) -> str:
+        if found.group() == "%":
+            return "%%"
+        return "%s" if found.group() == "?" else f"%({found.group(1)})s"
+
+    return _PLACEHOLDER.sub(replace, sql)
+
+
+@dataclass(slots=True)
+class SqliteConnection:
+    """A sqlite3 connection with the interface the table modules use."""
+
+    raw: sqlite3.Connection
+    dialect: Dialect = "sqlite"
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor:
+        return self.raw.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        before = self.raw.total_changes
+        self.raw.executemany(sql, rows)
+        return self.raw.total_changes - before
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.raw.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 -- names from code
+            rows,
+        )
+
+
+@dataclass(slots=True)
+class PostgresConnection:
+    """A psycopg connection with the interface the table modules use."""
+
+    raw: Any  # psycopg.Connection
+    dialect: Dialect = "postgresql"
+    _sql: dict[str, str] = field(default_factory=dict)
+
+    def _translated(self, sql: str) -> str:
+        if (found := self._sql.get(sql)) is None:
+            found = self._sql[sql] = postgres_sql(sql)
+        return found
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor:
+        given = params if isinstance(params, Mapping) else tuple(params)
+        cursor: Cursor = self.raw.execute(self._translated(sql), given or None)
+        return cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        with self.raw.cursor() as cursor:
+            cursor.executemany(self._translated(sql), rows)
+            return max(int(cursor.rowcount), 0)
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        with self.raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+class Database:
+    """One process's connections to its database; see the module's docstring."""
+
+    def __init__(self, spec: DatabaseSpec, *, readonly: bool = False) -> None:
+        self.spec = spec
+        self.dialect: Dialect = spec.dialect
+        self.readonly = readonly
+        self._lock = threading.Lock()  # SQLite: the one writer
+        self._writer: SqliteConnection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._pool: Any = None  # psycopg_pool.ConnectionPool
+        self._closed = False
+        if self.dialect == "sqlite":
+            self._open_sqlite()
+        else:
+            self._open_postgres()
+
+    def __str__(self) -> str:
+        return str(self.spec)
+
+    # --- SQLite
+
+    def _open_sqlite(self) -> None:
+        path = self._sqlite_path()
+        if self.readonly:
+            return  # readers open their own connections, read-only, as they need them
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path, DATABASE_MODE)
+            raw = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"{path}: cannot open the database: {err}") from err
+        try:
+            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as err:
+            raw.close()
+            raise StoreError(f"{path}: not a SiteWatch database ({err})") from err
+        self._writer = SqliteConnection(raw)
+
+    def _sqlite_path(self) -> Path:
+        if self.spec.path is None:
+            raise StoreError(f"{self.spec}: not a SQLite database")
+        return self.spec.path
+
+    def _sqlite_writer(self) -> SqliteConnection:
+        if self._writer is None:
+            raise StoreError(f"{self.spec}: opened read-only")
+        return self._writer
+
+    def start_wal(self, *, migrated: bool) -> None:
+        """Switch a SQLite database to WAL and fsync every commit; after the migrations.
+
+        Before WAL, so another program's database stays as it was if it is refused. A migration
+        that rewrote a table through the -wal left it as large as the table, and the collector's
+        small commits would never shrink it: fold it into the database and truncate it.
+        """
+        if self.dialect != "sqlite" or self._writer is None:
+            return
+        raw = self._writer.raw
+        (journal,) = raw.execute("PRAGMA journal_mode").fetchone()
+        raw.execute("PRAGMA journal_mode=WAL")
+        if migrated and journal == "wal":
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # FULL: every commit is fsynced before ingest returns, so an acknowledged batch
+        # survives a power cut (NORMAL would be durable only at the next checkpoint).
+        raw.execute("PRAGMA synchronous=FULL")
+
+    def _sqlite_reader(self) -> sqlite3.Connection:
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            path = self._sqlite_path()
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            try:
+                reader = sqlite3.connect(
+                    uri, uri=True, check_same_thread=False, isolation_level=None
+                )
+                reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            except sqlite3.Error as err:
+                raise StoreError(f"{path}: cannot open the database: {err}") from err
+            self._local.reader = reader
+            with self._lock:
+                self._readers.append(reader)
+        return reader
+
+    # --- PostgreSQL
+
+    def _open_postgres(self) -> None:
+        try:
+            import psycopg  # noqa: PLC0415 -- a SQLite collector does not need the driver
+            from psycopg_pool import ConnectionPool  # noqa: PLC0415
+        except ImportError as err:  # pragma: no cover -- a dependency of the package
+            raise StoreError(f"{self.spec}: psycopg is not installed ({err})") from err
+        conninfo = self.spec.conninfo()
+        try:
+            # Check the server answers before the pool starts retrying in the background:
+            # a wrong host, user or password must fail the start with libpq's own words.
+            psycopg.connect(conninfo).close()
+        except psycopg.Error as err:
+            raise StoreError(f"{self.spec}: cannot connect: {_first_line(err)}") from err
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs={"autocommit": True},
+            timeout=CONNECT_TIMEOUT,
+            open=True,
+            name="sitewatch",
+        )
+
+    @contextmanager
+    def _postgres(self) -> Iterator[Any]:
+        try:
+            with self._pool.connection() as raw:
+                yield raw
+        except Exception as err:
+            import psycopg_pool  # noqa: PLC0415
+
+            if isinstance(err, psycopg_pool.PoolTimeout):
+                raise StoreError(f"{self.spec}: no database connection: {err}") from err
+            raise
+
+    # --- both
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """Run one transaction on a writer: committed on exit, rolled back on any error."""
+        if self.readonly:
+            raise StoreError(f"{self.spec}: opened read-only")
+        if self.dialect == "sqlite":
+            writer = self._sqlite_writer()
+            with self._lock:
+                raw = writer.raw
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    yield writer
+                    raw.execute("COMMIT")
+                except BaseException:
+                    raw.execute("ROLLBACK")
+                    raise
+            return
+        with self._postgres() as raw, raw.transaction():
+            yield PostgresConnection(raw)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """Lend a connection for reads that is not the writer; each statement sees what was
+        committed before it."""
+        if self.dialect == "sqlite":
+            yield SqliteConnection(self._sqlite_reader())
+            return
+        with self._postgres() as raw:
+            yield PostgresConnection(raw)
+
+    @contextmanager
+    def maintaining(self) -> Iterator[Connection]:
+        """Lend the writer outside a transaction, for schema changes that manage their own.
+
+        SQLite's migrations set `PRAGMA user_version`, which must run in their transaction.
+        """
+        if self.dialect == "sqlite":
+            writer = self._sqlite_writer()
+            with self._lock:
+                yield writer
+            return
+        with self._postgres() as raw:
+            yield PostgresConnection(raw)
+
+    def close(self) -> None:
+        """Close every connection; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool is not None:
+            self._pool.close()
+        with self._lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+            if self._writer is not None:
+                self._writer.raw.close()
+
+
+def open_database(where: str | Path | DatabaseSpec, *, readonly: bool = False) -> Database:
+    """Return the connections to a database, or raise StoreError saying why not."""
+    return Database(DatabaseSpec.of(where), readonly=readonly)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
