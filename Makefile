@@ -5,14 +5,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APT_PACKAGES := iproute2 snmp snmpd sip-tester fping systemd chromium
+APT_PACKAGES := iproute2 snmp snmpd sip-tester fping systemd chromium postgresql libpq5
 INVENTORY ?= config/inventory.yaml
+# The collector's database for `make run`: sqlite (a file) or postgres (a local server, see
+# `python -m tests.lab run --help`).
+DB ?= sqlite
 PYTEST_ARGS ?=
 
 .PHONY: run test lint typecheck pytest fuzz soak bench lab-down system-packages venv clean
 
 run: venv system-packages
-	$(PY) -m tests.lab run --inventory $(INVENTORY)
+	$(PY) -m tests.lab run --inventory $(INVENTORY) --db $(DB)
 
 test: venv system-packages lint typecheck pytest
 
@@ -71,9 +74,10 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 # The lab needs iproute2, net-snmp's tools and agent (snmpd answers as its routers), sipp and
-# fping; the browser tests chromium. As root,
-# install what is missing; otherwise say what is missing (the lab and browser tests then skip,
-# except under CI where they fail).
+# fping; the browser tests chromium; the PostgreSQL tests and `make run DB=postgres` a
+# PostgreSQL server (postgresql) and its client library (libpq5). As root,
+# install what is missing; otherwise say what is missing (the lab, browser and PostgreSQL tests
+# then skip, except under CI where they fail).
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
@@ -83,7 +87,7 @@ system-packages:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else \
-		echo "not root, so not installing:$$missing (lab tests will be skipped)"; \
+		echo "not root, so not installing:$$missing (the tests that need them will be skipped)"; \
 	fi
 
 clean:

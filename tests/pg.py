@@ -281,6 +281,7 @@ def start_postgres(directory: Path, *, owner_pid: int | None = None) -> Postgres
     """
     binaries = find_binaries()
     account = server_account()
+    _check_ours(directory, account)
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     _check_reachable(directory, account)
@@ -308,6 +309,17 @@ def start_postgres(directory: Path, *, owner_pid: int | None = None) -> Postgres
         _prepare(server)
         return server
     raise PostgresError(f"PostgreSQL found no free port in three tries: {last_error}")
+
+
+def _check_ours(directory: Path, account: RunAs) -> None:
+    """Refuse a directory someone else made (in /var/tmp, say): we would chown and run in it."""
+    if directory.is_symlink():
+        raise PostgresError(f"{directory} is a symbolic link; refusing to keep a cluster there")
+    if directory.exists() and directory.stat().st_uid not in {os.geteuid(), account.uid}:
+        raise PostgresError(
+            f"{directory} belongs to uid {directory.stat().st_uid}, neither us nor "
+            f"{account.name}; refusing to keep a cluster there"
+        )
 
 
 def _check_reachable(directory: Path, account: RunAs) -> None:

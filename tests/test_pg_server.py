@@ -9,8 +9,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
+import tests.lab.__main__ as lab_main
 from tests import pg
+from tests.conftest import EXAMPLE_INVENTORY
+from tests.deploy import deploy
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SEEN: dict[str, str] = {}  # test name -> the database it got, to compare two tests' databases
 
@@ -121,3 +127,76 @@ def test_newest_installed_version_is_chosen() -> None:
         return
     assert binaries.version == str(max(installed))
     assert binaries.bindir == pg.DEBIAN_ROOT / str(max(installed)) / "bin"
+
+
+# `make run DB=postgres`: the server it brings up and the URL it gives the collector. The lab
+# itself is not built here (the lab tests do that, one lab per machine at a time).
+
+
+def _cluster_identity(server: pg.PostgresServer) -> int:
+    with server.connect() as conn:
+        row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+    assert row is not None
+    assert isinstance(row[0], int)
+    return row[0]
+
+
+def test_run_keeps_its_cluster_and_makes_a_fresh_database() -> None:
+    base = pg.temporary_directory()
+    base.chmod(0o711)  # like /var/tmp: passable to PG_USER
+    try:
+        first = lab_main.start_database(base / "cluster")
+        identity = _cluster_identity(first)
+        with psycopg.connect(first.url(lab_main.RUN_DATABASE), autocommit=True) as conn:
+            conn.execute("CREATE TABLE from_the_last_run (n integer)")
+        # Not stopped, as when a run is killed: the next run must stop it and start its own.
+        second = lab_main.start_database(base / "cluster")
+        try:
+            assert first.process.wait(timeout=30) is not None
+            assert second.directory == first.directory
+            assert _cluster_identity(second) == identity  # the same cluster, not a new initdb
+            with psycopg.connect(second.url(lab_main.RUN_DATABASE)) as conn:
+                tables = conn.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                ).fetchone()
+            assert tables == (0,)
+        finally:
+            second.stop()
+        assert second.process.returncode is not None
+    finally:
+        pg.remove_directory(base)
+
+
+def test_run_refuses_a_cluster_directory_someone_else_made(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = tmp_path / "cluster"
+    link.symlink_to(elsewhere)
+    with pytest.raises(pg.PostgresError, match="symbolic link"):
+        pg.start_postgres(link)
+
+
+def test_run_gives_the_collector_the_postgresql_url(tmp_path: Path) -> None:
+    deployment = deploy(tmp_path, EXAMPLE_INVENTORY, ["willowvale"], "127.0.0.1:8080")
+    before = yaml.safe_load(deployment.collector_config.read_text())
+    url = "postgresql://postgres@127.0.0.1:5999/sitewatch"
+    lab_main.use_database(deployment.collector_config, url)
+    after = yaml.safe_load(deployment.collector_config.read_text())
+    assert before["database"] == str(deployment.database)
+    assert after == {**before, "database": url}
+
+
+def test_run_help_and_make_offer_postgres() -> None:
+    helped = subprocess.run(
+        [sys.executable, "-m", "tests.lab", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert "--db {sqlite,postgres}" in helped.stdout
+    assert "kept between runs" in " ".join(helped.stdout.split())
+    planned = subprocess.run(
+        ["make", "-n", "run", "DB=postgres"], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert "-m tests.lab run --inventory config/inventory.yaml --db postgres" in planned.stdout
