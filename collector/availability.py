@@ -29,9 +29,11 @@ STATUSES = ("up", "degraded", "down", "maintenance", "unmonitored", "unknown")
 WINDOWS: dict[str, float] = {"24h": 86_400.0, "7d": 7 * 86_400.0, "30d": 30 * 86_400.0}
 
 # Each entity's last row at or before the start (its status when the range opens), then its
-# rows inside the range; ties in ts are broken by rowid, so the row written last wins.
+# rows inside the range; ties in ts are broken by rowid (the write order: SQLite's own, an
+# identity column in PostgreSQL), so the row written last wins. The wanted entities come as one
+# JSON list, a parameter whatever their number; each dialect has its own way to unpack it.
 _ROWS = """
-    WITH wanted(entity) AS (SELECT DISTINCT value FROM json_each(:entities))
+    WITH wanted(entity) AS (SELECT DISTINCT value FROM {entities})
     SELECT wanted.entity, log.ts, log.status, log.rowid FROM wanted
     JOIN status_log AS log ON log.rowid = (
         SELECT rowid FROM status_log WHERE entity = wanted.entity AND ts <= :start
@@ -41,6 +43,10 @@ _ROWS = """
     WHERE entity IN (SELECT entity FROM wanted) AND ts > :start AND ts < :end
     ORDER BY 1, 2, 4
 """
+ROWS = {
+    "sqlite": _ROWS.format(entities="json_each(:entities)"),
+    "postgresql": _ROWS.format(entities="json_array_elements_text(CAST(:entities AS json))"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +241,6 @@ def _read(
         return found
     params = {"entities": json.dumps(list(entities)), "start": start, "end": end}
     with store.reading() as db:
-        for entity, ts, status, _rowid in db.execute(_ROWS, params):
+        for entity, ts, status, _rowid in db.execute(ROWS[db.dialect], params):
             found.setdefault(entity, []).append((ts, status))
     return found
