@@ -66,7 +66,8 @@ def incident(
     with store.transaction() as db:
         cursor = db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
-            "opened_at, resolved_at, due_at, major) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "opened_at, resolved_at, due_at, major) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING id",
             (
                 key,
                 priority,
@@ -81,8 +82,8 @@ def incident(
                 int(major),
             ),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        (made,) = cursor.fetchone()
+        return int(made)
 
 
 def log(store: Store, entity: str, *changes: tuple[str, str]) -> None:
