@@ -306,7 +306,11 @@ def start_postgres(directory: Path, *, owner_pid: int | None = None) -> Postgres
             if "could not bind" not in last_error and "in use" not in last_error:
                 raise
             continue
-        _prepare(server)
+        try:
+            _prepare(server)
+        except psycopg.Error as err:
+            server.stop()
+            raise PostgresError(f"PostgreSQL started but could not be prepared: {err}") from err
         return server
     raise PostgresError(f"PostgreSQL found no free port in three tries: {last_error}")
 
