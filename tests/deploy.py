@@ -3,6 +3,11 @@
 Used by the pipeline tests (on loopback), the lab's end-to-end tests and `make run` (agents in
 the lab's site namespaces). Every process is started as the user would start it, through the
 `sitewatch` command, and stopped by the deployment even when a test fails.
+
+The collector's database is a SQLite file in the deployment's folder, or a PostgreSQL database
+given as its URL (`deploy(..., database=URL)`). The lab's end-to-end modules run on both: their
+module-scoped collector is parametrised over `BACKENDS`, and `collector_database` gives each
+run its database, a fresh one on the session's PostgreSQL server for the second.
 """
 
 from __future__ import annotations
@@ -19,16 +24,21 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 import yaml
 
 from agent.main import OUTBOX_NAME
+from tests import pg
 from tests.conftest import EXAMPLE_INVENTORY
 from tests.lab import Lab, LabError, wait_until
+
+BACKENDS = ("sqlite", "postgresql")  # the collector's databases the lab's modules run on
 
 FAST = {  # the example inventory's timings, made fast enough for an outage to play in seconds
     "  interval: 30s": "  interval: 1s",
@@ -47,6 +57,7 @@ class Deployment:
     agent_tokens: dict[str, str]  # site -> token
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ca_file: Path | None = None  # the CA that signed the collector's certificate, under TLS
+    database_url: str | None = None  # a postgresql:// URL: the collector's database, not the file
 
     @property
     def collector_config(self) -> Path:
@@ -63,7 +74,13 @@ class Deployment:
 
     @property
     def database(self) -> Path:
+        """The collector's SQLite file (unused when it is given `database_url`)."""
         return self.folder / "collector.db"
+
+    @property
+    def database_setting(self) -> str:
+        """What collector.yaml says under `database:`: the URL, or the SQLite file."""
+        return self.database_url or str(self.database)
 
     def outbox(self, site: str) -> Path:
         return self.state_dir(site) / OUTBOX_NAME
@@ -77,11 +94,16 @@ class Deployment:
 
     def stored_sequences(self, source: str) -> list[int]:
         """Return the sequence numbers the collector has stored from one source, in order."""
-        with sqlite3.connect(self.database) as db:
+        if self.database_url is not None:
+            with psycopg.connect(self.database_url, connect_timeout=10) as conn:
+                found = conn.execute(
+                    "SELECT seq FROM results WHERE source = %s ORDER BY seq", (source,)
+                ).fetchall()
+            return [int(row[0]) for row in found]
+        with closing(sqlite3.connect(self.database)) as db:
             rows = db.execute(
                 "SELECT seq FROM results WHERE source = ? ORDER BY seq", (source,)
             ).fetchall()
-        db.close()
         return [row[0] for row in rows]
 
     def start_collector(self) -> subprocess.Popen[bytes]:
@@ -188,12 +210,14 @@ def deploy(
     tls: tuple[Path, Path] | None = None,
     ca_file: Path | None = None,
     collector_extra: str = "",
+    database: str | None = None,
 ) -> Deployment:
     """Write the collector's config and one agent config per site, with fresh tokens.
 
     With `tls` (certificate chain, key) the collector serves HTTPS, and the agents and the
     deployment's own requests trust `ca_file`. `collector_extra` is appended to collector.yaml
-    (receivers under `notify:`, dashboard `users:`).
+    (receivers under `notify:`, dashboard `users:`). `database`, a postgresql:// URL, is the
+    collector's database instead of the SQLite file in `folder`.
     """
     if (tls is None) != (ca_file is None):
         raise ValueError("tls and ca_file go together")
@@ -208,6 +232,7 @@ def deploy(
         secrets.token_urlsafe(24),
         tokens,
         ca_file=ca_file.resolve() if ca_file else None,
+        database_url=database,
     )
     agents = "\n".join(
         f"  - {{id: {deployment.agent_id(site)}, site: {site}, token_sha256: {_sha(token)}}}"
@@ -217,7 +242,7 @@ def deploy(
     deployment.collector_config.write_text(
         f"listen: {listen}\n"
         f"{tls_key}"
-        f"database: {deployment.database}\n"
+        f"database: {deployment.database_setting}\n"
         f"inventory: {inventory.resolve()}\n"
         f"agents:\n{agents}\n"
         "api_tokens:\n"
@@ -275,12 +300,15 @@ def on_lab(
     port: int,
     collector_extra: str = "",
     edit: InventoryEdit | None = None,
+    *,
+    database: str | None = None,
 ) -> Iterator[Deployment]:
     """Run the fast example on the lab: the collector on the hub, an agent in every site.
 
     `edit` changes the collector's inventory (see `fast_inventory`); the agents' plans follow
-    it. Yields once every site is up with its agent heard and no incident is open; stops every
-    process afterwards, also when the test fails.
+    it. `database`, a postgresql:// URL, replaces the collector's SQLite file. Yields once every
+    site is up with its agent heard and no incident is open; stops every process afterwards,
+    also when the test fails.
     """
     sites = list(lab.plan.sites)
     running = deploy(
@@ -289,6 +317,7 @@ def on_lab(
         sites,
         f"{lab.plan.hub_address}:{port}",
         collector_extra=collector_extra,
+        database=database,
     )
     try:
         running.start_collector()
@@ -298,6 +327,26 @@ def on_lab(
         yield running
     finally:
         running.stop_all()
+
+
+@contextmanager
+def collector_database(request: pytest.FixtureRequest, name: str) -> Iterator[str | None]:
+    """Yield the database of a collector fixture parametrised over `BACKENDS`.
+
+    None for SQLite (the deployment's own file); for PostgreSQL the URL of a fresh database
+    `name` on the session's server, dropped once the caller is done (after its collector has
+    stopped). The server is asked for only here, so a SQLite run never starts one; under CI a
+    server that cannot start fails the run (see `postgres_server`).
+    """
+    if request.param == "sqlite":
+        yield None
+        return
+    server: pg.PostgresServer = request.getfixturevalue("postgres_server")
+    made = server.create_database(name)
+    try:
+        yield server.url(made)
+    finally:
+        server.drop_database(made)
 
 
 def free_port() -> int:

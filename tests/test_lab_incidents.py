@@ -4,6 +4,10 @@ The fast example inventory (1 s interval, fail after 2) with agents in their sit
 the collector on the hub, and three receivers on loopback: a generic webhook, a PagerDuty-shaped
 webhook and an SMTP server. Each test breaks the lab one way, checks what the collector made of
 it through the API and what reached the receivers, repairs it and waits for the resolution.
+
+The module runs twice, its collector on SQLite and then on PostgreSQL (ids `sqlite`,
+`postgresql`): the collector's database is a parametrised fixture, and the receivers are made
+afresh for each, so that what the first run delivered never answers for the second.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import Deployment, on_lab
+from tests.deploy import BACKENDS, Deployment, collector_database, on_lab
 from tests.lab import Lab, wait_until
 from tests.receivers import MailReceiver, WebhookReceiver
 from tests.test_lab_pipeline import monitored
@@ -27,14 +31,23 @@ GENERIC, PAGERDUTY = "/generic", "/pagerduty"
 NOTIFIED_WITHIN = 5.0  # seconds from an incident's opening to its arrival at a receiver
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The collector's database: its SQLite file (None), then a PostgreSQL database's URL."""
+    with collector_database(request, "lab_incidents") as found:
+        yield found
+
+
 @pytest.fixture(scope="module")
-def webhooks() -> Iterator[WebhookReceiver]:
+def webhooks(database: str | None) -> Iterator[WebhookReceiver]:
+    """A webhook receiver for one backend's run (it depends on `database` only for that)."""
     with WebhookReceiver() as receiver:
         yield receiver
 
 
 @pytest.fixture(scope="module")
-def mail() -> Iterator[MailReceiver]:
+def mail(database: str | None) -> Iterator[MailReceiver]:
+    """A mail receiver for one backend's run (it depends on `database` only for that)."""
     with MailReceiver() as receiver:
         yield receiver
 
@@ -42,6 +55,7 @@ def mail() -> Iterator[MailReceiver]:
 @pytest.fixture(scope="module")
 def deployment(
     lab: Lab,
+    database: str | None,
     webhooks: WebhookReceiver,
     mail: MailReceiver,
     tmp_path_factory: pytest.TempPathFactory,
@@ -55,7 +69,7 @@ def deployment(
         f"  - {{kind: email, smtp: '127.0.0.1:{mail.port}', from: noc@example.org,"
         " to: [servicedesk@example.org]}\n"
     )
-    with on_lab(lab, folder, PORT, collector_extra=receivers) as running:
+    with on_lab(lab, folder, PORT, collector_extra=receivers, database=database) as running:
         yield running
 
 

@@ -4,6 +4,9 @@ The example inventory with fast timings (1 s interval) so an outage plays out in
 Customer Care's MPLS link and both Customer Care and Town Hall (behind it) go down by the
 centre's probes and their agents' silence, while their agents keep probing into their outboxes;
 restore it and the backlog arrives, filling the outage's history without a gap.
+
+The module runs twice, its collector on SQLite and then on PostgreSQL (ids `sqlite`,
+`postgresql`): the collector fixture is parametrised, not the tests.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pytest
 
 from probes.plan import build_plan
 from sitewatch.config.files import load_inventory
-from tests.deploy import Deployment, on_lab
+from tests.deploy import BACKENDS, Deployment, collector_database, on_lab
 from tests.lab import Lab, wait_until
 
 pytestmark = pytest.mark.lab
@@ -28,9 +31,15 @@ def monitored(lab: Lab) -> list[str]:
     return list(lab.plan.sites)
 
 
-@pytest.fixture(scope="module")
-def deployment(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with on_lab(lab, tmp_path_factory.mktemp("deployment"), PORT) as running:
+@pytest.fixture(scope="module", params=BACKENDS)
+def deployment(
+    request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    folder = tmp_path_factory.mktemp("deployment")
+    with (
+        collector_database(request, "lab_pipeline") as database,
+        on_lab(lab, folder, PORT, database=database) as running,
+    ):
         yield running
 
 

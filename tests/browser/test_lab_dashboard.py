@@ -7,6 +7,10 @@ Screenshots of the overview and of an incident page are kept in test-artifacts/.
 
 The login rate limit counts failures per client address, and every request of these tests
 comes from the hub's address: the test of the limit runs last, and no login follows it.
+
+The module runs twice, its collector on SQLite and then on PostgreSQL (ids `sqlite`,
+`postgresql`): the collector fixture is parametrised, not the tests, and each run is a fresh
+collector with its own database, so the second starts with no failed logins counted.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.browser.chromium import WAIT_MS, chromium, login, screenshot
 from tests.browser.conftest import PASSWORDS
-from tests.deploy import Deployment, on_lab
+from tests.deploy import BACKENDS, Deployment, collector_database, on_lab
 from tests.lab import Lab, wait_until
 from tests.test_lab_pipeline import monitored
 
@@ -30,9 +34,12 @@ OUTAGE_MS = 30_000  # a cut link seen, correlated and pushed to the page
 RECOVERY_MS = 60_000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=BACKENDS)
 def deployment(
-    lab: Lab, hashes: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    lab: Lab,
+    hashes: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     folder = tmp_path_factory.mktemp("dashboard")
     users = (
@@ -40,7 +47,10 @@ def deployment(
         f"  - {{name: desk, role: operator, password_hash: '{hashes['desk']}'}}\n"
         f"  - {{name: screen, role: viewer, password_hash: '{hashes['screen']}'}}\n"
     )
-    with on_lab(lab, folder, PORT, collector_extra=users) as running:
+    with (
+        collector_database(request, "lab_dashboard") as database,
+        on_lab(lab, folder, PORT, collector_extra=users, database=database) as running,
+    ):
         yield running
 
 
