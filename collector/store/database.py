@@ -26,69 +26,42 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+# The config names the database, so the spec lives there; re-exported for the store's users.
+from sitewatch.config.model import DatabaseSpec as DatabaseSpec  # noqa: PLC0414
+from sitewatch.config.model import Dialect as Dialect  # noqa: PLC0414
 from sitewatch.private_files import create_private
 
 log = logging.getLogger(__name__)
-Dialect = Literal["sqlite", "postgresql"]
 DATABASE_MODE = 0o640  # the collector and its group (backups, reports) read it; nobody else
 BUSY_TIMEOUT_MS = 5_000
 POOL_SIZE = 8  # connections: the worker threads that may query at once, plus the loops
 CONNECT_TIMEOUT = 10.0  # seconds to reach a PostgreSQL server before saying it is unreachable
-TLS_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class StoreError(Exception):
     """The database cannot be opened, reached, or is not a SiteWatch database."""
 
 
-@dataclass(frozen=True, slots=True)
-class DatabaseSpec:
-    """Where the collector's database is: a SQLite file, or a PostgreSQL server."""
+def conninfo(spec: DatabaseSpec) -> str:
+    """Return libpq's connection string, with the password read from its file if any."""
+    if spec.url is None:
+        raise StoreError(f"{spec}: not a PostgreSQL database")
+    if urlsplit(spec.url).password is not None:
+        raise StoreError(
+            f"{spec.url.split('@')[-1]}: the database URL carries a password; "
+            "put it in a password_file (or PGPASSWORD, ~/.pgpass) instead"
+        )
+    from psycopg.conninfo import make_conninfo  # noqa: PLC0415 -- only PostgreSQL needs it
 
-    path: Path | None = None  # a SQLite file
-    url: str | None = None  # postgresql://user@host:port/dbname, without a password
-    password_file: Path | None = None  # the PostgreSQL password, on its first line
-    tls: tuple[tuple[str, str], ...] = ()  # libpq's ssl* options, as (name, value)
-
-    @classmethod
-    def of(cls, where: str | Path | DatabaseSpec) -> DatabaseSpec:
-        """Return the spec for a path, a URL, or a spec as it is."""
-        if isinstance(where, DatabaseSpec):
-            return where
-        text = str(where)
-        if text.startswith(POSTGRES_SCHEMES):
-            return cls(url=text)
-        return cls(path=Path(where))
-
-    @property
-    def dialect(self) -> Dialect:
-        return "postgresql" if self.url is not None else "sqlite"
-
-    def __str__(self) -> str:
-        """Name the database for messages: the file, or the URL (it carries no password)."""
-        return str(self.path) if self.url is None else self.url
-
-    def conninfo(self) -> str:
-        """Return libpq's connection string, with the password read from its file if any."""
-        if self.url is None:
-            raise StoreError(f"{self}: not a PostgreSQL database")
-        if urlsplit(self.url).password is not None:
-            raise StoreError(
-                f"{self.url.split('@')[-1]}: the database URL carries a password; "
-                "put it in a password_file (or PGPASSWORD, ~/.pgpass) instead"
-            )
-        from psycopg.conninfo import make_conninfo  # noqa: PLC0415 -- only PostgreSQL needs it
-
-        options: dict[str, Any] = dict(self.tls)
-        options["connect_timeout"] = int(CONNECT_TIMEOUT)
-        options["application_name"] = "sitewatch-collector"
-        if self.password_file is not None:
-            options["password"] = read_password(self.password_file)
-        return make_conninfo(self.url, **options)
+    options: dict[str, Any] = dict(spec.tls)
+    options["connect_timeout"] = int(CONNECT_TIMEOUT)
+    options["application_name"] = "sitewatch-collector"
+    if spec.password_file is not None:
+        options["password"] = read_password(spec.password_file)
+    return make_conninfo(spec.url, **options)
 
 
 def read_password(path: Path) -> str:
@@ -294,15 +267,15 @@ class Database:
             from psycopg_pool import ConnectionPool  # noqa: PLC0415
         except ImportError as err:  # pragma: no cover -- a dependency of the package
             raise StoreError(f"{self.spec}: psycopg is not installed ({err})") from err
-        conninfo = self.spec.conninfo()
+        info = conninfo(self.spec)
         try:
             # Check the server answers before the pool starts retrying in the background:
             # a wrong host, user or password must fail the start with libpq's own words.
-            psycopg.connect(conninfo).close()
+            psycopg.connect(info).close()
         except psycopg.Error as err:
             raise StoreError(f"{self.spec}: cannot connect: {_first_line(err)}") from err
         self._pool = ConnectionPool(
-            conninfo,
+            info,
             min_size=1,
             max_size=POOL_SIZE,
             kwargs={"autocommit": True},

@@ -7,14 +7,19 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from sitewatch.config.agent import check_url, relative_path
 from sitewatch.config.errors import ConfigError, Problem
 from sitewatch.config.model import (
+    POSTGRES_SCHEMES,
     ROLES,
+    SSL_MODES,
+    TLS_OPTIONS,
     AgentCredential,
     ApiToken,
     CollectorConfig,
+    DatabaseSpec,
     EmailNotifier,
     Inventory,
     IPNetwork,
@@ -56,6 +61,7 @@ def build_collector_config(
     r = Reader(str(file))
     fields = r.mapping(root, COLLECTOR_KEYS, required=("listen", "database", "inventory"))
     host, port = _listen(r, fields["listen"]) if "listen" in fields else ("", 0)
+    database = _database(r, fields["database"], file) if "database" in fields else DatabaseSpec()
     inventory: Inventory | None = None
     inventory_problems: tuple[Problem, ...] = ()
     if "inventory" in fields and r.string(fields["inventory"]):
@@ -85,7 +91,8 @@ def build_collector_config(
         listen_host=host,
         listen_port=port,
         tls=_tls(r, fields["tls"], file) if "tls" in fields else None,
-        database=_database(r, fields["database"], file),
+        database=str(database),
+        database_spec=database,
         inventory=inventory,
         agents=agents,
         api_tokens=api_tokens,
@@ -149,13 +156,62 @@ def _tls(r: Reader, node: Node, file: Path) -> TlsFiles:
     )
 
 
-def _database(r: Reader, node: Node, file: Path) -> str:
-    text = r.string(node)
-    if "://" in text:
-        if not text.startswith(("postgresql://", "postgres://")):
-            r.problem(node, f"{text!r}: give a file path for SQLite or a postgresql:// URL")
+DATABASE_KEYS = ("url", "password_file", *TLS_OPTIONS)
+_TLS_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
+
+
+def _database(r: Reader, node: Node, file: Path) -> DatabaseSpec:
+    """Return the database: a SQLite path or a postgresql:// URL, or a mapping with the URL,
+    its password file and libpq's TLS options. Never a password in the YAML.
+
+    Relative paths (the SQLite file, the password file, the TLS files) are taken from the
+    folder of the collector's file, as every other path in it.
+    """
+    if not isinstance(node.value, dict):
+        text = r.string(node)
+        if "://" not in text:
+            return DatabaseSpec(path=relative_path(r, node, file)) if text else DatabaseSpec()
+        return DatabaseSpec(url=_postgres_url(r, node, text))
+    fields = r.mapping(node, DATABASE_KEYS, required=("url",))
+    url = _postgres_url(r, fields["url"], r.string(fields["url"])) if "url" in fields else ""
+    password_file = None
+    if "password_file" in fields:
+        password_file = relative_path(r, fields["password_file"], file)
+    tls: list[tuple[str, str]] = []
+    for key in TLS_OPTIONS:
+        if key not in fields:
+            continue
+        if key == "sslmode":
+            mode = r.string(fields[key])
+            if mode and mode not in SSL_MODES:
+                r.problem(
+                    fields[key],
+                    f"{mode!r} is not a libpq sslmode; one of {', '.join(SSL_MODES)}",
+                )
+            tls.append((key, mode))
+        elif key in _TLS_FILES:
+            tls.append((key, str(relative_path(r, fields[key], file))))
+    return DatabaseSpec(url=url or None, password_file=password_file, tls=tuple(tls))
+
+
+def _postgres_url(r: Reader, node: Node, text: str) -> str:
+    """Return a postgresql:// URL as given; refuse another scheme and a password in it."""
+    if not text.startswith(POSTGRES_SCHEMES):
+        r.problem(node, f"{text!r}: give a file path for SQLite or a postgresql:// URL")
         return text
-    return str(relative_path(r, node, file))
+    try:
+        password = urlsplit(text).password
+    except ValueError as err:
+        r.problem(node, f"not a valid postgresql:// URL ({err})")
+        return text
+    if password is not None:
+        # Never echo the URL: the password would land in the logs.
+        r.problem(
+            node,
+            "the URL carries a password; put it in password_file (database: {url: ..., "
+            "password_file: FILE}), or in PGPASSWORD or ~/.pgpass",
+        )
+    return text
 
 
 def _unique(

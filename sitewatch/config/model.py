@@ -322,6 +322,46 @@ class AgentConfig:
     state_dir: Path
 
 
+Dialect = Literal["sqlite", "postgresql"]
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# libpq's TLS options the collector's file may set, and the sslmode values libpq knows.
+TLS_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSpec:
+    """Where the collector's database is: a SQLite file, or a PostgreSQL server.
+
+    Here, not in collector.store, because the configuration names it and the configuration
+    package must not import the collector (whose modules import the configuration); how to
+    connect to it (`collector.store.database.conninfo`) is the store's business.
+    """
+
+    path: Path | None = None  # a SQLite file
+    url: str | None = None  # postgresql://user@host:port/dbname, without a password
+    password_file: Path | None = None  # the PostgreSQL password, on its first line
+    tls: tuple[tuple[str, str], ...] = ()  # libpq's ssl* options, as (name, value)
+
+    @classmethod
+    def of(cls, where: str | Path | DatabaseSpec) -> DatabaseSpec:
+        """Return the spec for a path, a URL, or a spec as it is."""
+        if isinstance(where, DatabaseSpec):
+            return where
+        text = str(where)
+        if text.startswith(POSTGRES_SCHEMES):
+            return cls(url=text)
+        return cls(path=Path(where))
+
+    @property
+    def dialect(self) -> Dialect:
+        return "postgresql" if self.url is not None else "sqlite"
+
+    def __str__(self) -> str:
+        """Name the database for messages: the file, or the URL (it carries no password)."""
+        return str(self.path) if self.url is None else self.url
+
+
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     """Certificate and key for serving HTTPS."""
@@ -390,7 +430,8 @@ class CollectorConfig:
     listen_host: str
     listen_port: int
     tls: TlsFiles | None
-    database: str  # a file path, or a postgresql:// URL
+    database: str  # the SQLite file's path, or the postgresql:// URL: for messages
+    database_spec: DatabaseSpec  # the database in full, with its password file and TLS options
     inventory: Inventory
     agents: tuple[AgentCredential, ...]
     api_tokens: tuple[ApiToken, ...]

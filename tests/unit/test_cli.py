@@ -26,7 +26,7 @@ def test_check_config_says_ok_for_each_example_file() -> None:
     assert result.stdout.splitlines() == [
         "config/inventory.yaml: ok (inventory)",
         "config/agent.yaml: ok (agent)",
-        "config/collector.yaml: ok (collector)",
+        "config/collector.yaml: ok (collector, database: /var/lib/sitewatch/collector.db)",
     ]
 
 
