@@ -60,6 +60,16 @@ CLOCK_TOLERANCE = 5.0  # seconds: an agent's clock offset below this is transit,
 OFFSET_SAMPLES = 8  # heartbeats (30 s apart) whose smallest offset is taken
 
 
+def silence_allowance(interval: float) -> float:
+    """Return how long an agent probing every `interval` seconds may go unheard and still count.
+
+    The one rule for every judge of silence: whether an agent is heard (`StateBook.agent_alive`),
+    whether its word is still news (`StateBook._decide`), when a replayed agent resumed
+    (`collector.history`) and how long incidents are held after a restart (`collector.incidents`).
+    """
+    return max(SILENT_AFTER_INTERVALS * interval, SILENT_AFTER_AT_LEAST)
+
+
 @dataclass
 class TargetState:
     """The hysteresis of one target seen from one vantage point."""
@@ -292,15 +302,17 @@ class StateBook:
         was received proves nothing; the time its results were probed does). Results probed
         after that prove a path the centre cannot see, and the agent still counts.
         """
-        heard = self.last_heard.get(site.id)
-        interval = site.thresholds.interval.total_seconds()
-        if heard is None or now - heard > max(
-            SILENT_AFTER_INTERVALS * interval, SILENT_AFTER_AT_LEAST
-        ):
+        if not self.heard_lately(site, now):
             return False
         seen = [self.targets.get((link.id, "icmp", "centre")) for link in site.links]
         known = [state for state in seen if state is not None and state.status != "unknown"]
         return not known or not all(self._outdates(site, state) for state in known)
+
+    def heard_lately(self, site: Site, now: float) -> bool:
+        """Whether the site's agent was heard within its silence allowance of `now`."""
+        heard = self.last_heard.get(site.id)
+        allowance = silence_allowance(site.thresholds.interval.total_seconds())
+        return heard is not None and now - heard <= allowance
 
     def _outdates(self, site: Site, centre: TargetState) -> bool:
         """Whether the centre saw a link of the site fail after the agent's newest result."""
@@ -564,8 +576,7 @@ class StateBook:
         the offset its heartbeats show, before they are weighed against the centre's or now.
         """
         offset = self.clock_offset.get(site.id, 0.0)
-        interval = link.thresholds.interval.total_seconds()
-        news_after = now - max(SILENT_AFTER_INTERVALS * interval, SILENT_AFTER_AT_LEAST)
+        news_after = now - silence_allowance(link.thresholds.interval.total_seconds())
         readings = []
         for (kind, vantage), (source, proves) in self._sources[link.id].items():
             state = self.targets.get((link.id, kind, vantage))
