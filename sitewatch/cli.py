@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from sitewatch import __version__, probe_command
 from sitewatch.config import ConfigError, check_files
+from sitewatch.config.files import Kind
 from sitewatch.passwords import hash_password
 
 MIN_PASSWORD_LENGTH = 8
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     hasher.set_defaults(handler=_hash_password)
     probe_command.add_parser(commands)
     _add_report_parser(commands)
+    _add_migrate_parser(commands)
 
     for name, (summary, description, example) in SERVICES.items():
         service = commands.add_parser(name, help=summary, description=description)
@@ -139,6 +141,39 @@ def _add_report_parser(commands: argparse._SubParsersAction[Any]) -> None:
     sla.set_defaults(handler=_report_sla, parser=sla)
 
 
+def _add_migrate_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add `migrate`: the schema's pending migrations, and the copy from SQLite to PostgreSQL."""
+    migrate = commands.add_parser(
+        "migrate",
+        help="show or apply schema migrations; copy a SQLite database into PostgreSQL",
+        description=(
+            "With --config: print the schema version of the collector's database and the "
+            "migrations this SiteWatch would apply to it (a collector applies them itself when "
+            "it starts); --apply applies them now. With --from FILE.db and --to URL (or "
+            "--config naming a PostgreSQL database): copy a SQLite collector's whole database "
+            "(results, rollups, incidents, status log, ...) into an empty PostgreSQL database, "
+            "then count every table on both sides. Stop the collector first. An interrupted "
+            "copy resumes where it stopped when run again. Exit status 1 for a database that "
+            "cannot be used or a copy whose counts differ, 2 for bad arguments."
+        ),
+    )
+    migrate.add_argument("--config", type=Path, metavar="FILE", help="collector.yaml")
+    migrate.add_argument("--apply", action="store_true", help="apply the pending migrations")
+    migrate.add_argument(
+        "--from", dest="source", type=Path, metavar="FILE.db", help="the SQLite database to copy"
+    )
+    migrate.add_argument(
+        "--to", dest="target", metavar="URL", help="postgresql://user@host:5432/dbname"
+    )
+    migrate.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="the PostgreSQL password for --to (else PGPASSWORD or ~/.pgpass)",
+    )
+    migrate.set_defaults(handler=_migrate, parser=migrate)
+
+
 def _day(text: str) -> date:
     """Return the day of a YYYY-MM-DD argument (argparse makes a bad one a usage error)."""
     try:
@@ -170,8 +205,18 @@ def _check_config(args: argparse.Namespace) -> int:
                 print(problem)
         else:
             kind = outcome.kind.value if outcome.kind else "unknown"
-            print(f"{outcome.path}: ok ({kind})")
+            print(f"{outcome.path}: ok ({kind}{_database_of(outcome.path, outcome.kind)})")
     return 1 if failed else 0
+
+
+def _database_of(path: Path, kind: Kind | None) -> str:
+    """Return ", database: WHERE" for a collector file (which database it would open)."""
+    if kind is not Kind.COLLECTOR:
+        return ""
+    from sitewatch.config import load_collector_config  # noqa: PLC0415 -- checked just before
+
+    spec = load_collector_config(path).database_spec
+    return f", database: {spec}"
 
 
 def _hash_password(_args: argparse.Namespace) -> int:
@@ -227,25 +272,20 @@ def _report_sla(args: argparse.Namespace) -> int:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return 1
-    database = Path(config.database)
-    if "://" in config.database:
-        return _report_error(f"{args.config}: database: only a SQLite file can be read for reports")
-    if not database.is_absolute():
-        database = config.source.parent / database
-    if not database.is_file():
-        return _report_error(
-            f"{database}: no such database (has the collector run with this file?)"
-        )
+    spec = config.database_spec
+    if spec.path is not None and not spec.path.is_file():
+        return _report_error(f"{spec}: no such database (has the collector run with this file?)")
+    unreadable: tuple[type[Exception], ...] = (*_driver_errors(), StoreError)
     inventory = config.inventory
     start, end = report.period_bounds(args.first, args.last, inventory.timezone)
     try:
-        store = Store(database, readonly=True)
+        store = Store(spec, readonly=True)
     except StoreError as err:
         return _report_error(str(err))
     try:
         built = report.build_report(store, inventory, start, end, time.time())
-    except sqlite3.Error as err:
-        return _report_error(f"{database}: cannot read the database: {err}")
+    except unreadable as err:
+        return _report_error(f"{spec}: cannot read the database: {err}")
     finally:
         store.close()
     if args.format == "json":
@@ -255,6 +295,120 @@ def _report_sla(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(report.report_table(built))
     return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Show or apply the schema's migrations, or copy a SQLite database into PostgreSQL."""
+    from collector.store import StoreError  # noqa: PLC0415 -- the collector's modules load on demand
+
+    parser: argparse.ArgumentParser = args.parser
+    if args.source is None:
+        if args.config is None:
+            parser.error("give --config FILE, or --from FILE.db with --to URL")
+        if args.target is not None or args.password_file is not None:
+            parser.error("--to and --password-file go with --from")
+    elif args.apply:
+        parser.error("--apply goes with --config alone; --from copies, and migrates its target")
+    elif (args.target is None) == (args.config is None):
+        parser.error("--from needs the PostgreSQL database: --to URL, or --config FILE")
+    elif args.config is not None and args.password_file is not None:
+        parser.error("--password-file goes with --to; the --config file names its own")
+    try:
+        if args.source is not None:
+            return _migrate_copy(args)
+        return _migrate_schema(args.config, apply=args.apply)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except StoreError as err:
+        return _migrate_error(str(err))
+
+
+def _migrate_schema(config_path: Path, *, apply: bool) -> int:
+    from collector.store import schema  # noqa: PLC0415 -- the collector's modules load on demand
+    from collector.store.database import open_database  # noqa: PLC0415 -- as above
+    from sitewatch.config import load_collector_config  # noqa: PLC0415 -- as above
+
+    spec = load_collector_config(config_path).database_spec
+    if spec.path is not None and not spec.path.is_file() and not apply:
+        print(
+            f"{spec}: no database yet; the collector creates it with schema version "
+            f"{len(schema.SCHEMA)} when it starts"
+        )
+        return 0
+    db = open_database(spec, readonly=not apply)
+    try:
+        todo = schema.pending(db)
+        with db.reading() as conn:
+            current = schema.version(conn)
+        print(f"{spec}: schema version {current}; this SiteWatch's is {len(schema.SCHEMA)}")
+        if not todo:
+            print("no migrations pending")
+            return 0
+        print(f"{'applying' if apply else 'pending'}:")
+        for number, migration in todo:
+            print(f"  {number:>3}  {migration.about}")
+        if not apply:
+            print(
+                f"apply them with: sitewatch migrate --config {config_path} --apply "
+                "(a collector applies them when it starts)"
+            )
+            return 0
+        applied = schema.migrate(db)
+        db.start_wal(migrated=bool(applied))
+        with db.reading() as conn:
+            print(f"{spec}: now at schema version {schema.version(conn)}")
+    finally:
+        db.close()
+    return 0
+
+
+def _migrate_copy(args: argparse.Namespace) -> int:
+    from collector import migrate  # noqa: PLC0415 -- the collector's modules load on demand
+    from sitewatch.config import load_collector_config  # noqa: PLC0415 -- as above
+    from sitewatch.config.model import DatabaseSpec  # noqa: PLC0415 -- as above
+
+    if args.config is not None:
+        target = load_collector_config(args.config).database_spec
+    else:
+        if not str(args.target).startswith(("postgresql://", "postgres://")):
+            args.parser.error(f"--to {args.target!r}: give a postgresql:// URL")
+        target = DatabaseSpec(url=args.target, password_file=args.password_file)
+    if target.dialect != "postgresql":
+        return _migrate_error(f"{args.config}: database: the copy goes into a PostgreSQL database")
+    last: dict[str, int] = {}
+
+    def progress(table: str, rows: int) -> None:
+        if rows and rows // 100_000 != last.get(table, 0) // 100_000:
+            print(f"{table}: {rows} rows copied", flush=True)
+        last[table] = rows
+
+    print(f"copying {args.source} into {target}", flush=True)
+    try:
+        counts = migrate.copy_database(args.source, target, progress=progress)
+    except migrate.CountMismatch as err:
+        sys.stdout.write(migrate.format_counts(err.counts))
+        return _migrate_error(str(err))
+    except migrate.MigrationError as err:
+        return _migrate_error(str(err))
+    sys.stdout.write(migrate.format_counts(counts))
+    print("copied: every table holds as many rows as its source")
+    return 0
+
+
+def _migrate_error(message: str) -> int:
+    print(f"sitewatch migrate: {message}", file=sys.stderr)
+    return 1
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """Return the database drivers' root errors: sqlite3's, and psycopg's when installed."""
+    try:
+        import psycopg  # noqa: PLC0415 -- only a PostgreSQL database needs it
+    except ImportError:  # pragma: no cover -- a dependency of the package
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
 
 
 def _report_error(message: str) -> int:
