@@ -56,6 +56,7 @@ bench: venv system-packages
 	$(PY) -m bench.ingest_bench
 	$(PY) -m bench.agent_bench
 	$(PY) -m bench.correlation_bench
+	$(PY) -m bench.report_bench
 	$(PY) -m bench.detection_bench
 	$(PY) -m bench.abuse_bench
 
