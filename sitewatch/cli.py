@@ -313,6 +313,7 @@ def _migrate(args: argparse.Namespace) -> int:
         parser.error("--from needs the PostgreSQL database: --to URL, or --config FILE")
     elif args.config is not None and args.password_file is not None:
         parser.error("--password-file goes with --to; the --config file names its own")
+    failures: tuple[type[Exception], ...] = _driver_errors()
     try:
         if args.source is not None:
             return _migrate_copy(args)
@@ -323,6 +324,10 @@ def _migrate(args: argparse.Namespace) -> int:
         return 1
     except StoreError as err:
         return _migrate_error(str(err))
+    except failures as err:
+        # A connection lost half-way through a copy loses nothing: it resumes when run again.
+        again = "; run it again to resume" if args.source is not None else ""
+        return _migrate_error(f"{str(err).strip().splitlines()[0]}{again}")
 
 
 def _migrate_schema(config_path: Path, *, apply: bool) -> int:
@@ -366,6 +371,7 @@ def _migrate_schema(config_path: Path, *, apply: bool) -> int:
 
 def _migrate_copy(args: argparse.Namespace) -> int:
     from collector import migrate  # noqa: PLC0415 -- the collector's modules load on demand
+    from collector.store.database import conninfo  # noqa: PLC0415 -- as above
     from sitewatch.config import load_collector_config  # noqa: PLC0415 -- as above
     from sitewatch.config.model import DatabaseSpec  # noqa: PLC0415 -- as above
 
@@ -375,6 +381,7 @@ def _migrate_copy(args: argparse.Namespace) -> int:
         if not str(args.target).startswith(("postgresql://", "postgres://")):
             args.parser.error(f"--to {args.target!r}: give a postgresql:// URL")
         target = DatabaseSpec(url=args.target, password_file=args.password_file)
+        conninfo(target)  # refuses a password in the URL before the URL is ever printed
     if target.dialect != "postgresql":
         return _migrate_error(f"{args.config}: database: the copy goes into a PostgreSQL database")
     last: dict[str, int] = {}

@@ -432,3 +432,24 @@ def test_migrate_on_a_sqlite_file_not_made_yet(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "no database yet" in result.stdout
     assert not (tmp_path / "later.db").exists()
+
+
+def test_migrate_on_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    junk = tmp_path / "collector.db"
+    junk.write_bytes(b"not a database, only some text that is long enough" * 100)
+    config = collector_config(tmp_path, str(junk))
+    for args in (["--config", str(config)], ["--config", str(config), "--apply"]):
+        result = run("migrate", *args)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith("sitewatch migrate: ")
+        assert "not a database" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_password_in_the_target_url_is_refused(tmp_path: Path, postgres_url: str) -> None:
+    source = populated(tmp_path / "collector.db", results=100)
+    with_password = postgres_url.replace("@", ":hunter2@", 1)
+    result = run("migrate", "--from", str(source), "--to", with_password)
+    assert result.returncode == 1
+    assert "the database URL carries a password" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
