@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from collector.api import COLLECTOR, MAX_BODY, build_app
 from collector.service import Collector
-from collector.store import Store
+from collector.store import DatabaseSpec, Store
 from collector.topology import Cause
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken, CollectorConfig
@@ -43,12 +43,12 @@ def example_config(
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(database_spec: DatabaseSpec) -> AsyncIterator[TestClient[Any, Any]]:
     config = example_config(
         tuple(AgentCredential(a, a.split("-")[0], sha(t)) for a, t in TOKENS.items()),
         (ApiToken("screen", "viewer", sha(STAFF)), ApiToken("desk", "operator", sha(OPERATOR))),
     )
-    store = Store(tmp_path / "collector.db")
+    store = Store(database_spec)  # SQLite or PostgreSQL: the fixture runs on both
     collector = Collector(config, store)
     async with TestClient(TestServer(build_app(collector))) as test_client:
         STORES[test_client] = store
