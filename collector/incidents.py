@@ -16,25 +16,45 @@ open and recently resolved incidents in memory so a pass costs no query.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import sqlite3
+import logging
 import threading
-from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
 from collector import notify
 from collector.sla import WorkingCalendar
-from collector.state import SILENT_AFTER_AT_LEAST, SILENT_AFTER_INTERVALS
+from collector.state import silence_allowance
 from collector.store import Store
+from collector.store import incidents as table
+from collector.store.database import Connection
+from collector.store.incidents import (
+    Event,
+    Incident,
+    IncidentChanged,
+    IncidentStatus,
+    Status,
+    is_unique_violation,
+)
 from collector.topology import PRIORITY_ORDER, Cause, Priority
 from probes.result import format_ts
 from sitewatch.config.model import Inventory, Notifier
 
-Status = Literal["open", "acknowledged", "resolved"]
+__all__ = [
+    "MAJOR_AT_PERCENT",
+    "MAJOR_P1_COUNT",
+    "SETTLE_MARGIN",
+    "Event",
+    "Incident",
+    "IncidentBook",
+    "IncidentError",
+    "StaffAction",
+    "Status",
+    "iso",
+]
+log = logging.getLogger(__name__)
 StaffAction = Literal["acknowledge", "note", "resolve"]
 MAJOR_AT_PERCENT = 75.0  # a P1 that has used this much of its SLA is a major incident
 MAJOR_P1_COUNT = 2  # this many P1s open at once make each of them major
@@ -54,73 +74,15 @@ class IncidentError(Exception):
         self.status, self.code = status, code
 
 
-@dataclass(frozen=True, slots=True)
-class Incident:
-    """One row of the incidents table."""
-
-    id: int
-    key: str
-    priority: Priority
-    status: Status
-    title: str
-    cause: Mapping[str, Any]
-    sites: tuple[str, ...]
-    affected_users: int
-    opened_at: float
-    acknowledged_at: float | None
-    acknowledged_by: str | None
-    resolved_at: float | None
-    resolved_by: str | None
-    due_at: float
-    major: bool
-    flaps: int
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One entry of an incident's timeline."""
-
-    ts: float
-    kind: str
-    author: str | None
-    detail: Mapping[str, Any]
-
-
-COLUMNS = (
-    "id, key, priority, status, title, cause, sites, affected_users, opened_at, "
-    "acknowledged_at, acknowledged_by, resolved_at, resolved_by, due_at, major, flaps"
-)
-
-
-def _select(db: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[Incident]:
-    """Read incidents; `where` is always one of this module's fixed clauses."""
-    query = f"SELECT {COLUMNS} FROM incidents WHERE {where}"  # noqa: S608 -- fixed clauses
-    return [_from_row(row) for row in db.execute(query, params).fetchall()]
-
-
-def _from_row(row: Sequence[Any]) -> Incident:
-    return Incident(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        json.loads(row[5]),
-        tuple(json.loads(row[6])),
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-        bool(row[14]),
-        row[15],
-    )
+def _select(db: Connection, where: str, params: Sequence[Any]) -> list[Incident]:
+    """Read incidents; kept for `collector.report` until it reads `Store.incidents`."""
+    return table.select(db, where, params)
 
 
 class IncidentBook:
-    """The incidents of one collector, kept in the store and mirrored in memory while live."""
+    """The incidents of one collector: the database holds them, and keeps the rule of one open
+    incident per key; the book keeps a copy of the open and recently resolved ones in memory
+    (a cache, `reload` reads it again) so a correlation pass costs no query."""
 
     def __init__(
         self,
@@ -145,28 +107,44 @@ class IncidentBook:
         interval = inventory.thresholds.interval.total_seconds()
         self.settle = 2 * interval + SETTLE_MARGIN
 
-    # -- start-up -------------------------------------------------------------------------
+    # -- start-up and take-over -----------------------------------------------------------
 
     def load(self, now: float) -> None:
         """Read the open and recently resolved incidents back after a restart."""
-        window = self.inventory.priorities.reopen_window.total_seconds()
-        with self.store.reading() as db:
-            rows = _select(
-                db, "status != 'resolved' OR resolved_at >= ? ORDER BY id", (now - window,)
-            )
         with self._lock:
-            self._live = {}
-            for incident in rows:
-                self._live[incident.key] = incident
-                if incident.status == "resolved" and incident.resolved_by is not None:
-                    self._quiet.add(incident.key)
+            self._reload(now)
             # What was open before the restart is not resolved by the first passes after it:
             # agents count as heard until their silence allowance runs out again, so a cause
             # built on silence (a dead agent, a site cut off) would look cleared, then relapse.
             interval = self.inventory.thresholds.interval.total_seconds()
-            allowance = max(SILENT_AFTER_INTERVALS * interval, SILENT_AFTER_AT_LEAST)
+            allowance = silence_allowance(interval)
             self._hold_until = now + allowance + interval
             self._publish()
+
+    def reload(self, now: float) -> None:
+        """Read the open and recently resolved incidents again from the database.
+
+        For a collector that takes over from another, or whose copy another process changed
+        (an operator acknowledged an incident through another collector). A pass that finds
+        its copy out of date reloads by itself.
+        """
+        with self._lock:
+            self._reload(now)
+            self._publish()
+
+    def _reload(self, now: float) -> None:
+        window = self.inventory.priorities.reopen_window.total_seconds()
+        rows = self.store.incidents.live(now - window)
+        live = {incident.key: incident for incident in rows}
+        # A key kept quiet outlives the window in the copy (`_forget_old`): keep its incident
+        # unless the database has a newer one of that key.
+        for key in self._quiet - set(live):
+            if key in self._live:
+                live[key] = self._live[key]
+        self._quiet = {
+            key for key in self._quiet if key in live and live[key].status == "resolved"
+        } | {i.key for i in rows if i.status == "resolved" and i.resolved_by is not None}
+        self._live = live
 
     # -- correlation passes ---------------------------------------------------------------
 
@@ -183,10 +161,31 @@ class IncidentBook:
         up on too few successes): their incidents stay open though their cause is absent.
         `unwatched` are the keys whose subject nobody watches any more, with the reason their
         incident gives when it resolves (`StateBook.unwatched`).
+
+        When the database refuses the pass because the copy was out of date (another process
+        opened, reopened or changed an incident), the pass is undone, the incidents are read
+        again and the pass is made once more on what the database holds.
         """
         causes = list(causes)
-        with self._lock, self.store.transaction() as db:
-            writer = _Writer(self, db, now)
+        with self._lock:
+            try:
+                return self._pass(causes, now, unsure, unwatched)
+            except Exception as err:
+                if not isinstance(err, IncidentChanged) and not is_unique_violation(err):
+                    raise
+                log.warning("Incidents changed under this collector's copy (%s): read again", err)
+                self._reload(now)
+                return self._pass(causes, now, unsure, unwatched)
+
+    def _pass(
+        self,
+        causes: list[Cause],
+        now: float,
+        unsure: Container[str],
+        unwatched: Mapping[str, str],
+    ) -> int:
+        with self._undone_on_error(), self.store.db.writing() as tx:
+            writer = _Writer(self, tx, now)
             present = {cause.key: cause for cause in causes}
             covered = {key: cause.key for cause in causes for key in cause.covers}
             self._settling = {k: until for k, until in self._settling.items() if until > now}
@@ -211,8 +210,24 @@ class IncidentBook:
             self._present = set(present)
             self._escalate(writer, now)
             self._forget_old(now)
-            self._publish()
-            return writer.queued
+        self._publish()
+        return writer.queued
+
+    @contextmanager
+    def _undone_on_error(self) -> Iterator[None]:
+        """Put the copy back as it was when the transaction around it is rolled back."""
+        kept = (
+            dict(self._live),
+            set(self._quiet),
+            set(self._present),
+            self._covered,
+            dict(self._settling),
+        )
+        try:
+            yield
+        except BaseException:
+            self._live, self._quiet, self._present, self._covered, self._settling = kept
+            raise
 
     def _apply(self, writer: _Writer, cause: Cause, now: float) -> None:
         incident = self._live.get(cause.key)
@@ -255,30 +270,55 @@ class IncidentBook:
     # -- staff actions --------------------------------------------------------------------
 
     def acknowledge(self, incident_id: int, who: str, now: float) -> Incident:
-        with self._lock, self.store.transaction() as db:
-            incident = self._get(db, incident_id)
+        def act(writer: _Writer, incident: Incident) -> Incident:
             if incident.status != "open":
                 raise IncidentError(409, "conflict", f"incident {incident_id} is {incident.status}")
-            acknowledged = _Writer(self, db, now).acknowledge(incident, who)
-            self._publish()
-            return acknowledged
+            return writer.acknowledge(incident, who)
+
+        return self._staff(incident_id, now, act)
 
     def add_note(self, incident_id: int, who: str, text: str, now: float) -> Incident:
-        with self._lock, self.store.transaction() as db:
-            incident = self._get(db, incident_id)
-            _Writer(self, db, now).event(incident.id, "note", {"text": text}, author=who)
+        def act(writer: _Writer, incident: Incident) -> Incident:
+            writer.event(incident.id, "note", {"text": text}, author=who)
             return incident
 
+        return self._staff(incident_id, now, act)
+
     def resolve(self, incident_id: int, who: str, note: str, now: float) -> Incident:
-        with self._lock, self.store.transaction() as db:
-            incident = self._get(db, incident_id)
+        def act(writer: _Writer, incident: Incident) -> Incident:
             if incident.status == "resolved":
                 raise IncidentError(409, "conflict", f"incident {incident_id} is resolved")
-            resolved = _Writer(self, db, now).resolve(incident, who, {"note": note})
+            resolved = writer.resolve(incident, who, {"note": note})
             if incident.key in self._present:
                 self._quiet.add(incident.key)
-            self._publish()
             return resolved
+
+        return self._staff(incident_id, now, act)
+
+    def _staff(
+        self, incident_id: int, now: float, act: Callable[[_Writer, Incident], Incident]
+    ) -> Incident:
+        """Do a staff action on the incident as the database holds it, in one transaction.
+
+        The row is read inside the transaction, and written only if its status is still the
+        one read: if another process changed it in between, the action is tried once more on
+        what it did.
+        """
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    with self._undone_on_error(), self.store.db.writing() as tx:
+                        incident = table.read(tx, incident_id)
+                        if incident is None:
+                            raise IncidentError(404, "not_found", f"no incident {incident_id}")
+                        done = act(_Writer(self, tx, now), incident)
+                except IncidentChanged:
+                    if attempt == 2:
+                        raise
+                    continue
+                self._publish()
+                return done
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def act(self, action: StaffAction, incident_id: int, who: str, text: str, now: float) -> None:
         """Do what an operator asked, from the API or the dashboard: the text is the note."""
@@ -290,12 +330,6 @@ class IncidentBook:
             self.add_note(incident_id, who, text, now)
         else:
             self.resolve(incident_id, who, text, now)
-
-    def _get(self, db: sqlite3.Connection, incident_id: int) -> Incident:
-        found = _select(db, "id = ?", (incident_id,))
-        if not found:
-            raise IncidentError(404, "not_found", f"no incident {incident_id}")
-        return found[0]
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -316,47 +350,22 @@ class IncidentBook:
         )
 
     def get(self, incident_id: int) -> Incident | None:
-        with self.store.reading() as db:
-            found = _select(db, "id = ?", (incident_id,))
-        return found[0] if found else None
+        return self.store.incidents.get(incident_id)
 
-    def find(
-        self, status: Literal["open", "resolved", "all"], start: float, end: float, limit: int
-    ) -> list[Incident]:
+    def find(self, status: IncidentStatus, start: float, end: float, limit: int) -> list[Incident]:
         """Return incidents opened in [start, end), newest first; open means not resolved."""
-        where = {"open": "status != 'resolved'", "resolved": "status = 'resolved'", "all": "1"}
-        with self.store.reading() as db:
-            return _select(
-                db,
-                f"{where[status]} AND opened_at >= ? AND opened_at < ? "
-                "ORDER BY opened_at DESC, id DESC LIMIT ?",
-                (start, end, limit),
-            )
+        return self.store.incidents.find(status, start, end, limit)
 
     def timeline(self, incident_id: int) -> list[Event]:
-        with self.store.reading() as db:
-            rows = db.execute(
-                "SELECT ts, kind, author, detail FROM incident_events WHERE incident = ? "
-                "ORDER BY ts, rowid",
-                (incident_id,),
-            ).fetchall()
-        return [Event(ts, kind, author, json.loads(detail)) for ts, kind, author, detail in rows]
+        return self.store.incidents.timeline(incident_id)
 
     def notes_of(self, incident_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         """Return the notes of many incidents in one read, as the incident JSON gives them."""
         notes: dict[int, list[dict[str, Any]]] = {i: [] for i in incident_ids}
-        if not notes:
-            return notes
-        marks = ",".join("?" * len(notes))
-        with self.store.reading() as db:
-            rows = db.execute(
-                "SELECT incident, ts, author, detail FROM incident_events "  # noqa: S608
-                f"WHERE kind = 'note' AND incident IN ({marks}) ORDER BY ts, rowid",
-                list(notes),
-            ).fetchall()
-        for incident, ts, author, detail in rows:
-            text = json.loads(detail).get("text", "")
-            notes[incident].append({"ts": iso(ts), "author": author, "text": text})
+        for note in self.store.incidents.notes(list(notes)):
+            notes[note.incident].append(
+                {"ts": iso(note.ts), "author": note.author, "text": note.text}
+            )
         return notes
 
     def percent_used(self, incident: Incident, now: float) -> float:
@@ -410,8 +419,8 @@ class IncidentBook:
 class _Writer:
     """The changes of one transaction: rows, timeline entries and notifications together."""
 
-    def __init__(self, book: IncidentBook, db: sqlite3.Connection, now: float) -> None:
-        self.book, self.db, self.now = book, db, now
+    def __init__(self, book: IncidentBook, tx: Connection, now: float) -> None:
+        self.book, self.tx, self.now = book, tx, now
         self.queued = 0
 
     def due(self, opened_at: float, priority: Priority) -> float:
@@ -423,14 +432,7 @@ class _Writer:
             0, cause.key, cause.priority, "open", cause.title, cause.as_json(), cause.sites,
             cause.affected_users, self.now, None, None, None, None, due, False, 0,
         )  # fmt: skip
-        cursor = self.db.execute(
-            "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
-            "opened_at, due_at) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?)",
-            (fresh.key, fresh.priority, fresh.title, json.dumps(dict(fresh.cause)),
-             json.dumps(list(fresh.sites)), fresh.affected_users, fresh.opened_at, due),
-        )  # fmt: skip
-        assert cursor.lastrowid is not None  # noqa: S101 -- an INSERT always yields a row id
-        incident = dataclasses.replace(fresh, id=cursor.lastrowid)
+        incident = table.insert(self.tx, fresh)  # the database refuses a second open one
         self.book._live[cause.key] = incident
         self.event(incident.id, "opened", {"priority": cause.priority, "title": cause.title})
         self.notify(incident, "opened")
@@ -508,28 +510,11 @@ class _Writer:
         return resolved
 
     def save(self, incident: Incident, **changes: Any) -> Incident:
-        updated = dataclasses.replace(incident, **changes)
-        self.db.execute(
-            "UPDATE incidents SET priority=?, status=?, title=?, cause=?, sites=?, "
-            "affected_users=?, acknowledged_at=?, acknowledged_by=?, resolved_at=?, "
-            "resolved_by=?, due_at=?, major=?, flaps=? WHERE id=?",
-            (
-                updated.priority,
-                updated.status,
-                updated.title,
-                json.dumps(dict(updated.cause)),
-                json.dumps(list(updated.sites)),
-                updated.affected_users,
-                updated.acknowledged_at,
-                updated.acknowledged_by,
-                updated.resolved_at,
-                updated.resolved_by,
-                updated.due_at,
-                int(updated.major),
-                updated.flaps,
-                updated.id,
-            ),
-        )
+        """Write what changed, if the row is still as `incident` says (IncidentChanged if not)."""
+        changed = {
+            name: value for name, value in changes.items() if getattr(incident, name) != value
+        }
+        updated = table.change(self.tx, incident, **changed)
         live = self.book._live.get(updated.key)
         if live is None or live.id == updated.id:
             self.book._live[updated.key] = updated
@@ -538,17 +523,14 @@ class _Writer:
     def event(
         self, incident: int, kind: str, detail: Mapping[str, Any], author: str | None = None
     ) -> None:
-        self.db.execute(
-            "INSERT INTO incident_events (incident, ts, kind, author, detail) VALUES (?,?,?,?,?)",
-            (incident, self.now, kind, author, json.dumps(dict(detail))),
-        )
+        table.add_event(self.tx, incident, self.now, kind, detail, author=author)
 
     def notify(self, incident: Incident, event: str) -> None:
         if not self.book.notifiers:
             return
         payload = self.book.to_json(incident, self.now)
         self.queued += notify.queue(
-            self.db,
+            self.tx,
             self.book.notifiers,
             incident=incident.id,
             event=event,

@@ -12,7 +12,8 @@ reach the network through it, which the incident logic attributes to the upstrea
 
 Staff create windows through the API: `parse_window` checks a decoded JSON body and every refusal
 is a `MaintenanceError` naming the field. Windows are deleted softly (`deleted_at`) so the
-record of who planned what stays. The storage functions block: call them via `asyncio.to_thread`.
+record of who planned what stays; `collector.store.maintenance` holds them. The storage
+functions block: call them via `asyncio.to_thread`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any, Literal, TypedDict, cast, get_args
+from typing import Literal, TypedDict, cast, get_args
 from zoneinfo import ZoneInfo
 
 from collector.store import Store
+from collector.store.maintenance import StoredWindow
 from probes.result import ResultFormatError, format_ts, parse_ts
 from probes.values import clean_text
 from sitewatch.config.model import WEEKDAYS, Inventory
@@ -321,12 +323,16 @@ def _time_of_day(node: Mapping[object, object], key: str) -> time:
 def add(store: Store, new: NewWindow, *, created_by: str, now: float) -> Window:
     """Store a new window and return it with its id."""
     weekly = None if new.weekly is None else json.dumps(weekly_json(new.weekly))
-    with store.transaction() as db:
-        (window_id,) = db.execute(
-            'INSERT INTO maintenance (scope, target, start, "end", weekly, reason, created_by, '
-            "created_at) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
-            (new.scope, new.target, new.start, new.end, weekly, new.reason, created_by, now),
-        ).fetchone()
+    window_id = store.maintenance.add(
+        new.scope,
+        new.target,
+        start=new.start,
+        end=new.end,
+        weekly=weekly,
+        reason=new.reason,
+        created_by=created_by,
+        now=now,
+    )
     return Window(
         window_id,
         new.scope,
@@ -342,28 +348,27 @@ def add(store: Store, new: NewWindow, *, created_by: str, now: float) -> Window:
 
 def load(store: Store) -> list[Window]:
     """Return every window not deleted, oldest first, ended one-off windows included."""
-    with store.reading() as db:
-        rows = db.execute(
-            'SELECT id, scope, target, start, "end", weekly, reason, created_by, created_at '
-            "FROM maintenance WHERE deleted_at IS NULL ORDER BY id"
-        ).fetchall()
-    return [_window(row) for row in rows]
+    return [_window(row) for row in store.maintenance.windows()]
 
 
 def delete(store: Store, window_id: int, *, now: float) -> bool:
     """Delete a window softly; return False when there is no such window left to delete."""
-    with store.transaction() as db:
-        cursor = db.execute(
-            "UPDATE maintenance SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-            (now, window_id),
-        )
-    return cursor.rowcount == 1
+    return store.maintenance.delete(window_id, now)
 
 
-def _window(row: tuple[Any, ...]) -> Window:
-    window_id, scope, target, start, end, weekly, reason, created_by, created_at = row
-    stored = None if weekly is None else _stored_weekly(weekly)
-    return Window(window_id, scope, target, start, end, stored, reason, created_by, created_at)
+def _window(row: StoredWindow) -> Window:
+    weekly = None if row.weekly is None else _stored_weekly(row.weekly)
+    return Window(
+        row.id,
+        cast("Scope", row.scope),
+        row.target,
+        row.start,
+        row.end,
+        weekly,
+        row.reason,
+        row.created_by,
+        row.created_at,
+    )
 
 
 def _stored_weekly(text: str) -> Weekly:

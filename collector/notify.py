@@ -1,4 +1,4 @@
-"""Incident notifications: a durable outbox in SQLite and the loop that empties it.
+"""Incident notifications: a durable outbox in the database and the loop that empties it.
 
 The incident code calls `queue` inside its own transaction, so a notification exists exactly
 when the change it announces was committed. `Deliverer` then sends the rows: each receiver
@@ -8,6 +8,8 @@ A row stays until it is delivered, across restarts; a failure is retried with ex
 backoff, and only a receiver that refuses the message itself (HTTP 4xx, SMTP 5xx) makes us
 give up. Delivery is at least once: a receiver that took a message whose delivery we could not
 record gets it again.
+
+Rows are kept by `collector.store.notifications`, the only writer of the outbox.
 
 Errors::
 
@@ -23,7 +25,6 @@ import logging
 import math
 import random
 import smtplib
-import sqlite3
 import ssl
 import time
 from collections import Counter, defaultdict
@@ -40,6 +41,9 @@ import aiohttp
 
 from collector.loops import Rounds
 from collector.store import Store
+from collector.store import notifications as outbox
+from collector.store.database import Connection
+from collector.store.notifications import Notification
 from probes.result import format_ts
 from sitewatch.config.model import EmailNotifier, Notifier
 
@@ -114,21 +118,6 @@ class PagerDutyBody(TypedDict):
 
 
 @dataclass(frozen=True, slots=True)
-class Notification:
-    """One row of the outbox."""
-
-    id: int
-    incident: int
-    channel: str
-    event: str
-    payload: dict[str, Any]  # the incident's API JSON as it was at the event
-    created: float
-    attempts: int
-    next_attempt: float
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class Round:
     """What one pass of `Deliverer.deliver_due` did, and when the next row falls due."""
 
@@ -165,7 +154,7 @@ def events_for(notifier: Notifier) -> frozenset[Event]:
 
 
 def queue(
-    db: sqlite3.Connection,
+    tx: Connection,
     notifiers: Iterable[Notifier],
     *,
     incident: int,
@@ -181,11 +170,7 @@ def queue(
         raise ValueError(f"unknown notification event {event!r}")
     channels = {channel_name(n): n for n in notifiers if event in events_for(n)}
     body = json.dumps(payload, separators=(",", ":"))
-    db.executemany(
-        "INSERT INTO notifications (incident, channel, event, payload, created, next_attempt) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [(incident, channel, event, body, now, now) for channel in channels],
-    )
+    outbox.add(tx, [(incident, channel, event, body, now) for channel in channels])
     return len(channels)
 
 
@@ -500,33 +485,13 @@ class Deliverer:
             )
 
     def _pending(self) -> list[Notification]:
-        with self.store.reading() as db:
-            rows = db.execute(
-                "SELECT id, incident, channel, event, payload, created, attempts, next_attempt, "
-                "last_error FROM notifications WHERE delivered_at IS NULL AND next_attempt < ? "
-                "ORDER BY id",
-                (GAVE_UP,),
-            ).fetchall()
-        return [
-            Notification(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], r[8])
-            for r in rows
-        ]
+        return self.store.notifications.pending(GAVE_UP)
 
     def _delivered(self, note: Notification, now: float) -> None:
         attempts = note.attempts + 1
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE notifications SET delivered_at = ?, attempts = ?, last_error = NULL "
-                "WHERE id = ?",
-                (now, attempts, note.id),
-            )
-            _log_event(
-                db,
-                note,
-                now,
-                "notified",
-                {"channel": note.channel, "event": note.event, "attempts": attempts},
-            )
+        self.store.notifications.delivered(
+            note, now, {"channel": note.channel, "event": note.event, "attempts": attempts}
+        )
         if note.attempts:
             log.info(
                 "Notification %d to %s delivered after %d attempts", note.id, note.channel, attempts
@@ -544,22 +509,7 @@ class Deliverer:
             detail["retry_at"] = format_ts(datetime.fromtimestamp(retry_at, UTC))
         else:
             detail["gave_up"] = True
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE notifications SET attempts = attempts + 1, next_attempt = ?, "
-                "last_error = ? WHERE id = ?",
-                (retry_at, err.message, note.id),
-            )
-            _log_event(db, note, now, "notify_failed", detail)
-
-
-def _log_event(
-    db: sqlite3.Connection, note: Notification, now: float, kind: str, detail: dict[str, Any]
-) -> None:
-    db.execute(
-        "INSERT INTO incident_events (incident, ts, kind, author, detail) VALUES (?, ?, ?, ?, ?)",
-        (note.incident, now, kind, None, json.dumps(detail, separators=(",", ":"))),
-    )
+        self.store.notifications.failed(note, now, err.message, retry_at, detail)
 
 
 def _plan(

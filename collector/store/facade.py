@@ -15,6 +15,9 @@ from typing import Any
 
 from collector.store import agents, schema
 from collector.store.database import Connection, DatabaseSpec, StoreError, open_database
+from collector.store.incidents import IncidentTable
+from collector.store.maintenance import MaintenanceTable
+from collector.store.notifications import NotificationTable
 from collector.store.results import LEGACY_OUTBOX, IngestOutcome, Results, Stored
 from probes.result import ProbeResult
 
@@ -44,6 +47,9 @@ class Store:
             self.db.close()
             raise
         self.results = Results(self.db)
+        self.incidents = IncidentTable(self.db)
+        self.notifications = NotificationTable(self.db)
+        self.maintenance = MaintenanceTable(self.db)
 
     @property
     def dialect(self) -> str:

@@ -1,20 +1,25 @@
-"""The incident book over a real SQLite file, driven by correlation passes on a fake clock."""
+"""The incident book over a real database, SQLite and PostgreSQL, driven by correlation passes
+on a fake clock; two books on one database stand for two collector processes."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.incidents import IncidentBook, IncidentError
 from collector.state import StateBook
-from collector.store import Store
+from collector.store import DatabaseSpec, Store
+from collector.store.incidents import is_unique_violation
 from collector.topology import Cause, Evidence, Maintained, Topology, correlate
 from probes.result import ProbeResult
 from sitewatch.config.files import load_inventory
@@ -219,12 +224,17 @@ def test_staff_acknowledge_note_and_resolve(store: Store) -> None:
 def test_the_store_refuses_two_open_incidents_with_one_key(store: Store) -> None:
     book = book_of(store)
     book.reconcile(causes(CUT_CC, CC_SILENT), at("2026-11-23T09:00:00"))
-    with pytest.raises(sqlite3.IntegrityError), store.transaction() as db:
+    with (
+        pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)) as refused,
+        store.db.writing() as db,
+    ):
         db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users,"
-            " opened_at, due_at) VALUES ('link:customer-care-mpls', 'P1', 'open', 't', '{}',"
-            " '[]', 0, 0, 0)"
+            " opened_at, due_at) VALUES (?, 'P1', 'open', 't', '{}', '[]', 0, 0, 0)",
+            ("link:customer-care-mpls",),  # a parameter: SQL text holds no ':' (database.py)
         )
+    assert is_unique_violation(refused.value)
+    assert rows(store, "SELECT count(*) FROM incidents") == [(1,)]
 
 
 def test_a_restart_reads_open_incidents_back(store: Store) -> None:
@@ -461,3 +471,139 @@ def test_a_group_of_devices_stays_open_while_any_member_is_unknown(store: Store)
     a_pass(states, book, t1 + 402)
     assert book.open_incidents() == []
     assert resolved_reason(book, group.id) == "the cause cleared"
+
+
+# -- two collectors on one database ----------------------------------------------------------
+
+
+@pytest.fixture
+def second(database_spec: DatabaseSpec, store: Store) -> Iterator[Store]:
+    """Another process's store on the same database as `store`."""
+    other = Store(database_spec)
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+def test_a_book_with_an_old_copy_cannot_open_a_second_incident_of_a_key(
+    store: Store, second: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    t0 = at("2026-11-23T09:00:00")
+    late = book_of(second)  # loaded before the other opened anything: its copy is empty
+    first = book_of(store)
+    first.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    (opened,) = first.open_incidents()
+    # The same cause, seen by the book that does not know: the database refuses its INSERT,
+    # the pass is undone, the book reads the incidents again and carries on with the one open.
+    assert late.reconcile(causes(CUT_CC, CC_SILENT), t0 + 30) == 0
+    assert "read again" in caplog.text  # the database refused, not the copy
+    assert [i.id for i in late.open_incidents()] == [opened.id]
+    assert rows(store, "SELECT count(*) FROM incidents") == [(1,)]
+    assert rows(store, "SELECT count(*) FROM notifications WHERE event = 'opened'") == [(1,)]
+    late.reconcile(causes(), t0 + 60)
+    assert late.open_incidents() == []
+    assert [e.kind for e in late.timeline(opened.id)] == ["opened", "resolved"]
+
+
+def test_a_pass_does_not_write_over_what_another_process_did(
+    store: Store, second: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    t0 = at("2026-11-23T09:00:00")
+    leader = book_of(store)
+    leader.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    (incident,) = leader.open_incidents()
+    other = book_of(second)  # the API of another collector process
+    other.acknowledge(incident.id, "desk", t0 + 60)
+    assert leader.open_incidents()[0].status == "open"  # the leader's copy is old
+    leader.reconcile(causes(), t0 + 120)  # the cause cleared: resolve what was acknowledged
+    assert "is no longer open" in caplog.text
+    resolved = leader.get(incident.id)
+    assert resolved is not None
+    assert (resolved.status, resolved.acknowledged_by, resolved.acknowledged_at) == (
+        "resolved",
+        "desk",
+        t0 + 60,
+    )
+    assert [e.kind for e in leader.timeline(incident.id)] == ["opened", "acknowledged", "resolved"]
+    (payload,) = rows(store, "SELECT payload FROM notifications WHERE event = 'resolved'")
+    assert json.loads(str(payload[0]))["acknowledged_by"] == "desk"
+
+
+def test_reload_takes_over_what_another_process_opened_and_acknowledged(
+    store: Store, second: Store
+) -> None:
+    t0 = at("2026-11-23T09:00:00")
+    gone = book_of(store)
+    gone.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    (incident,) = gone.open_incidents()
+    gone.acknowledge(incident.id, "desk", t0 + 30)
+    heir = book_of(second)
+    assert heir.open_incidents()[0].status == "acknowledged"  # loaded at start
+    gone.resolve(incident.id, "desk", "fixed", t0 + 60)
+    assert heir.open_incidents() != []
+    heir.reload(t0 + 90)
+    assert heir.open_incidents() == []
+    # Resolved by hand while its cause was there: quiet in the heir too.
+    heir.reconcile(causes(CUT_CC, CC_SILENT), t0 + 120)
+    assert heir.open_incidents() == []
+    assert rows(store, "SELECT count(*) FROM incidents") == [(1,)]
+
+
+def test_staff_action_on_an_incident_another_process_resolved_is_a_conflict(
+    store: Store, second: Store
+) -> None:
+    t0 = at("2026-11-23T09:00:00")
+    book = book_of(store)
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    (incident,) = book.open_incidents()
+    book_of(second).resolve(incident.id, "desk", "done elsewhere", t0 + 30)
+    with pytest.raises(IncidentError, match="resolved") as refused:
+        book.acknowledge(incident.id, "ann", t0 + 60)
+    assert (refused.value.status, refused.value.code) == (409, "conflict")
+    stored = book.get(incident.id)
+    assert stored is not None
+    assert (stored.status, stored.acknowledged_by) == ("resolved", None)
+
+
+def test_events_written_at_one_instant_keep_their_order(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    (incident,) = book.open_incidents()
+    for n in range(5):
+        book.act("note", incident.id, "desk", f"note {n}", t0 + 60)
+    book.act("acknowledge", incident.id, "desk", "on it", t0 + 60)
+    book.act("resolve", incident.id, "desk", "fixed", t0 + 60)
+    kinds = [(e.kind, e.detail.get("text")) for e in book.timeline(incident.id)]
+    assert kinds == [
+        ("opened", None),
+        *[("note", f"note {n}") for n in range(5)],
+        ("acknowledged", None),
+        ("note", "on it"),
+        ("resolved", None),
+        ("note", "fixed"),
+    ]
+    notes = book.notes_of([incident.id])[incident.id]
+    assert [n["text"] for n in notes] == [*(f"note {n}" for n in range(5)), "on it", "fixed"]
+
+
+def test_a_failed_pass_leaves_the_copy_as_the_database_has_it(store: Store) -> None:
+    book = book_of(store)
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    workshop = causes({"workshop-mpls": "down"})
+    # A cause no SLA knows fails the pass after the workshop's incident was written: the
+    # transaction is rolled back, and the copy must not keep an incident the database lacks.
+    broken = dataclasses.replace(workshop[0], key="link:nowhere", priority="P9")  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="P9"):
+        book.reconcile([*causes(CUT_CC, CC_SILENT), *workshop, broken], t0 + 30)
+    assert [i.key for i in book.open_incidents()] == ["link:customer-care-mpls"]
+    assert rows(store, "SELECT key FROM incidents ORDER BY id") == [("link:customer-care-mpls",)]
+    book.reconcile([*causes(CUT_CC, CC_SILENT), *workshop], t0 + 60)
+    assert sorted(i.key for i in book.open_incidents()) == [
+        "link:customer-care-mpls",
+        "link:workshop-mpls",
+    ]
+    (opened,) = [i for i in book.open_incidents() if i.key == "link:workshop-mpls"]
+    assert book.get(opened.id) == opened

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing
 from datetime import datetime, time
 from functools import cache
 from pathlib import Path
@@ -27,7 +24,7 @@ from collector.maintenance import (
     parse_window,
     window_json,
 )
-from collector.store import Store
+from collector.store import DatabaseSpec, Store
 from sitewatch.config.files import load_inventory
 from sitewatch.config.model import WEEKDAYS, Inventory
 
@@ -504,21 +501,12 @@ def test_window_json_gives_weekly_days_in_week_order_and_local_times() -> None:
 # -- storage ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "c.db"
+# `store` and `database_spec` (tests/collector/conftest.py): each test on SQLite and PostgreSQL.
 
 
-@pytest.fixture
-def store(path: Path) -> Iterator[Store]:
-    opened = Store(path)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def test_windows_survive_a_reopen_and_deleted_ones_stay_deleted(store: Store, path: Path) -> None:
+def test_windows_survive_a_reopen_and_deleted_ones_stay_deleted(
+    store: Store, database_spec: DatabaseSpec
+) -> None:
     first = maintenance.add(
         store, parse_window(body(), inventory(), now=NOW), created_by="ann", now=NOW
     )
@@ -544,14 +532,16 @@ def test_windows_survive_a_reopen_and_deleted_ones_stay_deleted(store: Store, pa
     assert not maintenance.delete(store, 9999, now=NOW + 700)
     store.close()
 
-    reopened = Store(path)
+    reopened = Store(database_spec)
     try:
         assert maintenance.load(reopened) == [first, third]
+        with reopened.db.reading() as db:
+            rows = db.execute(
+                "SELECT id, weekly, deleted_at FROM maintenance ORDER BY id"
+            ).fetchall()
     finally:
         reopened.close()
-    with closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT id, weekly, deleted_at FROM maintenance ORDER BY id").fetchall()
-    assert rows == [
+    assert [tuple(row) for row in rows] == [
         (first.id, None, None),
         (second.id, '{"days": ["sat", "sun"], "start": "02:00", "end": "01:30"}', NOW + 600),
         (third.id, None, None),

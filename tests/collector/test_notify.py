@@ -1,5 +1,7 @@
 """Incident notifications against real receivers on 127.0.0.1: a webhook server and an SMTP relay.
 
+The outbox is a real database, SQLite and PostgreSQL (the `store` fixture runs each test on both).
+
 Time is a fake clock wherever backoff matters; receivers that are "down" are a bound socket
 that does not listen, so the connection is refused at once and the same port can come up later.
 """
@@ -16,7 +18,6 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +39,7 @@ from collector.notify import (
     render_generic,
     render_pagerduty,
 )
-from collector.store import Store
+from collector.store import DatabaseSpec, Store
 from sitewatch.config.model import EmailNotifier, Notifier, WebhookNotifier
 
 T0 = 1_800_000_000.0
@@ -172,15 +173,14 @@ def smtp() -> Iterator[tuple[PortZeroController, Mailbox]]:
 
 
 def add_incident(store: Store, key: str = "link:customer-care-mpls") -> int:
-    with store.transaction() as db:
-        cursor = db.execute(
+    with store.db.writing() as db:
+        (incident,) = db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
             "opened_at, due_at) VALUES (?, 'P1', 'open', 'down', '{\"kind\":\"link\"}', "
-            "'[\"customer-care\"]', 22, ?, ?)",
+            "'[\"customer-care\"]', 22, ?, ?) RETURNING id",
             (key, T0, T0 + 14_400),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        ).fetchone()
+    return int(incident)
 
 
 def enqueue(
@@ -192,21 +192,26 @@ def enqueue(
     now: float = T0,
     payload: dict[str, Any] | None = None,
 ) -> int:
-    with store.transaction() as db:
+    with store.db.writing() as db:
         return queue(
             db, notifiers, incident=incident, event=event, payload=payload or PAYLOAD, now=now
         )
 
 
+COLUMNS = (
+    "id, incident, channel, event, payload, created, attempts, next_attempt, delivered_at, "
+    "last_error"
+)
+
+
 def rows(store: Store) -> list[dict[str, Any]]:
-    with store.reading() as db:
-        cursor = db.execute("SELECT * FROM notifications ORDER BY id")
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    with store.db.reading() as db:
+        found = db.execute(f"SELECT {COLUMNS} FROM notifications ORDER BY id").fetchall()  # noqa: S608
+    return [dict(zip(COLUMNS.split(", "), row, strict=True)) for row in found]
 
 
 def events(store: Store, kind: str) -> list[dict[str, Any]]:
-    with store.reading() as db:
+    with store.db.reading() as db:
         found = db.execute(
             "SELECT author, detail FROM incident_events WHERE kind = ? ORDER BY rowid", (kind,)
         ).fetchall()
@@ -532,9 +537,11 @@ async def test_email_refused_or_relay_down(
     assert "refused" in by_channel[channel_name(down)]["last_error"].lower()
 
 
-async def test_queued_rows_survive_a_restart(tmp_path: Path, receiver: Receiver) -> None:
+async def test_queued_rows_survive_a_restart(
+    database_spec: DatabaseSpec, receiver: Receiver
+) -> None:
     hook = webhook(receiver.url())
-    first = Store(tmp_path / "collector.db")
+    first = Store(database_spec)
     try:
         incident = add_incident(first)
         enqueue(first, [hook], incident, "opened")
@@ -544,7 +551,7 @@ async def test_queued_rows_survive_a_restart(tmp_path: Path, receiver: Receiver)
         first.close()
 
     await receiver.up()
-    second = Store(tmp_path / "collector.db")
+    second = Store(database_spec)
     try:
         deliverer = Deliverer(second, [hook], clock=Clock(T0 + 3_600))
         assert [note.event for note in await deliverer.pending()] == ["opened", "resolved"]
