@@ -4,6 +4,11 @@ Ingest is idempotent by (source, outbox, seq): an agent that retries a batch the
 already stored changes nothing, and one reinstalled with a new outbox, numbering from 1 again,
 is stored. Results are kept raw for `retention` and rolled up per target per 5 minutes beyond
 it, so a year of history stays small.
+
+PostgreSQL: raw results are partitioned by UTC day (collector.store.partitions), and a batch is
+COPYed into a temporary table and inserted from there in one statement that skips what is stored
+already. Its unique key holds the partition key too, (source, outbox, seq, ts): an agent resends
+a result with the time it was taken, so a resend is still a duplicate there.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from collector.store import agents
-from collector.store.database import Database
+from collector.store import agents, partitions
+from collector.store.database import Connection, Database
 from probes.result import ERROR_KINDS, MAX_RTT_MS, JsonValue, ProbeResult
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,15 @@ INSERT_RESULT = "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFL
 RESULT_COLUMNS = (
     "source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, received, outbox"
 )
+# PostgreSQL's ingest: each batch is COPYed into this temporary table, one per connection and
+# kept (its rows go at each commit), then inserted into results in one statement. Reusing it
+# beats making one per batch (ON COMMIT DROP), whose catalogue churn cost more (bench numbers
+# in bench/ingest_bench.py's docstring).
+INCOMING = "incoming_results"
+CREATE_INCOMING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING} (LIKE results) ON COMMIT DELETE ROWS"
+)
+INSERT_INCOMING = f"INSERT INTO results SELECT * FROM {INCOMING} ON CONFLICT DO NOTHING"  # noqa: S608 -- fixed names
 # The outbox identity of every result stored before outboxes had one, of agents too old to
 # send one, and of the centre's own probes: their sequences are unique per source already.
 LEGACY_OUTBOX = "legacy"  # migration 6 spells it out, as a migration must never change
@@ -58,8 +72,11 @@ class IngestOutcome:
 class Results:
     """The results, rollups and sequences tables: the only module that writes them."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, retention: float = DEFAULT_RETENTION) -> None:
+        """`retention` bounds the days that get a partition of their own (PostgreSQL)."""
         self.db = db
+        self.retention = retention
+        self.partitions = partitions.Partitions(db)
 
     def ingest(
         self,
@@ -76,10 +93,37 @@ class Results:
         transaction, so the two never disagree.
         """
         rows = [result_row(source, seq, result, received, outbox) for seq, result in items]
+        if self.db.dialect == "postgresql":
+            stored = self._ingest_postgres(first_of_each_seq(rows), received, source, heartbeat)
+            return IngestOutcome(stored, len(rows) - stored)
         with self.db.writing() as tx:
             stored = tx.executemany(INSERT_RESULT, rows)
             agents.heard(tx, source, received, heartbeat)
         return IngestOutcome(stored, len(rows) - stored)
+
+    def _ingest_postgres(
+        self,
+        rows: list[tuple[Any, ...]],
+        received: float,
+        source: str,
+        heartbeat: dict[str, Any] | None,
+    ) -> int:
+        """COPY a batch into the temporary table and insert it from there; return rows stored.
+
+        Faster than executemany of the INSERT in pipeline mode, the other way psycopg offers
+        (numbers in bench/ingest_bench.py's docstring). The days the batch needs get their
+        partitions first, in transactions of their own.
+        """
+        earliest = partitions.day_of(received - self.retention - partitions.DAY)
+        latest = partitions.day_of(received + partitions.DAY)
+        days = {partitions.day_of(row[4]) for row in rows}
+        self.partitions.ensure(day for day in days if earliest <= day <= latest)
+        with self.db.writing() as tx:
+            tx.execute(CREATE_INCOMING)
+            tx.copy_rows(INCOMING, RESULT_COLUMNS.split(", "), rows)
+            stored = tx.execute(INSERT_INCOMING).rowcount
+            agents.heard(tx, source, received, heartbeat)
+        return max(stored, 0)
 
     def next_sequence(self, source: str, count: int) -> int:
         """Reserve `count` sequence numbers for a source (the centre's probes); return the first."""
@@ -105,6 +149,8 @@ class Results:
         A link has results of several kinds (its pings, its router's interface, the path
         probe): a chart of round trips asks for its pings only, and the limit counts those.
         """
+        if kinds is not None and not kinds:
+            return []  # PostgreSQL refuses an empty `IN ()`; no kind named, nothing wanted
         wanted = "" if kinds is None else f" AND kind IN ({', '.join('?' * len(kinds))})"
         with self.db.reading() as conn:
             rows = conn.execute(
@@ -165,9 +211,15 @@ class Results:
         """Fold raw results older than `older_than` into 5-minute rollups and delete them.
 
         Whole buckets only, so a bucket is never rolled up twice; returns the rows folded.
+        PostgreSQL folds whole days only (the cutoff is rounded down to a UTC day's start), so
+        that each day's partition is dropped whole instead of deleted row by row: raw results
+        are kept there up to a day longer than `older_than` asks. Rows of the DEFAULT partition
+        (times far off) are deleted one by one. The fold and the drop are one transaction, so
+        a day is never folded twice.
         """
-        cutoff = older_than - older_than % ROLLUP_SECONDS
         postgres = self.db.dialect == "postgresql"
+        day = partitions.day_of(older_than)
+        cutoff = day if postgres else older_than - older_than % ROLLUP_SECONDS
         least, greatest = ("least", "greatest") if postgres else ("min", "max")
         bucket = "floor(ts / ?)::bigint * ?" if postgres else "CAST(ts / ? AS INTEGER) * ?"
         with self.db.writing() as tx:
@@ -195,7 +247,40 @@ class Results:
                 """,  # noqa: S608 -- function names chosen above, values as ? marks
                 (ROLLUP_SECONDS, ROLLUP_SECONDS, cutoff),
             )
-            return tx.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount
+            if not postgres:
+                return int(tx.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount)
+            folded, gone = _drop_postgres(tx, day)
+        self.partitions.dropped(gone)
+        return folded
+
+
+def _drop_postgres(tx: Connection, cutoff: int) -> tuple[int, list[int]]:
+    """Drop the day partitions before `cutoff` and the DEFAULT partition's rows before it.
+
+    Return the rows removed and the days dropped.
+    """
+    (count,) = tx.execute("SELECT count(*) FROM results WHERE ts < ?", (cutoff,)).fetchone()
+    gone = partitions.drop_before(tx, cutoff)
+    tx.execute(
+        f"DELETE FROM {partitions.DEFAULT_PARTITION} WHERE ts < ?",  # noqa: S608 -- a fixed name
+        (cutoff,),
+    )
+    return int(count), gone
+
+
+def first_of_each_seq(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Return a batch's rows without a seq it repeats, the first of each kept (as SQLite does).
+
+    One batch has one source and outbox. PostgreSQL's unique key holds ts as well, so a batch
+    repeating a seq with another time would store both there.
+    """
+    seen: set[int] = set()
+    unique = []
+    for row in rows:
+        if row[1] not in seen:
+            seen.add(row[1])
+            unique.append(row)
+    return unique
 
 
 def result_row(

@@ -1,4 +1,5 @@
-"""The collector's store on real SQLite files: idempotent ingest, rollups, history, sequences."""
+"""The collector's store on both backends (SQLite files, PostgreSQL): idempotent ingest, rollups,
+history, sequences; what only SQLite has (its file, WAL, PRAGMAs, sub-day cutoffs) on SQLite."""
 
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def crafted(store: Store) -> None:
     store.ingest("centre", numbered(1, result(B + 5, 4.0)), now=NOW)
 
 
-def test_roll_up_folds_whole_buckets_older_than_the_cutoff(store: Store) -> None:
+def test_roll_up_folds_whole_buckets_older_than_the_cutoff(sqlite_store: Store) -> None:
+    store = sqlite_store  # cutoffs within a day: PostgreSQL folds whole days (test_store_postgres)
     crafted(store)
     assert store.roll_up(B + 600 + 299) == 8  # cutoff B+600: bucket B+600 is not whole yet
     assert rollups(store) == {
@@ -196,7 +198,8 @@ def test_roll_up_folds_whole_buckets_older_than_the_cutoff(store: Store) -> None
     assert len(rollups(store)) == 3
 
 
-def test_roll_up_merges_late_results_into_a_rolled_up_bucket(store: Store) -> None:
+def test_roll_up_merges_late_results_into_a_rolled_up_bucket(sqlite_store: Store) -> None:
+    store = sqlite_store  # cutoffs within a day: PostgreSQL folds whole days (test_store_postgres)
     crafted(store)
     store.roll_up(B + 600)
     store.ingest(  # an agent's backlog arrives for buckets already rolled up
@@ -225,7 +228,8 @@ def test_roll_up_merges_late_results_into_a_rolled_up_bucket(store: Store) -> No
     assert store.history("gw", 0, 2 * NOW) == []
 
 
-def test_roll_up_of_late_results_without_rtt_keeps_the_average(store: Store) -> None:
+def test_roll_up_of_late_results_without_rtt_keeps_the_average(sqlite_store: Store) -> None:
+    store = sqlite_store  # cutoffs within a day: PostgreSQL folds whole days (test_store_postgres)
     crafted(store)
     store.roll_up(B + 600)
     store.ingest("a", numbered(20, result(B + 7, None, ok=False)), now=NOW)
@@ -486,8 +490,8 @@ def test_migrating_the_results_leaves_no_large_wal_and_says_so(
         store.close()
 
 
-def test_commits_are_fsynced_before_ingest_returns(store: Store) -> None:
-    with store.reading() as db:
+def test_commits_are_fsynced_before_ingest_returns(sqlite_store: Store) -> None:
+    with sqlite_store.reading() as db:
         assert db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL, not NORMAL (1)
 
 

@@ -1,0 +1,147 @@
+"""PostgreSQL's day partitions of `results`: made as batches need them, dropped by retention.
+
+Raw results are partitioned by UTC day (`results_YYYYMMDD`, the range [day start, next day's
+start) in Unix seconds), so retention drops a day's table instead of deleting its rows one by
+one. A batch's days get their partitions before it is inserted, for days near enough to be
+kept (within [now - retention - 1 day, now + 1 day]); results beyond that, a clock gone wrong,
+land in the DEFAULT partition `results_other`, so a wild timestamp never makes a table.
+
+A day whose partition is made late may have rows in the DEFAULT partition already (they came
+before it was near enough): its table is made beside `results`, those rows are moved into it,
+and only then attached, in one transaction, so ATTACH never meets rows of its range in the
+DEFAULT partition. Two collectors may make the same day at once: each takes the day's advisory
+lock first, and the second finds the first one's table attached and does nothing.
+
+Which days exist is kept in memory, read once from the catalogue, so a batch whose days exist
+costs no query. A day another collector dropped still in our set only sends its (late) rows to
+the DEFAULT partition, where retention deletes them row by row.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from collector.store.database import Connection, Database
+
+DAY = 86_400
+# PostgreSQL advisory lock (two-key form: first key this, second the day's number since the
+# epoch): one transaction at a time makes or drops a given day's partition.
+PARTITION_LOCK = 0x5173_0014
+DEFAULT_PARTITION = "results_other"
+_NAME = re.compile(r"results_(\d{8})")
+
+
+def day_of(ts: float) -> int:
+    """Return the start of the UTC day holding `ts`, in Unix seconds."""
+    return int(ts // DAY) * DAY
+
+
+def partition_name(day: int) -> str:
+    """Return the name of the partition of the UTC day starting at `day`."""
+    return f"results_{datetime.fromtimestamp(day, UTC):%Y%m%d}"
+
+
+class Partitions:
+    """The day partitions of one database, as this process knows them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._days: set[int] | None = None
+        self._lock = threading.Lock()
+
+    def known(self) -> set[int]:
+        """Return the days that have a partition (read from the catalogue the first time)."""
+        if self._days is None:
+            with self._lock:
+                if self._days is None:
+                    with self.db.reading() as conn:
+                        self._days = attached_days(conn)
+        return self._days
+
+    def forget(self) -> None:
+        """Read the catalogue again at next use (after another process changed it)."""
+        with self._lock:
+            self._days = None
+
+    def ensure(self, days: Iterable[int]) -> None:
+        """Make the partitions of `days` that do not exist yet, each in its own transaction.
+
+        Before the batch's own transaction, so a batch that fails takes no partition with it
+        and the set in memory never names a table that was rolled back.
+        """
+        known = self.known()
+        for day in sorted(set(days) - known):
+            with self.db.writing() as tx:
+                create(tx, day)
+            known.add(day)
+
+    def dropped(self, days: Iterable[int]) -> None:
+        """Note that the partitions of `days` were dropped (after that transaction committed)."""
+        self.known().difference_update(days)
+
+
+def attached_days(conn: Connection) -> set[int]:
+    """Return the days whose partition is attached to `results`."""
+    rows = conn.execute(
+        "SELECT child.relname FROM pg_inherits "
+        "JOIN pg_class AS child ON child.oid = pg_inherits.inhrelid "
+        "WHERE pg_inherits.inhparent = 'results'::regclass"
+    ).fetchall()
+    days: set[int] = set()
+    for (name,) in rows:
+        if found := _NAME.fullmatch(name):
+            when = datetime.strptime(found.group(1), "%Y%m%d").replace(tzinfo=UTC)
+            days.add(int(when.timestamp()))
+    return days
+
+
+def lock_day(tx: Connection, day: int) -> None:
+    """Take the day's advisory lock until the transaction ends."""
+    tx.execute("SELECT pg_advisory_xact_lock(?, ?)", (PARTITION_LOCK, day // DAY))
+
+
+def create(tx: Connection, day: int) -> None:
+    """Make the day's partition in this transaction, moving its rows out of the DEFAULT one.
+
+    The table is made LIKE results with a CHECK of its range, so ATTACH need not scan it; the
+    unique and lookup indexes come with ATTACH (it makes the partitioned indexes' children).
+    """
+    lock_day(tx, day)
+    if _attached(tx, day):
+        return  # another collector made it while we waited for the lock
+    name, end = partition_name(day), day + DAY
+    # Names and bounds below are made here from integers, never from input.
+    tx.execute(
+        f"CREATE TABLE IF NOT EXISTS {name} (LIKE results INCLUDING DEFAULTS, "
+        f"CONSTRAINT {name}_range CHECK (ts >= {day} AND ts < {end}))"
+    )
+    tx.execute(
+        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE ts >= ? AND ts < ? RETURNING *) "  # noqa: S608 -- see above
+        f"INSERT INTO {name} SELECT * FROM moved",
+        (day, end),
+    )
+    tx.execute(f"ALTER TABLE results ATTACH PARTITION {name} FOR VALUES FROM ({day}) TO ({end})")
+    tx.execute(f"ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {name}_range")
+
+
+def _attached(tx: Connection, day: int) -> bool:
+    row = tx.execute(
+        "SELECT 1 FROM pg_inherits WHERE inhparent = 'results'::regclass "
+        "AND inhrelid = to_regclass(?)",
+        (partition_name(day),),
+    ).fetchone()
+    return row is not None
+
+
+def drop_before(tx: Connection, cutoff: int) -> list[int]:
+    """DETACH and DROP every day partition wholly before `cutoff`; return their days."""
+    gone = sorted(day for day in attached_days(tx) if day + DAY <= cutoff)
+    for day in gone:
+        lock_day(tx, day)
+        name = partition_name(day)
+        tx.execute(f"ALTER TABLE results DETACH PARTITION {name}")
+        tx.execute(f"DROP TABLE {name}")
+    return gone
