@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sitewatch.config.model import BusinessHours, SlaTarget
@@ -64,7 +64,7 @@ class _Year:
 class WorkingCalendar:
     """Working time in one time zone's business hours, with a year-by-year cache."""
 
-    __slots__ = ("_day", "_hours", "_years", "_zone")
+    __slots__ = ("_day", "_hours", "_span", "_years", "_zone")
 
     def __init__(self, hours: BusinessHours, timezone: str) -> None:
         self._hours = hours
@@ -74,6 +74,7 @@ class WorkingCalendar:
             datetime.combine(anchor, hours.end) - datetime.combine(anchor, hours.start)
         ).total_seconds()
         self._years: dict[int, _Year] = {}
+        self._span = (0.0, 0.0, 0)  # (from, until, year): instants surely in the year asked last
 
     def budget(self, resolve_within: timedelta) -> float:
         """Return the working seconds of an SLA budget: whole days are whole working days."""
@@ -123,7 +124,18 @@ class WorkingCalendar:
         return 100.0 * self.between(opened, now) / self.budget(target.resolve_within)
 
     def _local_year(self, instant: float) -> int:
-        return datetime.fromtimestamp(instant, UTC).astimezone(self._zone).year
+        """Return the local year of `instant`; the last year's span answers without a zone
+        conversion (a month's report asks about every row of the status log, twice)."""
+        begins, ends, number = self._span
+        if begins <= instant < ends:
+            return number
+        number = datetime.fromtimestamp(instant, UTC).astimezone(self._zone).year
+        if MINYEAR < number < MAXYEAR:  # a day inside each new year's midnight, whatever the
+            zone = self._zone  # zone's offsets did that night
+            begins = datetime(number, 1, 1, tzinfo=zone).timestamp() + 86_400
+            ends = datetime(number + 1, 1, 1, tzinfo=zone).timestamp() - 86_400
+            self._span = (begins, ends, number)
+        return number
 
     def _year(self, number: int) -> _Year:
         year = self._years.get(number)
