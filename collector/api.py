@@ -1,8 +1,12 @@
 """The collector's HTTP API: agents' plan and results; staff's sites, history, incidents and
 maintenance windows; /healthz.
 
-Every error leaves as `{"error": {"code", "message"}}` with a 4xx status; a request the code did
-not foresee is logged and answered 500 with the same body, never a traceback page. Tokens are
+Every error leaves as `{"error": {"code", "message"}}` with a 4xx status: handlers raise a
+`CollectorError`, or let a domain error (an incident in the wrong state, a refused window or
+batch) propagate, and the `errors` middleware maps it once (`collector.errors`). A request the
+code did not foresee is logged and answered 500 with the same body, never a traceback page.
+Handlers take what they need from narrow app keys (`collector.appkeys`), never one object
+holding the whole collector; `build_app(collector)` sets them. Tokens are
 compared by their SHA-256, in constant time, against every known token so that timing tells
 nothing about which one came close.
 
@@ -18,69 +22,73 @@ import functools
 import hashlib
 import hmac
 import logging
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any, TypedDict, TypeVar
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 from aiohttp import ClientPayloadError, web
 
-from collector import availability, maintenance, report
-from collector.body import BodyError, Inflater, decode_json, finite, lone_surrogate
+from collector import maintenance, report
+from collector.appkeys import (
+    CLOCK,
+    CONFIG,
+    INCIDENTS,
+    MAINTENANCE,
+    NOTIFY_WAKE,
+    PIPELINE,
+    STORE,
+    TARGETS,
+    Targets,
+)
+from collector.body import Inflater, decode_json, finite, lone_surrogate
+from collector.clock import SYSTEM_CLOCK, Clock
+from collector.dashboard.routes import add_routes
 from collector.dashboard.sessions import COOKIE, Login, logged_in
-from collector.evidence import EvidenceView
-from collector.front import FRONT, FrontLimits, error_json, json_response, strict_dumps
+from collector.errors import REFUSALS, CollectorError, refusal
+from collector.front import (
+    FRONT,
+    MAX_TEXT,
+    FrontLimits,
+    error_json,
+    expensive,
+    expensive_pool,
+    json_response,
+    strict_dumps,
+    whole_number,
+)
 from collector.health import HEALTH, health_check
-from collector.heartbeat import Heartbeat
-from collector.incidents import IncidentError, StaffAction
+from collector.incidents import StaffAction
 from collector.ingest import Batch, BatchError, parse_batch
 from collector.metrics import METRICS, get_metrics, registry_of
 from collector.service import Collector
-from collector.state import SiteView
-from collector.store import Stored
+from collector.store import Store, Stored
+from collector.times import format_ts
+from collector.views import availability_of, site_json
 from probes.plan import plan_to_json
-from probes.result import ResultFormatError, format_ts, parse_ts
+from probes.result import ResultFormatError, parse_ts
 from probes.values import KINDS
 from sitewatch.config.model import ROLES, AgentCredential, ApiToken, Role
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024 * 1024  # bytes after decompression: about 20,000 results
-COLLECTOR: web.AppKey[Collector] = web.AppKey("collector", Collector)
 Known = TypeVar("Known", AgentCredential, ApiToken)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
-    """An expected refusal: its status, a stable code, a message for people, extra headers."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
-        self.headers = headers or {}
-
-    def response(self) -> web.Response:
-        """Return the contract's error response for this refusal."""
-        return error_json(self.status, self.code, self.message, headers=self.headers, **self.extra)
+def refused(err: CollectorError) -> web.Response:
+    """Return the contract's error response for a refusal."""
+    return error_json(err.status, err.code, err.message, headers=err.headers, **err.extra)
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into the contract's error body."""
+    """Turn every failure into the contract's error body: the API's one mapping of errors."""
     try:
         return await handler(request)
-    except ApiError as err:
-        return err.response()
+    except REFUSALS as err:
+        return refused(refusal(err))
     except web.HTTPRequestEntityTooLarge:
         return error_json(413, "too_large", f"the body is over {MAX_BODY} bytes")
     except web.HTTPException as err:
@@ -92,7 +100,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except (ConnectionError, web.RequestPayloadError, ClientPayloadError) as err:
         # A client that hung up mid-body, wherever its body was being read: no fault of ours.
-        return _gone(request, err).response()
+        return refused(_gone(request, err))
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error_json(500, "internal", "internal error, see the log")
@@ -122,7 +130,7 @@ async def expensive_reads(request: web.Request, handler: Handler) -> web.StreamR
     key, in_flight = _reader_key(request), request.app[IN_FLIGHT]
     limit = request.app[FRONT].expensive_per_client
     if in_flight[key] >= limit:
-        raise ApiError(
+        raise CollectorError(
             429,
             "busy",
             f"{limit} large reads are already running for this token: wait for them",
@@ -172,9 +180,10 @@ def _digest(secret: str) -> str:
 
 
 def token_of(request: web.Request) -> str:
+    """Return the bearer token a request carries; 401 without one."""
     token = _bearer(request.headers.get("Authorization", ""))
     if token is None:
-        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
+        raise CollectorError(401, "unauthenticated", "send Authorization: Bearer <token>")
     return token
 
 
@@ -188,9 +197,9 @@ def _matching(token: str, known: tuple[Known, ...]) -> Known | None:
 
 
 def agent_of(request: web.Request) -> AgentCredential:
-    agent = _matching(token_of(request), request.app[COLLECTOR].config.agents)
+    agent = _matching(token_of(request), request.app[CONFIG].agents)
     if agent is None:
-        raise ApiError(401, "unauthenticated", "unknown agent token")
+        raise CollectorError(401, "unauthenticated", "unknown agent token")
     return agent
 
 
@@ -201,11 +210,11 @@ def staff(minimum: Role) -> Callable[[web.Request], ApiToken | Login]:
         if "Authorization" not in request.headers:
             token = logged_in(request)
         if token is None:
-            token = _matching(token_of(request), request.app[COLLECTOR].config.api_tokens)
+            token = _matching(token_of(request), request.app[CONFIG].api_tokens)
         if token is None:
-            raise ApiError(401, "unauthenticated", "unknown API token")
+            raise CollectorError(401, "unauthenticated", "unknown API token")
         if ROLES.index(token.role) < ROLES.index(minimum):
-            raise ApiError(403, "forbidden", f"this needs the {minimum} role")
+            raise CollectorError(403, "forbidden", f"this needs the {minimum} role")
         return token
 
     return check
@@ -214,12 +223,16 @@ def staff(minimum: Role) -> Callable[[web.Request], ApiToken | Login]:
 viewer = staff("viewer")
 HISTORY_LIMIT, MAX_HISTORY = 10_000, 100_000  # results in one history reply
 operator = staff("operator")
-MAX_TEXT = 4_000  # characters of a note
+
+
+def now_of(request: web.Request) -> float:
+    """Return the time by the app's clock: once per request, for every part of its answer."""
+    return request.app[CLOCK].now()
 
 
 async def get_plan(request: web.Request) -> web.StreamResponse:
     agent = agent_of(request)
-    plan = request.app[COLLECTOR].plan(agent.site)
+    plan = request.app[PIPELINE].plan(agent.site)
     etag = f'"{plan.version}"'
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers={"ETag": etag})
@@ -235,32 +248,23 @@ async def read_body(request: web.Request) -> bytes:
     """
     declared = request.content_length
     if declared is not None and declared > MAX_BODY:
-        raise ApiError(413, "too_large", f"the body is over {MAX_BODY} bytes")
-    try:
+        raise CollectorError(413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:  # a BodyError (bad encoding, too large inflated) is the middleware's to map
         inflater = Inflater(request.headers.get("Content-Encoding", ""), MAX_BODY)
         async with asyncio.timeout(request.app[FRONT].body_seconds):
             async for chunk in request.content.iter_chunked(64 * 1024):
                 for _step in inflater.feed(chunk):
                     await asyncio.sleep(0)  # let health checks in between steps
         return inflater.finish()
-    except BodyError as err:
-        raise ApiError(err.status, err.code, err.message) from err
     except TimeoutError as err:
-        raise ApiError(408, "too_slow", "the body did not arrive in time") from err
+        raise CollectorError(408, "too_slow", "the body did not arrive in time") from err
     except (ConnectionError, web.RequestPayloadError) as err:  # the client hung up mid-body
         raise _gone(request, err) from err
 
 
-def _gone(request: web.Request, err: BaseException) -> ApiError:
+def _gone(request: web.Request, err: BaseException) -> CollectorError:
     log.debug("%s %s: the client left mid-body (%s)", request.method, request.path, err)
-    return ApiError(400, "incomplete_body", "the body ended before its end")
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return decode_json(raw)
-    except BodyError as err:
-        raise ApiError(err.status, err.code, err.message) from err
+    return CollectorError(400, "incomplete_body", "the body ended before its end")
 
 
 PARSE_OFF_LOOP = 256 * 1024  # bytes of inflated body above which a batch is parsed in a thread
@@ -281,10 +285,10 @@ async def post_results(request: web.Request) -> web.StreamResponse:
     agent cannot hold several threads (a second concurrent POST is a 429 with Retry-After).
     """
     agent = agent_of(request)
-    collector = request.app[COLLECTOR]
-    intake = collector.intake
+    pipeline = request.app[PIPELINE]
+    intake = pipeline.intake
     if not intake.admit(agent.id):
-        raise ApiError(
+        raise CollectorError(
             429,
             "busy",
             f"a batch from {agent.id} is being stored: send the next once it is answered",
@@ -292,15 +296,15 @@ async def post_results(request: web.Request) -> web.StreamResponse:
         )
     try:
         raw = await read_body(request)
-        now = time.time()
+        now = now_of(request)
         parse = functools.partial(
             _parse_results,
             raw,
             agent=agent.id,
-            targets=collector.targets_of(agent),
-            links=collector.links_of(agent),
+            targets=pipeline.targets_of(agent),
+            links=pipeline.links_of(agent),
             now=now,
-            not_before=now - collector.retention,
+            not_before=now - pipeline.retention,
         )
         try:
             if len(raw) > PARSE_OFF_LOOP:
@@ -308,13 +312,9 @@ async def post_results(request: web.Request) -> web.StreamResponse:
             else:
                 batch = parse(in_thread=False)
         except BatchError as err:
-            intake.refused(agent.id, err)
-            extra: dict[str, Any] = {}
-            if err.index is not None:
-                extra["index"] = err.index  # the first: what agents before "refused" read
-                extra["refused"] = [{"index": r.index, "message": r.message} for r in err.refused]
-            raise ApiError(422, "invalid", str(err), **extra) from err
-        outcome = await collector.ingest(agent, batch)
+            intake.refused(agent.id, err)  # counted for /metrics; the middleware answers it
+            raise
+        outcome = await pipeline.ingest(agent, batch)
     finally:
         intake.leave(agent.id)
     intake.stored(agent.id, batch)
@@ -339,11 +339,8 @@ def _parse_results(
     in_thread: bool,
     links: frozenset[str],
 ) -> Batch:
-    """Return the batch in a posted body, or raise ApiError or BatchError."""
-    try:
-        body = decode_json(raw, in_thread=in_thread, max_values=MAX_BATCH_VALUES)
-    except BodyError as err:
-        raise ApiError(err.status, err.code, err.message) from err
+    """Return the batch in a posted body, or raise BodyError or BatchError."""
+    body = decode_json(raw, in_thread=in_thread, max_values=MAX_BATCH_VALUES)
     return parse_batch(
         body, agent=agent, targets=targets, now=now, not_before=not_before, links=links
     )
@@ -351,54 +348,45 @@ def _parse_results(
 
 async def get_sites(request: web.Request) -> web.StreamResponse:
     viewer(request)
-    collector = request.app[COLLECTOR]
-    views = collector.views()
-    shares = await availability_of(collector, views)
-    return json_response(finite([site_json(view, collector, shares) for view in views]))
+    pipeline, now = request.app[PIPELINE], now_of(request)
+    views = pipeline.views(now)
+    calendar = request.app[INCIDENTS].calendar
+    shares = await availability_of(request.app[STORE], calendar, views, now)
+    heartbeats = pipeline.heartbeats
+    return json_response(
+        finite([site_json(view, heartbeats.get(view.id), shares) for view in views])
+    )
 
 
 async def get_site(request: web.Request) -> web.StreamResponse:
     viewer(request)
     site_id = request.match_info["id"]
-    collector = request.app[COLLECTOR]
-    for view in collector.views():
+    pipeline, now = request.app[PIPELINE], now_of(request)
+    for view in pipeline.views(now):
         if view.id == site_id:
-            shares = await availability_of(collector, [view])
-            return json_response(finite(site_json(view, collector, shares)))
-    raise ApiError(404, "not_found", f"no site {site_id!r}")
-
-
-Shares = availability.Shares
-Availability = dict[str, tuple[Shares, Shares]]  # entity -> (round the clock, business hours)
-
-
-async def availability_of(collector: Collector, views: list[SiteView]) -> Availability:
-    """The sites' and their links' availability over 24h, 7d and 30d, both ways, in one read."""
-    now, calendar = time.time(), collector.incidents.calendar
-    entities = [f"site:{view.id}" for view in views]
-    entities += [f"link:{link.id}" for view in views for link in view.links]
-    return await asyncio.to_thread(
-        availability.windows_availability, collector.store, calendar, entities, now
-    )
+            calendar = request.app[INCIDENTS].calendar
+            shares = await availability_of(request.app[STORE], calendar, [view], now)
+            body = site_json(view, pipeline.heartbeats.get(view.id), shares)
+            return json_response(finite(body))
+    raise CollectorError(404, "not_found", f"no site {site_id!r}")
 
 
 async def get_sla_report(request: web.Request) -> web.StreamResponse:
     """The management report for whole days in the inventory's time zone, `to` included."""
     viewer(request)
-    collector = request.app[COLLECTOR]
-    inventory = collector.config.inventory
+    inventory = request.app[CONFIG].inventory
     first, last = _day_param(request, "from"), _day_param(request, "to")
     if last < first:
-        raise ApiError(400, "bad_range", "to: must not be before from")
+        raise CollectorError(400, "bad_range", "to: must not be before from")
     try:
         start, end = report.period_bounds(first, last, inventory.timezone)
     except ValueError as err:
-        raise ApiError(400, "bad_range", f"from, to: {err}") from err
+        raise CollectorError(400, "bad_range", f"from, to: {err}") from err
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
-        raise ApiError(400, "bad_format", f"format: {fmt!r} is not json or csv")
+        raise CollectorError(400, "bad_format", f"format: {fmt!r} is not json or csv")
     build = functools.partial(
-        report.build_report, collector.store, inventory, start, end, time.time()
+        report.build_report, request.app[STORE], inventory, start, end, now_of(request)
     )
     built = await expensive(request, build)
     if fmt == "csv":
@@ -416,28 +404,32 @@ def _day_param(request: web.Request, name: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as err:
-        raise ApiError(400, "bad_date", f"{name}: {text!r} is not a date (YYYY-MM-DD)") from err
+        raise CollectorError(
+            400, "bad_date", f"{name}: {text!r} is not a date (YYYY-MM-DD)"
+        ) from err
 
 
 async def get_history(request: web.Request) -> web.StreamResponse:
     viewer(request)
-    collector = request.app[COLLECTOR]
+    targets = request.app[TARGETS]
     target = request.query.get("target", "")
-    if target not in collector.known_targets:
-        raise ApiError(400, "bad_target", f"target: {target!r} is not a link or device id")
-    now = time.time()
+    if target not in targets:
+        raise CollectorError(400, "bad_target", f"target: {target!r} is not a link or device id")
+    now = now_of(request)
     start = _time_param(request, "from", now - 86_400)
     end = _time_param(request, "to", now)
     if end <= start:
-        raise ApiError(400, "bad_range", "to: must be after from")
+        raise CollectorError(400, "bad_range", "to: must be after from")
     limit_text = request.query.get("limit", str(HISTORY_LIMIT))
     limit = whole_number(limit_text)
     if limit is None or not 1 <= limit <= MAX_HISTORY:
-        raise ApiError(400, "bad_limit", f"limit: {limit_text!r} is not a number 1..{MAX_HISTORY}")
-    kinds = _history_kinds(request, collector, target)
+        raise CollectorError(
+            400, "bad_limit", f"limit: {limit_text!r} is not a number 1..{MAX_HISTORY}"
+        )
+    kinds = _history_kinds(request, targets, target)
     # Oldest first, as asked; a reply cut at the limit says so, and from where to ask again.
     body, count, last = await _history_json(
-        request, collector, target, (start, end), limit, kinds=kinds
+        request, request.app[STORE], target, (start, end), limit, kinds=kinds
     )
     headers = {}
     if count == limit and last is not None:
@@ -450,9 +442,7 @@ HISTORY_PAGE = 2_000  # rows built at once: few enough that the garbage collecto
 LINK_HISTORY_KIND = "icmp"  # a link's history by default: its round trips, what a chart draws
 
 
-def _history_kinds(
-    request: web.Request, collector: Collector, target: str
-) -> tuple[str, ...] | None:
+def _history_kinds(request: web.Request, targets: Targets, target: str) -> tuple[str, ...] | None:
     """Return the result kinds a history reply holds (None: every kind), from `kind=`.
 
     A link's results are of several kinds (pings, its router's interface, the path probe);
@@ -462,12 +452,13 @@ def _history_kinds(
     """
     text = request.query.get("kind")
     if text is None:
-        is_link = collector.book.limits.get(target, (None, False))[1]
-        return (LINK_HISTORY_KIND,) if is_link else None
+        return (LINK_HISTORY_KIND,) if target in targets.links else None
     if text == "all":
         return None
     if text not in KINDS:
-        raise ApiError(400, "bad_kind", f"kind: {text!r} is not all or one of {', '.join(KINDS)}")
+        raise CollectorError(
+            400, "bad_kind", f"kind: {text!r} is not all or one of {', '.join(KINDS)}"
+        )
     return (text,)
 
 
@@ -485,7 +476,7 @@ class HistoryPage:
 
 async def _history_json(
     request: web.Request,
-    collector: Collector,
+    store: Store,
     target: str,
     span: tuple[float, float],
     limit: int,
@@ -504,7 +495,7 @@ async def _history_json(
     for _ in range(limit):  # bounded: every page but the last sends at least one row
         want = min(HISTORY_PAGE, limit - sent) + len(seen)
         fetch = functools.partial(
-            _history_page, collector, target, (since, span[1]), want, seen, kinds=kinds
+            _history_page, store, target, (since, span[1]), want, seen, kinds=kinds
         )
         page = await expensive(request, fetch)
         if page.sent:
@@ -517,7 +508,7 @@ async def _history_json(
 
 
 def _history_page(
-    collector: Collector,
+    store: Store,
     target: str,
     span: tuple[float, float],
     want: int,
@@ -526,7 +517,7 @@ def _history_page(
     kinds: tuple[str, ...] | None = None,
 ) -> HistoryPage:
     """Fetch and encode one page, in a worker thread; every row fetched is sent or was."""
-    fetched = collector.store.history(target, span[0], span[1], want, kinds=kinds)
+    fetched = store.history(target, span[0], span[1], want, kinds=kinds)
     rows = [row for row in fetched if (row.source, row.outbox, row.seq) not in seen]
     if not rows:
         return HistoryPage("", 0, len(fetched), None, span[0], seen)
@@ -556,42 +547,19 @@ def _history_row(row: Stored) -> dict[str, Any]:
     }
 
 
-EXPENSIVE: web.AppKey[ThreadPoolExecutor] = web.AppKey("expensive_reads", ThreadPoolExecutor)
-EXPENSIVE_THREADS = 1  # large reads at once, whoever asks: each holds the GIL while it builds
-Built = TypeVar("Built")
-
-
-async def expensive(request: web.Request, work: Callable[[], Built]) -> Built:
-    """Run a large read in the expensive-read pool, off the event loop and the default pool.
-
-    The API's history and report and the dashboard's site and report pages all read here: one
-    thread, so large reads take turns for the GIL and the store's lock instead of piling up.
-    """
-    return await asyncio.get_running_loop().run_in_executor(request.app[EXPENSIVE], work)
-
-
-async def _expensive_pool(app: web.Application) -> AsyncIterator[None]:
-    """Hold the large-read pool for the app's life; cleanup waits for reads still running."""
-    pool = ThreadPoolExecutor(EXPENSIVE_THREADS, thread_name_prefix="sitewatch-read")
-    app[EXPENSIVE] = pool
-    yield
-    await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-
-
 async def get_incidents(request: web.Request) -> web.StreamResponse:
     viewer(request)
-    collector = request.app[COLLECTOR]
     status = request.query.get("status", "open")
     if status not in ("open", "resolved", "all"):
-        raise ApiError(400, "bad_status", f"status: {status!r} is not open, resolved or all")
-    now = time.time()
+        raise CollectorError(400, "bad_status", f"status: {status!r} is not open, resolved or all")
+    now = now_of(request)
     start = _time_param(request, "from", 0.0)
     end = _time_param(request, "to", now + 1.0)
     limit_text = request.query.get("limit", "500")
     limit = whole_number(limit_text)
     if limit is None or not 1 <= limit <= 10_000:
-        raise ApiError(400, "bad_limit", f"limit: {limit_text!r} is not a number 1..10000")
-    book = collector.incidents
+        raise CollectorError(400, "bad_limit", f"limit: {limit_text!r} is not a number 1..10000")
+    book = request.app[INCIDENTS]
     found = await asyncio.to_thread(
         book.find,
         status,  # type: ignore[arg-type]
@@ -607,13 +575,13 @@ async def get_incidents(request: web.Request) -> web.StreamResponse:
 
 async def get_incident(request: web.Request) -> web.StreamResponse:
     viewer(request)
-    book = request.app[COLLECTOR].incidents
+    book = request.app[INCIDENTS]
     incident_id = _incident_id(request)
     incident = await asyncio.to_thread(book.get, incident_id)
     if incident is None:
-        raise ApiError(404, "not_found", f"no incident {incident_id}")
+        raise CollectorError(404, "not_found", f"no incident {incident_id}")
     events = await asyncio.to_thread(book.timeline, incident_id)
-    return json_response(book.to_json(incident, time.time(), events))
+    return json_response(book.to_json(incident, now_of(request), events))
 
 
 async def acknowledge(request: web.Request) -> web.StreamResponse:
@@ -638,16 +606,12 @@ async def resolve(request: web.Request) -> web.StreamResponse:
 async def _staff_action(
     request: web.Request, action: StaffAction, who: str, text: str | None
 ) -> web.StreamResponse:
-    collector = request.app[COLLECTOR]
-    book = collector.incidents
+    """Do a staff action; an IncidentError (missing, resolved) is the middleware's to answer."""
+    book = request.app[INCIDENTS]
     incident_id = _incident_id(request)
-    now = time.time()
-
-    try:
-        await asyncio.to_thread(book.act, action, incident_id, who, text or "", now)
-    except IncidentError as err:
-        raise ApiError(err.status, err.code, str(err)) from err
-    collector.notify_wake.set()
+    now = now_of(request)
+    await asyncio.to_thread(book.act, action, incident_id, who, text or "", now)
+    request.app[NOTIFY_WAKE].set()
     incident = await asyncio.to_thread(book.get, incident_id)
     events = await asyncio.to_thread(book.timeline, incident_id)
     assert incident is not None  # noqa: S101 -- it was just changed, and incidents are kept
@@ -658,13 +622,8 @@ def _incident_id(request: web.Request) -> int:
     text = request.match_info["id"]
     number = whole_number(text)
     if number is None:
-        raise ApiError(404, "not_found", f"no incident {text!r}")
+        raise CollectorError(404, "not_found", f"no incident {text!r}")
     return number
-
-
-def whole_number(text: str) -> int | None:
-    """Return the number an id or limit in a URL gives, or None (not "²", not 40 digits)."""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -672,64 +631,60 @@ async def _json_body(request: web.Request, *, optional: bool = False) -> dict[st
     raw = await read_body(request)
     if not raw.strip() and optional:
         return {}
-    body = _decode(raw)
+    body = decode_json(raw)
     if not isinstance(body, dict):
-        raise ApiError(422, "invalid", "the body must be a JSON object")
+        raise CollectorError(422, "invalid", "the body must be a JSON object")
     where = lone_surrogate(body)
     if where is not None:
-        raise ApiError(422, "invalid", f"{where}: holds a lone surrogate, which is not text")
+        raise CollectorError(422, "invalid", f"{where}: holds a lone surrogate, which is not text")
     return body
 
 
 def _text(body: dict[str, Any], name: str, *, required: bool) -> str | None:
     unknown = sorted(set(body) - {name})
     if unknown:
-        raise ApiError(422, "invalid", f"{unknown[0]}: unknown field (expected {name})")
+        raise CollectorError(422, "invalid", f"{unknown[0]}: unknown field (expected {name})")
     value = body.get(name)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ApiError(422, "invalid", f"{name}: needs a non-empty string")
+        raise CollectorError(422, "invalid", f"{name}: needs a non-empty string")
     if len(value) > MAX_TEXT:
-        raise ApiError(422, "invalid", f"{name}: longer than {MAX_TEXT} characters")
+        raise CollectorError(422, "invalid", f"{name}: longer than {MAX_TEXT} characters")
     return value.strip()
 
 
 async def get_maintenance(request: web.Request) -> web.StreamResponse:
     viewer(request)
-    collector = request.app[COLLECTOR]
-    now, tz = time.time(), collector.config.inventory.timezone
-    return json_response(
-        [maintenance.window_json(window, tz, now=now) for window in collector.windows]
-    )
+    now, tz = now_of(request), request.app[CONFIG].inventory.timezone
+    windows = request.app[MAINTENANCE].windows
+    return json_response([maintenance.window_json(window, tz, now=now) for window in windows])
 
 
 async def post_maintenance(request: web.Request) -> web.StreamResponse:
+    """Add a window; a MaintenanceError (what the body gets wrong) is the middleware's: 422."""
     who = operator(request).name
-    collector = request.app[COLLECTOR]
+    inventory, schedule = request.app[CONFIG].inventory, request.app[MAINTENANCE]
     body = await _json_body(request)
-    now = time.time()
-    try:
-        new = maintenance.parse_window(body, collector.config.inventory, now=now)
-    except maintenance.MaintenanceError as err:
-        raise ApiError(422, "invalid", str(err)) from err
-    window = await asyncio.to_thread(maintenance.add, collector.store, new, created_by=who, now=now)
-    collector.set_windows([*collector.windows, window])
-    tz = collector.config.inventory.timezone
-    return json_response(maintenance.window_json(window, tz, now=now), status=201)
+    now = now_of(request)
+    new = maintenance.parse_window(body, inventory, now=now)
+    store = request.app[STORE]
+    window = await asyncio.to_thread(maintenance.add, store, new, created_by=who, now=now)
+    schedule.set_windows([*schedule.windows, window])
+    return json_response(maintenance.window_json(window, inventory.timezone, now=now), status=201)
 
 
 async def delete_maintenance(request: web.Request) -> web.StreamResponse:
     operator(request)
-    collector = request.app[COLLECTOR]
+    schedule = request.app[MAINTENANCE]
     text = request.match_info["id"]
     window_id = whole_number(text) or -1
     deleted = await asyncio.to_thread(
-        maintenance.delete, collector.store, window_id, now=time.time()
+        maintenance.delete, request.app[STORE], window_id, now=now_of(request)
     )
     if not deleted:
-        raise ApiError(404, "not_found", f"no maintenance window {text!r}")
-    collector.set_windows(w for w in collector.windows if w.id != window_id)
+        raise CollectorError(404, "not_found", f"no maintenance window {text!r}")
+    schedule.set_windows(w for w in schedule.windows if w.id != window_id)
     return web.Response(status=204)
 
 
@@ -748,111 +703,49 @@ def _time_param(request: web.Request, name: str, default: float) -> float:
     try:
         return parse_ts(text).timestamp()
     except (ResultFormatError, OverflowError, ValueError) as err:  # year 1 with an offset, etc.
-        raise ApiError(400, "bad_time", f"{name}: {text!r} is not an RFC 3339 time") from err
-
-
-def site_json(
-    view: SiteView, collector: Collector, shares: Availability | None = None
-) -> dict[str, Any]:
-    """The contract's site, with its links' and its own availability when `shares` has them."""
-    none: tuple[Shares | None, Shares | None] = (None, None)
-    known = shares or {}
-    return {
-        "id": view.id,
-        "name": view.name,
-        "status": view.status,
-        "status_since": _iso(view.since),
-        "users": view.users,
-        "upstream": list(view.upstream),
-        "agent_alive": view.agent_alive,
-        "agent": _agent_json(collector.heartbeats.get(view.id)),
-        "links": [
-            {
-                "id": link.id,
-                "kind": link.kind,
-                "role": link.role,
-                "status": link.status,
-                "vantage": link.vantage,
-                "evidence": [evidence_json(evidence) for evidence in link.evidence],
-                "conflict": link.conflict,
-                "availability": known.get(f"link:{link.id}", none)[0],
-            }
-            for link in view.links
-        ],
-        "devices": [
-            {"id": d.id, "kind": d.kind, "address": d.address, "status": d.status}
-            for d in view.devices
-        ],
-        "availability": known.get(f"site:{view.id}", none)[0],
-        "availability_business_hours": known.get(f"site:{view.id}", none)[1],
-    }
-
-
-class EvidenceJson(TypedDict):
-    """One source's word about a link, as `GET /api/v1/sites/{id}` gives it."""
-
-    source: str  # centre-ping | far-end-ping | bound-ping | interface | path
-    kind: str  # path-bound | reachability
-    status: str  # up | degraded | down | unknown
-    since: str | None  # when this source's status began; null before it had one
-    probed: str | None  # probe time of its newest result; null without one
-    detail: str
-    counted: bool  # whether it took part in the link's status
-
-
-def evidence_json(evidence: EvidenceView) -> EvidenceJson:
-    """Return one piece of a link's evidence in the API's form."""
-    return {
-        "source": evidence.source,
-        "kind": evidence.kind,
-        "status": evidence.status,
-        "since": _iso(evidence.since),
-        "probed": _iso(evidence.probed),
-        "detail": evidence.detail,
-        "counted": evidence.counted,
-    }
-
-
-def _agent_json(heartbeat: Heartbeat | None) -> dict[str, Any] | None:
-    """The agent's last heartbeat as staff need it: who, which version, how far behind."""
-    if heartbeat is None:
-        return None
-    return {
-        "id": heartbeat.agent,
-        "version": heartbeat.version,
-        "clock": None if heartbeat.clock is None else format_ts(heartbeat.clock),
-        "outbox_depth": heartbeat.outbox_depth,
-        "dropped": heartbeat.dropped,
-    }
-
-
-def _iso(ts: float) -> str | None:
-    return format_ts(datetime.fromtimestamp(ts, UTC)) if ts > 0 else None
+        raise CollectorError(400, "bad_time", f"{name}: {text!r} is not an RFC 3339 time") from err
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:
-    raise ApiError(404, "not_found", f"no such endpoint: {request.method} {request.path}")
+    raise CollectorError(404, "not_found", f"no such endpoint: {request.method} {request.path}")
 
 
-def build_app(collector: Collector, limits: FrontLimits | None = None) -> web.Application:
+def build_app(
+    collector: Collector,
+    limits: FrontLimits | None = None,
+    *,
+    loops: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
+) -> web.Application:
     """Return the collector's application; serve it with `front.FrontRunner` for every limit.
 
     Any runner gets the parser's settings (no inflating, keep-alive and line limits); the
-    per-address cap and the JSON answers to bad HTTP need the FrontRunner.
+    per-address cap and the JSON answers to bad HTTP need the FrontRunner. With `loops`, the
+    app runs the collector's background loops while it runs (`sitewatch collector` does; a
+    test asks for them, as they probe the inventory's edges and correlate on the wall clock).
     """
-    from collector.dashboard.routes import add_routes  # noqa: PLC0415 -- it imports this module
-
-    front = limits or FrontLimits(exempt=collector.config.trusted_proxies)
+    config = collector.config
+    front = limits or FrontLimits(exempt=config.trusted_proxies)
     app = web.Application(
         middlewares=[errors, expensive_reads],
         client_max_size=MAX_BODY,
         handler_args=front.handler_args(),
     )
-    app[COLLECTOR] = collector
+    app[CONFIG] = config
+    app[STORE] = collector.store
+    app[INCIDENTS] = collector.incidents
+    app[PIPELINE] = collector
+    app[MAINTENANCE] = collector
+    app[TARGETS] = Targets.of(config)
+    app[CLOCK] = clock
+    app[NOTIFY_WAKE] = collector.notify_wake
     app[FRONT] = front
     app[IN_FLIGHT] = Counter()
-    app.cleanup_ctx.append(_expensive_pool)
-    app.cleanup_ctx.append(health_check(collector.store.path))
+    app[LOOP_ENDED] = asyncio.Event()
+    app.cleanup_ctx.append(expensive_pool)
+    app.cleanup_ctx.append(health_check(collector.store))
+    if loops:  # last: stopped first, while the store and the pools are still there
+        app.cleanup_ctx.append(background_loops(collector))
     app.router.add_get("/api/v1/agent/plan", get_plan)
     app.router.add_post("/api/v1/agent/results", post_results)
     app.router.add_get("/api/v1/sites", get_sites)
@@ -873,3 +766,51 @@ def build_app(collector: Collector, limits: FrontLimits | None = None) -> web.Ap
     add_routes(app)  # the dashboard's pages, event stream and static files
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
+
+
+LOOPS_STOP_SECONDS = 10.0  # a loop still running this long after the stop is cancelled
+# Set when a background loop ended while the app runs: `sitewatch collector` then stops (exit 1).
+LOOP_ENDED: web.AppKey[asyncio.Event] = web.AppKey("loop_ended", asyncio.Event)
+
+
+def background_loops(collector: Collector) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Return the cleanup context that runs the collector's loops for the app's life.
+
+    The loops are the centre's edge sweep, roll-ups, correlation, notification delivery and the
+    replay of the collector's own gaps; each goes on past a failed round by itself
+    (`collector.loops.Rounds`). At cleanup they are told to stop and awaited for at most
+    LOOPS_STOP_SECONDS, then cancelled: a stop never hangs on a loop. A loop that ends while
+    the app runs is a bug: it is logged with its traceback and LOOP_ENDED is set.
+    """
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        ended = app[LOOP_ENDED]
+        jobs = {
+            "the edge sweep": collector.central_probes,
+            "roll-ups": collector.housekeeping,
+            "correlation": collector.correlation_loop,
+            "notification delivery": collector.deliver_notifications,
+            "gap replay": collector.replay_gaps,
+        }
+        tasks = [asyncio.create_task(job(stop), name=name) for name, job in jobs.items()]
+
+        def finished(task: asyncio.Task[None]) -> None:
+            if stop.is_set() or task.cancelled():
+                return
+            log.error("the background loop of %s ended", task.get_name(), exc_info=task.exception())
+            ended.set()
+
+        for task in tasks:
+            task.add_done_callback(finished)
+        try:
+            yield
+        finally:
+            stop.set()
+            _, late = await asyncio.wait(tasks, timeout=LOOPS_STOP_SECONDS)
+            for task in late:
+                log.warning("the background loop of %s did not stop: cancelled", task.get_name())
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    return run

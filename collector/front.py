@@ -10,6 +10,7 @@ branch site, and anyone on them, directly. So:
 - a connection idle for `keepalive` seconds is closed, and so is one that trickles a request's
   headers for that long (aiohttp's keep-alive timer fires while no whole request has arrived);
   a body must arrive within `body_seconds` (`collector.api.read_body`);
+- large reads (history, reports, a site's page) run in one pool of their own (`expensive`);
 - one address holds at most `per_address` connections; the next is answered 503 and closed
   (a trusted reverse proxy, exempt, carries everyone's connections);
 - what the parser refuses before any handler runs (a 10 kB request line, bad HTTP) gets the
@@ -24,10 +25,11 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
@@ -249,3 +251,33 @@ def _trusted(
 def _inside(text: str, trusted: tuple[IPNetwork, ...]) -> bool:
     address = _address(text)
     return address is not None and _trusted(address, trusted)
+
+
+MAX_TEXT = 4_000  # characters of a staff note, through the API or a dashboard form
+
+
+def whole_number(text: str) -> int | None:
+    """Return the number an id or limit in a URL gives, or None (not "²", not 40 digits)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+EXPENSIVE: web.AppKey[ThreadPoolExecutor] = web.AppKey("expensive_reads", ThreadPoolExecutor)
+EXPENSIVE_THREADS = 1  # large reads at once, whoever asks: each holds the GIL while it builds
+Built = TypeVar("Built")
+
+
+async def expensive(request: web.Request, work: Callable[[], Built]) -> Built:
+    """Run a large read in the expensive-read pool, off the event loop and the default pool.
+
+    The API's history and report and the dashboard's site and report pages all read here: one
+    thread, so large reads take turns for the GIL and the store's lock instead of piling up.
+    """
+    return await asyncio.get_running_loop().run_in_executor(request.app[EXPENSIVE], work)
+
+
+async def expensive_pool(app: web.Application) -> AsyncIterator[None]:
+    """Hold the large-read pool for the app's life; cleanup waits for reads still running."""
+    pool = ThreadPoolExecutor(EXPENSIVE_THREADS, thread_name_prefix="sitewatch-read")
+    app[EXPENSIVE] = pool
+    yield
+    await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

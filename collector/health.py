@@ -2,7 +2,8 @@
 
 A health check must not wait behind the work it watches: the store's one connection is held for
 a whole history read, and the default thread pool may be busy, so a check queued behind them would
-call a busy collector dead. It asks on a read-only connection of its own, in a thread of its own.
+call a busy collector dead. It asks on a read-only connection of its own, in a thread of its own
+(a SQLite file); on PostgreSQL it asks on one of the store's read connections, never the writer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from collector.store import Store
+
 log = logging.getLogger(__name__)
 
 
@@ -25,8 +28,8 @@ class HealthCheck:
 
     SECONDS = 2.0
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, store: Store | None = None) -> None:
+        self.path, self.store = path, store  # a SQLite file, or else the store's readers
         self._db: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-health")
         self._running: asyncio.Future[bool] | None = None
@@ -54,6 +57,8 @@ class HealthCheck:
         return healthy
 
     def _check(self) -> bool:
+        if self.path is None:
+            return self._check_store()
         try:
             if self._db is None:
                 uri = f"{self.path.resolve().as_uri()}?mode=ro"
@@ -62,6 +67,20 @@ class HealthCheck:
         except sqlite3.Error as err:
             self._why = f"the database cannot be read: {err}"
             self._close()
+            return False
+        return True
+
+    def _check_store(self) -> bool:
+        if self.store is None:
+            self._why = "no database to check"
+            return False
+        try:
+            with self.store.reading() as db:
+                db.execute("SELECT 1").fetchone()
+        # Whatever the driver raises (a lost server, a full pool) means unhealthy: the check
+        # answers /healthz, and must never turn a database's failure into a 500.
+        except Exception as err:  # noqa: BLE001
+            self._why = f"the database cannot be read: {err}"
             return False
         return True
 
@@ -79,11 +98,11 @@ class HealthCheck:
 HEALTH: web.AppKey[HealthCheck] = web.AppKey("health_check", HealthCheck)
 
 
-def health_check(path: Path) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Return the cleanup context that keeps a HealthCheck of `path` in the app."""
+def health_check(store: Store) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Return the cleanup context that keeps a HealthCheck of the store's database in the app."""
 
     async def keep(app: web.Application) -> AsyncIterator[None]:
-        app[HEALTH] = HealthCheck(path)
+        app[HEALTH] = HealthCheck(store.path, store)
         yield
         await asyncio.to_thread(app[HEALTH].close)
 

@@ -1,4 +1,9 @@
-"""`sitewatch collector --config FILE`: serve the API and run the centre's loops until stopped."""
+"""`sitewatch collector --config FILE`: serve the app, with its background loops, until stopped.
+
+The loops (the edge sweep, roll-ups, correlation, notification delivery, gap replay) live in
+the app's cleanup context (`collector.api.background_loops`): this only warms the state up,
+serves the app and waits for SIGTERM or SIGINT, or for a loop that ended by a bug (exit 1).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from collector.api import build_app
+from collector.api import LOOP_ENDED, build_app
 from collector.front import FrontRunner
 from collector.service import Collector
 from collector.store import Store, StoreError
@@ -25,18 +32,8 @@ log = logging.getLogger("sitewatch.collector")
 def run(config_path: Path) -> int:
     """Run the collector; return the exit status (1 for a database or address it cannot use)."""
     config = load_collector_config(config_path)  # a ConfigError is the command line's to print
-    if config.database.startswith(("postgresql://", "postgres://")):
-        print(
-            f"{config_path}: database: PostgreSQL is not supported by this version yet; "
-            "give a SQLite file path",
-            file=sys.stderr,
-        )
-        return 1
-    database = Path(config.database)
-    if not database.is_absolute():
-        database = config.source.parent / database
     try:
-        store = Store(database)
+        store = Store(config.database_spec)  # SQLite or PostgreSQL; migrated as it opens
     except StoreError as err:
         print(f"sitewatch collector: {err}", file=sys.stderr)
         return 1
@@ -53,6 +50,7 @@ SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits
 
 
 async def _serve(collector: Collector) -> int:
+    """Serve until a signal (0) or a background loop's end (1); the loops stop with the app."""
     config = collector.config
     # The event loop shares the GIL with the threads building large reads: with Python's
     # default of 5 ms it waits up to that long each time it wakes, many times per request.
@@ -70,22 +68,28 @@ async def _serve(collector: Collector) -> int:
     if config.tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(config.tls.cert, config.tls.key)
-    runner = FrontRunner(build_app(collector), access_log=None)
-    await runner.setup()
+    app = build_app(collector, loops=True)
+    runner = FrontRunner(app, access_log=None)
+    await runner.setup()  # starts the loops
     try:
         site = web.TCPSite(runner, config.listen_host, config.listen_port, ssl_context=context)
         await site.start()
         scheme = "https" if context else "http"
         log.info("listening on %s://%s:%d", scheme, config.listen_host, config.listen_port)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(collector.central_probes(stop))
-            group.create_task(collector.housekeeping(stop))
-            group.create_task(collector.correlation_loop(stop))
-            group.create_task(collector.deliver_notifications(stop))
-            group.create_task(collector.replay_gaps(stop))
-            await stop.wait()
+        ended = app[LOOP_ENDED]
+        await _first(stop.wait(), ended.wait())
         log.info("stopping")
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # stops the loops, within LOOPS_STOP_SECONDS
         close_probes()
-    return 0
+    return 1 if ended.is_set() else 0
+
+
+async def _first(*waits: Coroutine[Any, Any, bool]) -> None:
+    """Wait until the first of `waits` is done; cancel the others."""
+    tasks = [asyncio.create_task(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -7,6 +7,6 @@ is fetched from any other host and nothing needs a build step.
 Modules: `sessions` (logins kept in memory, CSRF), `limits` (the login rate limit), `render`
 (templates and security headers), `auth` (login, logout, the page guard), `snapshot` and
 `events` (the live overview), `pages`, `charts`, `reports`, and `routes`, which wires them into
-the collector's application. This module imports nothing, so that `collector.api` can import
-`sessions` without a cycle.
+the collector's application. The site JSON they show comes from `collector.views` and their
+app state from `collector.appkeys`: nothing here imports `collector.api`, which imports this.
 """

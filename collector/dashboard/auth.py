@@ -17,6 +17,7 @@ a connection open for ever, one byte at a time, or make the collector decode meg
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import math
@@ -27,7 +28,7 @@ from urllib.parse import parse_qsl, quote
 from aiohttp import ClientPayloadError, web
 from multidict import MultiDict, MultiDictProxy
 
-from collector.api import COLLECTOR
+from collector.appkeys import CONFIG
 from collector.dashboard.limits import LIMITER
 from collector.dashboard.render import error_page, render
 from collector.dashboard.sessions import (
@@ -41,6 +42,7 @@ from collector.dashboard.sessions import (
     current,
     same_origin,
 )
+from collector.errors import REFUSALS, CollectorError, Refusal, refusal
 from collector.front import FRONT, client_address
 from sitewatch.config.model import Role, User
 from sitewatch.passwords import verify_password
@@ -68,12 +70,39 @@ PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class PageError(Exception):
-    """A page that cannot be shown: its status, a short title and a message for people."""
+class PageError(CollectorError):
+    """A page that cannot be shown: a refusal with a short title for its error page."""
 
     def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
+        super().__init__(status, title.lower().replace(" ", "_"), message)
+        self.title = title
+
+
+DOMAIN_TITLE = "Not done"  # a staff action the domain refused: an incident resolved already
+
+
+def refusal_page(request: web.Request, session: Session | None, err: Refusal) -> web.Response:
+    """Return the error page of a refusal: the dashboard's one mapping of errors to pages.
+
+    A page's own refusal has its title; a domain error (`collector.errors`) keeps its status
+    and message, under DOMAIN_TITLE.
+    """
+    mapped = refusal(err)
+    title = err.title if isinstance(err, PageError) else DOMAIN_TITLE
+    return error_page(request, session, mapped.status, title, mapped.message)
+
+
+def shows_refusals(handler: Handler) -> Handler:
+    """Wrap a page outside `guard` (login, logout): a refusal becomes its error page."""
+
+    @functools.wraps(handler)
+    async def shown(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except REFUSALS as err:
+            return refusal_page(request, current(request), err)
+
+    return shown
 
 
 def guard(minimum: Role = "viewer") -> Callable[[PageHandler], Handler]:
@@ -105,8 +134,8 @@ def guard(minimum: Role = "viewer") -> Callable[[PageHandler], Handler]:
                         request, session, 403, "Not allowed", f"This needs the {minimum} role."
                     )
                 return await handler(request, session)
-            except PageError as err:
-                return error_page(request, session, err.status, err.title, err.message)
+            except REFUSALS as err:
+                return refusal_page(request, session, err)
 
         return guarded
 
@@ -163,11 +192,9 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     return _login_form(request, target)
 
 
+@shows_refusals
 async def login(request: web.Request) -> web.StreamResponse:
-    try:
-        form = await read_form(request, LOGIN_FORM)
-    except PageError as err:
-        return error_page(request, None, err.status, err.title, err.message)
+    form = await read_form(request, LOGIN_FORM)
     target = safe_next(_field(form, "next", 2_000))
     presented = _field(form, CSRF_FIELD, 100)
     expected = request.cookies.get(LOGIN_COOKIE, "")
@@ -178,7 +205,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     name = _field(form, "name", MAX_NAME).strip()
     password = _field(form, "password", MAX_PASSWORD)
-    address = client_address(request, request.app[COLLECTOR].config.trusted_proxies)
+    config = request.app[CONFIG]
+    address = client_address(request, config.trusted_proxies)
     limiter = request.app[LIMITER]
     wait = limiter.retry_after(address, name)
     if wait > 0:
@@ -191,8 +219,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             status=429,
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    collector = request.app[COLLECTOR]
-    user = _find(collector.config.users, name)
+    user = _find(config.users, name)
     # Counted as failed before the (slow) check, so that a burst of concurrent attempts cannot
     # all get past the limit while the first ones are still being checked.
     limiter.failed(address, name)
@@ -214,13 +241,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@shows_refusals
 async def logout(request: web.Request) -> web.StreamResponse:
     session = current(request)
     if session is not None:
-        try:
-            form = await read_form(request)
-        except PageError as err:
-            return error_page(request, session, err.status, err.title, err.message)
+        form = await read_form(request)
         if not csrf_ok(request, session, form.get(CSRF_FIELD)):
             return error_page(request, session, 403, "Refused", "Reload the page and try again.")
         request.app[SESSIONS].drop(request.cookies[COOKIE])
@@ -291,4 +316,4 @@ def redirect(location: str) -> web.Response:
 
 
 def _secure(request: web.Request) -> bool:
-    return request.app[COLLECTOR].config.tls is not None
+    return request.app[CONFIG].tls is not None

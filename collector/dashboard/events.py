@@ -14,7 +14,6 @@ import logging
 
 from aiohttp import web
 
-from collector.api import COLLECTOR
 from collector.dashboard.sessions import COOKIE, SESSIONS, current
 from collector.dashboard.snapshot import SNAPSHOTS
 
@@ -46,7 +45,6 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def _feed(request: web.Request, response: web.StreamResponse) -> None:
-    collector = request.app[COLLECTOR]
     snapshots = request.app[SNAPSHOTS]
     sessions = request.app[SESSIONS]
     stopping = request.app[STOPPING]
@@ -55,7 +53,7 @@ async def _feed(request: web.Request, response: web.StreamResponse) -> None:
         if sessions.get(token) is None:  # logged out elsewhere, or expired
             await response.write(EXPIRED)
             return
-        snapshot = await snapshots.get(collector)
+        snapshot = await snapshots.get()
         await response.write(f"data: {json.dumps(snapshot)}\n\n".encode())
         try:
             async with asyncio.timeout(EVERY):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -12,23 +11,18 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from collector.api import (
-    COLLECTOR,
-    MAX_TEXT,
-    availability_of,
-    expensive,
-    site_json,
-    whole_number,
-)
+from collector.appkeys import CLOCK, CONFIG, INCIDENTS, NOTIFY_WAKE, PIPELINE, STORE
 from collector.dashboard.auth import PageError, guard, read_form, redirect
 from collector.dashboard.charts import Chart, link_charts
 from collector.dashboard.render import duration, render
 from collector.dashboard.sessions import Session
 from collector.dashboard.snapshot import SNAPSHOTS, availability_text
-from collector.incidents import IncidentError, StaffAction
-from collector.service import Collector
+from collector.front import MAX_TEXT, expensive, whole_number
+from collector.incidents import IncidentBook, StaffAction
 from collector.state import SiteView
-from sitewatch.config.model import HUB, PRIORITIES
+from collector.store import Store
+from collector.views import availability_of, site_json
+from sitewatch.config.model import HUB, PRIORITIES, Inventory
 
 CHART_HOURS = (1, 6, 24)
 CHART_ROWS = 50_000  # results read per link for its charts
@@ -42,7 +36,7 @@ STATUSES = ("open", "resolved", "all")
 
 @guard()
 async def overview(request: web.Request, session: Session) -> web.StreamResponse:
-    snapshot = await request.app[SNAPSHOTS].get(request.app[COLLECTOR])
+    snapshot = await request.app[SNAPSHOTS].get()
     return render(request, "overview.html", session, snapshot=snapshot)
 
 
@@ -94,9 +88,11 @@ def supplies_of(value: object) -> list[Supply]:
 
 @guard()
 async def site(request: web.Request, session: Session) -> web.StreamResponse:
-    collector = request.app[COLLECTOR]
+    pipeline, store, book = request.app[PIPELINE], request.app[STORE], request.app[INCIDENTS]
+    inventory = request.app[CONFIG].inventory
+    now = request.app[CLOCK].now()
     site_id = request.match_info["id"]
-    views = {view.id: view for view in collector.views()}
+    views = {view.id: view for view in pipeline.views(now)}
     view = views.get(site_id)
     if view is None:
         raise PageError(404, "No such site", f"There is no site {site_id!r} in the inventory.")
@@ -104,13 +100,14 @@ async def site(request: web.Request, session: Session) -> web.StreamResponse:
     hours = whole_number(hours_text) or 0
     if hours not in CHART_HOURS:
         raise PageError(400, "Bad period", f"hours: choose one of {CHART_HOURS}")
-    now = time.time()
-    tz = ZoneInfo(collector.config.inventory.timezone)
-    charts, printers, recent = await expensive(
-        request, functools.partial(_site_data, collector, view, now - hours * 3_600, now, tz)
+    tz = ZoneInfo(inventory.timezone)
+    read = functools.partial(
+        _site_data, store, book, inventory, view, span=(now - hours * 3_600, now), tz=tz
     )
-    inventory_site = collector.config.inventory.site(site_id)
-    body = site_json(view, collector, await availability_of(collector, [view]))
+    charts, printers, recent = await expensive(request, read)
+    inventory_site = inventory.site(site_id)
+    shares = await availability_of(store, book.calendar, [view], now)
+    body = site_json(view, pipeline.heartbeats.get(view.id), shares)
     return render(
         request,
         "site.html",
@@ -124,20 +121,26 @@ async def site(request: web.Request, session: Session) -> web.StreamResponse:
         hours=hours,
         hour_choices=CHART_HOURS,
         printers=printers,
-        recent=[collector.incidents.to_json(i, now) for i in recent],
+        recent=[book.to_json(i, now) for i in recent],
         now=now,
     )
 
 
 def _site_data(
-    collector: Collector, view: SiteView, start: float, end: float, tz: ZoneInfo
+    store: Store,
+    book: IncidentBook,
+    inventory: Inventory,
+    view: SiteView,
+    *,
+    span: tuple[float, float],
+    tz: ZoneInfo,
 ) -> tuple[dict[str, tuple[Chart, Chart]], list[Printer], list[Any]]:
     """Read what a site page shows from the store (in the expensive-read pool).
 
     The charts read raw rows: rollups begin only past the raw retention (30 days), so the
     page's periods (at most 24 hours) always have raw rows and never any rollups.
     """
-    store = collector.store
+    start, end = span
     # Only pings: a link's interface and path readings have no round trip to draw, and must
     # not use up the rows a chart reads.
     charts = {
@@ -146,7 +149,7 @@ def _site_data(
         )
         for link in view.links
     }
-    devices = {d.id: d for _, d in collector.config.inventory.devices()}
+    devices = {d.id: d for _, d in inventory.devices()}
     printers = []
     for device in view.devices:
         if device.kind != "printer":
@@ -171,7 +174,7 @@ def _site_data(
         )
     recent = [
         incident
-        for incident in collector.incidents.find("all", end - RECENT_DAYS * 86_400, end + 1, 1_000)
+        for incident in book.find("all", end - RECENT_DAYS * 86_400, end + 1, 1_000)
         if view.id in incident.sites
     ][:RECENT_INCIDENTS]
     return charts, printers, recent
@@ -194,15 +197,13 @@ def _chain(view: SiteView, views: Mapping[str, SiteView]) -> list[tuple[str, str
 
 @guard()
 async def incidents(request: web.Request, session: Session) -> web.StreamResponse:
-    collector = request.app[COLLECTOR]
     status = request.query.get("status", "open")
     priority = request.query.get("priority", "")
     if status not in STATUSES:
         raise PageError(400, "Bad filter", f"status: choose one of {', '.join(STATUSES)}")
     if priority and priority not in PRIORITIES:
         raise PageError(400, "Bad filter", f"priority: choose one of {', '.join(PRIORITIES)}")
-    now = time.time()
-    book = collector.incidents
+    now, book = request.app[CLOCK].now(), request.app[INCIDENTS]
     found = await asyncio.to_thread(book.find, _status(status), 0.0, now + 1, LIST_LIMIT)
     shown = [book.to_json(i, now) for i in found if not priority or i.priority == priority]
     return render(
@@ -225,13 +226,13 @@ def _status(text: str) -> Literal["open", "resolved", "all"]:
 
 @guard()
 async def incident(request: web.Request, session: Session) -> web.StreamResponse:
-    book = request.app[COLLECTOR].incidents
+    book = request.app[INCIDENTS]
     incident_id = _incident_id(request)
     found = await asyncio.to_thread(book.get, incident_id)
     if found is None:
         raise PageError(404, "No such incident", f"There is no incident {incident_id}.")
     events = await asyncio.to_thread(book.timeline, incident_id)
-    body = book.to_json(found, time.time(), events)
+    body = book.to_json(found, request.app[CLOCK].now(), events)
     return render(
         request,
         "incident.html",
@@ -264,16 +265,11 @@ async def resolve(request: web.Request, session: Session) -> web.StreamResponse:
 async def _act(
     request: web.Request, session: Session, action: StaffAction, text: str
 ) -> web.StreamResponse:
-    collector = request.app[COLLECTOR]
+    """Do a staff action; an IncidentError (resolved already) is the guard's to show."""
     incident_id = _incident_id(request)
-    who = session.login.name
-    try:
-        await asyncio.to_thread(
-            collector.incidents.act, action, incident_id, who, text, time.time()
-        )
-    except IncidentError as err:
-        raise PageError(err.status, "Not done", str(err)) from err
-    collector.notify_wake.set()
+    book, now = request.app[INCIDENTS], request.app[CLOCK].now()
+    await asyncio.to_thread(book.act, action, incident_id, session.login.name, text, now)
+    request.app[NOTIFY_WAKE].set()
     return redirect(f"/incidents/{incident_id}")
 
 

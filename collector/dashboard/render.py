@@ -7,17 +7,16 @@ ticks them ("3m 05s", "2h 13m", "4d 2h").
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
 
-from collector.api import COLLECTOR
+from collector.appkeys import CLOCK, CONFIG
 from collector.dashboard.sessions import CSRF_FIELD, Session
+from collector.times import local_time, unix
 
 ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("collector.dashboard", "templates"),
@@ -58,28 +57,16 @@ def duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def local_time(value: str | float | None, tz: ZoneInfo) -> str:
-    """Return an RFC 3339 string or Unix time as local date and time; "—" for none."""
-    if value is None or value == "":
-        return "—"
-    when = (
-        datetime.fromtimestamp(value, tz)
-        if isinstance(value, int | float)
-        else datetime.fromisoformat(value).astimezone(tz)
-    )
-    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
+def elapsed(value: str | None, now: float) -> str:
+    """Return how long before `now` an RFC 3339 time was, in the short form."""
+    return duration(now - unix(value)) if value else ""
 
 
-def elapsed(value: str | None) -> str:
-    """Return how long ago an RFC 3339 time was, in the short form."""
-    return duration(time.time() - datetime.fromisoformat(value).timestamp()) if value else ""
-
-
-def due(value: str | None) -> str:
-    """Return "due in 3h 05m" or "overdue by 12m 30s" for an SLA due time."""
+def due(value: str | None, now: float) -> str:
+    """Return "due in 3h 05m" or "overdue by 12m 30s" for an SLA due time, as of `now`."""
     if not value:
         return ""
-    left = datetime.fromisoformat(value).timestamp() - time.time()
+    left = unix(value) - now
     return f"due in {duration(left)}" if left >= 0 else f"overdue by {duration(-left)}"
 
 
@@ -93,18 +80,18 @@ def render(
     **context: Any,
 ) -> web.Response:
     """Render a page with what every page needs: the organisation, the user, the CSRF token."""
-    collector = request.app[COLLECTOR]
-    tz = ZoneInfo(collector.config.inventory.timezone)
+    inventory, now = request.app[CONFIG].inventory, request.app[CLOCK].now()
+    tz = ZoneInfo(inventory.timezone)
     body = ENVIRONMENT.get_template(template).render(
-        organisation=collector.config.inventory.organisation,
+        organisation=inventory.organisation,
         login=session.login if session else None,
         csrf=session.csrf if session else "",
         csrf_field=CSRF_FIELD,
         path=request.path,
         when=lambda value: local_time(value, tz),
         duration=duration,
-        elapsed=elapsed,
-        due=due,
+        elapsed=lambda value: elapsed(value, now),
+        due=lambda value: due(value, now),
         status_label=lambda status: STATUS_LABELS.get(status, status),
         **context,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -21,10 +20,12 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from collector import report
-from collector.api import COLLECTOR, expensive
+from collector.appkeys import CLOCK, CONFIG, STORE
 from collector.dashboard.auth import PageError, guard
-from collector.dashboard.render import duration, local_time, render
+from collector.dashboard.render import duration, render
 from collector.dashboard.sessions import Session
+from collector.front import expensive
+from collector.times import local_time
 from sitewatch.config.model import PRIORITIES
 
 REPORT_API = "/api/v1/reports/sla"
@@ -125,19 +126,20 @@ def month_days(text: str | None, tz: ZoneInfo) -> tuple[str, date, date]:
 
 async def _build(request: web.Request, first: date, last: date) -> report.Report:
     """Build the month's report in the expensive-read pool, as the API's report is built."""
-    collector = request.app[COLLECTOR]
-    inventory = collector.config.inventory
+    inventory, store, now = (
+        request.app[CONFIG].inventory,
+        request.app[STORE],
+        request.app[CLOCK].now(),
+    )
     start, end = report.period_bounds(first, last, inventory.timezone)
     return await expensive(
-        request,
-        functools.partial(report.build_report, collector.store, inventory, start, end, time.time()),
+        request, functools.partial(report.build_report, store, inventory, start, end, now)
     )
 
 
 @guard()
 async def reports_page(request: web.Request, session: Session) -> web.StreamResponse:
-    collector = request.app[COLLECTOR]
-    tz = ZoneInfo(collector.config.inventory.timezone)
+    tz = ZoneInfo(request.app[CONFIG].inventory.timezone)
     month, first, last = month_days(request.query.get("month"), tz)
     built = await _build(request, first, last)
     body = report.report_json(built)
@@ -161,8 +163,7 @@ async def reports_page(request: web.Request, session: Session) -> web.StreamResp
 
 @guard()
 async def sla_csv(request: web.Request, session: Session) -> web.StreamResponse:
-    collector = request.app[COLLECTOR]
-    tz = ZoneInfo(collector.config.inventory.timezone)
+    tz = ZoneInfo(request.app[CONFIG].inventory.timezone)
     month, first, last = month_days(request.query.get("month"), tz)
     built = await _build(request, first, last)
     return web.Response(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from collector.appkeys import CLOCK, CONFIG, INCIDENTS, PIPELINE, STORE
 from collector.dashboard import auth, events, pages, reports
 from collector.dashboard.limits import LIMITER, LoginLimiter
 from collector.dashboard.render import security_headers
@@ -17,11 +18,13 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def add_routes(app: web.Application) -> None:
-    """Add the dashboard to `app`; call before any catch-all route."""
+    """Add the dashboard to `app`, whose keys (`collector.appkeys`) are set; call before any
+    catch-all route."""
     app[SESSIONS] = SessionBook()
     app[LIMITER] = LoginLimiter()
     app[auth.CHECKS] = asyncio.Semaphore(auth.CONCURRENT_CHECKS)
-    app[SNAPSHOTS] = SnapshotCache()
+    sites = [site.id for site in app[CONFIG].inventory.sites]
+    app[SNAPSHOTS] = SnapshotCache(app[PIPELINE], app[INCIDENTS], app[STORE], sites, app[CLOCK])
     app[events.STOPPING] = asyncio.Event()
     app.on_shutdown.append(events.stop_streams)
     app.on_response_prepare.append(security_headers)

@@ -18,8 +18,12 @@ from typing import Any, TypedDict
 from aiohttp import web
 
 from collector import availability
-from collector.api import Availability, site_json
-from collector.service import Collector
+from collector.appkeys import PipelinePort
+from collector.clock import Clock
+from collector.incidents import IncidentBook
+from collector.sla import WorkingCalendar
+from collector.store import Store
+from collector.views import Availability, SiteJson, site_json
 
 STATUS_ORDER = ("down", "degraded", "unknown", "maintenance", "up", "unmonitored")
 AVAILABILITY_PERIODS = ("24h", "7d", "30d")
@@ -81,7 +85,7 @@ def availability_text(availability: object) -> str:
     return " · ".join(parts)
 
 
-def site_tile(site: Mapping[str, Any]) -> SiteTile:
+def site_tile(site: SiteJson) -> SiteTile:
     """Return the tile of a site from its API JSON."""
     return {
         "id": site["id"],
@@ -127,15 +131,11 @@ def summary(tiles: list[SiteTile]) -> str:
     return " · ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if counts[s])
 
 
-async def site_availability(collector: Collector, sites: list[str]) -> dict[str, Shares]:
+async def site_availability(
+    store: Store, calendar: WorkingCalendar, sites: list[str], now: float
+) -> dict[str, Shares]:
     """Return each site's availability over 24h, 7d and 30d, round the clock."""
-    return await asyncio.to_thread(
-        availability.sites_availability,
-        collector.store,
-        collector.incidents.calendar,
-        sites,
-        time.time(),
-    )
+    return await asyncio.to_thread(availability.sites_availability, store, calendar, sites, now)
 
 
 def _site_shares(site_id: str, shares: Mapping[str, Shares]) -> Availability | None:
@@ -144,17 +144,18 @@ def _site_shares(site_id: str, shares: Mapping[str, Shares]) -> Availability | N
     return None if found is None else {f"site:{site_id}": (found, {})}
 
 
-async def build(collector: Collector, shares: Mapping[str, Shares]) -> Snapshot:
-    """Return the overview now, with the sites' availability `shares`."""
-    now = time.time()
+def build(
+    pipeline: PipelinePort, book: IncidentBook, shares: Mapping[str, Shares], now: float
+) -> Snapshot:
+    """Return the overview at `now`, with the sites' availability `shares`."""
+    heartbeats = pipeline.heartbeats
     tiles = sorted(
         (
-            site_tile(site_json(view, collector, _site_shares(view.id, shares)))
-            for view in collector.views(now)
+            site_tile(site_json(view, heartbeats.get(view.id), _site_shares(view.id, shares)))
+            for view in pipeline.views(now)
         ),
         key=worst_first,
     )
-    book = collector.incidents
     open_now = book.open_incidents()  # published by the book: never waits on a write
     return {
         "now": now,
@@ -167,20 +168,30 @@ async def build(collector: Collector, shares: Mapping[str, Shares]) -> Snapshot:
 class SnapshotCache:
     """The latest snapshot, shared by every viewer for up to MAX_AGE seconds."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        pipeline: PipelinePort,
+        book: IncidentBook,
+        store: Store,
+        sites: list[str],
+        clock: Clock,
+    ) -> None:
+        self.pipeline, self.book, self.store, self.sites = pipeline, book, store, sites
+        self.clock = clock
         self._lock = asyncio.Lock()
         self._taken = self._measured = float("-inf")
         self._latest: Snapshot | None = None
         self._shares: dict[str, Shares] = {}
 
-    async def get(self, collector: Collector) -> Snapshot:
+    async def get(self) -> Snapshot:
+        """Return the overview, taken at most MAX_AGE seconds ago."""
         async with self._lock:
             if time.monotonic() - self._measured > AVAILABILITY_EVERY:
-                sites = [site.id for site in collector.config.inventory.sites]
-                self._shares = await site_availability(collector, sites)
+                calendar, now = self.book.calendar, self.clock.now()
+                self._shares = await site_availability(self.store, calendar, self.sites, now)
                 self._measured = time.monotonic()
             if self._latest is None or time.monotonic() - self._taken > MAX_AGE:
-                self._latest = await build(collector, self._shares)
+                self._latest = build(self.pipeline, self.book, self._shares, self.clock.now())
                 self._taken = time.monotonic()
             return self._latest
 

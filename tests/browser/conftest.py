@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from collector.api import COLLECTOR, build_app
+from collector.api import build_app
 from collector.service import Collector
 from collector.store import Store
 from sitewatch.config.files import load_collector_config
@@ -109,9 +109,9 @@ def csrf_of(html: str) -> str:
 async def dashboard(tmp_path: Path, hashes: dict[str, str]) -> AsyncIterator[Dashboard]:
     config = load_collector_config(write_config(tmp_path, hashes))
     store = Store(tmp_path / "collector.db")
-    app = build_app(Collector(config, store))
+    collector = Collector(config, store)
     try:
-        async with TestClient(TestServer(app)) as client:
-            yield Dashboard(client, app[COLLECTOR])
+        async with TestClient(TestServer(build_app(collector))) as client:
+            yield Dashboard(client, collector)
     finally:
         store.close()

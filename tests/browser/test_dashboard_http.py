@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from collector.api import COLLECTOR, build_app
+from collector.api import build_app
+from collector.appkeys import CONFIG, INCIDENTS, PIPELINE, STORE
 from collector.dashboard import auth
 from collector.dashboard.events import STOPPING
 from collector.dashboard.sessions import COOKIE
@@ -532,9 +533,13 @@ async def test_the_reports_page_shows_the_month_and_downloads_its_csv(
     assert (await dashboard.client.get("/reports/sla.csv?month=May")).status == 400
 
 
-async def test_the_app_serves_the_collectors_own_collector(dashboard: Dashboard) -> None:
-    assert dashboard.client.app is not None
-    assert dashboard.client.app[COLLECTOR] is dashboard.collector
+async def test_the_app_holds_the_collectors_own_parts(dashboard: Dashboard) -> None:
+    app, collector = dashboard.client.app, dashboard.collector
+    assert app is not None
+    assert app[STORE] is collector.store
+    assert app[INCIDENTS] is collector.incidents
+    assert app[CONFIG] is collector.config
+    assert app[PIPELINE] is collector
 
 
 async def test_an_incident_page_lists_the_evidence_of_its_cause_escaped(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from collector.api import COLLECTOR, MAX_BODY, build_app
+from collector.api import MAX_BODY, build_app
 from collector.service import Collector
 from collector.store import DatabaseSpec, Store
 from collector.topology import Cause
@@ -28,6 +28,7 @@ TOKENS = {"tesko-01": "tesko-secret", "willowvale-01": "willowvale-secret"}
 STAFF = "staff-secret"
 OPERATOR = "operator-secret"
 STORES: weakref.WeakKeyDictionary[TestClient[Any, Any], Store] = weakref.WeakKeyDictionary()
+COLLECTORS: weakref.WeakKeyDictionary[TestClient[Any, Any], Collector] = weakref.WeakKeyDictionary()
 
 
 def sha(text: str) -> str:
@@ -52,6 +53,7 @@ async def client(database_spec: DatabaseSpec) -> AsyncIterator[TestClient[Any, A
     collector = Collector(config, store)
     async with TestClient(TestServer(build_app(collector))) as test_client:
         STORES[test_client] = store
+        COLLECTORS[test_client] = collector
         yield test_client
     store.close()
 
@@ -225,8 +227,8 @@ async def test_unknown_paths_get_the_error_body(client: TestClient[Any, Any]) ->
 
 
 def collector_of(client: TestClient[Any, Any]) -> Collector:
-    assert isinstance(client.server, TestServer)
-    return client.server.app[COLLECTOR]
+    """Return the collector behind a test client (the app holds only its parts)."""
+    return COLLECTORS[client]
 
 
 async def call(

@@ -29,11 +29,11 @@ import pytest
 from aiohttp import web
 
 from collector import api, report
-from collector.api import COLLECTOR, MAX_BODY, build_app
+from collector.api import MAX_BODY, build_app
 from collector.body import finite
 from collector.dashboard.auth import LOGIN_COOKIE, LOGIN_FORM, MAX_FORM
 from collector.dashboard.sessions import COOKIE, SESSIONS, Login
-from collector.front import FrontLimits, FrontRunner, client_address, json_response
+from collector.front import MAX_TEXT, FrontLimits, FrontRunner, client_address, json_response
 from collector.service import Collector
 from collector.store import Store
 from collector.topology import Cause
@@ -58,6 +58,7 @@ class Front:
     port: int
     runner: web.AppRunner
     http: aiohttp.ClientSession
+    collector: Collector  # the collector the app was built from
 
     @property
     def app(self) -> web.Application:
@@ -66,10 +67,6 @@ class Front:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def collector(self) -> Collector:
-        return self.app[COLLECTOR]
 
     async def call(
         self,
@@ -116,7 +113,8 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
             ),
         )
         store = Store(tmp_path / f"collector-{len(cleanups)}.db")
-        app = build_app(Collector(config, store), limits)
+        collector = Collector(config, store)
+        app = build_app(collector, limits)
         runner = FrontRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -129,7 +127,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
             store.close()
 
         cleanups.append(stop)
-        return Front(runner.addresses[0][1], runner, http)
+        return Front(runner.addresses[0][1], runner, http, collector)
 
     yield start
     for stop in reversed(cleanups):
@@ -935,7 +933,7 @@ async def test_a_longest_note_in_any_script_fits_the_form_cap(front: Front) -> N
     token = front.app[SESSIONS].create(Login("desk", "operator"))
     session = front.app[SESSIONS].get(token)
     assert session is not None
-    form = {"csrf": session.csrf, "text": "é" * api.MAX_TEXT}
+    form = {"csrf": session.csrf, "text": "é" * MAX_TEXT}
     async with front.http.post(
         f"{front.url}/incidents/{incident.id}/notes",
         data=form,
@@ -945,4 +943,4 @@ async def test_a_longest_note_in_any_script_fits_the_form_cap(front: Front) -> N
         assert reply.status == 303
     events = front.collector.incidents.timeline(incident.id)
     (note,) = [e for e in events if e.kind == "note"]
-    assert note.detail["text"] == "é" * api.MAX_TEXT
+    assert note.detail["text"] == "é" * MAX_TEXT

@@ -24,7 +24,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.api import COLLECTOR, build_app
+from collector.api import build_app
 from collector.service import Collector
 from collector.store import Store
 from probes.result import ProbeResult
@@ -88,10 +88,10 @@ async def dashboard(tmp_path: Path, desk_hash: str) -> AsyncIterator[Dashboard]:
         tmp_path, f"users:\n  - {{name: desk, role: operator, password_hash: '{desk_hash}'}}\n"
     )
     store = Store(tmp_path / "collector.db")
-    app = build_app(Collector(load_collector_config(tmp_path / "collector.yaml"), store))
+    collector = Collector(load_collector_config(tmp_path / "collector.yaml"), store)
     try:
-        async with TestClient(TestServer(app)) as client:
-            yield Dashboard(client, app[COLLECTOR])
+        async with TestClient(TestServer(build_app(collector))) as client:
+            yield Dashboard(client, collector)
     finally:
         store.close()
 

@@ -74,14 +74,16 @@ def poison(store: Store, now: float) -> int:
     }  # fmt: skip
     for agent, heartbeat in heartbeats.items():
         store.ingest(agent, [], heartbeat=heartbeat, now=now)
-    with store.db.writing() as db:
-        (incident,) = db.execute(
+    with store.transaction() as db:
+        cursor = db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
             "opened_at, resolved_at, due_at) VALUES ('link:alpha-mpls', 'P1', 'resolved', "
             '\'Alpha MPLS down\', \'{"kind": "link", "link": "alpha-mpls"}\', \'["alpha"]\', '
-            "12, ?, ?, ?) RETURNING id",
+            "12, ?, ?, ?)",
             (now - 600, now - 300, now + 3_600),
-        ).fetchone()
+        )
+        incident = cursor.lastrowid
+        assert incident is not None
         for kind, detail in (
             ("opened", '{"priority": "P1", "title": "Alpha MPLS down \\ud800"}'),
             ("note", '{"text": "cable cut \\udfff by the roadworks"}'),
@@ -92,7 +94,7 @@ def poison(store: Store, now: float) -> int:
                 "VALUES (?, ?, ?, 'desk', ?)",
                 (incident, now - 500, kind, detail),
             )
-    return int(incident)
+    return incident
 
 
 @pytest.fixture

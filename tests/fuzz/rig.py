@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
 
-from collector.api import COLLECTOR, build_app
+from collector.api import build_app
 from collector.dashboard.sessions import COOKIE, SESSIONS, Login
 from collector.front import FrontRunner
 from collector.service import Collector
@@ -174,7 +174,7 @@ async def serving(
         app = build_app(collector)
         async with TestClient(FrontTestServer(app, host="127.0.0.1", port=0)) as client:
             if form_login:
-                assert await Dashboard(client, app[COLLECTOR]).login("desk") == 303
+                assert await Dashboard(client, collector).login("desk") == 303
             else:  # the same session the form makes, without its deliberately slow scrypt
                 token = app[SESSIONS].create(Login("desk", "operator"))
                 client.session.cookie_jar.update_cookies({COOKIE: token}, client.make_url("/"))
