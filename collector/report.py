@@ -30,9 +30,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from collector.availability import Durations, availabilities, site_entity
-from collector.incidents import Incident, _select
 from collector.sla import WorkingCalendar
 from collector.store import Store
+from collector.store.incidents import Incident
 from probes.result import format_ts
 from sitewatch.config.model import PRIORITIES, WEEKDAYS, BusinessHours, Inventory
 
@@ -168,17 +168,8 @@ def build_report(
     """Return the report of [start, end), as things stood at its end (or now, if sooner)."""
     calendar = WorkingCalendar(inventory.business_hours, inventory.timezone)
     as_of = max(start, min(end, now))
-    with store.reading() as db:
-        incidents = _select(
-            db, "opened_at >= ? AND opened_at < ? ORDER BY opened_at, id", (start, as_of)
-        )
-        still_open = dict(
-            db.execute(
-                "SELECT priority, count(*) FROM incidents WHERE opened_at < ? "
-                "AND (resolved_at IS NULL OR resolved_at > ?) GROUP BY priority",
-                (as_of, as_of),
-            ).fetchall()
-        )
+    incidents = store.incidents.opened_between(start, as_of)
+    still_open = store.incidents.open_at(as_of)
     priorities = tuple(
         _priority(
             priority,
