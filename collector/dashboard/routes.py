@@ -11,7 +11,7 @@ from collector.appkeys import CLOCK, CONFIG, INCIDENTS, PIPELINE, STORE
 from collector.dashboard import auth, events, pages, reports
 from collector.dashboard.limits import LIMITER, LoginLimiter
 from collector.dashboard.render import security_headers
-from collector.dashboard.sessions import SESSIONS, SessionBook
+from collector.dashboard.sessions import SessionBook, install
 from collector.dashboard.snapshot import SNAPSHOTS, SnapshotCache
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -20,7 +20,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 def add_routes(app: web.Application) -> None:
     """Add the dashboard to `app`, whose keys (`collector.appkeys`) are set; call before any
     catch-all route."""
-    app[SESSIONS] = SessionBook()
+    install(app, SessionBook(app[STORE].sessions))  # in the database: restarts keep logins
     app[LIMITER] = LoginLimiter()
     app[auth.CHECKS] = asyncio.Semaphore(auth.CONCURRENT_CHECKS)
     sites = [site.id for site in app[CONFIG].inventory.sites]

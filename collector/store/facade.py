@@ -19,6 +19,7 @@ from collector.store.incidents import IncidentTable
 from collector.store.maintenance import MaintenanceTable
 from collector.store.notifications import NotificationTable
 from collector.store.results import LEGACY_OUTBOX, IngestOutcome, Results, Stored
+from collector.store.sessions import SessionTable
 from probes.result import ProbeResult
 
 
@@ -50,6 +51,7 @@ class Store:
         self.incidents = IncidentTable(self.db)
         self.notifications = NotificationTable(self.db)
         self.maintenance = MaintenanceTable(self.db)
+        self.sessions = SessionTable(self.db)
 
     @property
     def dialect(self) -> str:

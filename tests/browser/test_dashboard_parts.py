@@ -1,4 +1,6 @@
-"""The dashboard's parts on their own: sessions, the login limit, charts, reports, ordering."""
+"""The dashboard's parts on their own: roles, the login limit, charts, reports, ordering.
+
+Sessions, which live in the database, are tested in test_dashboard_sessions.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collector.dashboard.charts import BUCKETS, HEIGHT, link_charts, nice_ceilin
 from collector.dashboard.limits import LoginLimiter
 from collector.dashboard.render import duration
 from collector.dashboard.reports import month_days, report_tables
-from collector.dashboard.sessions import Login, SessionBook
+from collector.dashboard.sessions import Login
 from collector.dashboard.snapshot import SiteTile, availability_text, summary, worst_first
 from collector.store import CENTRE, Stored
 from probes.result import ProbeResult
@@ -24,44 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def test_a_session_lives_while_it_is_used_and_expires_when_idle() -> None:
-    clock = Clock()
-    book = SessionBook(idle=100.0, clock=clock)
-    token = book.create(Login("desk", "operator"))
-    for _ in range(5):
-        clock.now += 90
-        session = book.get(token)
-        assert session is not None
-        assert session.login == Login("desk", "operator")
-    clock.now += 101
-    assert book.get(token) is None
-    assert book.get("made-up") is None
-
-
-def test_sessions_are_bounded_and_tokens_are_not_kept() -> None:
-    clock = Clock()
-    book = SessionBook(capacity=3, clock=clock)
-    tokens = [book.create(Login(f"u{n}", "viewer")) for n in range(3)]
-    assert book.get(tokens[0]) is not None  # used: now the freshest
-    newest = book.create(Login("u3", "viewer"))
-    assert len(book) == 3
-    assert book.get(tokens[1]) is None  # the least recently used went
-    assert all(book.get(t) is not None for t in (tokens[0], tokens[2], newest))
-    assert not any(t in repr(vars(book)) for t in tokens)  # only digests are kept
-    book.drop(newest)
-    assert book.get(newest) is None
-
-
-def test_each_session_has_its_own_csrf_token() -> None:
-    book = SessionBook()
-    first, second = book.create(Login("a", "viewer")), book.create(Login("a", "viewer"))
-    one, two = book.get(first), book.get(second)
-    assert one is not None
-    assert two is not None
-    assert one.csrf != two.csrf
-    assert len(one.csrf) >= 32
 
 
 def test_roles_are_ordered() -> None:
