@@ -23,7 +23,7 @@ from collector.report import (
     report_table,
 )
 from collector.sla import WorkingCalendar
-from collector.store import Store
+from collector.store import DatabaseSpec, Store
 from sitewatch.config import load_inventory
 from sitewatch.config.model import Inventory
 
@@ -288,6 +288,20 @@ def test_major_incidents_with_cause_and_duration(
     assert second.duration == 80 * HOUR
     assert second.working == 30 * MINUTE  # Thursday 16:00-16:30; Good Friday is a holiday
     assert second.outcome == "pending"
+
+
+def test_a_read_only_store_gives_the_same_report(
+    store: Store, database_spec: DatabaseSpec, inventory: Inventory, ids: dict[str, int]
+) -> None:
+    """`sitewatch report sla` reads beside a running collector, on a store opened read-only."""
+    reader = Store(database_spec, readonly=True)
+    try:
+        read = report_json(march(reader, inventory))
+        assert read == report_json(march(store, inventory))
+        assert read["volume"]["opened"] == 6  # March's incidents, read through the reader
+        assert {m["id"] for m in read["major_incidents"]} == {ids["cc-mpls"], ids["main-mpls"]}
+    finally:
+        reader.close()
 
 
 def test_resolved_exactly_at_due_is_within(
