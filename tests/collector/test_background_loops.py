@@ -28,7 +28,7 @@ DEADLINE = 10.0  # seconds any awaited condition may take before the test fails
 class Fault:
     """Make one store method raise SQLite's own error for its next `count` calls."""
 
-    def __init__(self, store: Store, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, store: object, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
         self.remaining = 0
         self.raised = 0
         real: Callable[[], AbstractContextManager[sqlite3.Connection]] = getattr(store, method)
@@ -129,7 +129,7 @@ async def test_delivery_survives_a_failed_round_and_delivers_after(
     hook = webhook(receiver.url())
     incident = add_incident(store)
     await asyncio.to_thread(enqueue, store, [hook], incident, "opened", now=time.time())
-    fault = Fault(store, "reading", monkeypatch)
+    fault = Fault(store.db, "reading", monkeypatch)  # the outbox is read through the database
     fault.remaining = 3
     stop, wake = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(Deliverer(store, [hook]).run(stop, wake))
