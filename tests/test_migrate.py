@@ -25,7 +25,7 @@ from probes.result import ProbeResult
 ROOT = Path(__file__).resolve().parents[1]
 SITEWATCH = [sys.executable, "-m", "sitewatch.cli"]
 DAY = 86_400
-START = 1_800_000_000.0  # results over three UTC days from here
+START = 1_780_000_000.0  # 2026-05-28 20:26 UTC: results over three days from here, in the past
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -155,7 +155,7 @@ def test_the_copy_holds_every_row_and_the_collector_carries_on(
         "SELECT count(*) FROM pg_inherits WHERE inhparent = 'results'::regclass "
         "AND inhrelid::regclass::text LIKE 'results_2%'",
     )
-    assert partitions == 4  # 2027-01-15 .. 2027-01-18: three days from a mid-day start
+    assert partitions == 4  # 2026-05-28 .. 2026-05-31: three days from a late start
     assert pg_scalar(postgres_url, "SELECT count(*) FROM ONLY results_other") == 0
     # Rows arrive as they were: a float, a NULL, JSON text, a quoted column.
     for check in (
@@ -453,3 +453,19 @@ def test_a_password_in_the_target_url_is_refused(tmp_path: Path, postgres_url: s
     assert result.returncode == 1
     assert "the database URL carries a password" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_report_sla_reads_the_same_figures_from_the_copy(tmp_path: Path, postgres_url: str) -> None:
+    source = populated(tmp_path / "collector.db", results=100)
+    migrate.copy_database(source, DatabaseSpec(url=postgres_url))
+    reports = []
+    for name, database in (("sqlite", str(source)), ("postgresql", postgres_url)):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = collector_config(folder, database)
+        result = run("report", "sla", "--config", str(config), "--from", "2026-05-01",
+                     "--to", "2026-05-31", "--format", "csv")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        reports.append(result.stdout)
+    assert reports[0] == reports[1], reports[0]
+    assert "priority,P2,opened,2" in reports[0]  # the two incidents copied
