@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -511,7 +512,9 @@ async def test_the_reports_page_shows_the_month_and_downloads_its_csv(
     with store.transaction() as db:  # make it major: the report lists major incidents
         db.execute("UPDATE incidents SET major = 1 WHERE id = ?", (incident_id,))
     assert await dashboard.login("screen") == 303
-    month = datetime.now(UTC).strftime("%Y-%m")
+    # this month where the organisation is: the page's default (not UTC's, on a month's last night)
+    zone = ZoneInfo(dashboard.collector.config.inventory.timezone)
+    month = datetime.now(zone).strftime("%Y-%m")
     status, html = await dashboard.page("/reports")
     assert status == 200
     assert f'value="{month}"' in html
