@@ -240,7 +240,7 @@ def _read(
     if not entities or end <= start:
         return found
     params = {"entities": json.dumps(list(entities)), "start": start, "end": end}
-    with store.reading() as db:
+    with store.db.reading() as db:
         for entity, ts, status, _rowid in db.execute(ROWS[db.dialect], params):
             found.setdefault(entity, []).append((ts, status))
     return found

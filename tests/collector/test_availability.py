@@ -40,7 +40,7 @@ def at(moment: str) -> float:
 
 def log(store: Store, entity: str, *changes: tuple[str, str]) -> None:
     """Write status rows (local moment, status) in the order given, as the collector would."""
-    with store.transaction() as db:
+    with store.db.writing() as db:
         db.executemany(
             "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, ?)",
             [(entity, at(moment), status) for moment, status in changes],
@@ -206,7 +206,7 @@ def test_sites_availability_reads_all_sites_in_one_query(
     for site in ("tesko", "customer-care", "town-hall"):
         log(store, f"site:{site}", ("2024-03-31 00:00:00", "up"), ("2024-03-31 06:00:00", "down"))
     statements: list[str] = []
-    with store.reading() as db:
+    with store.db.reading() as db:
         connection = type(db)  # the dialect's connection class: note each statement it runs
     execute = connection.execute
 
@@ -227,7 +227,7 @@ def test_sites_availability_reads_all_sites_in_one_query(
 
 def test_a_broken_database_raises_the_driver_s_error(store: Store) -> None:
     """A missing table is a fault to see, never an availability of nothing."""
-    with store.transaction() as db:
+    with store.db.writing() as db:
         db.execute("DROP TABLE status_log")
     expected = sqlite3.OperationalError if store.dialect == "sqlite" else psycopg.Error
     with pytest.raises(expected, match="status_log"):

@@ -63,7 +63,7 @@ def incident(
     """Insert an incident as the collector would have; return its id."""
     opened_at = at(opened)
     due_at = calendar.due_at(opened_at, inventory.sla[priority])
-    with store.transaction() as db:
+    with store.db.writing() as db:
         cursor = db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
             "opened_at, resolved_at, due_at, major) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -88,7 +88,7 @@ def incident(
 
 def log(store: Store, entity: str, *changes: tuple[str, str]) -> None:
     """Write status rows (local moment, status) in the order given."""
-    with store.transaction() as db:
+    with store.db.writing() as db:
         db.executemany(
             "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, ?)",
             [(entity, at(moment), status) for moment, status in changes],
