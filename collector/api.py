@@ -63,9 +63,10 @@ from collector.incidents import StaffAction
 from collector.ingest import Batch, BatchError, parse_batch
 from collector.metrics import METRICS, get_metrics, registry_of
 from collector.service import Collector
+from collector.site_cache import SITE_CACHE, SiteCache
 from collector.store import Store, Stored
 from collector.times import format_ts
-from collector.views import availability_of, site_json
+from collector.views import site_json
 from probes.plan import plan_to_json
 from probes.result import ResultFormatError, parse_ts
 from probes.values import KINDS
@@ -350,12 +351,8 @@ async def get_sites(request: web.Request) -> web.StreamResponse:
     viewer(request)
     pipeline, now = request.app[PIPELINE], now_of(request)
     views = pipeline.views(now)
-    calendar = request.app[INCIDENTS].calendar
-    shares = await availability_of(request.app[STORE], calendar, views, now)
-    heartbeats = pipeline.heartbeats
-    return json_response(
-        finite([site_json(view, heartbeats.get(view.id), shares) for view in views])
-    )
+    text = await request.app[SITE_CACHE].sites_text(views, pipeline.heartbeats, now)
+    return web.Response(text=text, content_type="application/json")
 
 
 async def get_site(request: web.Request) -> web.StreamResponse:
@@ -364,8 +361,7 @@ async def get_site(request: web.Request) -> web.StreamResponse:
     pipeline, now = request.app[PIPELINE], now_of(request)
     for view in pipeline.views(now):
         if view.id == site_id:
-            calendar = request.app[INCIDENTS].calendar
-            shares = await availability_of(request.app[STORE], calendar, [view], now)
+            shares = await request.app[SITE_CACHE].shares([view], now)
             body = site_json(view, pipeline.heartbeats.get(view.id), shares)
             return json_response(finite(body))
     raise CollectorError(404, "not_found", f"no site {site_id!r}")
@@ -733,6 +729,7 @@ def build_app(
     )
     app[CONFIG] = config
     app[STORE] = collector.store
+    app[SITE_CACHE] = SiteCache(collector.store, collector.incidents.calendar)
     app[INCIDENTS] = collector.incidents
     app[PIPELINE] = collector
     app[MAINTENANCE] = collector
