@@ -231,7 +231,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         log.warning("failed login for %r from %s", name, address)
         return _login_form(request, target, error="Wrong user name or password.", status=401)
     limiter.succeeded(address, name)
-    token = request.app[SESSIONS].create(Login(user.name, user.role))
+    # The session is written to the database: in a worker thread, not on the event loop.
+    token = await asyncio.to_thread(request.app[SESSIONS].create, Login(user.name, user.role))
     log.info("%s logged in from %s", user.name, address)
     response = redirect(target)
     response.set_cookie(
@@ -248,7 +249,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         form = await read_form(request)
         if not csrf_ok(request, session, form.get(CSRF_FIELD)):
             return error_page(request, session, 403, "Refused", "Reload the page and try again.")
-        request.app[SESSIONS].drop(request.cookies[COOKIE])
+        await asyncio.to_thread(request.app[SESSIONS].drop, request.cookies[COOKIE])
         log.info("%s logged out", session.login.name)
     response = redirect("/login")
     response.del_cookie(COOKIE, path="/")

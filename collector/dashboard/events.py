@@ -50,7 +50,7 @@ async def _feed(request: web.Request, response: web.StreamResponse) -> None:
     stopping = request.app[STOPPING]
     token = request.cookies[COOKIE]
     while not stopping.is_set():
-        if sessions.get(token) is None:  # logged out elsewhere, or expired
+        if await sessions.lookup(token) is None:  # logged out elsewhere, or expired
             await response.write(EXPIRED)
             return
         snapshot = await snapshots.get()
