@@ -74,11 +74,6 @@ class IncidentError(Exception):
         self.status, self.code = status, code
 
 
-def _select(db: Connection, where: str, params: Sequence[Any]) -> list[Incident]:
-    """Read incidents; kept for `collector.report` until it reads `Store.incidents`."""
-    return table.select(db, where, params)
-
-
 class IncidentBook:
     """The incidents of one collector: the database holds them, and keeps the rule of one open
     incident per key; the book keeps a copy of the open and recently resolved ones in memory
