@@ -6,11 +6,12 @@ checked:
 
 - Each table is copied in chunks read from SQLite in a fixed order (its `key`: the rowid, or
   the primary key of a table without one; results by (ts, source, outbox, seq), so a chunk
-  falls in few day partitions). A chunk is written with COPY and, in the same PostgreSQL
-  transaction, the table's row in `migration_progress` records the last key copied. A copy
-  stopped anywhere (a crash, ^C, a lost connection) therefore resumes after the last chunk
-  that committed: nothing is copied twice and nothing is skipped, with no unique key needed
-  (status_log and incident_events have none).
+  falls in few day partitions, made by collector.store.partitions as ingest makes them). A
+  chunk is written with COPY and, in the same PostgreSQL transaction, the table's row in
+  `migration_progress` records the last key copied. A copy stopped anywhere (a crash, ^C, a
+  lost connection) therefore resumes after the last chunk that committed: nothing is copied
+  twice and nothing is skipped, with no unique key needed (status_log and incident_events
+  have none).
 - `migration_progress` names the source file. A target that already holds rows and is not
   a copy in progress of this very file is refused: it is some other collector's history.
 - Incidents, notifications, maintenance windows and gaps keep their ids (status rows and
@@ -26,17 +27,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.store import schema
+from collector.store import partitions, schema
 from collector.store.database import Connection, Database, DatabaseSpec, open_database
+from collector.store.results import DEFAULT_RETENTION
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 5_000
-DAY = 86_400
 PROGRESS_TABLE = "migration_progress"
 _PROGRESS = f"""
     CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
@@ -220,6 +222,7 @@ def copy_database(
         try:
             _prepare_target(dst, name)
             chunks = 0
+            days = partitions.Partitions(dst)
             for table in TABLES:
                 chunks = _copy_table(
                     src,
@@ -229,6 +232,7 @@ def copy_database(
                     chunks=chunks,
                     stop_after_chunks=stop_after_chunks,
                     progress=progress,
+                    days=days,
                 )
             _advance_identities(dst)
             return _counts(src, dst)
@@ -300,6 +304,7 @@ def _copy_table(
     chunks: int,
     stop_after_chunks: int | None,
     progress: Progress | None,
+    days: partitions.Partitions,
 ) -> int:
     """Copy what is left of one table, a chunk per transaction; return the chunks so far."""
     with dst.reading() as conn:
@@ -325,10 +330,10 @@ def _copy_table(
                     (*after, chunk_rows),
                 ).fetchall()
         finished = len(rows) < chunk_rows
+        if rows and table.name == "results":
+            days.ensure(_near_days(rows, time.time()))  # each in a transaction of its own
         with dst.writing() as tx:
             if rows:
-                if table.name == "results":
-                    _day_partitions(tx, {int(row[_RESULT_TS] // DAY) for row in rows})
                 tx.copy_rows(table.name, table.columns, (row[:width] for row in rows))
                 after = list(rows[-1][width:])
             tx.execute(
@@ -345,21 +350,17 @@ def _copy_table(
             raise Interrupted(f"stopped after {chunks} chunks, as asked")
 
 
-def _day_partitions(tx: Connection, days: set[int]) -> None:
-    """Create the results' day partitions (`results_YYYYMMDD`, one UTC day each) a chunk needs.
+def _near_days(rows: Sequence[Sequence[Any]], now: float) -> set[int]:
+    """Return the days of a chunk of results that get a partition of their own.
 
-    Named and bounded as collector.store.results names them, so the collector finds them
-    made; never the DEFAULT partition for a day, which a day partition could not be made
-    beside later.
+    The days collector.store.results makes as batches arrive: from retention's reach to a day
+    ahead. Results beyond, older ones retention deletes next or a clock gone wrong, go to the
+    DEFAULT partition, as they would in ingest, so a wild timestamp never makes a table.
     """
-    from datetime import UTC, datetime  # noqa: PLC0415 -- only here
-
-    for day in sorted(days):
-        name = datetime.fromtimestamp(day * DAY, UTC).strftime("results_%Y%m%d")
-        tx.execute(
-            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF results "
-            f"FOR VALUES FROM ({day * DAY}) TO ({(day + 1) * DAY})"
-        )
+    earliest = partitions.day_of(now - DEFAULT_RETENTION - partitions.DAY)
+    latest = partitions.day_of(now + partitions.DAY)
+    days = {partitions.day_of(row[_RESULT_TS]) for row in rows}
+    return {day for day in days if earliest <= day <= latest}
 
 
 def _advance_identities(dst: Database) -> None:

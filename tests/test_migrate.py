@@ -9,8 +9,9 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -25,7 +26,10 @@ from probes.result import ProbeResult
 ROOT = Path(__file__).resolve().parents[1]
 SITEWATCH = [sys.executable, "-m", "sitewatch.cli"]
 DAY = 86_400
-START = 1_780_000_000.0  # 2026-05-28 20:26 UTC: results over three days from here, in the past
+# Four days ago at 20:26 UTC: results over three days from there, within retention (so in day
+# partitions of their own) and in the past (so the report counts the incidents opened then).
+START = float(int(time.time()) // DAY * DAY - 4 * DAY + 73_600)
+WILD = 4_102_444_800.0  # 2100-01-01: a clock gone wrong
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -69,6 +73,11 @@ def populated(path: Path, results: int = 700) -> Path:
     finally:
         store.close()
     with closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO results VALUES ('main-01', 1, 'edge-0', 'icmp', ?, 1, 1.0, 0.0, '{}', "
+            "NULL, '', ?, 'box-b')",
+            (WILD, START),
+        )
         db.execute("INSERT INTO collector VALUES (?)", (START + 3 * DAY,))
         db.execute('INSERT INTO gaps (id, start, "end", rebuilt_at) VALUES (4, ?, ?, NULL)',
                    (START + DAY, START + DAY + 600))  # fmt: skip
@@ -155,8 +164,9 @@ def test_the_copy_holds_every_row_and_the_collector_carries_on(
         "SELECT count(*) FROM pg_inherits WHERE inhparent = 'results'::regclass "
         "AND inhrelid::regclass::text LIKE 'results_2%'",
     )
-    assert partitions == 4  # 2026-05-28 .. 2026-05-31: three days from a late start
-    assert pg_scalar(postgres_url, "SELECT count(*) FROM ONLY results_other") == 0
+    assert partitions == 4  # three days from a late start
+    # The wild timestamp goes where ingest would put it: the DEFAULT partition, no table of its own.
+    assert pg_scalar(postgres_url, "SELECT ts FROM ONLY results_other") == WILD
     # Rows arrive as they were: a float, a NULL, JSON text, a quoted column.
     for check in (
         "SELECT sum(rtt_ms) + sum(ts) + count(error_kind) FROM results",
@@ -463,8 +473,10 @@ def test_report_sla_reads_the_same_figures_from_the_copy(tmp_path: Path, postgre
         folder = tmp_path / name
         folder.mkdir()
         config = collector_config(folder, database)
-        result = run("report", "sla", "--config", str(config), "--from", "2026-05-01",
-                     "--to", "2026-05-31", "--format", "csv")  # fmt: skip
+        first = datetime.fromtimestamp(START, UTC).date() - timedelta(days=1)
+        last = datetime.fromtimestamp(time.time(), UTC).date()
+        result = run("report", "sla", "--config", str(config), "--from", str(first),
+                     "--to", str(last), "--format", "csv")  # fmt: skip
         assert result.returncode == 0, result.stderr
         reports.append(result.stdout)
     assert reports[0] == reports[1], reports[0]
