@@ -74,16 +74,14 @@ def poison(store: Store, now: float) -> int:
     }  # fmt: skip
     for agent, heartbeat in heartbeats.items():
         store.ingest(agent, [], heartbeat=heartbeat, now=now)
-    with store.transaction() as db:
-        cursor = db.execute(
+    with store.db.writing() as db:
+        (incident,) = db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
             "opened_at, resolved_at, due_at) VALUES ('link:alpha-mpls', 'P1', 'resolved', "
             '\'Alpha MPLS down\', \'{"kind": "link", "link": "alpha-mpls"}\', \'["alpha"]\', '
-            "12, ?, ?, ?)",
+            "12, ?, ?, ?) RETURNING id",
             (now - 600, now - 300, now + 3_600),
-        )
-        incident = cursor.lastrowid
-        assert incident is not None
+        ).fetchone()
         for kind, detail in (
             ("opened", '{"priority": "P1", "title": "Alpha MPLS down \\ud800"}'),
             ("note", '{"text": "cable cut \\udfff by the roadworks"}'),
@@ -94,7 +92,7 @@ def poison(store: Store, now: float) -> int:
                 "VALUES (?, ?, ?, 'desk', ?)",
                 (incident, now - 500, kind, detail),
             )
-    return incident
+    return int(incident)
 
 
 @pytest.fixture
