@@ -185,10 +185,11 @@ def build_report(
         store, [site_entity(s.id) for s in inventory.sites], start, as_of, calendar
     )
     sites = []
+    by_site = _count_by_site(incidents)
     for site in inventory.sites:
         found = measured[site_entity(site.id)]
         working = found.working or Durations()
-        counts = _count(incidents, {site.id})
+        counts = by_site.get(site.id) or dict.fromkeys(PRIORITIES, 0)
         sites.append(
             SiteFigures(
                 site.id, site.name, site.users, site.monitored, found.always, working, counts
@@ -217,6 +218,17 @@ def build_report(
         overall,
         majors,
     )
+
+
+def _count_by_site(incidents: Sequence[Incident]) -> dict[str, dict[str, int]]:
+    """Return `_count` of each site alone, in one pass (one pass per site took a third of a
+    1,000-site report)."""
+    counts: dict[str, dict[str, int]] = {}
+    for incident in incidents:
+        if incident.priority in PRIORITIES:
+            for site in set(incident.sites):
+                counts.setdefault(site, dict.fromkeys(PRIORITIES, 0))[incident.priority] += 1
+    return counts
 
 
 def _count(incidents: Sequence[Incident], sites: set[str]) -> dict[str, int]:
