@@ -90,6 +90,28 @@ def test_a_refused_login_exits_1_with_one_clear_line(
     assert len([line for line in log.splitlines() if "sitewatch collector:" in line]) == 1
 
 
+def test_a_role_that_may_not_create_the_schema_exits_1(
+    deployment: Deployment, postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """Logged in, but without CREATE on the schema (PostgreSQL 15's default for non-owners)."""
+    name = postgres_url.rsplit("/", 1)[1]
+    url = postgres_server.url(name, user=postgres_server.password_role)
+    (deployment.folder / "db.password").write_text(postgres_server.password + "\n")
+    use_database(deployment, f"{{url: '{url}', password_file: db.password}}")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sitewatch.cli", "collector", "--config",
+         str(deployment.collector_config)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert f"{url}: cannot set up the schema: permission denied for schema public" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_an_unreachable_server_exits_1(deployment: Deployment) -> None:
     use_database(deployment, f"postgresql://sitewatch@127.0.0.1:{free_port()}/sitewatch")
 

@@ -44,8 +44,14 @@ class Store:
         except sqlite3.Error as err:
             self.db.close()
             raise StoreError(f"{self.spec}: not a SiteWatch database ({err})") from err
-        except BaseException:
+        except BaseException as err:
             self.db.close()
+            if self.db.dialect == "postgresql":
+                import psycopg  # noqa: PLC0415 -- loaded already: the database is PostgreSQL
+
+                if isinstance(err, psycopg.Error):  # a refusal, e.g. no CREATE on the schema
+                    first = str(err).strip().splitlines()[0]
+                    raise StoreError(f"{self.spec}: cannot set up the schema: {first}") from err
             raise
         self.results = Results(self.db)
         self.incidents = IncidentTable(self.db)
