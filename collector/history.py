@@ -1,6 +1,6 @@
 """Collector gaps: rebuild the status log of the collector's own outages from late results.
 
-While the collector is down nobody watches; when it starts again `Collector.mark_gap` logs every
+While the collector is down nobody watches; when it starts again `Pipeline.mark_gap` logs every
 site and link `unknown` from when it was last known alive and records the gap here. The agents
 kept probing meanwhile and replay their backlog once the collector is back, each result
 carrying the time it was probed. A rebuild replays the stored results of the gap, with the hour
@@ -23,23 +23,26 @@ look at an edge says nothing about the time after. Without either, a site stays 
 Only collector gaps are rebuilt. One agent falling silent while the collector runs (its site cut
 off) needs no correction: the centre kept pinging the site's edges, so the live log already
 holds the evidence for that time (down), and the agent's replayed results are history there.
-The functions here block on the database: call them via `asyncio.to_thread`.
+The replay is the live pipeline's correlation (`collector.pipeline.step`) driven in probe time,
+and its rows are kept by the status log's table module (`collector.store.status`). The
+functions here block on the database: call them via `asyncio.to_thread`.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import cast
 
 from collector import maintenance
-from collector.state import SILENT_AFTER_AT_LEAST, SILENT_AFTER_INTERVALS, StateBook, Vantage
-from collector.store import CENTRE, Store, stored_reading, stored_time
-from collector.topology import Evidence, correlate
-from probes.result import MAX_RTT_MS, ErrorKind, ProbeResult
-from sitewatch.config.model import Inventory
+from collector.pipeline import step, vantage_of
+from collector.state import StateBook
+from collector.store import Store
+from collector.store.status import Gap, Rebuilt, StatusLog
+from probes.result import ProbeResult
+from sitewatch.config.model import Inventory, Site
+
+__all__ = ["Gap", "Rebuilt", "due", "rebuild", "rebuild_due"]
 
 WARM_UP_SECONDS = 3_600.0  # results before a gap replayed to know each state at its start
 LOOK_BACK_SECONDS = 30 * 86_400.0  # gaps older than this are left as they are
@@ -47,65 +50,11 @@ LOOK_BACK_SECONDS = 30 * 86_400.0  # gaps older than this are left as they are
 # rebuild began may be committed after it read the results; results received this long before
 # a rebuild surely were not, and only those count as rebuilt.
 RECEIPT_SLACK = 60.0
-_CHUNK = 5_000  # results read per query, so ingest never waits long for the store
-
-Change = tuple[str, float, str]  # (entity, ts, status): one row of the status log
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """A stretch [start, end) the collector did not watch."""
-
-    id: int
-    start: float
-    end: float
-    rebuilt_at: float | None  # results received until then are in its rebuilt rows
-
-
-def note_gap(db: sqlite3.Connection, start: float, end: float) -> None:
-    """Record a gap inside the caller's transaction (mark_gap's).
-
-    A restart that died before its first pass left `alive_until` as it was, so the next one
-    reports a gap with the same start: that gap grows, loses the rows rebuilt for its shorter
-    self (their last status would hold over the new part) and is rebuilt again.
-    """
-    if end <= start:
-        return
-    db.execute(
-        "DELETE FROM status_log WHERE gap IN (SELECT id FROM gaps WHERE start = ?)", (start,)
-    )
-    db.execute(
-        'INSERT INTO gaps (start, "end") VALUES (?, ?) ON CONFLICT (start) DO UPDATE SET '
-        '"end" = max(gaps."end", excluded."end"), rebuilt_at = NULL',
-        (start, end),
-    )
-
-
-def gaps(store: Store, since: float) -> list[Gap]:
-    """Return the gaps that end after `since`, oldest first."""
-    with store.reading() as db:
-        rows = db.execute(
-            'SELECT id, start, "end", rebuilt_at FROM gaps WHERE "end" > ? ORDER BY start',
-            (since,),
-        ).fetchall()
-    return [Gap(*row) for row in rows]
 
 
 def due(store: Store, now: float, look_back: float = LOOK_BACK_SECONDS) -> list[Gap]:
-    """Return the recent gaps with results received since their last rebuild, oldest first.
-
-    A gap never rebuilt is due once results of its time arrive after it began: until then its
-    `unknown` rows say all there is to say.
-    """
-    with store.reading() as db:
-        rows = db.execute(
-            'SELECT id, start, "end", rebuilt_at FROM gaps WHERE "end" > ? AND EXISTS ('
-            '    SELECT 1 FROM results WHERE ts >= gaps.start - ? AND ts < gaps."end"'
-            "    AND received > coalesce(gaps.rebuilt_at, gaps.start)"
-            ") ORDER BY start",
-            (now - look_back, WARM_UP_SECONDS),
-        ).fetchall()
-    return [Gap(*row) for row in rows]
+    """Return the recent gaps with results received since their last rebuild, oldest first."""
+    return StatusLog(store.db).due(now - look_back, WARM_UP_SECONDS)
 
 
 def rebuild(
@@ -117,7 +66,7 @@ def rebuild(
     start: float,
     end: float,
     warm_up: float = WARM_UP_SECONDS,
-) -> list[Change]:
+) -> list[Rebuilt]:
     """Return the site and link statuses that the stored results show over [start, end).
 
     `agents` maps agent ids to their sites. Each entity's status at `start` comes first, then
@@ -132,29 +81,9 @@ def rebuild(
         ),
         start,
     )
-    for source, result in _results(store, start - warm_up, end):
+    for source, result in StatusLog(store.db).results(start - warm_up, end):
         replay.feed(source, result)
     return replay.finish(end)
-
-
-def apply(store: Store, gap: Gap, rows: Sequence[Change], *, rebuilt_at: float) -> None:
-    """Replace the gap's rebuilt rows with `rows` and note `rebuilt_at`, in one transaction.
-
-    Rows outside the gap are dropped: the time around it belongs to the live log. A gap that
-    grew meanwhile (see `note_gap`) keeps no `rebuilt_at`, so it is rebuilt again.
-    """
-    inside = [
-        (entity, ts, status, gap.id) for entity, ts, status in rows if gap.start <= ts < gap.end
-    ]
-    with store.transaction() as db:
-        db.execute("DELETE FROM status_log WHERE gap = ?", (gap.id,))
-        db.executemany(
-            "INSERT INTO status_log (entity, ts, status, gap) VALUES (?, ?, ?, ?)", inside
-        )
-        db.execute(
-            'UPDATE gaps SET rebuilt_at = ? WHERE id = ? AND "end" = ?',
-            (rebuilt_at, gap.id, gap.end),
-        )
 
 
 def rebuild_due(
@@ -167,36 +96,34 @@ def rebuild_due(
     """Rebuild every recent gap with results received since its last rebuild; return them."""
     found = due(store, now)
     kept = tuple(windows)
+    log = StatusLog(store.db)
     for gap in found:
         rows = rebuild(store, inventory, agents, kept, start=gap.start, end=gap.end)
-        apply(store, gap, rows, rebuilt_at=now - RECEIPT_SLACK)
+        log.replace(gap, rows, rebuilt_at=now - RECEIPT_SLACK)
     return found
 
 
 @dataclass
 class _Replay:
-    """One replay: the state book fed in probe order, correlated when anything may have moved."""
+    """One replay: the state book fed in probe order, correlated when anything may have moved.
+
+    The correlation and the tracking of what changed are the live pipeline's (`step`); only
+    the moments of the passes and what counts as contact differ (see the module docstring).
+    """
 
     book: StateBook
     schedule: maintenance.Schedule
     step: float  # correlate at least this often, so an agent's silence is noticed
     start: float
-    changes: list[Change] = field(default_factory=list)
-    statuses: dict[str, str] = field(default_factory=dict)
+    changes: list[Rebuilt] = field(default_factory=list)
     began: bool = False
     moved: float = math.inf  # when a state moved that no correlation has seen yet
     tick: float = math.inf  # the next correlation due for the passing of time
     boundary: float = math.inf  # the next maintenance window boundary
-    silence: dict[str, float] = field(init=False)  # site id -> its silence allowance
+    sites: dict[str, Site] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.silence = {
-            site.id: max(
-                SILENT_AFTER_INTERVALS * site.thresholds.interval.total_seconds(),
-                SILENT_AFTER_AT_LEAST,
-            )
-            for site in self.book.inventory.sites
-        }
+        self.sites = {site.id: site for site in self.book.inventory.sites}
 
     def feed(self, source: str, result: ProbeResult) -> None:
         """Apply one result, after correlating at every moment due before it."""
@@ -204,7 +131,7 @@ class _Replay:
         if ts >= self.start:
             self._begin()
             self._until(ts)
-        vantage: Vantage = "centre" if source == CENTRE else "agent"
+        vantage = vantage_of(source)
         moved = self.book.observe(vantage, result)
         if vantage == "agent":
             moved |= self._was_silent(source, ts)  # its word counts again, though no target moved
@@ -214,13 +141,10 @@ class _Replay:
 
     def _was_silent(self, agent: str, ts: float) -> bool:
         """Return whether the agent had been unheard for long enough to count as silent."""
-        site = self.book.agents.get(agent)
-        if site is None:
-            return False
-        heard = self.book.last_heard.get(site)
-        return heard is None or ts - heard > self.silence.get(site, SILENT_AFTER_AT_LEAST)
+        site = self.sites.get(self.book.agents.get(agent, ""))
+        return site is not None and not self.book.heard_lately(site, ts)
 
-    def finish(self, end: float) -> list[Change]:
+    def finish(self, end: float) -> list[Rebuilt]:
         """Correlate up to `end` and return the changes."""
         self._begin()
         self._until(end)
@@ -241,16 +165,9 @@ class _Replay:
             self._correlate(due)
 
     def _correlate(self, at: float) -> None:
-        known = self.book.evidence(at)
         # the agents' word decides their links, but in a replay it is no path to the hub
-        evidence = Evidence(known.links, {}, known.devices_down)
-        correlation = correlate(self.book.topology, evidence, self.schedule.active(at))
-        statuses = [(f"site:{site}", status) for site, status in correlation.sites.items()]
-        statuses += [(f"link:{link}", status) for link, status in correlation.links.items()]
-        for entity, status in statuses:
-            if self.statuses.get(entity) != status:
-                self.statuses[entity] = status
-                self.changes.append((entity, at, status))
+        _, changed = step(self.book, at, self.schedule.active(at), agents_reach_hub=False)
+        self.changes += [(entity, at, status) for entity, status in changed]
         if self.moved <= at:
             self.moved = math.inf
         self.tick = at + self.step
@@ -260,44 +177,3 @@ class _Replay:
     def _next_boundary(self, at: float) -> float:
         following = self.schedule.next_change(at)
         return math.inf if following is None else following
-
-
-def _results(store: Store, start: float, end: float) -> Iterator[tuple[str, ProbeResult]]:
-    """Yield (source, result) for the results probed in [start, end), in probe order.
-
-    Read in chunks, each from where the last one stopped; only what the state book reads.
-    """
-    columns = (
-        "SELECT ts, source, outbox, seq, target, kind, ok, rtt_ms, loss, error_kind FROM results"
-    )
-    # A row is one (source, outbox, seq): a reinstalled agent numbers from 1 again
-    order = "ORDER BY ts, source, outbox, seq LIMIT ?"
-    after: tuple[float, str, str, int] | None = None
-    while True:
-        with store.reading() as db:
-            if after is None:
-                rows = db.execute(
-                    f"{columns} WHERE ts >= ? AND ts < ? {order}", (start, end, _CHUNK)
-                ).fetchall()
-            else:
-                rows = db.execute(
-                    f"{columns} WHERE ts >= ? AND ts < ? "
-                    f"AND (ts, source, outbox, seq) > (?, ?, ?, ?) {order}",
-                    (after[0], end, *after, _CHUNK),
-                ).fetchall()
-        for ts, source, _, _, target, kind, ok, rtt_ms, loss, error_kind in rows:
-            yield (
-                source,
-                ProbeResult(  # read as tolerantly as the store's own readers read a row
-                    target,
-                    kind,
-                    stored_time(ts),
-                    ok=bool(ok),
-                    rtt_ms=stored_reading(rtt_ms, MAX_RTT_MS),
-                    loss=stored_reading(loss, 1.0),
-                    error_kind=cast("ErrorKind | None", error_kind),
-                ),
-            )
-        if len(rows) < _CHUNK:
-            return
-        after = (rows[-1][0], rows[-1][1], rows[-1][2], rows[-1][3])

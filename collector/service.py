@@ -1,9 +1,11 @@
-"""The running collector: the store, the state book, plans, the centre's own probes, incidents.
+"""The running collector: the store, the pipeline, plans, the centre's own probes, incidents.
 
-The API calls into this; so do the background loops. State is rebuilt at start-up from the
-last hour of stored results, so a restarted collector knows at once what it knew before; open
-incidents are read back from the store. A correlation pass runs every second, and at once when
-a result moves a target's state, so an outage becomes an incident without waiting for a tick.
+The API calls into this; so do the background loops. Evidence reaches the state through one
+call, `Pipeline.observe` (`collector.pipeline`), from agents and from the centre's sweep alike;
+the pipeline's correlation pass runs every second, and at once when a result moves a target's
+state, so an outage becomes an incident without waiting for a tick. State is rebuilt at
+start-up from the last hour of stored results, so a restarted collector knows at once what it
+knew before; open incidents are read back from the store.
 """
 
 from __future__ import annotations
@@ -17,80 +19,45 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from collector import history, maintenance
+from collector.clock import SYSTEM_CLOCK, Clock
 from collector.heartbeat import Heartbeat
-from collector.heartbeat import stored as stored_heartbeat
 from collector.incidents import IncidentBook
 from collector.ingest import Batch, Intake
 from collector.loops import Rounds
 from collector.notify import Deliverer
+from collector.pipeline import Pipeline
 from collector.state import SiteView, StateBook
 from collector.store import CENTRE, DEFAULT_RETENTION, IngestOutcome, Store
 from collector.topology import Correlation, Maintained
 from probes import icmp
 from probes.plan import Plan, build_plan
 from probes.target import Target
-from sitewatch.config.model import AgentCredential, CollectorConfig, IcmpProbe, Site
+from sitewatch.config.model import AgentCredential, CollectorConfig, IcmpProbe
 
 log = logging.getLogger(__name__)
-WARM_UP_SECONDS = 3_600.0
 ROLLUP_EVERY = 3_600.0
-CORRELATE_EVERY = 1.0  # seconds: silence, SLA percentages and maintenance move with time
-ALIVE_EVERY = 5.0  # seconds between notes that the collector is watching (for unknown time)
 REPLAY_FIRST = 60.0  # seconds after start before the first look for late results of a gap
 REPLAY_EVERY = 180.0  # seconds between looks: agents replay their backlog within minutes
 
 
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    """A site's or link's new status, as the status log keeps it, with the evidence for it."""
-
-    entity: str  # site:ID or link:ID
-    status: str
-    evidence: str | None  # for people: the status and what moved it; None: nothing to say
-
-
-def site_evidence_text(
-    status: str, agent_alive: bool | None, links: Iterable[tuple[str, str]]
-) -> str:
-    """Return a site's status and what it rests on, its agent and its links, as one line.
-
-    E.g. "degraded; agent heard; willowvale-mpls down, willowvale-fibre up". `agent_alive`
-    is None for a site without an agent; `links` are (id, status) pairs.
-    """
-    agent = {None: "no agent", True: "agent heard", False: "agent silent"}[agent_alive]
-    said = ", ".join(f"{link} {link_status}" for link, link_status in links) or "no links"
-    return f"{status}; {agent}; {said}"
-
-
 @dataclass
 class Collector:
-    """One collector process's shared state."""
+    """One collector process's shared state: its config, store, pipeline and incidents."""
 
     config: CollectorConfig
     store: Store
     retention: float = DEFAULT_RETENTION
-    book: StateBook = field(init=False)
+    clock: Clock = SYSTEM_CLOCK
     incidents: IncidentBook = field(init=False)
-    heartbeats: dict[str, Heartbeat] = field(default_factory=dict)  # by site
-    correlation: Correlation | None = None  # the latest pass
-    unsure: frozenset[str] = frozenset()  # incident keys with no evidence of recovery then
-    unwatched: dict[str, str] = field(default_factory=dict)  # incident keys nobody watches: why
-    pass_seconds: float = 0.0  # how long the latest pass took
-    schedule: maintenance.Schedule = field(init=False)  # the maintenance windows in force
-    changed: asyncio.Event = field(default_factory=asyncio.Event)  # a target's state moved
-    notify_wake: asyncio.Event = field(default_factory=asyncio.Event)  # something to send
-    ingested: int = 0  # results stored from agents since start
-    duplicates: dict[str, int] = field(default_factory=dict)  # by agent: refused, since start
+    pipeline: Pipeline = field(init=False)
     intake: Intake = field(default_factory=Intake)  # batches in flight, what was refused
-    _duplicating: set[str] = field(default_factory=set)  # agents warned of, until a good batch
-    _alive_noted: float = 0.0
 
     def __post_init__(self) -> None:
-        self.book = StateBook(
-            self.config.inventory, {agent.id: agent.site for agent in self.config.agents}
-        )
         self.incidents = IncidentBook(self.store, self.config.inventory, self.config.notify)
-        self.schedule = maintenance.Schedule((), self.config.inventory)
+        agents = {agent.id: agent.site for agent in self.config.agents}
+        self.pipeline = Pipeline(
+            self.config.inventory, agents, self.store, self.incidents, clock=self.clock
+        )
 
     @cached_property
     def _plans(self) -> dict[str, Plan]:
@@ -127,195 +94,66 @@ class Collector:
         """Every link and device id of the inventory: what history can be asked for."""
         return frozenset().union(*self._site_targets.values())
 
-    @cached_property
-    def warm_up_depth(self) -> int:
-        """Return how many of each target's newest results rebuild its state at start-up.
-
-        A run of failures long enough to go down followed by successes too few to recover
-        must replay as down, so both thresholds' worth.
-        """
-        limits = [thresholds for thresholds, _ in self.book.limits.values()]
-        return max((t.fail_after + t.recover_after for t in limits), default=1)
-
     def warm_up(self, now: float | None = None) -> None:
-        """Replay the recent past from the store into the state book: the newest evidence."""
-        now = time.time() if now is None else now
-        probed: dict[str, float] = {}
-        for stored in self.store.newest(now - WARM_UP_SECONDS, self.warm_up_depth):
-            self.book.observe("centre" if stored.source == CENTRE else "agent", stored.result)
-            ts = stored.result.ts.timestamp()
-            probed[stored.source] = max(probed.get(stored.source, ts), ts)
-        sites = {agent.id: agent.site for agent in self.config.agents}
-        for agent, (last_seen, heartbeat) in self.store.sources().items():
-            # An agent heard before counts as heard now: after a restart it gets its silence
-            # allowance again instead of every site being judged on the collector's own gap.
-            self.book.heard_from(agent, max(last_seen, now), probed.get(agent))
-            if agent in sites and (checked := stored_heartbeat(agent, heartbeat)) is not None:
-                self.heartbeats[sites[agent]] = checked
-        self.incidents.load(now)
-        self.set_windows(maintenance.load(self.store))
-        self.mark_gap(now)
+        """Rebuild the state from the store's recent past (`Pipeline.warm_up`)."""
+        self.pipeline.warm_up(now)
 
     async def ingest(self, agent: AgentCredential, batch: Batch) -> IngestOutcome:
-        """Store a batch, then let its results move the state, oldest first."""
-        now = time.time()
-        outcome = await asyncio.to_thread(
-            self.store.ingest,
-            agent.id,
-            batch.items,
-            None if batch.heartbeat is None else dict(batch.heartbeat.to_json()),
-            now,
-            outbox=batch.outbox,
-        )
-        self._count_duplicates(agent.id, batch.outbox, outcome)
-        probed = max((result.ts.timestamp() for _, result in batch.items), default=None)
-        self.book.heard_from(agent.id, now, probed)
-        if batch.heartbeat is not None and batch.heartbeat.clock is not None:
-            self.book.agent_clock(agent.id, now, batch.heartbeat.clock.timestamp())
-        self.ingested += outcome.stored
-        if batch.heartbeat is not None:
-            self.heartbeats[agent.site] = batch.heartbeat
-        moved = False
-        for _, result in sorted(batch.items, key=lambda item: item[1].ts):
-            moved |= self.book.observe("agent", result)
-        if moved:
-            self.changed.set()
-        return outcome
+        """Store an agent's batch and let it move the state (`Pipeline.observe`)."""
+        return await self.pipeline.observe(agent.id, batch)
 
-    def _count_duplicates(self, agent: str, outbox: str, outcome: IngestOutcome) -> None:
-        """Count what an agent sent that was stored already; warn when it is most of a batch.
+    # The pipeline's parts, for the callers that reach them through the collector.
 
-        A resend after a lost reply is a few duplicates, and harmless. Batch after batch of
-        them means an agent numbering results the collector already holds (an agent too old
-        to name its outbox, reinstalled): say so once, not on every batch.
-        """
-        if outcome.duplicates:
-            self.duplicates[agent] = self.duplicates.get(agent, 0) + outcome.duplicates
-        mostly = outcome.duplicates > outcome.stored
-        if mostly and agent not in self._duplicating:
-            log.warning(
-                "agent %s sent %d results the collector already holds from outbox %s "
-                "(and %d new): refused as duplicates",
-                agent,
-                outcome.duplicates,
-                outbox,
-                outcome.stored,
-            )
-        elif mostly:
-            log.debug("agent %s: %d more duplicates", agent, outcome.duplicates)
-        (self._duplicating.add if mostly else self._duplicating.discard)(agent)
+    @property
+    def book(self) -> StateBook:
+        return self.pipeline.book
 
-    def views(self, now: float | None = None) -> list[SiteView]:
-        return list(self.book.views(time.time() if now is None else now, self.correlation))
+    @property
+    def heartbeats(self) -> dict[str, Heartbeat]:
+        return self.pipeline.heartbeats
+
+    @property
+    def correlation(self) -> Correlation | None:
+        return self.pipeline.correlation
+
+    @property
+    def pass_seconds(self) -> float:
+        return self.pipeline.pass_seconds
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self.pipeline.changed
+
+    @property
+    def notify_wake(self) -> asyncio.Event:
+        return self.pipeline.notify_wake
+
+    @property
+    def ingested(self) -> int:
+        return self.pipeline.ingested
+
+    @property
+    def duplicates(self) -> dict[str, int]:
+        return self.pipeline.duplicates
 
     @property
     def windows(self) -> tuple[maintenance.Window, ...]:
-        return self.schedule.windows
+        return self.pipeline.windows
 
     def set_windows(self, windows: Iterable[maintenance.Window]) -> None:
-        """Put these maintenance windows in force (built once, asked every pass)."""
-        self.schedule = maintenance.Schedule(windows, self.config.inventory)
-        self.changed.set()
+        self.pipeline.set_windows(windows)
 
     def maintained(self, now: float) -> Maintained:
-        """Return what is inside a maintenance window at `now`."""
-        return self.schedule.active(now)
+        return self.pipeline.maintained(now)
 
-    def correlate(self, now: float) -> tuple[Correlation, list[StatusChange]]:
-        """Run one correlation pass; return it and the sites and links whose status changed."""
-        began = time.perf_counter()
-        correlation = self.book.correlate(now, self.maintained(now))
-        # read on the loop, used by _record: only the open incidents' subjects matter
-        open_keys = [incident.key for incident in self.incidents.open_incidents()]
-        self.unsure = self.book.unsure(correlation, now, open_keys)
-        self.unwatched = self.book.unwatched(open_keys)
-        self.pass_seconds = time.perf_counter() - began
-        self.correlation = correlation
-        return correlation, self._explain(correlation, self.book.track(correlation, now), now)
-
-    def _explain(
-        self, correlation: Correlation, changed: list[tuple[str, str]], now: float
-    ) -> list[StatusChange]:
-        """Return the changes with the evidence behind each, read from the state book now.
-
-        On the loop, like every read of the state book. Only what changed is explained: the
-        full site views cost about a third of a second on an inventory of 1,000 sites
-        (bench/correlation_bench.py), one link's decision some microseconds.
-        """
-        explained = []
-        for entity, status in changed:
-            kind, _, ident = entity.partition(":")
-            evidence = None
-            if kind == "link":
-                evidence = self.book.explain(ident, now, status)
-            elif kind == "site" and ident in self._sites:
-                site = self._sites[ident]
-                alive = self.book.agent_alive(site, now) if ident in self.book.with_agent else None
-                links = [
-                    (link.id, correlation.links.get(link.id, "unknown")) for link in site.links
-                ]
-                evidence = site_evidence_text(status, alive, links)
-            explained.append(StatusChange(entity, status, evidence))
-        return explained
-
-    @cached_property
-    def _sites(self) -> dict[str, Site]:
-        return {site.id: site for site in self.config.inventory.sites}
-
-    async def correlation_loop(self, stop: asyncio.Event) -> None:
-        """Correlate every second, or at once when a target's state moves, until `stop`."""
-        unlogged: list[StatusChange] = []  # changes a failed write could not log yet
-        rounds = Rounds("a correlation pass", log)
-        while not stop.is_set():
-            self.changed.clear()
-            with rounds.one():
-                now = time.time()
-                correlation, changed = self.correlate(now)
-                for change in changed:
-                    # state changes, not polls: each is said once, with what moved it
-                    log.info("%s: %s", change.entity, change.evidence or change.status)
-                unlogged += changed
-                queued = await asyncio.to_thread(self._record, correlation, unlogged, now)
-                unlogged = []
-                if queued:
-                    self.notify_wake.set()
-            await _wait_any(stop, self.changed, CORRELATE_EVERY)
-
-    def _record(self, correlation: Correlation, changed: list[StatusChange], now: float) -> int:
-        """Log status changes with their evidence, and note that we are alive.
-
-        Availability is computed from the log's statuses; people read there why each changed.
-        """
-        if changed or now - self._alive_noted >= ALIVE_EVERY:
-            with self.store.transaction() as db:
-                db.executemany(
-                    "INSERT INTO status_log (entity, ts, status, evidence) VALUES (?, ?, ?, ?)",
-                    [(c.entity, now, c.status, c.evidence) for c in changed],
-                )
-                db.execute("UPDATE collector SET alive_until = ?", (now,))
-            self._alive_noted = now
-        return self.incidents.reconcile(correlation.causes, now, self.unsure, self.unwatched)
+    def views(self, now: float | None = None) -> list[SiteView]:
+        return self.pipeline.views(now)
 
     def mark_gap(self, now: float | None = None) -> None:
-        """Log every site and link unknown from when this collector was last known alive.
+        self.pipeline.mark_gap(now)
 
-        Nobody watched between then and now, so that time is neither up nor down; the first
-        correlation pass logs what each status is now. The gap is recorded too, so that the
-        results the agents probed meanwhile and replay later can rebuild it (`replay_gaps`).
-        """
-        now = time.time() if now is None else now
-        with self.store.transaction() as db:
-            row = db.execute("SELECT alive_until FROM collector").fetchone()
-            if row is None:
-                db.execute("INSERT INTO collector (alive_until) VALUES (?)", (now,))
-                return
-            entities = [f"site:{site.id}" for site in self.config.inventory.sites]
-            entities += [f"link:{link.id}" for _, link in self.config.inventory.links()]
-            db.executemany(
-                "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, 'unknown')",
-                [(entity, row[0]) for entity in entities],
-            )
-            history.note_gap(db, row[0], now)
+    async def correlation_loop(self, stop: asyncio.Event) -> None:
+        await self.pipeline.run(stop)
 
     def rebuild_gaps(self, now: float, windows: Sequence[maintenance.Window]) -> list[history.Gap]:
         """Rebuild the status log of the recent gaps with late results; blocks on the store."""
@@ -333,7 +171,8 @@ class Collector:
         while not stop.is_set():
             windows = self.windows  # a tuple: the API replaces it on the loop, never edits it
             with rounds.one():
-                rebuilt = await asyncio.to_thread(self.rebuild_gaps, time.time(), windows)
+                now = self.clock.now()
+                rebuilt = await asyncio.to_thread(self.rebuild_gaps, now, windows)
                 for gap in rebuilt:
                     log.info(
                         "rebuilt the status log of the collector gap %s-%s from late results",
@@ -364,15 +203,7 @@ class Collector:
             began = time.monotonic()
             with rounds.one():
                 if targets:
-                    results = await icmp.sweep(targets, timeout=timeout)
-                    first = await asyncio.to_thread(self.store.next_sequence, CENTRE, len(results))
-                    items = tuple(enumerate(results, start=first))
-                    await asyncio.to_thread(self.store.ingest, CENTRE, items, None)
-                    moved = False
-                    for result in results:
-                        moved |= self.book.observe("centre", result)
-                    if moved:
-                        self.changed.set()
+                    await self.pipeline.observe(CENTRE, await icmp.sweep(targets, timeout=timeout))
             await _wait(stop, interval - (time.monotonic() - began))
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
@@ -380,7 +211,8 @@ class Collector:
         rounds = Rounds("rolling up old results", log)
         while not stop.is_set():
             with rounds.one():
-                folded = await asyncio.to_thread(self.store.roll_up, time.time() - self.retention)
+                older_than = self.clock.now() - self.retention
+                folded = await asyncio.to_thread(self.store.roll_up, older_than)
                 if folded:
                     log.info("rolled up %d results older than the retention period", folded)
             await _wait(stop, ROLLUP_EVERY)
@@ -388,16 +220,6 @@ class Collector:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-async def _wait_any(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:
-    """Wait until `stop` or `event` is set, or `seconds` pass."""
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(event.wait())]
-    try:
-        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiting in waits:
-            waiting.cancel()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

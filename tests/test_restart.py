@@ -70,7 +70,7 @@ def test_an_open_incident_stays_open_until_its_device_is_seen_recovered(tmp_path
             ts = start + 30.0 * n
             first.book.observe("agent", ping(phone, ts, ok=False))
             first.book.heard_from(agent, ts, ts)
-            first._record(*first.correlate(ts), ts)
+            first.pipeline.record(*first.pipeline.correlate(ts), ts)
         assert f"device:{phone}" in open_keys(first)
 
         restart = start + 7_200.0  # two hours later: nothing of the phone in the last hour
@@ -80,19 +80,19 @@ def test_an_open_incident_stays_open_until_its_device_is_seen_recovered(tmp_path
             now = restart + 5.0 * step
             second.book.observe("agent", ping("dutywa-main-mpls", now, ok=True))
             second.book.heard_from(agent, now, now)
-            second._record(*second.correlate(now), now)
+            second.pipeline.record(*second.pipeline.correlate(now), now)
             assert f"device:{phone}" in open_keys(second), f"resolved {now - restart:g}s after"
 
         now = restart + 310.0
         second.book.observe("agent", ping(phone, now, ok=True))  # up, but on one success
         second.book.heard_from(agent, now, now)
-        second._record(*second.correlate(now), now)
+        second.pipeline.record(*second.pipeline.correlate(now), now)
         assert f"device:{phone}" in open_keys(second)  # recover_after is 2
 
         now += 30.0
         second.book.observe("agent", ping(phone, now, ok=True))
         second.book.heard_from(agent, now, now)
-        second._record(*second.correlate(now), now)
+        second.pipeline.record(*second.pipeline.correlate(now), now)
         assert f"device:{phone}" not in open_keys(second)
         (resolved,) = second.incidents.find("resolved", 0.0, now + 1, 10)
         timeline = second.incidents.timeline(resolved.id)

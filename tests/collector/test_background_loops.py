@@ -172,29 +172,29 @@ async def test_a_correlation_pass_failing_on_the_store_is_logged_once(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="collector.service")
+    caplog.set_level(logging.DEBUG, logger="collector.pipeline")
     collector = Collector(load_collector_config(ROOT / "config" / "collector.yaml"), store)
     collector.mark_gap(1_000.0)  # the collector's row: each working pass notes it is alive
-    fault = Fault(store, "transaction", monkeypatch)
+    fault = Fault(store.db, "writing", monkeypatch)  # the status log's writes, and every other
     fault.remaining = 3
     stop = asyncio.Event()
     task = asyncio.create_task(collector.correlation_loop(stop))
     try:
         for failed in (1, 2, 3):
-            await watch.wait_for(partial(failures_logged, caplog, "collector.service", failed))
+            await watch.wait_for(partial(failures_logged, caplog, "collector.pipeline", failed))
             assert not task.done()  # the loop goes on
             collector.changed.set()  # the next pass now (it also comes by itself each second)
-        await watch.wait_for(partial(recovered, caplog, "collector.service"))
+        await watch.wait_for(partial(recovered, caplog, "collector.pipeline"))
     finally:
         stop.set()
         async with asyncio.timeout(DEADLINE):
             await task
-    errors = records(caplog, "collector.service", logging.ERROR)
+    errors = records(caplog, "collector.pipeline", logging.ERROR)
     assert [r.getMessage() for r in errors] == [
         "a correlation pass failed; trying again on every round"
     ]
-    assert len(records(caplog, "collector.service", logging.DEBUG)) == 2
-    assert [r.getMessage() for r in recoveries(caplog, "collector.service")] == [
+    assert len(records(caplog, "collector.pipeline", logging.DEBUG)) == 2
+    assert [r.getMessage() for r in recoveries(caplog, "collector.pipeline")] == [
         "a correlation pass recovered after 3 failed rounds"
     ]
     assert fault.raised == 3

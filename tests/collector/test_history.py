@@ -17,7 +17,8 @@ from collector.api import build_app
 from collector.availability import Durations, availability
 from collector.maintenance import Window
 from collector.service import Collector
-from collector.store import CENTRE, Store
+from collector.store import CENTRE, Store, status
+from collector.store.status import StatusLog
 from probes.result import ProbeResult, format_ts
 from sitewatch.config.files import load_collector_config, load_inventory
 from sitewatch.config.model import ApiToken
@@ -54,6 +55,11 @@ def ingest(store: Store, source: str, results: list[ProbeResult], received: floa
     store.ingest(source, list(enumerate(results, start=first)), None, now=received)
 
 
+def correlate_at(collector: Collector, now: float) -> None:
+    """Run the collector's correlation pass at `now`, as its loop would, writes included."""
+    collector.pipeline.record(*collector.pipeline.correlate(now), now)
+
+
 def live_until_the_gap(store: Store) -> None:
     """Run a collector on Tesko's pings (agent and centre) for ten minutes, then stop at START."""
     collector = Collector(CONFIG, store)
@@ -65,21 +71,21 @@ def live_until_the_gap(store: Store) -> None:
         collector.book.observe("agent", result)
         collector.book.observe("centre", result)
         collector.book.heard_from("tesko-01", ts, ts)
-        collector._record(*collector.correlate(ts), ts)
-    collector._record(*collector.correlate(START), START)  # last noted alive at START
+        correlate_at(collector, ts)
+    correlate_at(collector, START)  # last noted alive at START
 
 
 def restart(store: Store, backlog: list[ProbeResult], received: float = END + 60.0) -> None:
     """Start a collector at END, then let Tesko's agent replay its backlog a minute later."""
     collector = Collector(CONFIG, store)
     collector.warm_up(now=END)
-    collector._record(*collector.correlate(END), END)  # the first live pass
+    correlate_at(collector, END)  # the first live pass
     if backlog:
         ingest(store, "tesko-01", backlog, received)
         for result in backlog:
             collector.book.observe("agent", result)
         collector.book.heard_from("tesko-01", received, backlog[-1].ts.timestamp())
-    collector._record(*collector.correlate(received), received)
+    correlate_at(collector, received)
 
 
 def rebuild_due(store: Store, now: float) -> list[history.Gap]:
@@ -112,7 +118,7 @@ def test_a_gap_is_unknown_until_replayed_results_show_the_link_up(store: Store) 
     assert tesko(store, START - 600.0, START) == Durations(up=600.0)  # before: as it was
     assert tesko(store, END, END + 600.0) == after  # after the gap: the live log's, untouched
     assert live_rows(store) == live
-    assert history.gaps(store, 0.0)[0].rebuilt_at == END + 120.0 - history.RECEIPT_SLACK
+    assert StatusLog(store.db).gaps(0.0)[0].rebuilt_at == END + 120.0 - history.RECEIPT_SLACK
     assert rebuild_due(store, END + 1_000.0) == []  # nothing new: nothing to do
 
 
@@ -137,7 +143,7 @@ def test_a_gap_without_late_results_stays_unknown(store: Store) -> None:
     assert rebuild_due(store, END + 600.0) == []
 
     assert tesko(store) == Durations(unknown=3_600.0)
-    assert history.gaps(store, 0.0) == [history.Gap(1, START, END, None)]
+    assert StatusLog(store.db).gaps(0.0) == [history.Gap(1, START, END, None)]
 
 
 def test_a_second_batch_of_late_results_rebuilds_the_gap_again(store: Store) -> None:
@@ -152,7 +158,10 @@ def test_a_second_batch_of_late_results_rebuilds_the_gap_again(store: Store) -> 
     assert rebuild_due(store, END + 240.0) == [history.Gap(1, START, END, END + 60.0)]
     assert tesko(store) == Durations(up=3_600.0)
     with store.reading() as db:  # the first rebuild's rows were replaced, not piled up
-        rows = db.execute("SELECT ts, status FROM status_log WHERE entity = 'site:tesko' AND gap")
+        rows = db.execute(
+            "SELECT ts, status FROM status_log WHERE entity = ? AND gap IS NOT NULL",
+            ("site:tesko",),
+        )
         assert rows.fetchall() == [(START, "up")]
 
 
@@ -173,7 +182,7 @@ def test_results_are_read_in_chunks_in_probe_order(
     live_until_the_gap(store)
     restart(store, pings(START, START + 570.0) + pings(START + 600.0, END - 30.0, ok=False))
     whole = history.rebuild(store, INVENTORY, AGENTS, [], start=START, end=END)
-    monkeypatch.setattr(history, "_CHUNK", 3)  # the agent's and the centre's share timestamps
+    monkeypatch.setattr(status, "READ_CHUNK", 3)  # the agent's and the centre's share timestamps
 
     assert history.rebuild(store, INVENTORY, AGENTS, [], start=START, end=END) == whole
     assert ("site:tesko", START + 660.0, "down") in whole
@@ -183,19 +192,20 @@ def test_results_are_read_in_chunks_in_probe_order(
 def test_the_collector_records_its_gap_when_it_restarts(store: Store) -> None:
     first = Collector(CONFIG, store)
     first.warm_up(now=1_000.0)  # a new database: no gap yet
-    first._record(*first.correlate(1_010.0), 1_010.0)
-    assert history.gaps(store, 0.0) == []
+    correlate_at(first, 1_010.0)
+    assert StatusLog(store.db).gaps(0.0) == []
 
     Collector(CONFIG, store).warm_up(now=5_000.0)
-    [gap] = history.gaps(store, 0.0)
+    [gap] = StatusLog(store.db).gaps(0.0)
     assert (gap.start, gap.end, gap.rebuilt_at) == (1_010.0, 5_000.0, None)
-    history.apply(store, gap, [("site:tesko", 1_010.0, "up")], rebuilt_at=5_100.0)
+    StatusLog(store.db).replace(gap, [("site:tesko", 1_010.0, "up")], rebuilt_at=5_100.0)
 
     # died before its first pass: the next start reports the same gap, longer
     Collector(CONFIG, store).warm_up(now=6_000.0)
-    assert history.gaps(store, 0.0) == [history.Gap(gap.id, 1_010.0, 6_000.0, None)]
+    assert StatusLog(store.db).gaps(0.0) == [history.Gap(gap.id, 1_010.0, 6_000.0, None)]
     with store.reading() as db:  # the rows rebuilt for the shorter gap would hold too long
-        assert db.execute("SELECT count(*) FROM status_log WHERE gap").fetchone() == (0,)
+        rebuilt = db.execute("SELECT count(*) FROM status_log WHERE gap IS NOT NULL")
+        assert rebuilt.fetchone() == (0,)
 
 
 async def test_replay_gaps_rebuilds_soon_after_start_in_a_thread(
@@ -236,8 +246,8 @@ def test_replayed_results_read_in_chunks_keep_both_outboxes(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     two_outboxes(store, START)
-    monkeypatch.setattr(history, "_CHUNK", 1)  # each chunk ends between the two outboxes' rows
-    read = [result.ts.timestamp() for _, result in history._results(store, START, END)]
+    monkeypatch.setattr(status, "READ_CHUNK", 1)  # each chunk ends between the two outboxes' rows
+    read = [result.ts.timestamp() for _, result in StatusLog(store.db).results(START, END)]
     assert read == [START + 1, START + 1, START + 2, START + 2, START + 3, START + 3]
 
 

@@ -6,14 +6,16 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from collector.maintenance import Window
-from collector.service import Collector, StatusChange
+from collector.service import Collector
 from collector.store import Store
+from collector.store.status import StatusChange
 from collector.topology import Correlation
 from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
@@ -30,16 +32,16 @@ def test_changes_are_logged_once_and_a_restart_logs_the_gap_as_unknown(store: St
     config = load_collector_config(ROOT / "config" / "collector.yaml")
     first = Collector(config, store)
     first.warm_up()
-    correlation, changed = first.correlate(1000.0)
-    first._record(correlation, changed, 1000.0)
+    correlation, changed = first.pipeline.correlate(1000.0)
+    first.pipeline.record(correlation, changed, 1000.0)
     logged = log_rows(store)
     entities = {entity for entity, _, _ in logged}
     assert "site:tesko" in entities
     assert "link:customer-care-mpls" in entities
     assert ("site:dutywa-pound", 1000.0, "unmonitored") in logged
-    again, changed = first.correlate(1001.0)
+    again, changed = first.pipeline.correlate(1001.0)
     assert changed == []  # nothing moved: nothing more to log
-    first._record(again, changed, 1010.0)  # notes that it is alive at 1010
+    first.pipeline.record(again, changed, 1010.0)  # notes that it is alive at 1010
     assert log_rows(store) == logged
 
     restarted = Collector(config, store)
@@ -58,7 +60,7 @@ async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store
     calls: list[list[StatusChange]] = []
     loop = asyncio.get_running_loop()
 
-    def flaky(correlation: Correlation, changed: list[StatusChange], now: float) -> int:
+    def flaky(correlation: Correlation, changed: Sequence[StatusChange], now: float) -> int:
         calls.append(list(changed))
         if len(calls) == 1:
             loop.call_soon_threadsafe(collector.changed.set)  # go round again at once
@@ -66,7 +68,7 @@ async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store
         loop.call_soon_threadsafe(stop.set)
         return 0
 
-    collector._record = flaky  # type: ignore[method-assign]
+    collector.pipeline.record = flaky  # type: ignore[method-assign]
     async with asyncio.timeout(10):
         await collector.correlation_loop(stop)
     assert len(calls) == 2
@@ -107,15 +109,15 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
     book.heard_from("willowvale-01", t0 + 3, probed=t0 + 2)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    record = collector._record
+    record = collector.pipeline.record
 
-    def once(correlation: Correlation, changed: list[StatusChange], now: float) -> int:
+    def once(correlation: Correlation, changed: Sequence[StatusChange], now: float) -> int:
         queued = record(correlation, changed, now)  # the real write, then stop the loop
         loop.call_soon_threadsafe(stop.set)
         return queued
 
-    collector._record = once  # type: ignore[method-assign]
-    with caplog.at_level(logging.INFO, logger="collector.service"):
+    collector.pipeline.record = once  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger="collector.pipeline"):
         async with asyncio.timeout(10):
             await collector.correlation_loop(stop)
     logged = evidence_rows(store)
@@ -154,7 +156,7 @@ def test_a_link_put_in_maintenance_is_logged_as_in_maintenance(store: Store) -> 
         collector.book.observe("centre", ping("willowvale-fibre", t0 + second, ok=False))
     window = Window(1, "link", "willowvale-fibre", t0, t0 + 3_600, None, "splice", "ann", t0)
     collector.set_windows([window])
-    _, changed = collector.correlate(t0 + 5)
+    _, changed = collector.pipeline.correlate(t0 + 5)
     (change,) = [c for c in changed if c.entity == "link:willowvale-fibre"]
     assert change.status == "maintenance"
     assert change.evidence is not None

@@ -202,7 +202,7 @@ async def alone(
     async with running(folder, rig.hashes, correlate=False, form_login=False) as fresh:
         await replay(fresh)
         now = time.time()
-        correlation, _ = fresh.collector.correlate(now)
+        correlation, _ = fresh.collector.pipeline.correlate(now)
         fresh.collector.incidents.reconcile(correlation.causes, now)
         known = set(await asyncio.to_thread(_incident_ids, fresh))
         await reads(fresh, sites, targets, [i for i in incidents if i in known])

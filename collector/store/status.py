@@ -1,0 +1,194 @@
+"""The status log, the collector's own heartbeat, and its gaps: the only writer of their tables.
+
+Tables `status_log`, `collector` (`alive_until`) and `gaps`. The status log is what
+availability and the SLA report are computed from: a row says an entity (`site:ID`, `link:ID`)
+had a status from `ts` on, until its next row; of rows with one `ts`, the one written later
+wins. `alive_until` is when the collector last noted it was watching, so that after a restart
+the time since then is logged `unknown`, neither up nor down, and recorded as a gap. A gap's
+rows are rebuilt later from the results agents replay (`collector.history`); a rebuilt row
+names its gap, so the next rebuild replaces it, and rows logged live name none.
+
+The SQL is written once, with `?` placeholders, in the subset SQLite and PostgreSQL share
+(`ON CONFLICT`, `CASE` instead of the two-argument `max`, `"end"` quoted). The rebuild's read
+of the results table lives here too: it is the one reader that walks a gap's results in probe
+order, and writes nothing there. Every method blocks on the database: call it from a worker
+thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from collector.store.database import Connection, Database
+from collector.store.results import stored_reading, stored_time
+from probes.result import MAX_RTT_MS, ErrorKind, ProbeResult
+
+READ_CHUNK = 5_000  # results read per query in a rebuild, so ingest never waits long for the store
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A site's or link's new status, as the status log keeps it, with the evidence for it."""
+
+    entity: str  # site:ID or link:ID
+    status: str
+    evidence: str | None  # for people: the status and what moved it; None: nothing to say
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch [start, end) the collector did not watch."""
+
+    id: int
+    start: float
+    end: float
+    rebuilt_at: float | None  # results received until then are in its rebuilt rows
+
+
+Rebuilt = tuple[str, float, str]  # (entity, ts, status): one row of a gap's rebuilt log
+
+
+class StatusLog:
+    """The status log's tables in one store; see the module's docstring."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def log(self, changes: Sequence[StatusChange], at: float) -> None:
+        """Log `changes` as beginning at `at`, and note the collector watched until `at`."""
+        with self._db.writing() as db:
+            db.executemany(
+                "INSERT INTO status_log (entity, ts, status, evidence) VALUES (?, ?, ?, ?)",
+                [(change.entity, at, change.status, change.evidence) for change in changes],
+            )
+            db.execute("UPDATE collector SET alive_until = ?", (at,))
+
+    def mark_gap(self, entities: Iterable[str], now: float) -> float | None:
+        """Log `entities` unknown from when the collector was last alive, and record the gap.
+
+        Return the gap's start, or None for a collector's first start (nothing was watched
+        before, so nothing is missing). The gap is recorded only when it has length.
+        """
+        with self._db.writing() as db:
+            row = db.execute("SELECT alive_until FROM collector").fetchone()
+            if row is None:
+                db.execute("INSERT INTO collector (alive_until) VALUES (?)", (now,))
+                return None
+            start = float(row[0])
+            db.executemany(
+                "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, 'unknown')",
+                [(entity, start) for entity in entities],
+            )
+            _note_gap(db, start, now)
+        return start
+
+    def gaps(self, since: float) -> list[Gap]:
+        """Return the gaps that end after `since`, oldest first."""
+        with self._db.reading() as db:
+            rows = db.execute(
+                'SELECT id, start, "end", rebuilt_at FROM gaps WHERE "end" > ? ORDER BY start',
+                (since,),
+            ).fetchall()
+        return [Gap(*row) for row in rows]
+
+    def due(self, since: float, warm_up: float) -> list[Gap]:
+        """Return the gaps ending after `since` with results received since their last rebuild.
+
+        Results count from `warm_up` seconds before a gap, the rebuild's warm-up. A gap never
+        rebuilt is due once results of its time arrive after it began: until then its
+        `unknown` rows say all there is to say.
+        """
+        with self._db.reading() as db:
+            rows = db.execute(
+                'SELECT id, start, "end", rebuilt_at FROM gaps WHERE "end" > ? AND EXISTS ('
+                '    SELECT 1 FROM results WHERE ts >= gaps.start - ? AND ts < gaps."end"'
+                "    AND received > coalesce(gaps.rebuilt_at, gaps.start)"
+                ") ORDER BY start",
+                (since, warm_up),
+            ).fetchall()
+        return [Gap(*row) for row in rows]
+
+    def replace(self, gap: Gap, rows: Sequence[Rebuilt], rebuilt_at: float) -> None:
+        """Replace the gap's rebuilt rows with `rows` and note `rebuilt_at`, in one transaction.
+
+        Rows outside the gap are dropped: the time around it belongs to the live log. A gap
+        that grew meanwhile (a later restart with the same start) keeps no `rebuilt_at`, so it
+        is rebuilt again.
+        """
+        inside = [
+            (entity, ts, status, gap.id) for entity, ts, status in rows if gap.start <= ts < gap.end
+        ]
+        with self._db.writing() as db:
+            db.execute("DELETE FROM status_log WHERE gap = ?", (gap.id,))
+            db.executemany(
+                "INSERT INTO status_log (entity, ts, status, gap) VALUES (?, ?, ?, ?)", inside
+            )
+            db.execute(
+                'UPDATE gaps SET rebuilt_at = ? WHERE id = ? AND "end" = ?',
+                (rebuilt_at, gap.id, gap.end),
+            )
+
+    def results(self, start: float, end: float) -> Iterator[tuple[str, ProbeResult]]:
+        """Yield (source, result) for the results probed in [start, end), in probe order.
+
+        Read in chunks, each from where the last one stopped and on a connection of its own,
+        so ingest never waits on a rebuild; only the fields the state book reads.
+        """
+        columns = (
+            "SELECT ts, source, outbox, seq, target, kind, ok, rtt_ms, loss, error_kind "
+            "FROM results"
+        )
+        # A row is one (source, outbox, seq): a reinstalled agent numbers from 1 again
+        order = "ORDER BY ts, source, outbox, seq LIMIT ?"
+        after: tuple[float, str, str, int] | None = None
+        while True:
+            with self._db.reading() as db:
+                if after is None:
+                    rows = db.execute(
+                        f"{columns} WHERE ts >= ? AND ts < ? {order}",
+                        (start, end, READ_CHUNK),
+                    ).fetchall()
+                else:
+                    rows = db.execute(
+                        f"{columns} WHERE ts >= ? AND ts < ? "
+                        f"AND (ts, source, outbox, seq) > (?, ?, ?, ?) {order}",
+                        (after[0], end, *after, READ_CHUNK),
+                    ).fetchall()
+            for ts, source, _, _, target, kind, ok, rtt_ms, loss, error_kind in rows:
+                yield (
+                    source,
+                    ProbeResult(  # read as tolerantly as the store's own readers read a row
+                        target,
+                        kind,
+                        stored_time(ts),
+                        ok=bool(ok),
+                        rtt_ms=stored_reading(rtt_ms, MAX_RTT_MS),
+                        loss=stored_reading(loss, 1.0),
+                        error_kind=cast("ErrorKind | None", error_kind),
+                    ),
+                )
+            if len(rows) < READ_CHUNK:
+                return
+            after = (rows[-1][0], rows[-1][1], rows[-1][2], rows[-1][3])
+
+
+def _note_gap(db: Connection, start: float, end: float) -> None:
+    """Record a gap inside the caller's transaction (mark_gap's).
+
+    A restart that died before its first pass left `alive_until` as it was, so the next one
+    reports a gap with the same start: that gap grows, loses the rows rebuilt for its shorter
+    self (their last status would hold over the new part) and is rebuilt again.
+    """
+    if end <= start:
+        return
+    db.execute(
+        "DELETE FROM status_log WHERE gap IN (SELECT id FROM gaps WHERE start = ?)", (start,)
+    )
+    db.execute(
+        'INSERT INTO gaps (start, "end") VALUES (?, ?) ON CONFLICT (start) DO UPDATE SET '
+        '"end" = CASE WHEN excluded."end" > gaps."end" THEN excluded."end" ELSE gaps."end" END, '
+        "rebuilt_at = NULL",
+        (start, end),
+    )
