@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from collector.store.database import Connection, Database
 
 DAY = 86_400
-# PostgreSQL advisory lock (two-key form: first key this, second the day's number since the
-# epoch): one transaction at a time makes or drops a given day's partition.
+# PostgreSQL advisory lock: one transaction at a time, of any collector, makes or drops
+# partitions. One lock for every day: two makers of different days would otherwise each hold
+# the DEFAULT partition and wait for the other to let go of it (ATTACH locks it whole).
 PARTITION_LOCK = 0x5173_0014
 DEFAULT_PARTITION = "results_other"
 _NAME = re.compile(r"results_(\d{8})")
@@ -98,9 +99,10 @@ def attached_days(conn: Connection) -> set[int]:
     return days
 
 
-def lock_day(tx: Connection, day: int) -> None:
-    """Take the day's advisory lock until the transaction ends."""
-    tx.execute("SELECT pg_advisory_xact_lock(?, ?)", (PARTITION_LOCK, day // DAY))
+def lock(tx: Connection) -> None:
+    """Take the partitions' advisory lock until the transaction ends; first thing in it, so
+    it never waits for the lock while holding a table lock that the lock's holder needs."""
+    tx.execute("SELECT pg_advisory_xact_lock(?)", (PARTITION_LOCK,))
 
 
 def create(tx: Connection, day: int) -> None:
@@ -109,7 +111,7 @@ def create(tx: Connection, day: int) -> None:
     The table is made LIKE results with a CHECK of its range, so ATTACH need not scan it; the
     unique and lookup indexes come with ATTACH (it makes the partitioned indexes' children).
     """
-    lock_day(tx, day)
+    lock(tx)
     if _attached(tx, day):
         return  # another collector made it while we waited for the lock
     name, end = partition_name(day), day + DAY
@@ -118,6 +120,9 @@ def create(tx: Connection, day: int) -> None:
         f"CREATE TABLE IF NOT EXISTS {name} (LIKE results INCLUDING DEFAULTS, "
         f"CONSTRAINT {name}_range CHECK (ts >= {day} AND ts < {end}))"
     )
+    # No result may land in the DEFAULT partition between the move and ATTACH (which would
+    # then refuse): ingest waits here for a moment once a day, readers go on.
+    tx.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN EXCLUSIVE MODE")
     tx.execute(
         f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE ts >= ? AND ts < ? RETURNING *) "  # noqa: S608 -- see above
         f"INSERT INTO {name} SELECT * FROM moved",
@@ -137,10 +142,12 @@ def _attached(tx: Connection, day: int) -> bool:
 
 
 def drop_before(tx: Connection, cutoff: int) -> list[int]:
-    """DETACH and DROP every day partition wholly before `cutoff`; return their days."""
+    """DETACH and DROP every day partition wholly before `cutoff`; return their days.
+
+    The transaction must hold the partitions' lock (`lock`), taken before it read results.
+    """
     gone = sorted(day for day in attached_days(tx) if day + DAY <= cutoff)
     for day in gone:
-        lock_day(tx, day)
         name = partition_name(day)
         tx.execute(f"ALTER TABLE results DETACH PARTITION {name}")
         tx.execute(f"DROP TABLE {name}")

@@ -6,9 +6,9 @@ is stored. Results are kept raw for `retention` and rolled up per target per 5 m
 it, so a year of history stays small.
 
 PostgreSQL: raw results are partitioned by UTC day (collector.store.partitions), and a batch is
-COPYed into a temporary table and inserted from there in one statement that skips what is stored
-already. Its unique key holds the partition key too, (source, outbox, seq, ts): an agent resends
-a result with the time it was taken, so a resend is still a duplicate there.
+loaded with COPY (`copy_new`). Its unique key holds the partition key too, (source, outbox,
+seq, ts): an agent resends a result with the time it was taken, so a resend is still a
+duplicate there.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ INSERT_RESULT = "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFL
 RESULT_COLUMNS = (
     "source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, received, outbox"
 )
-# PostgreSQL's ingest: each batch is COPYed into this temporary table, one per connection and
-# kept (its rows go at each commit), then inserted into results in one statement. Reusing it
-# beats making one per batch (ON COMMIT DROP), whose catalogue churn cost more (bench numbers
-# in bench/ingest_bench.py's docstring).
+# PostgreSQL's ingest of a batch that holds a result stored already: COPYed into this
+# temporary table, one per connection and kept (its rows go at each commit), then inserted
+# into results in one statement that skips what is stored. Reusing it beats making one per
+# batch (ON COMMIT DROP), whose catalogue churn costs more (bench/ingest_bench.py's docstring).
 INCOMING = "incoming_results"
 CREATE_INCOMING = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING} (LIKE results) ON COMMIT DELETE ROWS"
@@ -108,22 +108,18 @@ class Results:
         source: str,
         heartbeat: dict[str, Any] | None,
     ) -> int:
-        """COPY a batch into the temporary table and insert it from there; return rows stored.
+        """Insert a batch with COPY (`copy_new`); return the rows stored.
 
-        Faster than executemany of the INSERT in pipeline mode, the other way psycopg offers
-        (numbers in bench/ingest_bench.py's docstring). The days the batch needs get their
-        partitions first, in transactions of their own.
+        The days the batch needs get their partitions first, in transactions of their own.
         """
         earliest = partitions.day_of(received - self.retention - partitions.DAY)
         latest = partitions.day_of(received + partitions.DAY)
         days = {partitions.day_of(row[4]) for row in rows}
         self.partitions.ensure(day for day in days if earliest <= day <= latest)
         with self.db.writing() as tx:
-            tx.execute(CREATE_INCOMING)
-            tx.copy_rows(INCOMING, RESULT_COLUMNS.split(", "), rows)
-            stored = tx.execute(INSERT_INCOMING).rowcount
+            stored = copy_new(tx, rows)
             agents.heard(tx, source, received, heartbeat)
-        return max(stored, 0)
+        return stored
 
     def next_sequence(self, source: str, count: int) -> int:
         """Reserve `count` sequence numbers for a source (the centre's probes); return the first."""
@@ -223,6 +219,8 @@ class Results:
         least, greatest = ("least", "greatest") if postgres else ("min", "max")
         bucket = "floor(ts / ?)::bigint * ?" if postgres else "CAST(ts / ? AS INTEGER) * ?"
         with self.db.writing() as tx:
+            if postgres:
+                partitions.lock(tx)  # before reading results: see partitions.lock
             tx.execute(
                 f"""
                 INSERT INTO rollups (target, kind, source, bucket, count, failures,
@@ -252,6 +250,32 @@ class Results:
             folded, gone = _drop_postgres(tx, day)
         self.partitions.dropped(gone)
         return folded
+
+
+def copy_new(tx: Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Store a batch's rows in PostgreSQL, skipping those stored already; return how many.
+
+    Most batches are new: they are COPYed straight into results, under a savepoint. One that
+    meets a stored row (an agent resending after a lost reply) rolls back to the savepoint and
+    goes the long way: COPY into the temporary table, then INSERT ... ON CONFLICT DO NOTHING,
+    whose row count is what was stored. The straight COPY is about twice as fast as the long
+    way, and executemany of the INSERT in pipeline mode slower than both (numbers in
+    bench/ingest_bench.py's docstring).
+    """
+    from psycopg.errors import UniqueViolation  # noqa: PLC0415 -- PostgreSQL only
+
+    columns = RESULT_COLUMNS.split(", ")
+    tx.execute("SAVEPOINT new_results")
+    try:
+        tx.copy_rows("results", columns, rows)
+    except UniqueViolation:
+        tx.execute("ROLLBACK TO SAVEPOINT new_results")
+    else:
+        tx.execute("RELEASE SAVEPOINT new_results")
+        return len(rows)
+    tx.execute(CREATE_INCOMING)
+    tx.copy_rows(INCOMING, columns, rows)
+    return max(tx.execute(INSERT_INCOMING).rowcount, 0)
 
 
 def _drop_postgres(tx: Connection, cutoff: int) -> tuple[int, list[int]]:

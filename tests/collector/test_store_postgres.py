@@ -180,16 +180,23 @@ def test_roll_up_drops_the_old_days_partition_and_rolls_up_as_sqlite_does(
 
 
 def test_two_collectors_making_the_same_day_at_once_both_succeed(postgres_url: str) -> None:
-    """Two Stores (two pools, like two collectors) meet the same new days from threads."""
+    """Two Stores (two pools, like two collectors) meet the same new days from threads.
+
+    Each day has a row waiting in the DEFAULT partition, and the senders take the days in
+    opposite orders, so makers of different days meet there too.
+    """
     stores = [Store(postgres_url), Store(postgres_url)]
+    early = numbered(1, [result(D + day * DAY + 50) for day in range(3)])
+    assert stores[0].ingest("early", early, now=D - 100 * DAY).stored == 3
     senders = [(store, f"agent-{n}-{m}") for n, store in enumerate(stores) for m in range(2)]
     start = threading.Barrier(len(senders))
 
     def ingest(store: Store, source: str) -> list[int]:
         start.wait(timeout=DEADLINE)  # all at once, so they meet each day's partition together
+        days = range(3) if source.endswith("0") else range(2, -1, -1)
         return [
             store.ingest(source, numbered(1 + 10 * day, day_of_results(day)), now=NOW).stored
-            for day in range(3)
+            for day in days
         ]
 
     try:
@@ -198,9 +205,9 @@ def test_two_collectors_making_the_same_day_at_once_both_succeed(postgres_url: s
             stored = [future.result(timeout=DEADLINE) for future in running]  # raises theirs
         assert stored == [[10, 10, 10]] * len(senders)
         assert partitions(stores[0]) == {
-            partition_name(D): 40,
-            partition_name(D + DAY): 40,
-            partition_name(D + 2 * DAY): 40,
+            partition_name(D): 41,
+            partition_name(D + DAY): 41,
+            partition_name(D + 2 * DAY): 41,
             DEFAULT_PARTITION: 0,
         }
     finally:
