@@ -1,9 +1,9 @@
-"""Collector ingest in results/s on one core: the store and the whole HTTP path, beside sqlite3.
+"""Collector ingest in results/s on one core: the store and the HTTP path, beside a plain load.
 
 Run with `make bench` or `.venv/bin/python -m bench.ingest_bench` (no root needed). 100 simulated
 agents, spread over the sites of config/inventory.yaml and reporting only their own site's links
 and devices, each send the same number of 500-result batches. Every case starts from a fresh
-database in the temporary folder ($TMPDIR), and all four store the very same rows:
+database in the temporary folder ($TMPDIR), and every case stores the very same rows. On SQLite:
 
 - plain: `sqlite3` alone, the store's `results` table and indexes, WAL with synchronous=FULL
   as the store runs it (every commit fsynced, so an acknowledged batch survives a power cut),
@@ -15,9 +15,33 @@ database in the temporary folder ($TMPDIR), and all four store the very same row
   gzipped JSON posts from a client in a separate process, so that this process's CPU is the
   server's alone: authentication, gunzip, JSON, validation, the store and the state book.
 
-This process is pinned to one CPU and the client to the others. results/s is by wall time; CPU
-is user+system of this process, every thread of it; "x plain" is how many times slower than
-plain the case is.
+On PostgreSQL (`--backends`, both by default), a server the bench starts itself with
+tests/pg.py (Debian's postgresql, run as an unprivileged user in a temporary directory, fsync
+and synchronous_commit off as for the tests), each case in a fresh database of it:
+
+- pg-copy: psycopg alone, COPY of the ready-made row tuples into a bare `results`-shaped table,
+  partitioned by day as the store's (the same day partitions and a DEFAULT one) but with no
+  index or unique key, one transaction per batch: the fastest load PostgreSQL offers;
+- pg-store: `Store.ingest` on PostgreSQL (COPY into a temporary table, INSERT ... ON CONFLICT
+  DO NOTHING from it, the agent's row, one transaction per batch);
+- pg-http: the real collector app as in `http`, on that store.
+
+This process is pinned to one CPU and the client to the others. PostgreSQL is started before
+the pinning, so its server processes may run on any CPU, as a database server beside a
+collector would. results/s is by wall time; CPU is user+system of this process, every thread
+of it (the PostgreSQL server's is not counted); "x plain" is how many times slower than its
+backend's plain load (plain, or pg-copy) the case is.
+
+Measured on the 2-core machine (100 agents x 4 batches of 500, median of 3), with other work
+running on it (load average 1 to 9), so the figures move by a third from run to run:
+- before PostgreSQL (b402d71, load average 1): plain 26,010, normal 33,464, store 18,352,
+  http 11,372 results/s (http 2.29x plain);
+- PostgreSQL's ingest at store level, rounds of 200,000 rows (load average 6-9): a temporary
+  table kept per connection (ON COMMIT DELETE ROWS) 15,160 and 15,328 results/s, one made per
+  batch (ON COMMIT DROP) 14,109 and 12,712; then COPY straight into results under a savepoint
+  16,372 / 13,984 / 25,334, the kept temporary table 12,716 / 11,020 / 18,762, executemany
+  of the INSERT in pipeline mode 9,189 / 11,414 / 10,702. The store COPYs straight in, and
+  takes the temporary table only for a batch holding a row stored already.
 """
 
 from __future__ import annotations
@@ -40,21 +64,29 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
 from collector.api import build_app
 from collector.service import Collector
-from collector.store import INSERT_RESULT, RESULTS_SCHEMA, Store, result_row
+from collector.store import INSERT_RESULT, RESULT_COLUMNS, RESULTS_SCHEMA, Store, result_row
+from collector.store.partitions import DAY, day_of, partition_name
 from probes.result import JsonValue, ProbeResult
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, CollectorConfig
 
+if TYPE_CHECKING:
+    from tests.pg import PostgresServer
+
 ROOT = Path(__file__).resolve().parents[1]
 MIN_RATE = 20_000.0  # results/s through the HTTP path
-MAX_SLOWDOWN = 3.0  # times the plain insert
+MAX_SLOWDOWN = 3.0  # times the plain insert (SQLite)
+MAX_PG_SLOWDOWN = 2.0  # times the plain COPY (PostgreSQL)
+BACKENDS = ("sqlite", "postgresql")
+SQLITE_CASES = ("plain", "normal", "store", "http")
+POSTGRES_CASES = ("pg-copy", "pg-store", "pg-http")
 CLIENT_TIMEOUT = 600.0  # seconds for the client to build its bodies, and to post them all
 
 COLUMNS = (
@@ -180,8 +212,52 @@ def run_plain(
         db.close()
 
 
-def run_store(path: Path, arriving: Batches, received: float) -> Figures:
-    store = Store(path)
+def run_copy(url: str, rows: Sequence[list[tuple[Any, ...]]]) -> Figures:
+    """COPY every batch into a bare, day-partitioned `results`, one transaction per batch."""
+    import psycopg  # noqa: PLC0415 -- only the PostgreSQL cases need it
+
+    days = sorted({day_of(row[4]) for batch in rows for row in batch})
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = ", ".join(f"{name} {kind}" for name, kind in POSTGRES_COLUMNS)
+        conn.execute(f"CREATE TABLE results ({columns}) PARTITION BY RANGE (ts)")
+        conn.execute("CREATE TABLE results_other PARTITION OF results DEFAULT")
+        for day in days:
+            conn.execute(
+                f"CREATE TABLE {partition_name(day)} PARTITION OF results "
+                f"FOR VALUES FROM ({day}) TO ({day + DAY})"
+            )
+        statement = f"COPY results ({RESULT_COLUMNS}) FROM STDIN"
+
+        def copy_all() -> int:
+            for batch in rows:
+                with conn.transaction(), conn.cursor() as cursor, cursor.copy(statement) as copy:
+                    for row in batch:
+                        copy.write_row(row)
+            return sum(len(batch) for batch in rows)
+
+        return measured(copy_all)
+
+
+POSTGRES_COLUMNS = (
+    ("source", "text NOT NULL"), ("seq", "bigint NOT NULL"), ("target", "text NOT NULL"),
+    ("kind", "text NOT NULL"), ("ts", "double precision NOT NULL"), ("ok", "integer NOT NULL"),
+    ("rtt_ms", "double precision"), ("loss", "double precision"), ("value", "text NOT NULL"),
+    ("error_kind", "text"), ("detail", "text NOT NULL"),
+    ("received", "double precision NOT NULL"), ("outbox", "text NOT NULL"),
+)  # fmt: skip
+
+
+def postgres_count(url: str) -> int:
+    """Return how many results a PostgreSQL database holds."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM results").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def run_store(where: Path | str, arriving: Batches, received: float) -> Figures:
+    store = Store(where)
 
     def ingest_all() -> int:
         return sum(store.ingest(source, items, None, received).stored for source, items in arriving)
@@ -192,8 +268,8 @@ def run_store(path: Path, arriving: Batches, received: float) -> Figures:
         store.close()
 
 
-def run_http(path: Path, config: CollectorConfig, work: Workload, cpus: set[int]) -> Figures:
-    store = Store(path)
+def run_http(where: Path | str, config: CollectorConfig, work: Workload, cpus: set[int]) -> Figures:
+    store = Store(where)
     try:
         return asyncio.run(_serve_and_measure(Collector(config, store), work, cpus))
     finally:
@@ -296,20 +372,34 @@ async def _post_all(base: str, agents: Sequence[SimAgent], bodies: dict[str, lis
     return sum(counts)
 
 
-def same_rows(plain: Path, other: Path, *, received: bool) -> bool:
-    """Whether two databases hold the same results (`received` aside when it differs)."""
+def same_rows(plain: Path | str, other: Path | str, *, received: bool) -> bool:
+    """Whether two databases (SQLite files or PostgreSQL URLs) hold the same results.
+
+    `received` aside when it differs (it is the time of arrival through HTTP).
+    """
     columns = "*" if received else ", ".join(COLUMNS[:-1])
-    found = []
-    for path in (plain, other):
-        db = sqlite3.connect(path)
+    query = f"SELECT {columns} FROM results ORDER BY source, seq"  # noqa: S608 -- fixed names
+    return rows_digest(plain, query) == rows_digest(other, query)
+
+
+def rows_digest(where: Path | str, query: str) -> str:
+    """Return a digest of a query's rows, the same for the same values on either backend."""
+    digest = hashlib.sha256()
+    if isinstance(where, Path):
+        db = sqlite3.connect(where)
         try:
-            digest = hashlib.sha256()
-            for line in db.execute(f"SELECT {columns} FROM results ORDER BY source, seq"):  # noqa: S608
-                digest.update(repr(line).encode())
-            found.append(digest.hexdigest())
+            for line in db.execute(query):
+                digest.update(repr(tuple(line)).encode())
         finally:
             db.close()
-    return found[0] == found[1]
+        return digest.hexdigest()
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(where) as conn, conn.cursor(name="digest") as cursor:
+        cursor.execute(query)
+        for line in cursor:
+            digest.update(repr(tuple(line)).encode())
+    return digest.hexdigest()
 
 
 def bench_config(agents: Sequence[SimAgent]) -> CollectorConfig:
@@ -341,7 +431,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4, help="batches per agent")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="sqlite, postgresql, or both (a,b)"
+    )
     args = parser.parse_args()
+    backends = set(args.backends.split(","))
+    if not backends or not backends <= set(BACKENDS):
+        parser.error(f"--backends: {args.backends!r} is not sqlite, postgresql or both")
     config = load_collector_config(ROOT / "config" / "collector.yaml")
     agents = simulated_agents(config, args.agents)
     config = bench_config(agents)
@@ -352,31 +448,31 @@ def main() -> None:
         [result_row(source, seq, found, received) for seq, found in items]
         for source, items in arriving
     ]
-    server_cpus, client_cpus = pin()
-    print(
-        f"Collector ingest: {args.agents} agents x {args.batches} batches of {args.batch_size} "
-        f"results, median of {args.runs} runs; this process on CPU "
-        f"{','.join(map(str, sorted(server_cpus)))}, the HTTP client on "
-        f"{','.join(map(str, sorted(client_cpus))) or 'the same CPU (only one)'}"
-    )
-    print(f"{'case':6} {'results':>8} {'seconds':>8} {'results/s':>10} {'CPU s':>7} {'x plain':>8}")
-    with tempfile.TemporaryDirectory(prefix="sitewatch-ingest-bench-") as folder:
-        runs: dict[str, list[Figures]] = {"plain": [], "normal": [], "store": [], "http": []}
-        for number in range(args.runs):
-            files = {case: Path(folder, f"{case}-{number}.db") for case in runs}
-            runs["plain"].append(run_plain(files["plain"], rows))
-            runs["normal"].append(run_plain(files["normal"], rows, "NORMAL"))
-            runs["store"].append(run_store(files["store"], arriving, received))
-            runs["http"].append(run_http(files["http"], config, work, client_cpus))
-        for figures in runs.values():
-            if any(f.results != work.total for f in figures):
-                sys.exit(f"stored {[f.results for f in figures]} results, not {work.total}")
-        last = args.runs - 1
-        plain_db = Path(folder, f"plain-{last}.db")
-        if not same_rows(plain_db, Path(folder, f"store-{last}.db"), received=True):
-            sys.exit("the store's rows differ from the plain insert's")
-        if not same_rows(plain_db, Path(folder, f"http-{last}.db"), received=False):
-            sys.exit("the rows stored through HTTP differ from the plain insert's")
+    server = start_server() if "postgresql" in backends else None  # before pinning: see above
+    try:
+        server_cpus, client_cpus = pin()
+        print(
+            f"Collector ingest: {args.agents} agents x {args.batches} batches of "
+            f"{args.batch_size} results, median of {args.runs} runs; this process on CPU "
+            f"{','.join(map(str, sorted(server_cpus)))}, the HTTP client on "
+            f"{','.join(map(str, sorted(client_cpus))) or 'the same CPU (only one)'}"
+        )
+        bench = Bench(args.runs, work, arriving, rows, received, config, client_cpus)
+        with tempfile.TemporaryDirectory(prefix="sitewatch-ingest-bench-") as folder:
+            runs: dict[str, list[Figures]] = {}
+            if "sqlite" in backends:
+                runs |= bench.sqlite(Path(folder))
+            if server is not None:
+                runs |= bench.postgres(server, Path(folder), compare="sqlite" in backends)
+    finally:
+        if server is not None:
+            server.stop()
+            server.remove()
+    report(runs, work)
+
+
+def report(runs: dict[str, list[Figures]], work: Workload) -> None:
+    """Print each case's medians, and how far the HTTP paths are from the goals."""
     medians = {
         case: Figures(
             work.total,
@@ -385,13 +481,101 @@ def main() -> None:
         )
         for case, figures in runs.items()
     }
-    plain_wall = medians["plain"].wall
+    print(f"{'case':8} {'results':>8} {'seconds':>8} {'results/s':>10} {'CPU s':>7} {'x plain':>8}")
     for case, mine in medians.items():
+        plain = medians["pg-copy" if case.startswith("pg-") else "plain"].wall
         print(
-            f"{case:6} {mine.results:8d} {mine.wall:8.3f} {mine.results / mine.wall:10.0f} "
-            f"{mine.cpu:7.3f} {mine.wall / plain_wall:8.2f}"
+            f"{case:8} {mine.results:8d} {mine.wall:8.3f} {mine.results / mine.wall:10.0f} "
+            f"{mine.cpu:7.3f} {mine.wall / plain:8.2f}"
         )
-    print(f"goal: http at least {MIN_RATE:,.0f} results/s and within {MAX_SLOWDOWN:g}x plain")
+    if "http" in medians:
+        print(f"goal: http at least {MIN_RATE:,.0f} results/s and within {MAX_SLOWDOWN:g}x plain")
+    if "pg-http" in medians:
+        print(
+            f"goal: pg-http at least {MIN_RATE:,.0f} results/s and within "
+            f"{MAX_PG_SLOWDOWN:g}x pg-copy"
+        )
+
+
+def start_server() -> PostgresServer:
+    """Start a throwaway PostgreSQL server (tests/pg.py), or exit saying why it cannot."""
+    from tests import pg  # noqa: PLC0415 -- the SQLite cases need no PostgreSQL
+
+    directory = pg.temporary_directory()
+    try:
+        return pg.start_postgres(directory)
+    except (pg.PostgresError, OSError) as err:
+        pg.remove_directory(directory)
+        sys.exit(f"cannot start PostgreSQL for the bench: {err} (or run --backends sqlite)")
+
+
+@dataclass(frozen=True, slots=True)
+class Bench:
+    """One bench's workload, in each form a case takes it."""
+
+    runs: int
+    work: Workload
+    arriving: Batches
+    rows: list[list[tuple[Any, ...]]]
+    received: float
+    config: CollectorConfig
+    client_cpus: set[int]
+
+    def sqlite(self, folder: Path) -> dict[str, list[Figures]]:
+        runs: dict[str, list[Figures]] = {case: [] for case in SQLITE_CASES}
+        for number in range(self.runs):
+            files = {case: folder / f"{case}-{number}.db" for case in runs}
+            runs["plain"].append(run_plain(files["plain"], self.rows))
+            runs["normal"].append(run_plain(files["normal"], self.rows, "NORMAL"))
+            runs["store"].append(run_store(files["store"], self.arriving, self.received))
+            runs["http"].append(run_http(files["http"], self.config, self.work, self.client_cpus))
+        check_counts(runs, self.work)
+        last = self.runs - 1
+        plain_db = folder / f"plain-{last}.db"
+        if not same_rows(plain_db, folder / f"store-{last}.db", received=True):
+            sys.exit("the store's rows differ from the plain insert's")
+        if not same_rows(plain_db, folder / f"http-{last}.db", received=False):
+            sys.exit("the rows stored through HTTP differ from the plain insert's")
+        return runs
+
+    def postgres(
+        self, server: PostgresServer, folder: Path, *, compare: bool
+    ) -> dict[str, list[Figures]]:
+        """Run the PostgreSQL cases; check their rows against each other and SQLite's plain
+        insert (when it ran, in `folder`)."""
+        runs: dict[str, list[Figures]] = {case: [] for case in POSTGRES_CASES}
+        urls: dict[str, str] = {}
+        for number in range(self.runs):
+            for case in runs:
+                name = f"bench_{case.replace('-', '_')}_{number}"
+                if case in urls:
+                    server.drop_database(urls[case].rsplit("/", 1)[1])
+                urls[case] = server.url(server.create_database(name))
+            runs["pg-copy"].append(run_copy(urls["pg-copy"], self.rows))
+            runs["pg-store"].append(run_store(urls["pg-store"], self.arriving, self.received))
+            runs["pg-http"].append(
+                run_http(urls["pg-http"], self.config, self.work, self.client_cpus)
+            )
+        check_counts(runs, self.work)
+        for case, url in urls.items():
+            if (found := postgres_count(url)) != self.work.total:
+                sys.exit(f"{case}: the database holds {found} results, not {self.work.total}")
+        if not same_rows(urls["pg-copy"], urls["pg-store"], received=True):
+            sys.exit("the PostgreSQL store's rows differ from the plain COPY's")
+        if not same_rows(urls["pg-copy"], urls["pg-http"], received=False):
+            sys.exit("the rows stored through HTTP in PostgreSQL differ from the plain COPY's")
+        if compare and not same_rows(
+            folder / f"plain-{self.runs - 1}.db", urls["pg-copy"], received=True
+        ):
+            sys.exit("PostgreSQL's rows differ from SQLite's")
+        return runs
+
+
+def check_counts(runs: dict[str, list[Figures]], work: Workload) -> None:
+    """Exit unless every run of every case stored every result."""
+    for case, figures in runs.items():
+        if any(f.results != work.total for f in figures):
+            sys.exit(f"{case}: stored {[f.results for f in figures]} results, not {work.total}")
 
 
 if __name__ == "__main__":
