@@ -18,13 +18,14 @@ a `password_file`, or libpq's own PGPASSWORD / ~/.pgpass.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -102,15 +103,20 @@ class Connection(Protocol):
         ...
 
 
-_PLACEHOLDER = re.compile(r"%|\?|(?<!:):([A-Za-z_]\w*)")
+_POSITIONAL = re.compile(r"%|\?")
+_NAMED = re.compile(r"%|(?<!:):([A-Za-z_]\w*)")
 
 
-def postgres_sql(sql: str) -> str:
-    """Return SQL written with `?` or `:name` placeholders in psycopg's form (`%s`,
-    `%(name)s`, a literal % doubled); a `::type` cast stays as it is.
+@functools.lru_cache(maxsize=1024)
+def postgres_sql(sql: str, *, named: bool = False) -> str:
+    """Return SQL written with `?` (or, when `named`, `:name`) placeholders in psycopg's form:
+    `%s` (`%(name)s`), a literal % doubled; a `::type` cast stays as it is.
 
-    The table modules never put a `?`, `:` or `%` inside a string literal, so no parsing is
-    needed.
+    Only a statement sent with parameters is translated (psycopg reads a statement without
+    them as it is), and only the one style its parameters use, so a `'site:x'` literal in a
+    statement with `?` marks stays intact. The table modules never put a `?` or `%` in a
+    literal of a statement with parameters, nor a `:word` in one of a statement with named
+    ones.
     """
 
     def replace(found: re.Match[str]) -> str:
@@ -118,7 +124,7 @@ def postgres_sql(sql: str) -> str:
             return "%%"
         return "%s" if found.group() == "?" else f"%({found.group(1)})s"
 
-    return _PLACEHOLDER.sub(replace, sql)
+    return (_NAMED if named else _POSITIONAL).sub(replace, sql)
 
 
 @dataclass(slots=True)
@@ -150,21 +156,20 @@ class PostgresConnection:
 
     raw: Any  # psycopg.Connection
     dialect: Dialect = "postgresql"
-    _sql: dict[str, str] = field(default_factory=dict)
-
-    def _translated(self, sql: str) -> str:
-        if (found := self._sql.get(sql)) is None:
-            found = self._sql[sql] = postgres_sql(sql)
-        return found
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor:
-        given = params if isinstance(params, Mapping) else tuple(params)
-        cursor: Cursor = self.raw.execute(self._translated(sql), given or None)
+        cursor: Cursor
+        if isinstance(params, Mapping):
+            cursor = self.raw.execute(postgres_sql(sql, named=True), params)
+        elif params:
+            cursor = self.raw.execute(postgres_sql(sql), tuple(params))
+        else:
+            cursor = self.raw.execute(sql)
         return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         with self.raw.cursor() as cursor:
-            cursor.executemany(self._translated(sql), rows)
+            cursor.executemany(postgres_sql(sql), rows)
             return max(int(cursor.rowcount), 0)
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -184,6 +189,7 @@ class Database:
         self._lock = threading.Lock()  # SQLite: the one writer
         self._writer: SqliteConnection | None = None
         self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._local = threading.local()
         self._pool: Any = None  # psycopg_pool.ConnectionPool
         self._closed = False
@@ -255,7 +261,7 @@ class Database:
             except sqlite3.Error as err:
                 raise StoreError(f"{path}: cannot open the database: {err}") from err
             self._local.reader = reader
-            with self._lock:
+            with self._readers_lock:  # not the writer's: a writer may open its first reader
                 self._readers.append(reader)
         return reader
 
@@ -349,10 +355,11 @@ class Database:
         self._closed = True
         if self._pool is not None:
             self._pool.close()
-        with self._lock:
+        with self._readers_lock:
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
+        with self._lock:
             if self._writer is not None:
                 self._writer.raw.close()
 
