@@ -43,7 +43,6 @@ from collector.appkeys import (
     Targets,
 )
 from collector.body import Inflater, decode_json, finite, lone_surrogate
-from collector.clock import SYSTEM_CLOCK, Clock
 from collector.dashboard.routes import add_routes
 from collector.dashboard.sessions import COOKIE, Login, logged_in
 from collector.errors import REFUSALS, CollectorError, refusal
@@ -711,7 +710,6 @@ def build_app(
     limits: FrontLimits | None = None,
     *,
     loops: bool = False,
-    clock: Clock = SYSTEM_CLOCK,
 ) -> web.Application:
     """Return the collector's application; serve it with `front.FrontRunner` for every limit.
 
@@ -734,7 +732,7 @@ def build_app(
     app[PIPELINE] = collector
     app[MAINTENANCE] = collector
     app[TARGETS] = Targets.of(config)
-    app[CLOCK] = clock
+    app[CLOCK] = collector.clock  # the pipeline's own: one "now" for state and answers
     app[NOTIFY_WAKE] = collector.notify_wake
     app[FRONT] = front
     app[IN_FLIGHT] = Counter()

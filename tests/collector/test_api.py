@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from collector.api import MAX_BODY, build_app
+from collector.clock import ManualClock
 from collector.service import Collector
 from collector.store import DatabaseSpec, Store
 from collector.topology import Cause
@@ -444,3 +445,30 @@ async def test_the_incident_list_carries_notes_and_history_says_when_it_is_cut(
     response = await client.get("/api/v1/history?target=tesko-mpls", headers=auth(STAFF))
     assert len(await response.json()) == 5
     assert "X-SiteWatch-Truncated" not in response.headers
+
+
+async def test_the_api_answers_by_the_collectors_clock(tmp_path: Path) -> None:
+    """Ingest's age limit and history's default day are the collector's clock's, not the
+    machine's: a result of March 2025 is taken and read back by a collector whose time is then
+    (the wall clock would refuse it as older than the raw retention)."""
+    then = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    config = example_config(
+        tuple(AgentCredential(a, a.split("-")[0], sha(t)) for a, t in TOKENS.items()),
+        (ApiToken("screen", "viewer", sha(STAFF)),),
+    )
+    store = Store(tmp_path / "collector.db")
+    collector = Collector(config, store, clock=ManualClock(then.timestamp()))
+    try:
+        async with TestClient(TestServer(build_app(collector))) as test_client:
+            batch = {"results": [record("tesko-mpls", 1, ts=then - timedelta(minutes=5))]}
+            assert await post(test_client, "tesko-01", batch) == (
+                200,
+                {"stored": 1, "duplicates": 0},
+            )
+            response = await test_client.get(
+                "/api/v1/history?target=tesko-mpls", headers=auth(STAFF)
+            )
+            assert response.status == 200
+            assert [row["ts"] for row in await response.json()] == ["2025-03-03T08:55:00Z"]
+    finally:
+        store.close()
