@@ -273,7 +273,10 @@ async def test_forms_refuse_a_missing_wrong_or_foreign_csrf_token(dashboard: Das
     assert f'action="/incidents/{incident_id}/acknowledge"' not in html  # done already
     response = await dashboard.client.post(path, data={"csrf": token}, allow_redirects=False)
     assert response.status == 409  # acknowledged twice: a page that says so
-    assert "acknowledged" in await response.text()
+    assert response.content_type == "text/html"  # the dashboard's page, not the API's JSON
+    page = await response.text()
+    assert "acknowledged" in page
+    assert "<h1>Not done</h1>" in page
 
 
 async def test_notes_and_resolving_by_an_operator(dashboard: Dashboard) -> None:
