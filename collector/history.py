@@ -38,7 +38,7 @@ from collector import maintenance
 from collector.pipeline import step, vantage_of
 from collector.state import StateBook
 from collector.store import Store
-from collector.store.status import Gap, Rebuilt, StatusLog
+from collector.store.status import Gap, Rebuilt
 from probes.result import ProbeResult
 from sitewatch.config.model import Inventory, Site
 
@@ -54,7 +54,7 @@ RECEIPT_SLACK = 60.0
 
 def due(store: Store, now: float, look_back: float = LOOK_BACK_SECONDS) -> list[Gap]:
     """Return the recent gaps with results received since their last rebuild, oldest first."""
-    return StatusLog(store.db).due(now - look_back, WARM_UP_SECONDS)
+    return store.status.due(now - look_back, WARM_UP_SECONDS)
 
 
 def rebuild(
@@ -81,7 +81,7 @@ def rebuild(
         ),
         start,
     )
-    for source, result in StatusLog(store.db).results(start - warm_up, end):
+    for source, result in store.status.results(start - warm_up, end):
         replay.feed(source, result)
     return replay.finish(end)
 
@@ -96,7 +96,7 @@ def rebuild_due(
     """Rebuild every recent gap with results received since its last rebuild; return them."""
     found = due(store, now)
     kept = tuple(windows)
-    log = StatusLog(store.db)
+    log = store.status
     for gap in found:
         rows = rebuild(store, inventory, agents, kept, start=gap.start, end=gap.end)
         log.replace(gap, rows, rebuilt_at=now - RECEIPT_SLACK)

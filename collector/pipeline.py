@@ -31,7 +31,7 @@ from collector.ingest import Batch
 from collector.loops import Rounds
 from collector.state import SiteView, StateBook, Vantage
 from collector.store import CENTRE, LEGACY_OUTBOX, IngestOutcome, Store
-from collector.store.status import StatusChange, StatusLog
+from collector.store.status import StatusChange
 from collector.topology import Correlation, Maintained, correlate
 from probes.result import ProbeResult
 from sitewatch.config.model import Inventory, Site
@@ -100,7 +100,7 @@ class Pipeline:
         self.incidents = incidents
         self.clock = clock
         self.book = StateBook(inventory, dict(agents))
-        self.status_log = StatusLog(store.db)
+        self.status_log = store.status
         self.schedule = maintenance.Schedule((), inventory)  # the maintenance windows in force
         self.correlation: Correlation | None = None  # the latest pass
         self.unsure: frozenset[str] = frozenset()  # incident keys with no evidence of recovery

@@ -20,6 +20,7 @@ from collector.store.maintenance import MaintenanceTable
 from collector.store.notifications import NotificationTable
 from collector.store.results import LEGACY_OUTBOX, IngestOutcome, Results, Stored
 from collector.store.sessions import SessionTable
+from collector.store.status import StatusLog
 from probes.result import ProbeResult
 
 
@@ -58,6 +59,7 @@ class Store:
         self.notifications = NotificationTable(self.db)
         self.maintenance = MaintenanceTable(self.db)
         self.sessions = SessionTable(self.db)
+        self.status = StatusLog(self.db)
 
     @property
     def dialect(self) -> str:
