@@ -295,8 +295,8 @@ def measure(
         sys.exit(f"{backend}: the report's site seconds add up to {covered:.0f}, not the period's")
     if built.opened != sum(1 for row in month.incidents if start <= row[8] < end):
         sys.exit(f"{backend}: the report counts {built.opened} incidents, not the month's")
-    clock = ManualClock(now)  # the API's "now" stands still, so its answers can be compared
-    collector = Collector(config, store, clock=clock)
+    # the collector's clock, which its API answers by, stands still: answers can be compared
+    collector = Collector(config, store, clock=ManualClock(now))
     collector.warm_up()  # as `sitewatch collector` starts: its start marked in the log
     feed(collector.book, inventory, now, random.Random(11))  # noqa: S311 -- seeded
     collector.pipeline.correlate(now)
@@ -310,7 +310,7 @@ def measure(
     afresh = asyncio.run(uncached(collector, now))
     afresh_seconds = time.perf_counter() - began
     sites, first, size = asyncio.run(
-        _sites_over_http(collector, clock, afresh, args.requests, args.warm_up)
+        _sites_over_http(collector, afresh, args.requests, args.warm_up)
     )
     return Figures(backend, loaded, peer, report, view_timing, afresh_seconds, sites, first, size)
 
@@ -336,11 +336,11 @@ def same(mine: Any, theirs: Any) -> bool:
 
 
 async def _sites_over_http(
-    collector: Collector, clock: ManualClock, afresh: Any, requests: int, warm_up: int
+    collector: Collector, afresh: Any, requests: int, warm_up: int
 ) -> tuple[Timing, float, int]:
     """Serve the app on 127.0.0.1 and time `GET /api/v1/sites`, one request at a time; its
     answer must be `afresh`, the one built without keeping anything between requests."""
-    runner = web.AppRunner(build_app(collector, clock=clock), access_log=None)
+    runner = web.AppRunner(build_app(collector), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

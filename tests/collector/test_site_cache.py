@@ -179,7 +179,7 @@ async def served(
     if request.param == "started":
         collector.warm_up()
     try:
-        async with TestClient(TestServer(build_app(collector, clock=clock))) as client:
+        async with TestClient(TestServer(build_app(collector))) as client:
             yield client, collector, clock
     finally:
         store.close()
