@@ -25,7 +25,7 @@ import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -33,7 +33,7 @@ from collector.availability import Durations, availabilities, site_entity
 from collector.sla import WorkingCalendar
 from collector.store import Store
 from collector.store.incidents import Incident
-from probes.result import format_ts
+from collector.times import iso_or_none
 from sitewatch.config.model import PRIORITIES, WEEKDAYS, BusinessHours, Inventory
 
 Outcome = Literal["within", "breached", "pending"]
@@ -309,9 +309,9 @@ def report_json(report: Report) -> dict[str, Any]:
         "organisation": report.organisation,
         "timezone": report.timezone,
         "period": {
-            "from": _iso(report.start),
-            "to": _iso(report.end),
-            "as_of": _iso(report.as_of),
+            "from": iso_or_none(report.start),
+            "to": iso_or_none(report.end),
+            "as_of": iso_or_none(report.as_of),
             "first_day": first.isoformat() if first else None,
             "last_day": last.isoformat() if last else None,
         },
@@ -355,8 +355,8 @@ def _major_figures(m: MajorIncident, **cause_and_sites: Any) -> dict[str, Any]:
         "priority": m.priority,
         "title": m.title,
         **cause_and_sites,
-        "opened_at": _iso(m.opened_at),
-        "resolved_at": _iso(m.resolved_at),
+        "opened_at": iso_or_none(m.opened_at),
+        "resolved_at": iso_or_none(m.resolved_at),
         "duration_s": m.duration,
         "working_s": m.working,
         "outcome": m.outcome,
@@ -629,7 +629,3 @@ def _days(report: Report) -> tuple[date | None, date | None]:
 
 def _local(ts: float, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M")
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else format_ts(datetime.fromtimestamp(ts, UTC))
