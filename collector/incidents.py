@@ -20,9 +20,8 @@ import logging
 import threading
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from collector import notify
 from collector.sla import WorkingCalendar
@@ -38,8 +37,8 @@ from collector.store.incidents import (
     Status,
     is_unique_violation,
 )
+from collector.times import iso, iso_or_none
 from collector.topology import PRIORITY_ORDER, Cause, Priority
-from probes.result import format_ts
 from sitewatch.config.model import Inventory, Notifier
 
 __all__ = [
@@ -50,9 +49,12 @@ __all__ = [
     "Incident",
     "IncidentBook",
     "IncidentError",
+    "IncidentJson",
+    "NoteJson",
+    "SlaJson",
     "StaffAction",
     "Status",
-    "iso",
+    "TimelineEntryJson",
 ]
 log = logging.getLogger(__name__)
 StaffAction = Literal["acknowledge", "note", "resolve"]
@@ -64,6 +66,55 @@ MAJOR_P1_COUNT = 2  # this many P1s open at once make each of them major
 # outage of its own. A child still down after that is a real fault, and opens then.
 SETTLE_MARGIN = 2.0
 _NOTHING: Mapping[str, str] = MappingProxyType({})
+
+
+class SlaJson(TypedDict):
+    """Where an incident stands against its priority's SLA."""
+
+    due_at: str
+    percent_used: float  # of the SLA's working time, one decimal; over 100 once breached
+    breached: bool
+
+
+class NoteJson(TypedDict):
+    ts: str
+    author: str | None
+    text: str
+
+
+class TimelineEntryJson(TypedDict):
+    ts: str
+    kind: str
+    author: str | None
+    detail: dict[str, Any]  # each kind has its own fields; the timeline shows them as they are
+
+
+class IncidentJson(TypedDict):
+    """An incident as the contract gives it: the API, the dashboard and every notification.
+
+    A notification stores this as its payload, so a field added here reaches PagerDuty and the
+    webhooks too; `timeline` only when the caller asked for the events.
+    """
+
+    id: int
+    key: str
+    priority: Priority
+    status: Status
+    title: str
+    cause: dict[str, Any]  # the correlation's cause as stored: `kind` and its kind's evidence
+    sites: list[str]
+    site_names: list[str]
+    affected_users: int
+    opened_at: str
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    resolved_at: str | None
+    resolved_by: str | None
+    sla: SlaJson
+    major: bool
+    flaps: int
+    notes: list[NoteJson]
+    timeline: NotRequired[list[TimelineEntryJson]]
 
 
 class IncidentError(Exception):
@@ -354,9 +405,9 @@ class IncidentBook:
     def timeline(self, incident_id: int) -> list[Event]:
         return self.store.incidents.timeline(incident_id)
 
-    def notes_of(self, incident_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    def notes_of(self, incident_ids: Sequence[int]) -> dict[int, list[NoteJson]]:
         """Return the notes of many incidents in one read, as the incident JSON gives them."""
-        notes: dict[int, list[dict[str, Any]]] = {i: [] for i in incident_ids}
+        notes: dict[int, list[NoteJson]] = {i: [] for i in incident_ids}
         for note in self.store.incidents.notes(list(notes)):
             notes[note.incident].append(
                 {"ts": iso(note.ts), "author": note.author, "text": note.text}
@@ -371,10 +422,10 @@ class IncidentBook:
 
     def to_json(
         self, incident: Incident, now: float, events: Sequence[Event] | None = None
-    ) -> dict[str, Any]:
+    ) -> IncidentJson:
         """Return the incident in the contract's form; with `events`, its notes and timeline."""
         end = now if incident.resolved_at is None else incident.resolved_at
-        body: dict[str, Any] = {
+        body: IncidentJson = {
             "id": incident.id,
             "key": incident.key,
             "priority": incident.priority,
@@ -385,9 +436,9 @@ class IncidentBook:
             "site_names": [self._names.get(s, s) for s in incident.sites],
             "affected_users": incident.affected_users,
             "opened_at": iso(incident.opened_at),
-            "acknowledged_at": iso(incident.acknowledged_at),
+            "acknowledged_at": iso_or_none(incident.acknowledged_at),
             "acknowledged_by": incident.acknowledged_by,
-            "resolved_at": iso(incident.resolved_at),
+            "resolved_at": iso_or_none(incident.resolved_at),
             "resolved_by": incident.resolved_by,
             "sla": {
                 "due_at": iso(incident.due_at),
@@ -439,7 +490,9 @@ class _Writer:
             incident, status="open", resolved_at=None, resolved_by=None, flaps=flaps
         )
         self.event(
-            incident.id, "reopened", {"flap": flaps, "resolved_at": iso(incident.resolved_at)}
+            incident.id,
+            "reopened",
+            {"flap": flaps, "resolved_at": iso_or_none(incident.resolved_at)},
         )
         self.notify(reopened, "reopened")
         return reopened
@@ -543,7 +596,3 @@ def _grew(incident: Incident, cause: Cause) -> bool:
 
 def _rank(priority: Priority) -> int:
     return PRIORITY_ORDER.index(priority)
-
-
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else format_ts(datetime.fromtimestamp(ts, UTC))

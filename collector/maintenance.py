@@ -23,13 +23,14 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Literal, TypedDict, cast, get_args
 from zoneinfo import ZoneInfo
 
 from collector.store import Store
 from collector.store.maintenance import StoredWindow
-from probes.result import ResultFormatError, format_ts, parse_ts
+from collector.times import iso, iso_or_none
+from probes.result import ResultFormatError, parse_ts
 from probes.values import clean_text
 from sitewatch.config.model import WEEKDAYS, Inventory
 
@@ -189,12 +190,12 @@ def window_json(window: Window, tz: str, *, now: float) -> WindowJson:
         "id": window.id,
         "scope": window.scope,
         "target": window.target,
-        "start": None if window.start is None else _rfc3339(window.start),
-        "end": None if window.end is None else _rfc3339(window.end),
+        "start": iso_or_none(window.start),
+        "end": iso_or_none(window.end),
         "weekly": None if window.weekly is None else weekly_json(window.weekly),
         "reason": window.reason,
         "created_by": window.created_by,
-        "created_at": _rfc3339(window.created_at),
+        "created_at": iso(window.created_at),
         "active": _covers(window, now, ZoneInfo(tz)),
     }
 
@@ -446,7 +447,3 @@ def _reached(wall: datetime, zone: tzinfo) -> float:
 
 def _wall(at: float, zone: tzinfo) -> datetime:
     return datetime.fromtimestamp(at, zone).replace(tzinfo=None)
-
-
-def _rfc3339(at: float) -> str:
-    return format_ts(datetime.fromtimestamp(at, UTC))

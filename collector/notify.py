@@ -31,10 +31,17 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
-from typing import Any, Literal, NotRequired, ParamSpec, TypedDict, TypeVar, get_args
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    NotRequired,
+    ParamSpec,
+    TypedDict,
+    TypeVar,
+    get_args,
+)
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -44,8 +51,11 @@ from collector.store import Store
 from collector.store import notifications as outbox
 from collector.store.database import Connection
 from collector.store.notifications import Notification
-from probes.result import format_ts
+from collector.times import iso, mail_date
 from sitewatch.config.model import EmailNotifier, Notifier
+
+if TYPE_CHECKING:  # collector.incidents imports this module to queue its notifications
+    from collector.incidents import IncidentJson
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -159,12 +169,14 @@ def queue(
     *,
     incident: int,
     event: str,
-    payload: Mapping[str, Any],
+    payload: IncidentJson,
     now: float,
 ) -> int:
     """Add one row per receiver that takes `event`; return how many were queued.
 
-    Runs inside the caller's transaction and neither begins nor commits one.
+    Runs inside the caller's transaction and neither begins nor commits one. The renderers
+    below take the payload back as a plain mapping: a stored row may be older than today's
+    `IncidentJson` and lack a field, which `_render` turns into a row that cannot be sent.
     """
     if event not in EVENTS:
         raise ValueError(f"unknown notification event {event!r}")
@@ -201,7 +213,7 @@ def render_pagerduty(
             "summary": summary,
             "source": "sitewatch",
             "severity": PAGERDUTY_SEVERITY.get(str(payload["priority"]), "info"),
-            "timestamp": format_ts(datetime.fromtimestamp(at, UTC)),
+            "timestamp": iso(at),
             "component": sites[0] if sites else str(payload["key"]),
             "group": str(payload["key"]),  # every alert of one cause, reopenings included
             "class": str(payload["cause"]["kind"]),
@@ -226,7 +238,7 @@ def render_email(
     message = EmailMessage()
     message["From"] = notifier.sender
     message["To"] = ", ".join(notifier.recipients)
-    message["Date"] = format_datetime(datetime.fromtimestamp(at, UTC))
+    message["Date"] = mail_date(at)
     message["Message-ID"] = message_id
     message["Subject"] = email_subject(event, payload)
     message.set_content(email_body(event, payload))
@@ -506,7 +518,7 @@ class Deliverer:
             "error": err.message,
         }
         if err.retry:
-            detail["retry_at"] = format_ts(datetime.fromtimestamp(retry_at, UTC))
+            detail["retry_at"] = iso(retry_at)
         else:
             detail["gave_up"] = True
         self.store.notifications.failed(note, now, err.message, retry_at, detail)

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 
 from collector import history, maintenance
@@ -28,6 +27,7 @@ from collector.notify import Deliverer
 from collector.pipeline import Pipeline
 from collector.state import SiteView, StateBook
 from collector.store import CENTRE, DEFAULT_RETENTION, IngestOutcome, Store
+from collector.times import log_time
 from collector.topology import Correlation, Maintained
 from probes import icmp
 from probes.plan import Plan, build_plan
@@ -176,8 +176,8 @@ class Collector:
                 for gap in rebuilt:
                     log.info(
                         "rebuilt the status log of the collector gap %s-%s from late results",
-                        _iso(gap.start),
-                        _iso(gap.end),
+                        log_time(gap.start),
+                        log_time(gap.end),
                     )
             await _wait(stop, REPLAY_EVERY)
 
@@ -216,10 +216,6 @@ class Collector:
                 if folded:
                     log.info("rolled up %d results older than the retention period", folded)
             await _wait(stop, ROLLUP_EVERY)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

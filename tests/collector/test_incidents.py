@@ -16,7 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.incidents import IncidentBook, IncidentError
+from collector.incidents import (
+    IncidentBook,
+    IncidentError,
+    IncidentJson,
+    NoteJson,
+    SlaJson,
+    TimelineEntryJson,
+)
 from collector.state import StateBook
 from collector.store import DatabaseSpec, Store
 from collector.store.incidents import is_unique_violation
@@ -217,6 +224,14 @@ def test_staff_acknowledge_note_and_resolve(store: Store) -> None:
     assert [i.id for i in book.open_incidents()] == [incident.id]
     body = book.to_json(incident, t0 + 240, book.timeline(incident.id))
     assert [n["text"] for n in body["notes"]] == ["Telkom ticket 4411 logged", "fibre spliced"]
+    # the JSON is what IncidentJson declares, no more, no less (timeline only with the events)
+    assert body.keys() == IncidentJson.__annotations__.keys()
+    assert book.to_json(incident, t0 + 240).keys() == IncidentJson.__annotations__.keys() - {
+        "timeline"
+    }
+    assert body["sla"].keys() == SlaJson.__annotations__.keys()
+    assert body["notes"][0].keys() == NoteJson.__annotations__.keys()
+    assert body["timeline"][0].keys() == TimelineEntryJson.__annotations__.keys()
     with pytest.raises(IncidentError, match="no incident 99"):
         book.resolve(99, "desk", "x", t0)
 

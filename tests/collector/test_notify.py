@@ -18,13 +18,14 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from collector.incidents import IncidentJson, SlaJson
 from collector.notify import (
     EVENTS,
     GAVE_UP,
@@ -44,7 +45,7 @@ from sitewatch.config.model import EmailNotifier, Notifier, WebhookNotifier
 
 T0 = 1_800_000_000.0
 DEADLINE = 10.0  # seconds any awaited condition may take before the test fails
-PAYLOAD: dict[str, Any] = {
+PAYLOAD: IncidentJson = {
     "id": 7,
     "key": "link:customer-care-mpls",
     "priority": "P1",
@@ -56,11 +57,13 @@ PAYLOAD: dict[str, Any] = {
     "affected_users": 22,
     "opened_at": "2026-11-23T10:00:00Z",
     "acknowledged_at": None,
+    "acknowledged_by": None,
     "resolved_at": None,
+    "resolved_by": None,
     "sla": {"due_at": "2026-11-23T14:00:00Z", "percent_used": 12.5, "breached": False},
     "major": False,
     "flaps": 0,
-    "notes": [{"text": "called the carrier"}],
+    "notes": [{"ts": "2026-11-23T10:05:00Z", "author": "thandi", "text": "called the carrier"}],
 }
 MAIL = EmailNotifier(
     smtp_host="127.0.0.1",
@@ -190,7 +193,7 @@ def enqueue(
     event: str,
     *,
     now: float = T0,
-    payload: dict[str, Any] | None = None,
+    payload: IncidentJson | None = None,
 ) -> int:
     with store.db.writing() as db:
         return queue(
@@ -352,8 +355,8 @@ def test_email_subject_counts_the_other_sites() -> None:
 
 
 def test_email_body_shows_breach_and_major() -> None:
-    late = {**PAYLOAD, "major": True, "sla": {**PAYLOAD["sla"], "percent_used": 130.0}}
-    late["sla"]["breached"] = True
+    sla: SlaJson = {**PAYLOAD["sla"], "percent_used": 130.0, "breached": True}
+    late: IncidentJson = {**PAYLOAD, "major": True, "sla": sla}
     body = email_body("escalated", late).splitlines()
     assert "SLA due:        2026-11-23T14:00:00Z (130% used, breached)" in body
     assert "Major:          yes" in body
@@ -485,7 +488,8 @@ async def test_a_payload_that_cannot_be_rendered_is_given_up(
 ) -> None:
     await receiver.up()
     pd = pagerduty(receiver.url())
-    enqueue(store, [pd], add_incident(store), "opened", payload={"key": "link:x"})
+    old = cast("IncidentJson", {"key": "link:x"})  # as a row an older SiteWatch may have stored
+    enqueue(store, [pd], add_incident(store), "opened", payload=old)
     done = await Deliverer(store, [pd], clock=Clock()).deliver_due()
     assert done.gave_up == 1
     assert rows(store)[0]["last_error"].startswith("cannot render the stored incident")
