@@ -42,7 +42,7 @@ from collector.appkeys import (
     TARGETS,
     Targets,
 )
-from collector.body import Inflater, decode_json, finite, lone_surrogate
+from collector.body import Inflater, decode_json, finite, unstorable_text
 from collector.dashboard.routes import add_routes
 from collector.dashboard.sessions import COOKIE, Login, logged_in
 from collector.errors import REFUSALS, CollectorError, refusal
@@ -622,16 +622,16 @@ def _incident_id(request: web.Request) -> int:
 
 
 async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    """Return a staff body: a JSON object whose strings are all text (no lone surrogates)."""
+    """Return a staff body: a JSON object whose strings can all be stored as text."""
     raw = await read_body(request)
     if not raw.strip() and optional:
         return {}
     body = decode_json(raw)
     if not isinstance(body, dict):
         raise CollectorError(422, "invalid", "the body must be a JSON object")
-    where = lone_surrogate(body)
-    if where is not None:
-        raise CollectorError(422, "invalid", f"{where}: holds a lone surrogate, which is not text")
+    problem = unstorable_text(raw, body)  # a lone surrogate, or U+0000 (PostgreSQL refuses it)
+    if problem is not None:
+        raise CollectorError(422, "invalid", problem)
     return body
 
 

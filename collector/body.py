@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from probes.values import clean_text
+from probes.values import HOLDS_NUL, NUL, clean_text
 
 STEP = 256 * 1024  # bytes inflated at once: well under a millisecond of the event loop
 ENCODINGS = {"": None, "identity": None, "gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}
@@ -167,6 +167,43 @@ def lone_surrogate(value: Any, path: str = "") -> str | None:
     if isinstance(value, list):
         for index, item in enumerate(value):
             found = lone_surrogate(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def unstorable_text(raw: bytes, value: Any) -> str | None:
+    """Return why a staff body's strings cannot be stored as text, naming where; None if they can.
+
+    `value` is what `raw` decodes to. A lone surrogate is not text; U+0000 is text that
+    PostgreSQL's text columns refuse (SQLite takes it), so both backends refuse it here. A JSON
+    body can carry U+0000 only as the escape `\\u0000`, or in a UTF-16/32 body (which holds
+    zero bytes anyway): two byte searches at memchr speed keep the walk off nearly every body.
+    """
+    where = lone_surrogate(value)
+    if where is not None:
+        return f"{where}: holds a lone surrogate, which is not text"
+    if b"\\u0000" in raw or b"\x00" in raw:
+        where = nul_character(value)
+        if where is not None:
+            return f"{where}: {HOLDS_NUL}"
+    return None
+
+
+def nul_character(value: Any, path: str = "") -> str | None:
+    """Return where in `value` a string or a key holds U+0000, or None."""
+    if isinstance(value, str):
+        return path or "body" if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                return (path or "body") + " (a key)"
+            found = nul_character(item, f"{path}.{key}" if path else key)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_character(item, f"{path}[{index}]")
             if found:
                 return found
     return None

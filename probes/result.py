@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal, TypedDict, cast, get_args
 
-from probes.values import KINDS, Dropped, ValueShapeError, check_value, clean_text, quoted
+from probes.values import (
+    HOLDS_NUL,
+    KINDS,
+    NUL,
+    Dropped,
+    ValueShapeError,
+    check_value,
+    clean_text,
+    quoted,
+)
 
 ErrorKind = Literal[
     "timeout",  # no answer within the timeout
@@ -191,8 +200,12 @@ def parse_ts(text: str) -> datetime:
 
 
 def short(text: str) -> str:
-    """Return `text` on one line and cut to the length a detail may have."""
-    line = " ".join(text.split())
+    """Return `text` on one line and cut to the length a detail may have.
+
+    A NUL (a device's banner or reason phrase may hold one) becomes U+FFFD: the collector
+    refuses a detail holding it, and a result must not be lost for one odd byte.
+    """
+    line = " ".join(text.replace(NUL, "\ufffd").split())
     return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 1] + "…"
 
 
@@ -206,6 +219,8 @@ def _text(data: Mapping[str, object], key: str, *, limit: int, empty: bool) -> s
         raise ResultFormatError(f"{key}: longer than {limit} characters")
     if not clean_text(value):
         raise ResultFormatError(f"{key}: holds a lone surrogate (not valid Unicode text)")
+    if NUL in value:  # a text column: a value's strings go in as JSON, where it is escaped
+        raise ResultFormatError(f"{key}: {HOLDS_NUL}")
     return value
 
 

@@ -54,6 +54,12 @@ class ValueShapeError(ValueError):
         return ValueShapeError(self.problem, part + self.path)
 
 
+NUL = "\x00"
+# PostgreSQL text cannot hold U+0000 (SQLite can): a text column refuses it at the door, on both
+# backends alike, so a collector moved to PostgreSQL never meets a row it cannot store.
+HOLDS_NUL = "holds the NUL character (U+0000)"
+
+
 def clean_text(text: str) -> bool:
     """Return whether `text` can be stored and sent: no lone surrogates (not encodable UTF-8)."""
     if text.isascii():  # the common case, without encoding a copy

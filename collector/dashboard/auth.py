@@ -44,6 +44,7 @@ from collector.dashboard.sessions import (
 )
 from collector.errors import REFUSALS, CollectorError, Refusal, refusal
 from collector.front import FRONT, client_address
+from probes.values import HOLDS_NUL, NUL
 from sitewatch.config.model import Role, User
 from sitewatch.passwords import verify_password
 
@@ -179,9 +180,19 @@ async def read_form(request: web.Request, limit: int = MAX_FORM) -> MultiDictPro
         )
     except ValueError as err:
         raise PageError(400, "Bad form", f"A form may hold at most {MAX_FIELDS} fields.") from err
+    if b"%00" in raw or b"\x00" in raw:  # cheap: most forms hold neither
+        _refuse_nul(pairs)
     form = MultiDictProxy(MultiDict(pairs))
     request[FORM] = form
     return form
+
+
+def _refuse_nul(pairs: list[tuple[str, str]]) -> None:
+    """Refuse a form holding U+0000: PostgreSQL's text columns cannot store it (SQLite can)."""
+    for name, value in pairs:
+        if NUL in name or NUL in value:
+            shown = "A field's name" if NUL in name else f"The {name[:40]}"
+            raise PageError(422, "Not text", f"{shown} {HOLDS_NUL}.")
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:

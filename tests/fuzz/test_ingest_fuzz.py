@@ -89,6 +89,8 @@ KNOWN_BATCHES = [
     one("ts-prn-01", 900_008, kind="snmp", value={"supplies": [{}]}),
     one("ts-prn-01", 900_009, kind="snmp", value={"profile": "printer", "supplies": [{}]}),
     one("tesko-mpls", 900_010, ts="2026-W48-1T10:00:00Z"),
+    one("tesko-mpls", 900_011, ok=False, error_kind="timeout", detail="no\x00reply"),  # issue 13
+    one("tesko-mpls", 900_012, value={"address": "10.99.2.1\x00"}),  # JSON: stored, escaped
 ]
 
 

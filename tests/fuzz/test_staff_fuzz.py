@@ -104,6 +104,7 @@ KNOWN_ACTIONS = [
     (("notes", {"text": "\ud800"}), 0, "identity", OPERATOR, False),
     (("acknowledge", {"note": "a\udfffb"}), 1, "identity", OPERATOR, False),
     (("resolve", {"note": "\ud800"}), 2, "identity", OPERATOR, False),
+    (("notes", {"text": "called\x00"}), 0, "identity", OPERATOR, False),  # PostgreSQL refuses NUL
     (("notes", {"text": "x" * 70_000}), 0, "identity", OPERATOR, False),
     *[(("notes", {"text": "ok"}), 0, name, OPERATOR, False) for name in ENCODING_NAMES_LIST],
     (("acknowledge", b""), 1, "gzip-bad-crc", OPERATOR, False),
@@ -190,6 +191,7 @@ WINDOW = {
 }
 KNOWN_WINDOWS = [
     (WINDOW | {"reason": "\ud800"}, "identity", OPERATOR, None),
+    (WINDOW | {"reason": "splice\x00"}, "identity", OPERATOR, None),
     (WINDOW | {"target": "\ud800"}, "identity", OPERATOR, None),
     (WINDOW | {"start": "0001-01-01T00:00:00+01:00"}, "identity", OPERATOR, None),
     (WINDOW | {"end": "9999-12-31T23:59:59-01:00"}, "identity", OPERATOR, None),
