@@ -285,7 +285,7 @@ class SiteFragments:
                 kept = self._kept.get(view.id)
                 if (
                     kept is not None
-                    and kept[0] == view
+                    and (kept[0] is view or kept[0] == view)  # the state book keeps its views
                     and kept[1] == heartbeat
                     and kept[2] == mine
                 ):
