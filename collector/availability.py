@@ -18,7 +18,6 @@ query: the sites API asks on each request.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
@@ -27,26 +26,6 @@ from collector.store import Store
 
 STATUSES = ("up", "degraded", "down", "maintenance", "unmonitored", "unknown")
 WINDOWS: dict[str, float] = {"24h": 86_400.0, "7d": 7 * 86_400.0, "30d": 30 * 86_400.0}
-
-# Each entity's last row at or before the start (its status when the range opens), then its
-# rows inside the range; ties in ts are broken by rowid (the write order: SQLite's own, an
-# identity column in PostgreSQL), so the row written last wins. The wanted entities come as one
-# JSON list, a parameter whatever their number; each dialect has its own way to unpack it.
-_ROWS = """
-    WITH wanted(entity) AS (SELECT DISTINCT value FROM {entities})
-    SELECT wanted.entity, log.ts, log.status, log.rowid FROM wanted
-    JOIN status_log AS log ON log.rowid = (
-        SELECT rowid FROM status_log WHERE entity = wanted.entity AND ts <= :start
-        ORDER BY ts DESC, rowid DESC LIMIT 1)
-    UNION ALL
-    SELECT entity, ts, status, rowid FROM status_log
-    WHERE entity IN (SELECT entity FROM wanted) AND ts > :start AND ts < :end
-    ORDER BY 1, 2, 4
-"""
-ROWS = {
-    "sqlite": _ROWS.format(entities="json_each(:entities)"),
-    "postgresql": _ROWS.format(entities="json_array_elements_text(CAST(:entities AS json))"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,11 +215,4 @@ def _read(
     store: Store, entities: Sequence[str], start: float, end: float
 ) -> dict[str, list[tuple[float, str]]]:
     """Return each entity's rows that touch [start, end), oldest first (absent: no rows)."""
-    found: dict[str, list[tuple[float, str]]] = {}
-    if not entities or end <= start:
-        return found
-    params = {"entities": json.dumps(list(entities)), "start": start, "end": end}
-    with store.db.reading() as db:
-        for entity, ts, status, _rowid in db.execute(ROWS[db.dialect], params):
-            found.setdefault(entity, []).append((ts, status))
-    return found
+    return store.status.touching(entities, start, end)

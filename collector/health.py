@@ -1,19 +1,19 @@
-"""Whether the collector's database can be read: the answer `/healthz` gives.
+"""Whether the collector's database can be read: the answer `/healthz` gives, and why not.
 
-A health check must not wait behind the work it watches: the store's one connection is held for
-a whole history read, and the default thread pool may be busy, so a check queued behind them would
-call a busy collector dead. It asks on a read-only connection of its own, in a thread of its own
-(a SQLite file); on PostgreSQL it asks on one of the store's read connections, never the writer.
+A health check must not wait behind the work it watches: the default thread pool may be busy
+with a month's report, so a check queued behind it would call a busy collector dead. It asks
+in a thread of its own, through the store like every other reader (`StatusLog.alive_until`, a
+read of a real table): on SQLite that thread's own read-only connection, never the writer; on
+PostgreSQL one of the pool's connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
+import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from aiohttp import web
 
@@ -21,19 +21,33 @@ from collector.store import Store
 
 log = logging.getLogger(__name__)
 
+# A URL's user and password (`scheme://user:secret@host`), and libpq's `password=...` field: a
+# driver's message may quote the connection it failed on, and /healthz is read without login.
+_USERINFO = re.compile(r"(?<=://)[^@/\s]*@")
+_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redacted(text: str) -> str:
+    """Return a database error's text without credentials: only what failed, and where."""
+    return _PASSWORD.sub(r"\1***", _USERINFO.sub("", text))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
 
 class HealthCheck:
     """Whether the database can be read; checks asked while one runs share its answer, and
-    one that takes longer than SECONDS is a failure."""
+    one that takes longer than SECONDS is a failure. `reason` says why the last one failed."""
 
     SECONDS = 2.0
 
-    def __init__(self, path: Path | None, store: Store | None = None) -> None:
-        self.path, self.store = path, store  # a SQLite file, or else the store's readers
-        self._db: sqlite3.Connection | None = None
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-health")
-        self._running: asyncio.Future[bool] | None = None
-        self._why = ""
+        self._running: asyncio.Future[str] | None = None
+        self.reason = ""  # why the last check failed; empty when it passed
         self._failing = False  # logged once when it starts failing, once when it recovers
 
     async def healthy(self) -> bool:
@@ -43,55 +57,32 @@ class HealthCheck:
             self._running = loop.run_in_executor(self._pool, self._check)
         try:
             async with asyncio.timeout(self.SECONDS):
-                return self._note(await asyncio.shield(self._running), "")
+                return self._note(await asyncio.shield(self._running))
         except TimeoutError:
-            return self._note(False, f"the database did not answer in {self.SECONDS:.0f} s")
+            return self._note(f"the database did not answer in {self.SECONDS:.0f} s")
 
-    def _note(self, healthy: bool, why: str) -> bool:
-        """Log a change of health once, not every scrape of a failing collector."""
-        if not healthy and not self._failing:
-            log.warning("health check failing: %s", why or self._why)
-        elif healthy and self._failing:
+    def _note(self, why: str) -> bool:
+        """Keep why, and log a change of health once, not every scrape of a failing collector."""
+        self.reason = why
+        if why and not self._failing:
+            log.warning("health check failing: %s", why)
+        elif not why and self._failing:
             log.info("health check: the database answers again")
-        self._failing = not healthy
-        return healthy
+        self._failing = bool(why)
+        return not why
 
-    def _check(self) -> bool:
-        if self.path is None:
-            return self._check_store()
+    def _check(self) -> str:
+        """Return why the database cannot be read, or "" when it can."""
         try:
-            if self._db is None:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as err:
-            self._why = f"the database cannot be read: {err}"
-            self._close()
-            return False
-        return True
-
-    def _check_store(self) -> bool:
-        if self.store is None:
-            self._why = "no database to check"
-            return False
-        try:
-            with self.store.reading() as db:
-                db.execute("SELECT 1").fetchone()
-        # Whatever the driver raises (a lost server, a full pool) means unhealthy: the check
-        # answers /healthz, and must never turn a database's failure into a 500.
+            self.store.status.alive_until()
+        # Whatever the driver raises (a lost server, a full pool, a file that is no database)
+        # means unhealthy: the check answers /healthz, and must never turn a failure into a 500.
         except Exception as err:  # noqa: BLE001
-            self._why = f"the database cannot be read: {err}"
-            return False
-        return True
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+            return redacted(_first_line(err))
+        return ""
 
     def close(self) -> None:
-        """Close the check's connection, once no check runs."""
-        self._pool.submit(self._close)
+        """Stop the check's thread, once no check runs."""
         self._pool.shutdown(wait=True)
 
 
@@ -102,7 +93,7 @@ def health_check(store: Store) -> Callable[[web.Application], AsyncIterator[None
     """Return the cleanup context that keeps a HealthCheck of the store's database in the app."""
 
     async def keep(app: web.Application) -> AsyncIterator[None]:
-        app[HEALTH] = HealthCheck(store.path, store)
+        app[HEALTH] = HealthCheck(store)
         yield
         await asyncio.to_thread(app[HEALTH].close)
 

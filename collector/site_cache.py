@@ -47,12 +47,13 @@ from typing import Any
 
 from aiohttp import web
 
-from collector.availability import ROWS, WINDOWS, Shares
+from collector.availability import WINDOWS, Shares
 from collector.body import finite
 from collector.heartbeat import Heartbeat
 from collector.sla import WorkingCalendar
 from collector.state import SiteView
 from collector.store import Store
+from collector.store.status import Version
 from collector.views import Availability, site_json
 
 USABLE = frozenset(("up", "degraded"))
@@ -60,7 +61,6 @@ COUNTED = frozenset(("up", "degraded", "down"))
 LONGEST = max(WINDOWS.values())
 TRIM_AFTER = 1_024  # rows fallen out of every window that are kept before they are dropped
 NO_END = sys.float_info.max  # read every row after the start, whatever its time
-Version = tuple[Any, ...]  # alive_until, and every gap as (id, end, rebuilt_at)
 
 
 @dataclass(slots=True)
@@ -122,13 +122,7 @@ class AvailabilityCache:
 
     def _refresh(self, wanted: Sequence[str], now: float) -> None:
         """Bring the rows of `wanted` up to what the log holds now."""
-        with self._store.db.reading() as db:
-            alive = db.execute("SELECT alive_until FROM collector").fetchall()
-            gaps = db.execute('SELECT id, "end", rebuilt_at FROM gaps ORDER BY id').fetchall()
-        version: Version = (
-            tuple(tuple(row) for row in alive),
-            tuple(tuple(row) for row in gaps),
-        )
+        version = self._store.status.version()
         before, self._version = self._version, version
         if before is None or before[1] != version[1]:
             self._rows.clear()  # the past was written: start again
@@ -165,12 +159,7 @@ class AvailabilityCache:
 
     def _read(self, entities: list[str], start: float) -> dict[str, list[tuple[float, str]]]:
         """Each entity's last row at or before `start` and every row after it, oldest first."""
-        found: dict[str, list[tuple[float, str]]] = {}
-        params = {"entities": json.dumps(entities), "start": start, "end": NO_END}
-        with self._store.db.reading() as db:
-            for entity, ts, status, _rowid in db.execute(ROWS[db.dialect], params):
-                found.setdefault(entity, []).append((float(ts), status))
-        return found
+        return self._store.status.touching(entities, start, NO_END)
 
     def _extend(self, rows: _Rows, more: Iterable[tuple[float, str]]) -> None:
         """Append rows, keeping the running totals."""

@@ -17,9 +17,10 @@ thread (`asyncio.to_thread`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from collector.store.database import Connection, Database
 from collector.store.results import stored_reading, stored_time
@@ -48,6 +49,27 @@ class Gap:
 
 
 Rebuilt = tuple[str, float, str]  # (entity, ts, status): one row of a gap's rebuilt log
+Version = tuple[Any, ...]  # alive_until's rows, and every gap as (id, end, rebuilt_at)
+
+# Each entity's last row at or before the start (its status when the range opens), then its
+# rows inside the range; ties in ts are broken by rowid (the write order: SQLite's own, an
+# identity column in PostgreSQL), so the row written last wins. The wanted entities come as one
+# JSON list, a parameter whatever their number; each dialect has its own way to unpack it.
+_TOUCHING = """
+    WITH wanted(entity) AS (SELECT DISTINCT value FROM {entities})
+    SELECT wanted.entity, log.ts, log.status, log.rowid FROM wanted
+    JOIN status_log AS log ON log.rowid = (
+        SELECT rowid FROM status_log WHERE entity = wanted.entity AND ts <= :start
+        ORDER BY ts DESC, rowid DESC LIMIT 1)
+    UNION ALL
+    SELECT entity, ts, status, rowid FROM status_log
+    WHERE entity IN (SELECT entity FROM wanted) AND ts > :start AND ts < :end
+    ORDER BY 1, 2, 4
+"""
+TOUCHING = {
+    "sqlite": _TOUCHING.format(entities="json_each(:entities)"),
+    "postgresql": _TOUCHING.format(entities="json_array_elements_text(CAST(:entities AS json))"),
+}
 
 
 class StatusLog:
@@ -64,6 +86,43 @@ class StatusLog:
                 [(change.entity, at, change.status, change.evidence) for change in changes],
             )
             db.execute("UPDATE collector SET alive_until = ?", (at,))
+
+    def touching(
+        self, entities: Sequence[str], start: float, end: float
+    ) -> dict[str, list[tuple[float, str]]]:
+        """Return each entity's rows that say its status in [start, end), oldest first.
+
+        That is its last row at or before `start` (its status when the range opens) and every
+        row after it before `end`; an entity with none is absent. One query for all of them:
+        the sites API asks for every site and link on each request.
+        """
+        found: dict[str, list[tuple[float, str]]] = {}
+        if not entities or end <= start:
+            return found
+        params = {"entities": json.dumps(list(entities)), "start": start, "end": end}
+        with self._db.reading() as db:
+            for entity, ts, status, _rowid in db.execute(TOUCHING[db.dialect], params):
+                found.setdefault(entity, []).append((float(ts), status))
+        return found
+
+    def version(self) -> Version:
+        """Return what changes whenever the log does: `alive_until`, which every live write
+        sets, and the gaps, which every write of the past changes (see `collector.site_cache`).
+        """
+        with self._db.reading() as db:
+            alive = db.execute("SELECT alive_until FROM collector").fetchall()
+            gaps = db.execute('SELECT id, "end", rebuilt_at FROM gaps ORDER BY id').fetchall()
+        return (tuple(tuple(row) for row in alive), tuple(tuple(row) for row in gaps))
+
+    def alive_until(self) -> float | None:
+        """Return when the collector last noted it was watching (None: it never started).
+
+        A read of a real table, not `SELECT 1`: on SQLite it makes the reader open the file,
+        so `/healthz` asks it to learn whether the database can be read at all.
+        """
+        with self._db.reading() as db:
+            row = db.execute("SELECT alive_until FROM collector").fetchone()
+        return None if row is None else float(row[0])
 
     def mark_gap(self, entities: Iterable[str], now: float) -> float | None:
         """Log `entities` unknown from when the collector was last alive, and record the gap.
