@@ -141,14 +141,15 @@ def _attached(tx: Connection, day: int) -> bool:
     return row is not None
 
 
-def drop_before(tx: Connection, cutoff: int) -> list[int]:
-    """DETACH and DROP every day partition wholly before `cutoff`; return their days.
+def detach_before(tx: Connection, cutoff: int) -> list[int]:
+    """DETACH every day partition wholly before `cutoff`; return their days.
 
-    The transaction must hold the partitions' lock (`lock`), taken before it read results.
+    The caller folds and drops the detached tables in the same transaction. DETACH locks
+    results whole, so it waits for the inserts in flight, and those after it commits route
+    rows of these days to the DEFAULT partition. The transaction must hold the partitions'
+    lock (`lock`), taken before it read results.
     """
     gone = sorted(day for day in attached_days(tx) if day + DAY <= cutoff)
     for day in gone:
-        name = partition_name(day)
-        tx.execute(f"ALTER TABLE results DETACH PARTITION {name}")
-        tx.execute(f"DROP TABLE {name}")
+        tx.execute(f"ALTER TABLE results DETACH PARTITION {partition_name(day)}")
     return gone

@@ -209,49 +209,90 @@ class Results:
         Whole buckets only, so a bucket is never rolled up twice; returns the rows folded.
         PostgreSQL folds whole days only (the cutoff is rounded down to a UTC day's start), so
         that each day's partition is dropped whole instead of deleted row by row: raw results
-        are kept there up to a day longer than `older_than` asks. Rows of the DEFAULT partition
-        (times far off) are deleted one by one. The fold and the drop are one transaction, so
-        a day is never folded twice.
+        are kept there up to a day longer than `older_than` asks (`_roll_up_postgres`).
         """
-        postgres = self.db.dialect == "postgresql"
-        if postgres:
-            cutoff: float = partitions.day_of(older_than)
-        else:
-            cutoff = older_than - older_than % ROLLUP_SECONDS
-        least, greatest = ("least", "greatest") if postgres else ("min", "max")
-        bucket = "floor(ts / ?)::bigint * ?" if postgres else "CAST(ts / ? AS INTEGER) * ?"
+        if self.db.dialect == "postgresql":
+            folded, gone = _roll_up_postgres(self.db, partitions.day_of(older_than))
+            self.partitions.dropped(gone)
+            return folded
+        cutoff = older_than - older_than % ROLLUP_SECONDS
         with self.db.writing() as tx:
-            if postgres:
-                partitions.lock(tx)  # before reading results: see partitions.lock
             tx.execute(
-                f"""
-                INSERT INTO rollups (target, kind, source, bucket, count, failures,
-                                     rtt_min, rtt_avg, rtt_max, rtt_count)
-                SELECT target, kind, source, {bucket} AS bucket,
-                       count(*), sum(1 - ok), min(rtt_ms), avg(rtt_ms), max(rtt_ms),
-                       count(rtt_ms)
-                FROM results WHERE ts < ?
-                GROUP BY target, kind, source, bucket
-                ON CONFLICT (target, kind, source, bucket) DO UPDATE SET
-                    rtt_min = {least}(coalesce(rollups.rtt_min, excluded.rtt_min),
-                                      coalesce(excluded.rtt_min, rollups.rtt_min)),
-                    rtt_max = {greatest}(coalesce(rollups.rtt_max, excluded.rtt_max),
-                                         coalesce(excluded.rtt_max, rollups.rtt_max)),
-                    rtt_avg = CASE WHEN rollups.rtt_count + excluded.rtt_count > 0 THEN
-                              (coalesce(rollups.rtt_avg, 0) * rollups.rtt_count
-                               + coalesce(excluded.rtt_avg, 0) * excluded.rtt_count)
-                              / (rollups.rtt_count + excluded.rtt_count) END,
-                    rtt_count = rollups.rtt_count + excluded.rtt_count,
-                    count = rollups.count + excluded.count,
-                    failures = rollups.failures + excluded.failures
-                """,  # noqa: S608 -- function names chosen above, values as ? marks
-                (ROLLUP_SECONDS, ROLLUP_SECONDS, cutoff),
+                _fold("results WHERE ts < ?", "sqlite"), (ROLLUP_SECONDS, ROLLUP_SECONDS, cutoff)
             )
-            if not postgres:
-                return int(tx.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount)
-            folded, gone = _drop_postgres(tx, int(cutoff))
-        self.partitions.dropped(gone)
-        return folded
+            return int(tx.execute("DELETE FROM results WHERE ts < ?", (cutoff,)).rowcount)
+
+
+def _fold(rows: str, dialect: str) -> str:
+    """Return the statement that folds `rows` into rollups.
+
+    SQLite's `rows` is a table and its WHERE, after ROLLUP_SECONDS twice in the parameters;
+    PostgreSQL's is a query, before them, and the statement returns how many rows it folded.
+
+    A rollup already there (late results of a bucket rolled up before) is merged with the new
+    one, its average weighed by how many results had a round trip.
+    """
+    postgres = dialect == "postgresql"
+    least, greatest = ("least", "greatest") if postgres else ("min", "max")
+    bucket = "floor(ts / ?)::bigint * ?" if postgres else "CAST(ts / ? AS INTEGER) * ?"
+    insert = f"""
+        INSERT INTO rollups (target, kind, source, bucket, count, failures,
+                             rtt_min, rtt_avg, rtt_max, rtt_count)
+        SELECT target, kind, source, {bucket} AS bucket,
+               count(*), sum(1 - ok), min(rtt_ms), avg(rtt_ms), max(rtt_ms), count(rtt_ms)
+        FROM {"gone" if postgres else rows}
+        GROUP BY target, kind, source, bucket
+        ON CONFLICT (target, kind, source, bucket) DO UPDATE SET
+            rtt_min = {least}(coalesce(rollups.rtt_min, excluded.rtt_min),
+                              coalesce(excluded.rtt_min, rollups.rtt_min)),
+            rtt_max = {greatest}(coalesce(rollups.rtt_max, excluded.rtt_max),
+                                 coalesce(excluded.rtt_max, rollups.rtt_max)),
+            rtt_avg = CASE WHEN rollups.rtt_count + excluded.rtt_count > 0 THEN
+                      (coalesce(rollups.rtt_avg, 0) * rollups.rtt_count
+                       + coalesce(excluded.rtt_avg, 0) * excluded.rtt_count)
+                      / (rollups.rtt_count + excluded.rtt_count) END,
+            rtt_count = rollups.rtt_count + excluded.rtt_count,
+            count = rollups.count + excluded.count,
+            failures = rollups.failures + excluded.failures
+        """  # noqa: S608 -- names and function names from this module, values as ? marks
+    if not postgres:
+        return insert
+    # Data-modifying WITH queries run once, to completion, whatever the main query reads.
+    return f"WITH gone AS ({rows}), folded AS ({insert} RETURNING 1) SELECT count(*) FROM gone"  # noqa: S608 -- as above
+
+
+def _roll_up_postgres(db: Database, cutoff: int) -> tuple[int, list[int]]:
+    """Fold and remove PostgreSQL's results before `cutoff`; return the rows folded and the
+    days whose partitions were dropped.
+
+    One transaction, in this order, so that a result is either folded or kept raw, never lost:
+    the old days' partitions are DETACHed first, which waits for every insert into results in
+    flight (it locks results whole) and sends later ones for those days to the DEFAULT
+    partition; then each detached table is folded and dropped, nobody else can write it now;
+    then the DEFAULT partition's old rows are deleted and folded by one statement, so the rows
+    folded are exactly the rows deleted, whatever commits meanwhile.
+    """
+    folded = 0
+    with db.writing() as tx:
+        partitions.lock(tx)  # before reading results: see partitions.lock
+        gone = partitions.detach_before(tx, cutoff)
+        for day in gone:
+            name = partitions.partition_name(day)
+            (count,) = tx.execute(
+                _fold(f"SELECT * FROM {name}", "postgresql"),  # noqa: S608 -- a made name
+                (ROLLUP_SECONDS, ROLLUP_SECONDS),
+            ).fetchone()
+            folded += int(count)
+            tx.execute(f"DROP TABLE {name}")
+        (count,) = tx.execute(
+            _fold(
+                f"DELETE FROM {partitions.DEFAULT_PARTITION} WHERE ts < ? RETURNING *",  # noqa: S608 -- a fixed name
+                "postgresql",
+            ),
+            (cutoff, ROLLUP_SECONDS, ROLLUP_SECONDS),
+        ).fetchone()
+        folded += int(count)
+    return folded, gone
 
 
 def copy_new(tx: Connection, rows: list[tuple[Any, ...]]) -> int:
@@ -278,20 +319,6 @@ def copy_new(tx: Connection, rows: list[tuple[Any, ...]]) -> int:
     tx.execute(CREATE_INCOMING)
     tx.copy_rows(INCOMING, columns, rows)
     return max(tx.execute(INSERT_INCOMING).rowcount, 0)
-
-
-def _drop_postgres(tx: Connection, cutoff: int) -> tuple[int, list[int]]:
-    """Drop the day partitions before `cutoff` and the DEFAULT partition's rows before it.
-
-    Return the rows removed and the days dropped.
-    """
-    (count,) = tx.execute("SELECT count(*) FROM results WHERE ts < ?", (cutoff,)).fetchone()
-    gone = partitions.drop_before(tx, cutoff)
-    tx.execute(
-        f"DELETE FROM {partitions.DEFAULT_PARTITION} WHERE ts < ?",  # noqa: S608 -- a fixed name
-        (cutoff,),
-    )
-    return int(count), gone
 
 
 def first_of_each_seq(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

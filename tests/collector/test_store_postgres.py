@@ -7,6 +7,7 @@ the partitions only PostgreSQL has, and its rollups compared with SQLite's for t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from collector.store import Store
+from collector.store import partitions as store_partitions
 from collector.store.partitions import DAY, DEFAULT_PARTITION, day_of, partition_name
 from probes.result import ProbeResult
 
@@ -224,3 +226,47 @@ def test_day_of_is_the_utc_day(pg_store: Store) -> None:
     assert day_of(D + DAY - 0.5) == D
     assert day_of(D - 0.5) == D - DAY
     assert pg_store.dialect == "postgresql"
+
+
+def waiting_for_a_lock(store: Store) -> bool:
+    """Return whether some other session of the database waits for a lock."""
+    return bool(rows(store, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0])
+
+
+@pytest.mark.parametrize("moment", ["before-detach", "while-detaching"])
+def test_a_batch_committed_while_roll_up_runs_is_rolled_up_or_kept_raw(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """An agent's backlog for a day retention drops lands from another connection meanwhile.
+
+    Retention's fold, drop and delete used to be separate statements: a batch committed
+    between them was dropped with its day and never counted. Now every result ingested is
+    either still raw or counted in the rollups.
+    """
+    pg_store.ingest("a", numbered(1, [result(D + 100, 1.0)]), now=NOW)
+    assert D in pg_store.results.partitions.known()
+    real = store_partitions.detach_before
+    late = ThreadPoolExecutor(1)
+
+    def late_batch_meanwhile(tx: Any, cutoff: int) -> list[int]:
+        sent = late.submit(pg_store.ingest, "a", numbered(2, [result(D + 400, 2.0)]), now=NOW)
+        if moment == "before-detach":
+            assert sent.result(timeout=DEADLINE).stored == 1
+            return real(tx, cutoff)
+        gone = real(tx, cutoff)
+        deadline = time.monotonic() + DEADLINE
+        while not waiting_for_a_lock(pg_store):  # the batch waits for this transaction
+            assert time.monotonic() < deadline, "the late batch never met the detach"
+            time.sleep(0.01)
+        return gone
+
+    monkeypatch.setattr(store_partitions, "detach_before", late_batch_meanwhile)
+    with late:
+        folded = pg_store.roll_up(D + DAY)
+    monkeypatch.undo()
+    rolled = sum(r["count"] for r in pg_store.rollups("gw", D, D + DAY))
+    raw = len(pg_store.history("gw", D, D + DAY))
+    assert (folded, rolled, raw) == ((2, 2, 0) if moment == "before-detach" else (1, 1, 1))
+    assert partition_name(D) not in partitions(pg_store)
+    assert pg_store.roll_up(D + DAY) == raw  # the late row, in the DEFAULT partition, next time
+    assert sum(r["count"] for r in pg_store.rollups("gw", D, D + DAY)) == 2
