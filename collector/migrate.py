@@ -18,28 +18,44 @@ checked:
   notifications point at them); the identity sequences are then moved past the highest id,
   so the collector's next incident does not collide with a copied one.
 - At the end the rows of every table are counted on both sides; any difference fails.
+- One copy at a time into a database: the whole copy holds a session-level advisory lock on
+  the target, on a connection of its own. Two copies at once would each read the same
+  `last_key` and append the same chunks, which no rerun can take out again (status_log has no
+  unique key); the second is refused before it writes anything.
 
-The source is opened read-only and must already have this SiteWatch's schema; stop its
-collector first (rows it adds during the copy would be missed, and the count check says so).
+The source is opened read-only and must already have this SiteWatch's schema, every table and
+column the copy reads, checked before the target is touched (a file of another program would
+otherwise leave the target prepared, and named as a copy of that file). Stop its collector
+first (rows it adds during the copy would be missed, and the count check says so).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from collector.store import partitions, schema
-from collector.store.database import Connection, Database, DatabaseSpec, open_database
+from collector.store.database import (
+    Connection,
+    Database,
+    DatabaseSpec,
+    conninfo,
+    open_database,
+)
 from collector.store.results import DEFAULT_RETENTION
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 5_000
 PROGRESS_TABLE = "migration_progress"
+COPY_LOCK = 0x5157_4D13  # PostgreSQL advisory lock: one copy into a database at a time
+BUSY = "another sitewatch migrate is copying into this database"
 _PROGRESS = f"""
     CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
         name text PRIMARY KEY,       -- the table copied
@@ -63,6 +79,10 @@ class CountMismatch(MigrationError):
             f"{c.table} {c.source} != {c.target}" for c in counts if c.source != c.target
         )
         super().__init__(f"the copy differs from its source: {differ}")
+
+
+class Busy(MigrationError):
+    """Another `sitewatch migrate` holds the target: it is copying into it right now."""
 
 
 class Interrupted(MigrationError):
@@ -207,8 +227,8 @@ def copy_database(
     """Copy a SQLite collector database into PostgreSQL, or finish a copy begun before.
 
     Return the rows of each table on both sides; raise MigrationError when the copy cannot
-    start or the counts differ. `stop_after_chunks` stops the copy half-way, for tests of
-    resuming.
+    start or the counts differ, Busy (before writing anything) while another copy into the
+    same database runs. `stop_after_chunks` stops the copy half-way, for tests of resuming.
     """
     if target.dialect != "postgresql":
         raise MigrationError(f"{target}: the copy goes into PostgreSQL: give a postgresql:// URL")
@@ -217,34 +237,83 @@ def copy_database(
     name = str(source.resolve())
     src = open_database(source, readonly=True)
     try:
-        _check_source(src)
+        _check_source(src, source)
         dst = open_database(target)
         try:
-            _prepare_target(dst, name)
-            chunks = 0
-            days = partitions.Partitions(dst)
-            for table in TABLES:
-                chunks = _copy_table(
+            with _only_copy(dst):
+                return _copy(
                     src,
                     dst,
-                    table,
+                    name,
                     chunk_rows=chunk_rows,
-                    chunks=chunks,
-                    stop_after_chunks=stop_after_chunks,
                     progress=progress,
-                    days=days,
+                    stop_after_chunks=stop_after_chunks,
                 )
-            _advance_identities(dst)
-            return _counts(src, dst)
         finally:
             dst.close()
     finally:
         src.close()
 
 
-def _check_source(src: Database) -> None:
+def _copy(
+    src: Database,
+    dst: Database,
+    name: str,
+    *,
+    chunk_rows: int,
+    progress: Progress | None,
+    stop_after_chunks: int | None,
+) -> list[Count]:
+    """Prepare the target, copy every table, move the identities on, count both sides."""
+    _prepare_target(dst, name)
+    chunks = 0
+    days = partitions.Partitions(dst)
+    for table in TABLES:
+        chunks = _copy_table(
+            src,
+            dst,
+            table,
+            chunk_rows=chunk_rows,
+            chunks=chunks,
+            stop_after_chunks=stop_after_chunks,
+            progress=progress,
+            days=days,
+        )
+    _advance_identities(dst)
+    return _counts(src, dst)
+
+
+@contextmanager
+def _only_copy(dst: Database) -> Iterator[None]:
+    """Hold the target's copy lock for the whole copy; raise Busy when another copy has it.
+
+    Session-level, on a connection of its own outside the pool, so it lasts across the many
+    transactions of the copy and goes with the connection if this process dies.
+    """
+    import psycopg  # noqa: PLC0415 -- only a copy into PostgreSQL needs the driver
+
+    with closing(psycopg.connect(conninfo(dst.spec), autocommit=True)) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (COPY_LOCK,)).fetchone()
+        if row is None or not row[0]:
+            raise Busy(f"{dst}: {BUSY}")
+        yield  # closing the connection releases the lock
+
+
+def _check_source(src: Database, path: Path) -> None:
+    """Refuse a source that is not a SiteWatch database, or not on this SiteWatch's schema.
+
+    Its tables and columns are checked against those the schema's migrations made by the
+    version it claims (another program's file may claim any `user_version`), and at this
+    version against every column the copy reads.
+    """
     with src.reading() as conn:
-        found = schema.version(conn)
+        try:
+            found = schema.version(conn)
+            missing = _missing(conn, found)
+        except sqlite3.DatabaseError as err:
+            raise MigrationError(f"{path}: not a SiteWatch database ({err})") from err
+    if missing:
+        raise MigrationError(f"{path}: not a SiteWatch database ({missing})")
     if found != len(schema.SCHEMA):
         newer = found > len(schema.SCHEMA)
         raise MigrationError(
@@ -255,6 +324,54 @@ def _check_source(src: Database) -> None:
                 else "start the collector once on it to upgrade, or run sitewatch migrate --apply"
             )
         )
+
+
+def _missing(conn: Connection, found: int) -> str | None:
+    """Say which table or column a SiteWatch database at version `found` would have and
+    `conn`'s lacks; None when it has them all."""
+    made = _schema_columns(found if 0 < found <= len(schema.SCHEMA) else len(schema.SCHEMA))
+    expected: dict[str, list[str]] = {}  # in the copy's order, so the first missing is named
+    for table in TABLES:
+        if found == len(schema.SCHEMA):
+            expected[table.name] = [column.strip('"') for column in table.columns]
+        elif table.name in made:
+            expected[table.name] = made[table.name]
+    for name, columns in made.items():
+        expected.setdefault(name, columns)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for name, columns in expected.items():
+        if name not in tables:
+            return f"no table {name}"
+        for column in columns:
+            try:
+                # [name], not "name": SQLite reads a "name" it cannot find as a string
+                conn.execute(f"SELECT [{column}] FROM {name} LIMIT 0")  # noqa: S608 -- names from code
+            except sqlite3.OperationalError:
+                return f"table {name} has no column {column}"
+    return None
+
+
+def _schema_columns(version: int) -> dict[str, list[str]]:
+    """Return the tables and columns SQLite has after the schema's first `version` migrations,
+    by applying them to an empty database in memory."""
+    with closing(sqlite3.connect(":memory:")) as memory:
+        for migration in schema.SCHEMA[:version]:
+            for statement in migration.sqlite.split(";"):
+                if statement.strip():
+                    memory.execute(statement)
+        names = [
+            row[0]
+            for row in memory.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        return {
+            name: [
+                column[0]
+                for column in memory.execute(f"SELECT * FROM {name} LIMIT 0").description  # noqa: S608 -- names from the schema
+            ]
+            for name in names
+        }
 
 
 def _prepare_target(dst: Database, source: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -349,6 +350,101 @@ def test_a_missing_source_is_named(tmp_path: Path, postgres_url: str) -> None:
     assert f"{tmp_path / 'none.db'}: no such SQLite database" in result.stderr
 
 
+def test_a_second_copy_into_the_same_database_is_refused_while_the_first_runs(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two copies at once would both append the chunks after the same last key: status_log,
+    which has no unique key, would hold rows twice for good. The second is refused unwritten."""
+    source = populated(tmp_path / "collector.db")
+    mid_copy = threading.Event()
+    release = threading.Event()
+    outcome: list[list[migrate.Count] | BaseException] = []
+
+    def hold(table: str, rows: int) -> None:  # the first copy, after its first chunk committed
+        if not mid_copy.is_set():
+            mid_copy.set()
+            assert release.wait(timeout=60), "the test never let the first copy go on"
+
+    def first() -> None:
+        try:
+            outcome.append(
+                migrate.copy_database(
+                    source, DatabaseSpec(url=postgres_url), chunk_rows=100, progress=hold
+                )
+            )
+        except BaseException as err:  # noqa: BLE001 -- handed to the test's thread, which fails with it
+            outcome.append(err)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    try:
+        assert mid_copy.wait(timeout=60), "the first copy never copied a chunk"
+        progress = "SELECT name, last_key, done FROM migration_progress ORDER BY name"
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            before = conn.execute(progress).fetchall()
+            rows_before = conn.execute("SELECT count(*) FROM agents").fetchone()
+
+        second = run("migrate", "--from", str(source), "--to", postgres_url)
+
+        assert second.returncode == 1
+        assert second.stderr == (
+            f"sitewatch migrate: {postgres_url}: another sitewatch migrate is copying into "
+            "this database\n"
+        )
+        with psycopg.connect(postgres_url, autocommit=True) as conn:  # nothing written
+            assert conn.execute(progress).fetchall() == before
+            assert conn.execute("SELECT count(*) FROM agents").fetchone() == rows_before
+    finally:
+        release.set()
+        worker.join(timeout=120)
+    (counts,) = outcome
+    assert not isinstance(counts, BaseException), counts
+    assert {count.table: count.target for count in counts} == sqlite_counts(source)
+    # The lock went with the first copy: a later run finds the copy finished and agrees.
+    again = run("migrate", "--from", str(source), "--to", postgres_url)
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_file_of_another_program_is_refused_before_the_target_is_touched(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Another program's SQLite file may claim this schema's user_version: its tables say."""
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE t (x)")
+        db.execute(f"PRAGMA user_version = {len(SCHEMA)}")
+
+    result = run("migrate", "--from", str(other), "--to", postgres_url)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"sitewatch migrate: {other}: not a SiteWatch database (no table agents)\n"
+    )
+    tables = "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+    assert pg_scalar(postgres_url, tables) == 0  # not prepared, not named as that file's copy
+    source = populated(tmp_path / "collector.db", results=100)
+    right = run("migrate", "--from", str(source), "--to", postgres_url)
+    assert right.returncode == 0, right.stderr
+
+
+def test_a_source_lacking_a_column_the_copy_reads_is_refused(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    source = populated(tmp_path / "collector.db", results=100)
+    with closing(sqlite3.connect(source)) as db:
+        db.execute("ALTER TABLE sessions DROP COLUMN csrf")
+
+    result = run("migrate", "--from", str(source), "--to", postgres_url)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"sitewatch migrate: {source}: not a SiteWatch database "
+        "(table sessions has no column csrf)\n"
+    )
+    tables = "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+    assert pg_scalar(postgres_url, tables) == 0
+
+
 # -- the schema's migrations ------------------------------------------------------------------
 
 
@@ -424,7 +520,7 @@ def test_migrate_refuses_a_newer_database(
         database = request.getfixturevalue("postgres_url")
         Store(database).close()
         with psycopg.connect(database, autocommit=True) as conn:
-            conn.execute("UPDATE schema_version SET version = version + 1")
+            conn.execute("UPDATE sitewatch_schema SET version = version + 1")
     config = collector_config(tmp_path, database)
 
     for args in (["--config", str(config)], ["--config", str(config), "--apply"]):

@@ -55,14 +55,18 @@ def conninfo(spec: DatabaseSpec) -> str:
             f"{spec.url.split('@')[-1]}: the database URL carries a password; "
             "put it in a password_file (or PGPASSWORD, ~/.pgpass) instead"
         )
-    from psycopg.conninfo import make_conninfo  # noqa: PLC0415 -- only PostgreSQL needs it
+    from psycopg import ProgrammingError  # noqa: PLC0415 -- only PostgreSQL needs it
+    from psycopg.conninfo import make_conninfo  # noqa: PLC0415 -- as above
 
     options: dict[str, Any] = dict(spec.tls)
     options["connect_timeout"] = int(CONNECT_TIMEOUT)
     options["application_name"] = "sitewatch-collector"
     if spec.password_file is not None:
         options["password"] = read_password(spec.password_file)
-    return make_conninfo(spec.url, **options)
+    try:
+        return make_conninfo(spec.url, **options)
+    except ProgrammingError as err:  # libpq cannot parse the URL (a stray %, an unknown option)
+        raise StoreError(f"{spec.url}: not a valid database URL: {_first_line(err)}") from err
 
 
 def read_password(path: Path) -> str:

@@ -211,6 +211,16 @@ def _postgres_url(r: Reader, node: Node, text: str) -> str:
             "the URL carries a password; put it in password_file (database: {url: ..., "
             "password_file: FILE}), or in PGPASSWORD or ~/.pgpass",
         )
+        return text
+    # libpq's own parser, so a URL check-config passes is one the collector can connect with
+    # (a stray %, an option libpq does not know).
+    from psycopg import ProgrammingError  # noqa: PLC0415 -- a SQLite collector never loads it
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 -- as above
+
+    try:
+        conninfo_to_dict(text)
+    except ProgrammingError as err:
+        r.problem(node, f"not a valid postgresql:// URL ({str(err).strip().splitlines()[0]})")
     return text
 
 

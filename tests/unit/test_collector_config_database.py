@@ -3,10 +3,13 @@ URL, its password file and libpq's TLS options. Never a password in the YAML."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from collector.store.database import StoreError, conninfo
 from sitewatch.config import ConfigError, load_collector_config
 from sitewatch.config.model import DatabaseSpec
 from tests.unit.test_config import INVENTORY, collector_text, write
@@ -79,6 +82,12 @@ def test_the_mapping_resolves_its_files_relative_to_the_config_file(tmp_path: Pa
         ("{password_file: db.password}", "2: database: missing required key 'url'"),
         (f"{{url: '{URL}', password_file: ''}}", "2: database.password_file: must not be empty"),
         ("''", "2: database: must not be empty"),
+        ("'postgresql://post%gres@127.0.0.1/x'",
+         "2: database: not a valid postgresql:// URL (invalid percent-encoded token"),
+        (f"'{URL}?foo=bar'",
+         '2: database: not a valid postgresql:// URL (invalid URI query parameter: "foo")'),
+        ("{url: 'postgresql://db/x?sslmode=strict&foo=1'}",
+         "2: database.url: not a valid postgresql:// URL (invalid URI query parameter"),
     ],
 )  # fmt: skip
 def test_each_mistake_is_named_with_its_file_line_and_key(
@@ -102,3 +111,42 @@ def test_the_example_postgres_config_is_valid() -> None:
     assert spec.dialect == "postgresql"
     assert spec.password_file == Path("/etc/sitewatch/database.password")
     assert dict(spec.tls)["sslmode"] == "verify-full"
+
+
+# URLs libpq cannot parse: check-config used to pass them and the collector died on them.
+UNPARSABLE = ["'postgresql://post%gres@127.0.0.1/x'", f"'{URL}?foo=bar'"]
+
+
+@pytest.mark.parametrize("database", UNPARSABLE)
+@pytest.mark.parametrize("command", ["check-config", "collector"])
+def test_a_url_libpq_cannot_parse_stops_check_config_and_the_collector_in_one_line(
+    tmp_path: Path, database: str, command: str
+) -> None:
+    path = collector_with(tmp_path, database)
+    args = [str(path)] if command == "check-config" else ["--config", str(path)]
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sitewatch.cli", command, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    (line,) = (result.stdout + result.stderr).splitlines()  # check-config reports on stdout
+    assert line.startswith(f"{path}:2: database: not a valid postgresql:// URL ("), line
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://post%gres@127.0.0.1/x", "invalid percent-encoded token"),
+        (f"{URL}?foo=bar", 'invalid URI query parameter: "foo"'),
+    ],
+)
+def test_the_store_says_a_url_libpq_cannot_parse_is_not_valid(url: str, expected: str) -> None:
+    """The store's own check, for a spec that did not come through the config file."""
+    with pytest.raises(StoreError, match="not a valid database URL") as caught:
+        conninfo(DatabaseSpec(url=url))
+    assert expected in str(caught.value)
