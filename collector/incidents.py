@@ -48,8 +48,10 @@ __all__ = [
     "Event",
     "Incident",
     "IncidentBook",
+    "IncidentConflict",
     "IncidentError",
     "IncidentJson",
+    "IncidentNotFound",
     "NoteJson",
     "SlaJson",
     "StaffAction",
@@ -118,11 +120,16 @@ class IncidentJson(TypedDict):
 
 
 class IncidentError(Exception):
-    """A staff action that cannot be done: the incident is missing or in the wrong state."""
+    """A staff action that cannot be done; the subclass says why (`collector.errors` maps each
+    to its HTTP status and code, in its one table)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
+
+class IncidentNotFound(IncidentError):
+    """No incident has the id a staff action names."""
+
+
+class IncidentConflict(IncidentError):
+    """The incident's state forbids the action: acknowledged already, or resolved."""
 
 
 class IncidentBook:
@@ -318,7 +325,7 @@ class IncidentBook:
     def acknowledge(self, incident_id: int, who: str, now: float) -> Incident:
         def act(writer: _Writer, incident: Incident) -> Incident:
             if incident.status != "open":
-                raise IncidentError(409, "conflict", f"incident {incident_id} is {incident.status}")
+                raise IncidentConflict(f"incident {incident_id} is {incident.status}")
             return writer.acknowledge(incident, who)
 
         return self._staff(incident_id, now, act)
@@ -333,7 +340,7 @@ class IncidentBook:
     def resolve(self, incident_id: int, who: str, note: str, now: float) -> Incident:
         def act(writer: _Writer, incident: Incident) -> Incident:
             if incident.status == "resolved":
-                raise IncidentError(409, "conflict", f"incident {incident_id} is resolved")
+                raise IncidentConflict(f"incident {incident_id} is resolved")
             resolved = writer.resolve(incident, who, {"note": note})
             if incident.key in self._present:
                 self._quiet.add(incident.key)
@@ -356,7 +363,7 @@ class IncidentBook:
                     with self._undone_on_error(), self.store.db.writing() as tx:
                         incident = table.read(tx, incident_id)
                         if incident is None:
-                            raise IncidentError(404, "not_found", f"no incident {incident_id}")
+                            raise IncidentNotFound(f"no incident {incident_id}")
                         done = act(_Writer(self, tx, now), incident)
                 except IncidentChanged:
                     if attempt == 2:

@@ -16,17 +16,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector.errors import refusal
 from collector.incidents import (
     IncidentBook,
-    IncidentError,
+    IncidentConflict,
     IncidentJson,
+    IncidentNotFound,
     NoteJson,
     SlaJson,
     TimelineEntryJson,
 )
 from collector.state import StateBook
 from collector.store import DatabaseSpec, Store
-from collector.store.incidents import is_unique_violation
+from collector.store import incidents as table
+from collector.store.incidents import Incident, IncidentChanged, is_unique_violation
 from collector.topology import Cause, Evidence, Maintained, Topology, correlate
 from probes.result import ProbeResult
 from sitewatch.config.files import load_inventory
@@ -210,7 +213,7 @@ def test_staff_acknowledge_note_and_resolve(store: Store) -> None:
     (incident,) = book.open_incidents()
     acknowledged = book.acknowledge(incident.id, "desk", t0 + 60)
     assert (acknowledged.status, acknowledged.acknowledged_by) == ("acknowledged", "desk")
-    with pytest.raises(IncidentError, match="acknowledged"):
+    with pytest.raises(IncidentConflict, match="acknowledged"):
         book.acknowledge(incident.id, "desk", t0 + 61)
     book.add_note(incident.id, "desk", "Telkom ticket 4411 logged", t0 + 90)
     resolved = book.resolve(incident.id, "desk", "fibre spliced", t0 + 120)
@@ -232,7 +235,7 @@ def test_staff_acknowledge_note_and_resolve(store: Store) -> None:
     assert body["sla"].keys() == SlaJson.__annotations__.keys()
     assert body["notes"][0].keys() == NoteJson.__annotations__.keys()
     assert body["timeline"][0].keys() == TimelineEntryJson.__annotations__.keys()
-    with pytest.raises(IncidentError, match="no incident 99"):
+    with pytest.raises(IncidentNotFound, match="no incident 99"):
         book.resolve(99, "desk", "x", t0)
 
 
@@ -573,12 +576,55 @@ def test_staff_action_on_an_incident_another_process_resolved_is_a_conflict(
     book.reconcile(causes(CUT_CC, CC_SILENT), t0)
     (incident,) = book.open_incidents()
     book_of(second).resolve(incident.id, "desk", "done elsewhere", t0 + 30)
-    with pytest.raises(IncidentError, match="resolved") as refused:
+    with pytest.raises(IncidentConflict, match="resolved") as refused:
         book.acknowledge(incident.id, "ann", t0 + 60)
-    assert (refused.value.status, refused.value.code) == (409, "conflict")
+    mapped = refusal(refused.value)
+    assert (mapped.status, mapped.code) == (409, "conflict")
     stored = book.get(incident.id)
     assert stored is not None
     assert (stored.status, stored.acknowledged_by) == ("resolved", None)
+
+
+def test_a_staff_action_whose_incident_another_process_changes_twice_is_a_conflict(
+    store: Store, second: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reviewer's case: the row changes between the read and the write on both attempts.
+
+    This book read the incident open; meanwhile the other process acknowledged it. Each of
+    the book's attempts reads it open (the read is held to what it saw before the other's
+    write, which is what a change between read and write looks like), so its write finds the
+    row changed both times: IncidentChanged, which the one table maps to a 409, nothing written.
+    """
+    t0 = at("2026-11-23T09:00:00")
+    book = book_of(store)
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    (seen,) = book.open_incidents()
+    book_of(second).acknowledge(seen.id, "other desk", t0 + 30)
+    reads: list[int] = []
+
+    def read_as_seen_before(tx: object, incident_id: int) -> Incident | None:
+        reads.append(incident_id)
+        return seen
+
+    monkeypatch.setattr(table, "read", read_as_seen_before)
+    with pytest.raises(IncidentChanged, match=f"incident {seen.id} .* is no longer open") as err:
+        book.resolve(seen.id, "desk", "fixed", t0 + 60)
+    assert reads == [seen.id, seen.id]  # tried once more, then gave up
+    mapped = refusal(err.value)
+    assert (mapped.status, mapped.code) == (409, "conflict")
+    assert mapped.message == (
+        f"{err.value}: another collector changed it at the same moment; look again and retry"
+    )
+    monkeypatch.undo()
+    stored = book_of(second).get(seen.id)
+    assert stored is not None
+    assert (stored.status, stored.acknowledged_by, stored.resolved_by) == (
+        "acknowledged",
+        "other desk",
+        None,
+    )
+    kinds = [event.kind for event in book_of(second).timeline(seen.id)]
+    assert kinds == ["opened", "acknowledged"]  # the refused resolution wrote nothing
 
 
 def test_events_written_at_one_instant_keep_their_order(store: Store) -> None:
