@@ -208,7 +208,15 @@ def meaning(site: Site, link: Link, result: ProbeResult, *, from_agent: bool) ->
 
 
 def result_detail(result: ProbeResult | None) -> str:
-    """Return a line for a person about one result: its own detail, or what it found."""
+    """Return a line for a person about one result: its own detail, or what it found.
+
+    A value's strings may hold U+0000 (stored as JSON, escaped); this line goes into the status
+    log's text column, which PostgreSQL refuses it in, so it shows as U+FFFD.
+    """
+    return _found(result).replace("\x00", "\ufffd")
+
+
+def _found(result: ProbeResult | None) -> str:
     if result is None:
         return ""
     if result.detail:

@@ -42,6 +42,7 @@ FIELD_FIRST = re.compile(r"[a-z_]+[.\[:]")  # an error that starts with the fiel
 INDEX = re.compile(r"\[[0-9]+\]")
 MAX_MESSAGE = 300  # characters of one refusal in a reply: 5,000 of them stay under 2 MB
 MAX_WARNED = 32  # kinds of problem warned of per agent; a hostile agent could invent more
+ITEM_KEYS = frozenset({"seq", "result"})
 OUTBOX_ID = re.compile(r"[0-9a-f]{32}")  # a random UUID's hex, made when the outbox was created
 
 
@@ -124,7 +125,8 @@ def parse_batch(
             continue
         seen.add(seq)
         items.append((seq, result))
-        ignored.extend(f"results[{index}].result.{path}" for path in dropped)
+        if dropped:
+            ignored.extend(f"results[{index}].result.{path}" for path in dropped)
     if refused:
         raise BatchError(refused[0].message, refused[0].index, tuple(refused))
     heartbeat, heartbeat_refused, heartbeat_ignored = _heartbeat(body.get("heartbeat"), agent)
@@ -152,7 +154,7 @@ def _item(
     links: Collection[str],
 ) -> tuple[int, ProbeResult, Dropped]:
     where = f"results[{index}]"
-    if not isinstance(item, dict) or set(item) != {"seq", "result"}:
+    if not isinstance(item, dict) or item.keys() != ITEM_KEYS:
         raise BatchError(f"{where}: must be an object with seq and result", index)
     seq = item["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq <= MAX_SEQ:
@@ -171,13 +173,14 @@ def _item(
             f"{result.target!r} is a device",
             index,
         )
-    if result.ts.timestamp() > now + MAX_CLOCK_SKEW:
+    when = result.ts.timestamp()
+    if when > now + MAX_CLOCK_SKEW:
         raise BatchError(
             f"{where}.result.ts: {item['result']['ts']} is in the future "
             f"(more than {MAX_CLOCK_SKEW:g}s ahead of the collector's clock)",
             index,
         )
-    if result.ts.timestamp() < not_before:
+    if when < not_before:
         raise BatchError(
             f"{where}.result.ts: {format_ts(result.ts)} is older than the collector keeps raw "
             f"results (nothing before {format_ts(datetime.fromtimestamp(not_before, UTC))})",

@@ -55,8 +55,10 @@ class ValueShapeError(ValueError):
 
 
 NUL = "\x00"
-# PostgreSQL text cannot hold U+0000 (SQLite can): a text column refuses it at the door, on both
-# backends alike, so a collector moved to PostgreSQL never meets a row it cannot store.
+# PostgreSQL text cannot hold U+0000 (SQLite can): a text column's field refuses it at the door,
+# on both backends alike, so a collector moved to PostgreSQL never meets a row it cannot store.
+# A value's strings may hold it (stored as JSON, escaped); whoever quotes one into a text column
+# replaces it (collector/evidence.py's result_detail).
 HOLDS_NUL = "holds the NUL character (U+0000)"
 
 
@@ -80,13 +82,15 @@ def text(limit: int = MAX_TEXT) -> Check:
     """A string of at most `limit` characters, encodable as UTF-8."""
 
     def check(value: object) -> Dropped:
+        if type(value) is str and value.isascii() and len(value) <= limit:
+            return NONE  # nearly every string: ASCII text is clean, and no error to word
         if not isinstance(value, str):
             raise ValueShapeError("must be a string")
         if len(value) > limit:
             raise ValueShapeError(f"longer than {limit} characters")
         if not clean_text(value):
             raise ValueShapeError("holds a lone surrogate (not valid Unicode text)")
-        return NONE
+        return NONE  # U+0000 is taken: a printer may send it, and JSON stores it escaped
 
     return check
 
@@ -95,6 +99,8 @@ def whole(lower: int, upper: int) -> Check:
     """A whole number in [lower, upper] (JSON true/false are not numbers)."""
 
     def check(value: object) -> Dropped:
+        if type(value) is int and lower <= value <= upper:
+            return NONE  # the common case, decided before wording any refusal
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueShapeError("must be a whole number")
         if not lower <= value <= upper:
@@ -108,6 +114,8 @@ def number(lower: float = -MAX_NUMBER, upper: float = MAX_NUMBER) -> Check:
     """A finite number in [lower, upper]; an int of any length compares exactly, no float()."""
 
     def check(value: object) -> Dropped:
+        if (type(value) is float or type(value) is int) and lower <= value <= upper:
+            return NONE  # finite bounds: NaN and infinities fail this and are worded below
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueShapeError("must be a number")
         if isinstance(value, float) and not math.isfinite(value):
@@ -161,37 +169,46 @@ def items(inner: Check, limit: int = MAX_ITEMS) -> Check:
             raise ValueShapeError(f"more than {limit} entries")
         dropped: list[str] = []
         for index, entry in enumerate(value):
-            dropped += _within(f"[{index}]", inner, entry)
+            try:
+                inside = inner(entry)
+            except ValueShapeError as err:
+                raise err.within(f"[{index}]") from None
+            if inside:  # the path is worded only for a drop or an error, not per entry
+                dropped += _within(f"[{index}]", inside)
         return tuple(dropped)
 
     return check
 
 
-def _within(where: str, check: Check, entry: object) -> Dropped:
-    """Check `entry`, found at `where` in its container; name both in an error or a drop."""
-    try:
-        inside = check(entry)
-    except ValueShapeError as err:
-        raise err.within(where) from None
-    return tuple(f"{where}{path}" for path in inside) if inside else NONE
+def _within(where: str, inside: Dropped) -> Dropped:
+    """Return the paths dropped inside the entry at `where`, seen from its container."""
+    return tuple(f"{where}{path}" for path in inside)
 
 
 def record(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
     """An object with these keys, `required` among them; others are dropped from it, in place."""
 
+    known = fields.keys()
+
     def check(value: object) -> Dropped:
         if not isinstance(value, dict):
             raise ValueShapeError("must be an object")
         dropped: list[str] = []
-        extra = value.keys() - fields.keys()
-        for key in sorted(extra, key=str):
-            del value[key]
-            dropped.append(f".{printable_key(key)}")
+        if not value.keys() <= known:
+            extra = value.keys() - known
+            dropped += (f".{printable_key(key)}" for key in sorted(extra, key=str))
+            for key in extra:
+                del value[key]
         for key in required:
             if key not in value:
                 raise ValueShapeError("is missing", f".{key}")
         for key, entry in value.items():
-            dropped += _within(f".{key}", fields[key], entry)
+            try:
+                inside = fields[key](entry)
+            except ValueShapeError as err:
+                raise err.within(f".{key}") from None
+            if inside:
+                dropped += _within(f".{key}", inside)
         return tuple(dropped)
 
     return check
@@ -212,7 +229,12 @@ def mapping(inner: Check, limit: int = MAX_ITEMS, key_limit: int = 200) -> Check
                 key_check(key)
             except ValueShapeError as err:
                 raise ValueShapeError(f"a key {err.problem}") from None
-            dropped += _within(f".{key}", inner, entry)
+            try:
+                inside = inner(entry)
+            except ValueShapeError as err:
+                raise err.within(f".{key}") from None
+            if inside:
+                dropped += _within(f".{key}", inside)
         return tuple(dropped)
 
     return check

@@ -5,7 +5,8 @@ insert); SQLite's can. So every text the collector stores as a text column (a re
 kind, detail, error_kind, the batch's outbox, a staff note, a maintenance reason, a dashboard
 form's fields) refuses it before anything is stored, whichever backend is behind it: an agent
 moved from SQLite to PostgreSQL meets the same answer. Strings inside a result's value are
-stored as JSON, where U+0000 is the escape `\\u0000`: those are taken and read back.
+stored as JSON, where U+0000 is the escape `\\u0000`: those are taken and read back, and a
+link's evidence, quoting them into the status log's text column, shows U+FFFD instead.
 
 A real aiohttp server on port 0, on a SQLite file and on the session's PostgreSQL server.
 """
@@ -24,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from collector.api import build_app
 from collector.body import unstorable_text
+from collector.evidence import result_detail
 from collector.service import Collector
 from collector.store import DatabaseSpec, Store
 from collector.topology import Cause
@@ -133,6 +135,8 @@ async def test_nul_inside_a_value_is_json_and_is_stored(front: Front) -> None:
     assert (status, reply["stored"]) == (200, 1)
     (kept,) = front.collector.store.history("tesko-mpls", 0, FAR)
     assert kept.result.value == value
+    # ... and the line a link's evidence quotes it in (the status log's text column) has none
+    assert result_detail(kept.result) == "10.0.0.1\ufffd: 12.5 ms"
 
 
 @pytest.mark.parametrize(
