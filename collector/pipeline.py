@@ -305,12 +305,22 @@ class Pipeline:
     def record(self, correlation: Correlation, changed: Sequence[StatusChange], now: float) -> int:
         """Log status changes with their evidence, note that we are alive, reconcile incidents.
 
-        Availability is computed from the log's statuses; people read there why each changed.
         Returns the notifications queued. Blocks on the store: call it from a worker thread.
+        """
+        self.log_changes(changed, now)
+        return self.reconcile(correlation, now)
+
+    def log_changes(self, changed: Sequence[StatusChange], now: float) -> None:
+        """Log status changes with their evidence, and note that we are alive.
+
+        Availability is computed from the log's statuses; people read there why each changed.
         """
         if changed or now - self._alive_noted >= ALIVE_EVERY:
             self.status_log.log(changed, now)
             self._alive_noted = now
+
+    def reconcile(self, correlation: Correlation, now: float) -> int:
+        """Open, update and resolve incidents from a pass; return the notifications queued."""
         return self.incidents.reconcile(correlation.causes, now, self.unsure, self.unwatched)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -326,8 +336,9 @@ class Pipeline:
                     # state changes, not polls: each is said once, with what moved it
                     log.info("%s: %s", change.entity, change.evidence or change.status)
                 unlogged += changed
-                queued = await asyncio.to_thread(self.record, correlation, unlogged, now)
-                unlogged = []
+                await asyncio.to_thread(self.log_changes, unlogged, now)
+                unlogged = []  # logged: a failure of what follows must not log them again
+                queued = await asyncio.to_thread(self.reconcile, correlation, now)
                 if queued:
                     self.notify_wake.set()
             await _wait_any(stop, self.changed, CORRELATE_EVERY)

@@ -60,7 +60,7 @@ def test_the_collector_starts_on_postgresql_with_a_password_file(
 
     assert deployment.healthy()
     with psycopg.connect(postgres_server.url(password_url.rsplit("/", 1)[1])) as conn:
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        row = conn.execute("SELECT version FROM sitewatch_schema").fetchone()
     assert row is not None
     assert row[0] >= 1  # migrated by the collector as it started
 

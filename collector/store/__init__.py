@@ -4,7 +4,7 @@
 writer of their tables (see docs in each).
 """
 
-from collector.store.database import DATABASE_MODE, DatabaseSpec, StoreError
+from collector.store.database import DATABASE_MODE, DatabaseSpec, DatabaseUnavailable, StoreError
 from collector.store.facade import Store
 from collector.store.results import (
     CENTRE,
@@ -35,6 +35,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ROLLUP_SECONDS",
     "DatabaseSpec",
+    "DatabaseUnavailable",
     "IngestOutcome",
     "Store",
     "StoreError",

@@ -39,11 +39,32 @@ log = logging.getLogger(__name__)
 DATABASE_MODE = 0o640  # the collector and its group (backups, reports) read it; nobody else
 BUSY_TIMEOUT_MS = 5_000
 POOL_SIZE = 8  # connections: the worker threads that may query at once, plus the loops
+# Seconds a query waits for a pooled connection before the request is told 503: when the
+# server is down, a request must not hold its worker thread for the whole connect timeout.
+POOL_WAIT = 3.0
 CONNECT_TIMEOUT = 10.0  # seconds to reach a PostgreSQL server before saying it is unreachable
 
 
 class StoreError(Exception):
     """The database cannot be opened, reached, or is not a SiteWatch database."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be used just now: its server is down or unreachable, no connection
+    came free in time, or (SQLite) the file is locked past the busy timeout, full, or failing.
+
+    Not a fault of the request: the API answers 503 with Retry-After, and loops try again.
+    """
+
+
+# SQLite's result codes (and their extended forms) that mean "not now", not "wrong SQL".
+_SQLITE_UNAVAILABLE = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+)
 
 
 def conninfo(spec: DatabaseSpec) -> str:
@@ -289,21 +310,34 @@ class Database:
             min_size=1,
             max_size=POOL_SIZE,
             kwargs={"autocommit": True},
-            timeout=CONNECT_TIMEOUT,
+            timeout=POOL_WAIT,
+            # A connection the server dropped (a restart, a failover) is found before it is
+            # lent, not by the request that gets it.
+            check=ConnectionPool.check_connection,
             open=True,
             name="sitewatch",
         )
 
     @contextmanager
     def _postgres(self) -> Iterator[Any]:
+        import psycopg  # noqa: PLC0415 -- loaded already: the pool is psycopg's
+        import psycopg_pool  # noqa: PLC0415
+
         try:
             with self._pool.connection() as raw:
                 yield raw
-        except Exception as err:
-            import psycopg_pool  # noqa: PLC0415
+        except psycopg_pool.PoolTimeout as err:
+            raise DatabaseUnavailable(f"{self.spec}: no database connection: {err}") from err
+        except psycopg.OperationalError as err:
+            raise DatabaseUnavailable(f"{self.spec}: {_first_line(err)}") from err
 
-            if isinstance(err, psycopg_pool.PoolTimeout):
-                raise StoreError(f"{self.spec}: no database connection: {err}") from err
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if getattr(err, "sqlite_errorname", "").startswith(_SQLITE_UNAVAILABLE):
+                raise DatabaseUnavailable(f"{self.spec}: {err}") from err
             raise
 
     # --- both
@@ -315,14 +349,17 @@ class Database:
             raise StoreError(f"{self.spec}: opened read-only")
         if self.dialect == "sqlite":
             writer = self._sqlite_writer()
-            with self._lock:
+            with self._lock, self._sqlite_errors():
                 raw = writer.raw
                 raw.execute("BEGIN IMMEDIATE")
                 try:
                     yield writer
                     raw.execute("COMMIT")
                 except BaseException:
-                    raw.execute("ROLLBACK")
+                    # SQLite rolls back by itself after some errors (a full disk, an I/O
+                    # error): a second ROLLBACK would hide the first error behind its own.
+                    if raw.in_transaction:
+                        raw.execute("ROLLBACK")
                     raise
             return
         with self._postgres() as raw, raw.transaction():
@@ -333,7 +370,8 @@ class Database:
         """Lend a connection for reads that is not the writer; each statement sees what was
         committed before it."""
         if self.dialect == "sqlite":
-            yield SqliteConnection(self._sqlite_reader())
+            with self._sqlite_errors():
+                yield SqliteConnection(self._sqlite_reader())
             return
         with self._postgres() as raw:
             yield PostgresConnection(raw)

@@ -1,10 +1,11 @@
 """The collector's schema: one versioned list of migrations for SQLite and PostgreSQL.
 
 Migration N takes a database from version N-1 to N, in one transaction. SQLite keeps its
-version in `PRAGMA user_version`, PostgreSQL in the table `schema_version`. PostgreSQL support
-began at version 7: its migration 1 creates in one step what SQLite reached by 7 (with raw
-results partitioned by day), and 2 to 7 have nothing to do there. Every later migration is
-written for both. A collector refuses a database newer than it knows; `sitewatch migrate`
+version in `PRAGMA user_version`, PostgreSQL in the table `sitewatch_schema` (our own name:
+`schema_version` is other tools' default). PostgreSQL support began at version 7: its
+migration 1 creates in one step what SQLite reached by 7 (with raw results partitioned by day),
+and 2 to 7 have nothing to do there. Every later migration is written for both. A collector
+refuses a database newer than it knows, and one that is something else's; `sitewatch migrate`
 shows and applies what is pending.
 """
 
@@ -14,10 +15,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-from collector.store.database import Connection, Database, StoreError
+from collector.store.database import Connection, Database, SqliteConnection, StoreError
 
 log = logging.getLogger(__name__)
 SCHEMA_LOCK = 0x5173_0013  # PostgreSQL advisory lock: one collector migrates at a time
+VERSION_TABLE = "sitewatch_schema"  # PostgreSQL's record of the version
+FIRST_TABLES = ("results", "agents")  # what migration 1 made, in every dialect
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,11 +371,36 @@ def version(conn: Connection) -> int:
     """Return a database's schema version: 0 for a database SiteWatch never migrated."""
     if conn.dialect == "sqlite":
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
-    known = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
-    if not known:
+    columns = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ?",
+        (VERSION_TABLE,),
+    ).fetchall()
+    if not columns:
         return 0
-    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    if [tuple(column) for column in columns] != [("version", "integer")]:
+        raise StoreError(f"the table {VERSION_TABLE} is something else's, not SiteWatch's")
+    row = conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()  # noqa: S608
     return 0 if row is None else int(row[0])
+
+
+def _ours(conn: Connection) -> bool:
+    """Return whether a database with a schema version holds SiteWatch's first tables.
+
+    Other programs set SQLite's user_version too: a version alone proves nothing.
+    """
+    if conn.dialect == "sqlite":
+        found = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+            FIRST_TABLES,
+        ).fetchone()[0]
+    else:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename IN (?, ?)",
+            FIRST_TABLES,
+        ).fetchone()[0]
+    return int(found) == len(FIRST_TABLES)
 
 
 def _foreign_tables(conn: Connection) -> bool:
@@ -381,8 +409,8 @@ def _foreign_tables(conn: Connection) -> bool:
         return bool(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
     return bool(
         conn.execute(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
-            "AND tablename != 'schema_version'"
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename != ?",
+            (VERSION_TABLE,),
         ).fetchone()[0]
     )
 
@@ -391,6 +419,7 @@ def pending(db: Database) -> list[tuple[int, Migration]]:
     """Return the migrations a database lacks, numbered; raise StoreError for a newer one."""
     with db.reading() as conn:
         found = version(conn)
+        _refuse_foreign(db, conn, found)
     if found > len(SCHEMA):
         raise StoreError(
             f"{db}: schema version {found} is newer than this SiteWatch knows ({len(SCHEMA)}); "
@@ -399,10 +428,20 @@ def pending(db: Database) -> list[tuple[int, Migration]]:
     return list(enumerate(SCHEMA[found:], start=found + 1))
 
 
+def _refuse_foreign(db: Database, conn: Connection, start: int) -> None:
+    """Refuse a database that is something else's: tables but no version, or a version
+    without SiteWatch's tables."""
+    if start == 0 and _foreign_tables(conn):
+        raise StoreError(f"{db}: holds tables of something else, not SiteWatch")
+    if start > 0 and not _ours(conn):
+        raise StoreError(f"{db}: schema version {start} but no SiteWatch tables: not SiteWatch's")
+
+
 def check(db: Database) -> None:
     """Refuse a database whose schema is not the one this SiteWatch reads (for read-only use)."""
     with db.reading() as conn:
         found = version(conn)
+        _refuse_foreign(db, conn, found)
     if found != len(SCHEMA):
         raise StoreError(
             f"{db}: schema version {found}, this SiteWatch reads version {len(SCHEMA)} "
@@ -421,26 +460,24 @@ def migrate(db: Database) -> list[int]:
             start = version(conn)
             if start > len(SCHEMA):
                 raise StoreError(f"{db}: schema version {start} is newer than this SiteWatch knows")
-            if start == 0 and _foreign_tables(conn):
-                raise StoreError(f"{db}: holds tables of something else, not SiteWatch")
+            _refuse_foreign(db, conn, start)
             for number, migration in enumerate(SCHEMA[start:], start=start + 1):
                 _apply_sqlite(conn, db, number, migration)
                 applied.append(number)
         return applied
     with db.writing() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer NOT NULL)")
         start = version(conn)
         if start > len(SCHEMA):
             raise StoreError(f"{db}: schema version {start} is newer than this SiteWatch knows")
-        if start == 0 and _foreign_tables(conn):
-            raise StoreError(f"{db}: holds tables of something else, not SiteWatch")
+        _refuse_foreign(db, conn, start)
         if start == 0:
-            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (0)")  # noqa: S608
         for number, migration in enumerate(SCHEMA[start:], start=start + 1):
             if migration.postgresql is not None:
                 conn.execute(migration.postgresql)
-            conn.execute("UPDATE schema_version SET version = ?", (number,))
+            conn.execute(f"UPDATE {VERSION_TABLE} SET version = ?", (number,))  # noqa: S608
             applied.append(number)
     return applied
 
@@ -458,7 +495,8 @@ def _apply_sqlite(conn: Connection, db: Database, number: int, migration: Migrat
         conn.execute(f"PRAGMA user_version = {number}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if not isinstance(conn, SqliteConnection) or conn.raw.in_transaction:
+            conn.execute("ROLLBACK")  # unless SQLite rolled back itself (a full disk, I/O)
         raise
     if number == RESULTS_REBUILT_BY:
         log.info("%s: migrated to schema %d in %.1f s", db, number, time.monotonic() - began)

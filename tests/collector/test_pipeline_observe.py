@@ -5,9 +5,9 @@ never write, the pipeline keeps the time its clock gives, and the status log's t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,14 +115,14 @@ async def test_a_pass_logs_at_the_time_its_clock_gives(store: Store) -> None:
     pipeline = started(store, clock).pipeline
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    record = pipeline.record
+    reconcile = pipeline.reconcile
 
-    def once(correlation: Correlation, changed: Sequence[StatusChange], now: float) -> int:
-        queued = record(correlation, changed, now)
+    def once(correlation: Correlation, now: float) -> int:  # a pass's last step
+        queued = reconcile(correlation, now)
         loop.call_soon_threadsafe(stop.set)
         return queued
 
-    pipeline.record = once  # type: ignore[method-assign]
+    pipeline.reconcile = once  # type: ignore[method-assign]
     async with asyncio.timeout(10):
         await pipeline.run(stop)
 
@@ -217,3 +217,33 @@ def test_a_gap_is_due_once_results_of_its_time_arrive_after_it(
         ("tesko-01", 1_200.0),
         ("tesko-01", 1_500.0),
     ]
+
+
+async def test_a_failed_reconcile_does_not_log_the_changes_again(store: Store) -> None:
+    """The status log is written before incidents are reconciled: when reconciling fails, the
+    next pass must not log the same changes again at a later time (a change that never was)."""
+    clock = ManualClock(T0 + 30)
+    pipeline = started(store, clock).pipeline
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reconcile = pipeline.incidents.reconcile
+    calls: list[float] = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> int:
+        calls.append(clock.now())
+        clock.advance(1.0)  # the next pass is a second later
+        if len(calls) == 1:
+            raise RuntimeError("the database went away for a moment")
+        loop.call_soon_threadsafe(stop.set)
+        return reconcile(*args, **kwargs)
+
+    pipeline.incidents.reconcile = failing_once  # type: ignore[method-assign]
+    async with asyncio.timeout(30):
+        await pipeline.run(stop)
+    assert len(calls) == 2
+    with store.reading() as db:
+        rows = db.execute(
+            "SELECT entity, count(*) FROM status_log WHERE gap IS NULL GROUP BY entity"
+        ).fetchall()
+    assert {entity for entity, _ in rows} == entities()  # the first pass logged every one
+    assert [entity for entity, count in rows if count > 1] == []

@@ -60,15 +60,14 @@ async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store
     calls: list[list[StatusChange]] = []
     loop = asyncio.get_running_loop()
 
-    def flaky(correlation: Correlation, changed: Sequence[StatusChange], now: float) -> int:
+    def flaky(changed: Sequence[StatusChange], now: float) -> None:
         calls.append(list(changed))
         if len(calls) == 1:
             loop.call_soon_threadsafe(collector.changed.set)  # go round again at once
             raise sqlite3.OperationalError("database is locked")
         loop.call_soon_threadsafe(stop.set)
-        return 0
 
-    collector.pipeline.record = flaky  # type: ignore[method-assign]
+    collector.pipeline.log_changes = flaky  # type: ignore[method-assign]
     async with asyncio.timeout(10):
         await collector.correlation_loop(stop)
     assert len(calls) == 2
@@ -109,14 +108,14 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
     book.heard_from("willowvale-01", t0 + 3, probed=t0 + 2)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    record = collector.pipeline.record
+    reconcile = collector.pipeline.reconcile
 
-    def once(correlation: Correlation, changed: Sequence[StatusChange], now: float) -> int:
-        queued = record(correlation, changed, now)  # the real write, then stop the loop
+    def once(correlation: Correlation, now: float) -> int:  # after the real write, stop
+        queued = reconcile(correlation, now)
         loop.call_soon_threadsafe(stop.set)
         return queued
 
-    collector.pipeline.record = once  # type: ignore[method-assign]
+    collector.pipeline.reconcile = once  # type: ignore[method-assign]
     with caplog.at_level(logging.INFO, logger="collector.pipeline"):
         async with asyncio.timeout(10):
             await collector.correlation_loop(stop)
