@@ -684,11 +684,12 @@ async def delete_maintenance(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    healthy = await request.app[HEALTH].healthy()
-    return json_response(
-        {"status": "ok" if healthy else "failing", "database": "ok" if healthy else "failing"},
-        status=200 if healthy else 503,
-    )
+    """Say whether the database answers, and why not when it does not (no credentials)."""
+    check = request.app[HEALTH]
+    if await check.healthy():
+        return json_response({"status": "ok", "database": "ok"})
+    body = {"status": "failing", "database": "failing", "reason": check.reason}
+    return json_response(body, status=503)
 
 
 def _time_param(request: web.Request, name: str, default: float) -> float:

@@ -59,7 +59,7 @@ class HealthCheck:
             async with asyncio.timeout(self.SECONDS):
                 return self._note(await asyncio.shield(self._running))
         except TimeoutError:
-            return self._note(f"the database did not answer in {self.SECONDS:.0f} s")
+            return self._note(f"the database did not answer in {self.SECONDS:g} s")
 
     def _note(self, why: str) -> bool:
         """Keep why, and log a change of health once, not every scrape of a failing collector."""

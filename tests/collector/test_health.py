@@ -3,16 +3,24 @@ on every scrape and logged once, and its recovery once; the check says why it fa
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from collector.api import build_app
 from collector.health import HealthCheck, redacted
-from collector.store import Store
+from collector.service import Collector
+from collector.store import DatabaseSpec, Store, StoreError
 from collector.store.database import Connection
+from sitewatch.config.files import load_collector_config
 
 
 class Failing:
@@ -80,3 +88,79 @@ def test_a_reason_never_carries_credentials() -> None:
     assert redacted("couldn't get a connection after 2.00 sec") == (
         "couldn't get a connection after 2.00 sec"
     )
+
+
+# -- /healthz says why ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 10.0  # seconds a held check may wait for the test to release it
+
+
+Served = tuple[TestClient[Any, Any], Store]
+
+
+@pytest.fixture
+async def served(database_spec: DatabaseSpec) -> AsyncIterator[Served]:
+    """The collector's app on each backend, and its store."""
+    store = Store(database_spec)
+    collector = Collector(load_collector_config(ROOT / "config" / "collector.yaml"), store)
+    try:
+        async with TestClient(TestServer(build_app(collector))) as client:
+            yield client, store
+    finally:
+        store.close()
+
+
+async def test_healthz_says_why_the_database_fails_without_its_credentials(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, store = served
+    said = (
+        "postgresql://watch:s3cret@db.example:5432/sitewatch: no database connection: "
+        "couldn't get a connection after 2.00 sec\nDETAIL: password=s3cret"
+    )
+    fault = Failing(store, StoreError(said), monkeypatch)
+    response = await client.get("/healthz")
+    assert (response.status, await response.json()) == (200, {"status": "ok", "database": "ok"})
+    fault.on = True
+    response = await client.get("/healthz")
+    text = await response.text()
+    assert response.status == 503
+    assert json.loads(text) == {
+        "status": "failing",
+        "database": "failing",
+        "reason": "postgresql://db.example:5432/sitewatch: no database connection: "
+        "couldn't get a connection after 2.00 sec",
+    }
+    assert "s3cret" not in text
+    assert "//watch" not in text
+    fault.on = False
+    response = await client.get("/healthz")
+    assert (response.status, await response.json()) == (200, {"status": "ok", "database": "ok"})
+
+
+async def test_healthz_says_when_the_database_does_not_answer_in_time(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, store = served
+    release = threading.Event()
+    real = store.db.reading
+
+    def stuck() -> AbstractContextManager[Connection]:
+        release.wait(DEADLINE)  # a server that accepted the connection and never answers
+        return real()
+
+    monkeypatch.setattr(HealthCheck, "SECONDS", 0.05)
+    monkeypatch.setattr(store.db, "reading", stuck)
+    try:
+        response = await client.get("/healthz")
+        assert (response.status, await response.json()) == (
+            503,
+            {
+                "status": "failing",
+                "database": "failing",
+                "reason": "the database did not answer in 0.05 s",
+            },
+        )
+    finally:
+        release.set()
