@@ -8,9 +8,10 @@ The domain's own exceptions stay in their modules and carry no HTTP number: `Inc
 and `IncidentConflict` (a staff action on a missing incident, or one in the wrong state),
 `IncidentChanged` (another collector changed the incident during the action, twice),
 `MaintenanceError` (a window refused), `BodyError` (a body too large or not JSON; its code says
-which), `BatchError` (an agent's batch refused). `refusal` turns each into a CollectorError by
-REFUSED, so the API's `errors` middleware and the dashboard's page guard each map them once,
-and no handler catches them to translate them.
+which), `BatchError` (an agent's batch refused), and the store's `DatabaseUnavailable` (the
+database cannot be reached or used just now: a 503 with Retry-After, never a 500). `refusal`
+turns each into a CollectorError by REFUSED, so the API's `errors` middleware and the
+dashboard's page guard each map them once, and no handler catches them to translate them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collector.body import BodyError
 from collector.incidents import IncidentConflict, IncidentNotFound
 from collector.ingest import BatchError
 from collector.maintenance import MaintenanceError
+from collector.store.database import DatabaseUnavailable
 from collector.store.incidents import IncidentChanged
 
 
@@ -47,6 +49,15 @@ class CollectorError(Exception):
 
 def _changed(err: Exception) -> str:
     return f"{err}: another collector changed it at the same moment; look again and retry"
+
+
+RETRY_AFTER = 5  # seconds a client is asked to wait when the database cannot be used
+
+
+def _unavailable(_: Exception) -> str:
+    """Say what a client can do: the driver's words (a host, a file) are not for it, and
+    /healthz says why."""
+    return f"the database cannot be used just now: try again in {RETRY_AFTER} seconds"
 
 
 def _batch(err: Exception) -> dict[str, Any]:
@@ -82,6 +93,12 @@ REFUSED: dict[type[Exception], Mapped] = {
     IncidentChanged: Mapped(409, "conflict", message=_changed),
     MaintenanceError: Mapped(422, "invalid"),
     BatchError: Mapped(422, "invalid", fields=_batch),
+    DatabaseUnavailable: Mapped(
+        503,
+        "database_unavailable",
+        message=_unavailable,
+        headers={"Retry-After": str(RETRY_AFTER)},
+    ),
 }
 
 # A refused body's code says what was wrong with it; its status follows from that.
@@ -102,6 +119,7 @@ Refusal = (
     | IncidentChanged
     | MaintenanceError
     | BatchError
+    | DatabaseUnavailable
 )
 REFUSALS = (
     CollectorError,
@@ -111,6 +129,7 @@ REFUSALS = (
     IncidentChanged,
     MaintenanceError,
     BatchError,
+    DatabaseUnavailable,
 )
 
 

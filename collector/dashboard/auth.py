@@ -90,7 +90,9 @@ def refusal_page(request: web.Request, session: Session | None, err: Refusal) ->
     """
     mapped = refusal(err)
     title = err.title if isinstance(err, PageError) else DOMAIN_TITLE
-    return error_page(request, session, mapped.status, title, mapped.message)
+    page = error_page(request, session, mapped.status, title, mapped.message)
+    page.headers.update(mapped.headers)  # a 503's Retry-After
+    return page
 
 
 def shows_refusals(handler: Handler) -> Handler:
