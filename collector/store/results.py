@@ -6,9 +6,10 @@ is stored. Results are kept raw for `retention` and rolled up per target per 5 m
 it, so a year of history stays small.
 
 PostgreSQL: raw results are partitioned by UTC day (collector.store.partitions), and a batch is
-loaded with COPY (`copy_new`). Its unique key holds the partition key too, (source, outbox,
-seq, ts): an agent resends a result with the time it was taken, so a resend is still a
-duplicate there.
+loaded with COPY (`copy_new`). A partitioned table's unique key must hold the partition key
+(ts), which would take a result resent with another time (an outbox renumbered) for a new one:
+the key (source, outbox, seq) is the table `result_keys` instead, not partitioned, written in
+the batch's transaction and pruned by retention in the one that drops the results.
 """
 
 from __future__ import annotations
@@ -40,14 +41,25 @@ RESULT_COLUMNS = (
     "source, seq, target, kind, ts, ok, rtt_ms, loss, value, error_kind, detail, received, outbox"
 )
 # PostgreSQL's ingest of a batch that holds a result stored already: COPYed into this
-# temporary table, one per connection and kept (its rows go at each commit), then inserted
-# into results in one statement that skips what is stored. Reusing it beats making one per
-# batch (ON COMMIT DROP), whose catalogue churn costs more (bench/ingest_bench.py's docstring).
+# temporary table, one per connection and kept (its rows go at each commit), then its keys
+# inserted into result_keys skipping those stored, and the rows of the keys inserted into
+# results, in one statement. Reusing the table beats making one per batch (ON COMMIT DROP),
+# whose catalogue churn costs more (bench/ingest_bench.py's docstring).
 INCOMING = "incoming_results"
 CREATE_INCOMING = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING} (LIKE results) ON COMMIT DELETE ROWS"
 )
-INSERT_INCOMING = f"INSERT INTO results SELECT * FROM {INCOMING} ON CONFLICT DO NOTHING"  # noqa: S608 -- fixed names
+KEY_COLUMNS = ("source", "outbox", "seq", "ts")
+INSERT_INCOMING = f"""
+    WITH fresh AS (
+        INSERT INTO result_keys (source, outbox, seq, ts)
+        SELECT source, outbox, seq, ts FROM {INCOMING}
+        ON CONFLICT DO NOTHING RETURNING source, outbox, seq
+    )
+    INSERT INTO results SELECT incoming.* FROM {INCOMING} AS incoming
+    JOIN fresh ON (fresh.source, fresh.outbox, fresh.seq)
+                = (incoming.source, incoming.outbox, incoming.seq)
+    """  # noqa: S608 -- fixed names
 # The outbox identity of every result stored before outboxes had one, of agents too old to
 # send one, and of the centre's own probes: their sequences are unique per source already.
 LEGACY_OUTBOX = "legacy"  # migration 6 spells it out, as a migration must never change
@@ -276,6 +288,7 @@ def _roll_up_postgres(db: Database, cutoff: int) -> tuple[int, list[int]]:
     with db.writing() as tx:
         partitions.lock(tx)  # before reading results: see partitions.lock
         gone = partitions.detach_before(tx, cutoff)
+        _forget_keys(tx, cutoff, gone)
         for day in gone:
             name = partitions.partition_name(day)
             (count,) = tx.execute(
@@ -295,22 +308,40 @@ def _roll_up_postgres(db: Database, cutoff: int) -> tuple[int, list[int]]:
     return folded, gone
 
 
+def _forget_keys(tx: Connection, cutoff: int, gone: list[int]) -> None:
+    """Delete the keys of results before `cutoff`, as their rows go (a scan of result_keys).
+
+    Before the DEFAULT partition's rows are deleted: a batch committed in between has its rows
+    folded and keeps its keys, so a resend of it is still a duplicate; the other way round it
+    would keep its rows and lose its keys. Only when rows go: once a day, or for old rows in the
+    DEFAULT partition (found by its index on ts).
+    """
+    if not gone:
+        (old,) = tx.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {partitions.DEFAULT_PARTITION} WHERE ts < ?)",  # noqa: S608 -- a fixed name
+            (cutoff,),
+        ).fetchone()
+        if not old:
+            return
+    tx.execute("DELETE FROM result_keys WHERE ts < ?", (cutoff,))
+
+
 def copy_new(tx: Connection, rows: list[tuple[Any, ...]]) -> int:
     """Store a batch's rows in PostgreSQL, skipping those stored already; return how many.
 
-    Most batches are new: they are COPYed straight into results, under a savepoint. One that
-    meets a stored row (an agent resending after a lost reply) rolls back to the savepoint and
-    goes the long way: COPY into the temporary table, then INSERT ... ON CONFLICT DO NOTHING,
-    whose row count is what was stored. The straight COPY took a quarter less time than the
-    long way, and executemany of the INSERT in pipeline mode more than both (numbers in
-    bench/ingest_bench.py's docstring).
+    Most batches are new: they are COPYed straight in (`copy_results`), under a savepoint. One
+    that meets a stored key (an agent resending after a lost reply) rolls back to the savepoint
+    and goes the long way: COPY into the temporary table, then INSERT_INCOMING, whose row count
+    is what was stored. The straight COPY took a quarter less time than the long way, and
+    executemany of the INSERT in pipeline mode more than both (numbers in
+    bench/ingest_bench.py's docstring). The batch must not repeat a seq (`first_of_each_seq`).
     """
     from psycopg.errors import UniqueViolation  # noqa: PLC0415 -- PostgreSQL only
 
     columns = RESULT_COLUMNS.split(", ")
     tx.execute("SAVEPOINT new_results")
     try:
-        tx.copy_rows("results", columns, rows)
+        copy_results(tx, columns, rows)
     except UniqueViolation:
         tx.execute("ROLLBACK TO SAVEPOINT new_results")
     else:
@@ -321,11 +352,23 @@ def copy_new(tx: Connection, rows: list[tuple[Any, ...]]) -> int:
     return max(tx.execute(INSERT_INCOMING).rowcount, 0)
 
 
+def copy_results(tx: Connection, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """COPY new results into PostgreSQL's results and their keys into result_keys.
+
+    Raises psycopg's UniqueViolation for a key stored already (or repeated in `rows`). For
+    every writer of PostgreSQL's results (ingest, `sitewatch migrate`'s copy): a result stored
+    without its key would be stored again when resent.
+    """
+    where = [columns.index(column) for column in KEY_COLUMNS]
+    tx.copy_rows("result_keys", KEY_COLUMNS, ([row[at] for at in where] for row in rows))
+    tx.copy_rows("results", columns, rows)
+
+
 def first_of_each_seq(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Return a batch's rows without a seq it repeats, the first of each kept (as SQLite does).
 
-    One batch has one source and outbox. PostgreSQL's unique key holds ts as well, so a batch
-    repeating a seq with another time would store both there.
+    One batch has one source and outbox. PostgreSQL's straight COPY would fail on the repeat
+    and take the long way (`copy_new`) for nothing.
     """
     seen: set[int] = set()
     unique = []

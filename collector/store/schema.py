@@ -236,7 +236,13 @@ _POSTGRES_V7 = """
         outbox text NOT NULL
     ) PARTITION BY RANGE (ts);
     CREATE TABLE results_other PARTITION OF results DEFAULT;
-    CREATE UNIQUE INDEX results_identity ON results (source, outbox, seq, ts);
+    CREATE TABLE result_keys (
+        source text NOT NULL,
+        outbox text NOT NULL,
+        seq bigint NOT NULL,
+        ts double precision NOT NULL,
+        PRIMARY KEY (source, outbox, seq)
+    );
     CREATE INDEX results_by_target ON results (target, ts);
     CREATE INDEX results_by_ts ON results (ts);
     CREATE TABLE rollups (

@@ -380,6 +380,27 @@ def test_sequences_are_unique_per_outbox_so_a_reinstalled_agent_is_stored(store:
     assert store.sequences("a") == [1, 1, 2, 2]
 
 
+def test_the_same_seq_with_another_time_is_a_duplicate(store: Store) -> None:
+    """Idempotency is on (source, outbox, seq) alone, on both backends.
+
+    PostgreSQL's key used to hold ts too (a partitioned table's unique key must), so a seq
+    sent again with another time, by a straight COPY or the long way, was stored twice.
+    """
+    outbox = "c" * 32
+    store.ingest("a", numbered(7, result(B + 60), result(B + 120)), now=NOW, outbox=outbox)
+    again = store.ingest("a", numbered(7, result(B + 90)), now=NOW, outbox=outbox)
+    assert (again.stored, again.duplicates) == (0, 1)
+    mixed = numbered(8, result(B + 200), result(B + 240))  # 8 stored at B + 120, 9 is new
+    some = store.ingest("a", mixed, now=NOW, outbox=outbox)
+    assert (some.stored, some.duplicates) == (1, 1)
+    assert store.sequences("a") == [7, 8, 9]
+    assert [s.result.ts.timestamp() for s in store.history("gw", B, NOW)] == [
+        B + 60,
+        B + 120,
+        B + 240,
+    ]
+
+
 def test_a_version_5_database_keeps_its_rows_under_the_legacy_outbox(tmp_path: Path) -> None:
     path = tmp_path / "collector.db"
     with closing(sqlite3.connect(path, isolation_level=None)) as db:

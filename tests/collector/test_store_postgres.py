@@ -249,11 +249,12 @@ def test_a_batch_committed_while_roll_up_runs_is_rolled_up_or_kept_raw(
     late = ThreadPoolExecutor(1)
 
     def late_batch_meanwhile(tx: Any, cutoff: int) -> list[int]:
-        sent = late.submit(pg_store.ingest, "a", numbered(2, [result(D + 400, 2.0)]), now=NOW)
         if moment == "before-detach":
+            sent = late.submit(pg_store.ingest, "a", numbered(2, [result(D + 400, 2.0)]), now=NOW)
             assert sent.result(timeout=DEADLINE).stored == 1
             return real(tx, cutoff)
         gone = real(tx, cutoff)
+        late.submit(pg_store.ingest, "a", numbered(2, [result(D + 400, 2.0)]), now=NOW)
         deadline = time.monotonic() + DEADLINE
         while not waiting_for_a_lock(pg_store):  # the batch waits for this transaction
             assert time.monotonic() < deadline, "the late batch never met the detach"
@@ -270,3 +271,12 @@ def test_a_batch_committed_while_roll_up_runs_is_rolled_up_or_kept_raw(
     assert partition_name(D) not in partitions(pg_store)
     assert pg_store.roll_up(D + DAY) == raw  # the late row, in the DEFAULT partition, next time
     assert sum(r["count"] for r in pg_store.rollups("gw", D, D + DAY)) == 2
+
+
+def test_retention_forgets_the_keys_of_the_results_it_removes(pg_store: Store) -> None:
+    pg_store.ingest("a", numbered(1, [result(D + 10), result(D + DAY + 10)]), now=NOW)
+    pg_store.ingest("b", numbered(1, [result(D - 500 * DAY)]), now=NOW)  # the DEFAULT partition
+    assert pg_store.roll_up(D + DAY) == 2
+    assert rows(pg_store, "SELECT source, seq, ts FROM result_keys") == [("a", 2, D + DAY + 10)]
+    resent = pg_store.ingest("a", numbered(2, [result(D + DAY + 10)]), now=NOW)
+    assert (resent.stored, resent.duplicates) == (0, 1)  # the kept day's key still holds
