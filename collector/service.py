@@ -207,10 +207,11 @@ class Collector:
             await _wait(stop, interval - (time.monotonic() - began))
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
-        """Roll old raw results up, hourly."""
+        """Roll old raw results up and make the next days' partitions (PostgreSQL), hourly."""
         rounds = Rounds("rolling up old results", log)
         while not stop.is_set():
             with rounds.one():
+                await asyncio.to_thread(self.store.results.prepare_days, self.clock.now())
                 older_than = self.clock.now() - self.retention
                 folded = await asyncio.to_thread(self.store.roll_up, older_than)
                 if folded:

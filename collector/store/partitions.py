@@ -1,10 +1,13 @@
-"""PostgreSQL's day partitions of `results`: made as batches need them, dropped by retention.
+"""PostgreSQL's day partitions of `results`: made ahead of need, dropped by retention.
 
 Raw results are partitioned by UTC day (`results_YYYYMMDD`, the range [day start, next day's
 start) in Unix seconds), so retention drops a day's table instead of deleting its rows one by
-one. A batch's days get their partitions before it is inserted, for days near enough to be
-kept (within [now - retention - 1 day, now + 1 day]); results beyond that, a clock gone wrong,
-land in the DEFAULT partition `results_other`, so a wild timestamp never makes a table.
+one. The collector's housekeeping makes today's and the next two days' partitions (`prepare`),
+hourly; a batch's days that still have none get theirs before it is inserted, for days near
+enough to be kept (within [now - retention - 1 day, now + 1 day]), unless that would wait for
+readers (ingest's lock timeout). Results beyond that, a clock gone wrong, or of a day whose
+partition could not be made in time, land in the DEFAULT partition `results_other`, so a wild
+timestamp never makes a table.
 
 A day whose partition is made late may have rows in the DEFAULT partition already (they came
 before it was near enough): its table is made beside `results`, those rows are moved into it,
@@ -19,13 +22,15 @@ the DEFAULT partition, where retention deletes them row by row.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from collector.store.database import Connection, Database
+from collector.store.database import Connection, Database, DatabaseUnavailable
 
+log = logging.getLogger(__name__)
 DAY = 86_400
 # PostgreSQL advisory lock: one transaction at a time, of any collector, makes or drops
 # partitions. One lock for every day: two makers of different days would otherwise each hold
@@ -67,17 +72,46 @@ class Partitions:
         with self._lock:
             self._days = None
 
-    def ensure(self, days: Iterable[int]) -> None:
-        """Make the partitions of `days` that do not exist yet, each in its own transaction.
+    def ensure(self, days: Iterable[int], *, lock_timeout: float | None = None) -> set[int]:
+        """Make the partitions of `days` that do not exist yet, each in its own transaction;
+        return the days that have a partition now.
 
         Before the batch's own transaction, so a batch that fails takes no partition with it
-        and the set in memory never names a table that was rolled back.
+        and the set in memory never names a table that was rolled back. ATTACH locks the
+        DEFAULT partition whole, so it waits for every read of results in progress (and every
+        read after it waits for it): with a `lock_timeout` (seconds), a day whose locks do not
+        come in time is left without a partition, its rows go to the DEFAULT one, and are moved
+        into their own when it is made, ahead of need (`prepare`) or by a later batch.
         """
+        from psycopg.errors import LockNotAvailable  # noqa: PLC0415 -- PostgreSQL only
+
         known = self.known()
         for day in sorted(set(days) - known):
-            with self.db.writing() as tx:
-                create(tx, day)
+            try:
+                with self.db.writing() as tx:
+                    if lock_timeout is not None:
+                        tx.execute(f"SET LOCAL lock_timeout = {int(lock_timeout * 1000)}")
+                    create(tx, day)
+            except DatabaseUnavailable as err:
+                if not isinstance(err.__cause__, LockNotAvailable):
+                    raise  # the server is down: the batch fails with it
+                log.info(
+                    "%s waits for readers of results: its rows go to %s meanwhile",
+                    partition_name(day),
+                    DEFAULT_PARTITION,
+                )
+                continue
             known.add(day)
+        return known
+
+    def prepare(self, now: float, *, lock_timeout: float | None = None) -> None:
+        """Make the partitions of today and the next two days ahead of need.
+
+        From the collector's housekeeping, at start and hourly, so that a batch almost never
+        makes one on the ingest path, where it would wait for long reads of results.
+        """
+        today = day_of(now)
+        self.ensure((today, today + DAY, today + 2 * DAY), lock_timeout=lock_timeout)
 
     def dropped(self, days: Iterable[int]) -> None:
         """Note that the partitions of `days` were dropped (after that transaction committed)."""

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 CENTRE = "centre"  # the source name of the collector's own probes
 ROLLUP_SECONDS = 300
 DEFAULT_RETENTION = 30 * 86_400.0
+# Seconds PostgreSQL waits for the locks to make a day's partition (they wait for every read
+# of results in progress, and reads after wait for them) before it gives up: ingest sends the
+# day's rows to the DEFAULT partition, and the housekeeping tries again in an hour.
+PARTITION_WAIT = 0.2
 # Containers within containers a stored value may hold: a probe's go 3 deep (a printer's
 # supplies, a host's disks); readers that recurse (cleaning, encoding) stay far from the limit.
 MAX_VALUE_DEPTH = 32
@@ -122,16 +126,29 @@ class Results:
     ) -> int:
         """Insert a batch with COPY (`copy_new`); return the rows stored.
 
-        The days the batch needs get their partitions first, in transactions of their own.
+        The days the batch needs get their partitions first, in transactions of their own,
+        unless that would wait for long reads of results (PARTITION_WAIT): then that day's rows
+        go to the DEFAULT partition, as if it were far off.
         """
         earliest = partitions.day_of(received - self.retention - partitions.DAY)
         latest = partitions.day_of(received + partitions.DAY)
         days = {partitions.day_of(row[4]) for row in rows}
-        self.partitions.ensure(day for day in days if earliest <= day <= latest)
+        self.partitions.ensure(
+            (day for day in days if earliest <= day <= latest), lock_timeout=PARTITION_WAIT
+        )
         with self.db.writing() as tx:
             stored = copy_new(tx, rows)
             agents.heard(tx, source, received, heartbeat)
         return stored
+
+    def prepare_days(self, now: float) -> None:
+        """Make PostgreSQL's partitions of today and the next two days, if they are missing.
+
+        For the collector's housekeeping, at start and hourly: the ingest path then seldom
+        makes one (`partitions.Partitions.prepare`). Nothing to do on SQLite.
+        """
+        if self.db.dialect == "postgresql":
+            self.partitions.prepare(now, lock_timeout=PARTITION_WAIT)
 
     def next_sequence(self, source: str, count: int) -> int:
         """Reserve `count` sequence numbers for a source (the centre's probes); return the first."""
@@ -282,7 +299,8 @@ def _roll_up_postgres(db: Database, cutoff: int) -> tuple[int, list[int]]:
     flight (it locks results whole) and sends later ones for those days to the DEFAULT
     partition; then each detached table is folded and dropped, nobody else can write it now;
     then the DEFAULT partition's old rows are deleted and folded by one statement, so the rows
-    folded are exactly the rows deleted, whatever commits meanwhile.
+    folded are exactly the rows deleted, whatever commits meanwhile. Their keys go in the same
+    transaction (`_forget_keys`).
     """
     folded = 0
     with db.writing() as tx:

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 
 from collector.store import Store
 from collector.store import partitions as store_partitions
@@ -280,3 +282,27 @@ def test_retention_forgets_the_keys_of_the_results_it_removes(pg_store: Store) -
     assert rows(pg_store, "SELECT source, seq, ts FROM result_keys") == [("a", 2, D + DAY + 10)]
     resent = pg_store.ingest("a", numbered(2, [result(D + DAY + 10)]), now=NOW)
     assert (resent.stored, resent.duplicates) == (0, 1)  # the kept day's key still holds
+
+
+def test_a_batch_needing_a_new_day_is_stored_while_a_long_read_is_open(
+    pg_store: Store, postgres_url: str
+) -> None:
+    """Making a day's partition (ATTACH) waits for every read of results in progress; a batch
+    must not wait behind a month's report: its new day's rows go to the DEFAULT partition."""
+    pg_store.ingest("a", numbered(1, [result(D + 10)]), now=NOW)
+    with psycopg.connect(postgres_url) as reader, ThreadPoolExecutor(1) as sender:
+        assert reader.execute("SELECT count(*) FROM results").fetchone() == (1,)  # stays open
+        tomorrow = numbered(2, [result(D + DAY + 10)])
+        sent = sender.submit(pg_store.ingest, "a", tomorrow, now=NOW)
+        assert sent.result(timeout=DEADLINE).stored == 1
+        assert reader.info.transaction_status == TransactionStatus.INTRANS  # the read is open
+        assert [s.seq for s in pg_store.history("gw", D, D + 2 * DAY)] == [1, 2]
+        assert partitions(pg_store) == {partition_name(D): 1, DEFAULT_PARTITION: 1}
+    pg_store.results.prepare_days(D + DAY + 5)  # the housekeeping, with no read in the way
+    assert partitions(pg_store) == {
+        partition_name(D): 1,
+        partition_name(D + DAY): 1,  # the row moved in from the DEFAULT partition
+        partition_name(D + 2 * DAY): 0,
+        partition_name(D + 3 * DAY): 0,
+        DEFAULT_PARTITION: 0,
+    }
