@@ -154,7 +154,7 @@ async def full_reads(rig: Rig) -> None:
 
 
 def _incident_ids(rig: Rig) -> list[int]:
-    with rig.store.reading() as db:
+    with rig.store.db.reading() as db:
         return [row[0] for row in db.execute("SELECT id FROM incidents ORDER BY id")]
 
 
@@ -198,8 +198,8 @@ async def alone(
 ) -> None:
     """Send only this input to a new collector, then read: fails when the input is at fault."""
     rig.ledger.fresh += 1
-    folder = rig.folder.parent / f"alone-{rig.ledger.fresh}"
-    async with running(folder, rig.hashes, correlate=False, form_login=False) as fresh:
+    name = f"alone-{rig.ledger.fresh}"
+    async with running(rig.databases, name, rig.hashes, correlate=False, form_login=False) as fresh:
         await replay(fresh)
         now = time.time()
         correlation, _ = fresh.collector.pipeline.correlate(now)

@@ -1,7 +1,8 @@
 """A real collector for the fuzz suite, and its ledger of what was acknowledged.
 
 Every property talks HTTP to the collector's own aiohttp app, served on 127.0.0.1 port 0, with
-the example inventory, one real SQLite file, a token for each example agent, a viewer and an
+the example inventory, one real database (a SQLite file, or a database of its own on the
+session's PostgreSQL server: `Databases`), a token for each example agent, a viewer and an
 operator API token, and a dashboard login. One collector serves all the examples of one test,
 so the database grows as it would in service, and the ledger checks that it holds exactly what
 was acknowledged.
@@ -10,6 +11,7 @@ was acknowledged.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -25,9 +27,10 @@ from collector.api import build_app
 from collector.dashboard.sessions import COOKIE, SESSIONS, Login
 from collector.front import FrontRunner
 from collector.service import Collector
-from collector.store import CENTRE, Store
+from collector.store import CENTRE, DatabaseSpec, Store
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken, CollectorConfig, User
+from tests import pg
 from tests.browser.conftest import Dashboard
 from tests.collector.test_api import OPERATOR, ROOT, STAFF, sha
 
@@ -40,6 +43,60 @@ SITE_TARGETS = {
 
 def agent_token(agent: str) -> str:
     return f"{agent}-fuzz-token"
+
+
+_DATABASE_NUMBERS = itertools.count(1)  # PostgreSQL database names, unique in the session
+
+
+class Databases:
+    """Fresh, empty collector databases of one backend, for a test and the collectors it starts.
+
+    SQLite: a new file in a folder of the test's. PostgreSQL: a new database on the session's
+    server, copied from a template the collector's schema is already migrated into (a file copy,
+    where an empty database plus the migration costs a few times more, and the fuzz suite
+    starts a fresh collector per example in places: `checks.alone`, the older-database test).
+    Every PostgreSQL database made here is dropped by `close`.
+    """
+
+    def __init__(
+        self, folder: Path, server: pg.PostgresServer | None = None, template: str = ""
+    ) -> None:
+        self.folder = folder
+        self.server = server
+        self.template = template
+        self.made: list[str] = []
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self.server is None else "postgresql"
+
+    def fresh(self, name: str) -> DatabaseSpec:
+        """A new, empty collector database called after `name` (blocking: one DDL statement)."""
+        if self.server is None:
+            folder = self.folder / name
+            folder.mkdir(parents=True, exist_ok=True)
+            return DatabaseSpec(path=folder / "collector.db")
+        database = self.server.create_database(
+            f"fuzz_{next(_DATABASE_NUMBERS)}_{name.replace('-', '_')}",
+            template=self.template,
+        )
+        self.made.append(database)
+        return DatabaseSpec(url=self.server.url(database))
+
+    def drop(self, spec: DatabaseSpec) -> None:
+        """Drop a PostgreSQL database made here once its collector is done (a test may make
+        hundreds); a SQLite file stays in the test's folder, to look at after a failure."""
+        if self.server is not None and spec.url is not None:
+            database = spec.url.rsplit("/", 1)[1]
+            self.server.drop_database(database)
+            self.made.remove(database)
+
+    def close(self) -> None:
+        """Drop the PostgreSQL databases made here that are left (a test that failed)."""
+        if self.server is not None:
+            for database in self.made:
+                self.server.drop_database(database)
+        self.made.clear()
 
 
 @dataclass
@@ -81,7 +138,7 @@ class Rig:
     collector: Collector
     store: Store
     config: CollectorConfig
-    folder: Path
+    databases: Databases  # where `checks.alone` gets a fresh collector's database
     hashes: dict[str, str]
     ledger: Ledger = field(default_factory=Ledger)
 
@@ -114,12 +171,13 @@ class FrontTestServer(TestServer):
         return FrontRunner(self.app, **kwargs)
 
 
-def fuzz_config(folder: Path, hashes: dict[str, str]) -> CollectorConfig:
-    """The example collector.yaml with tokens we know, and one dashboard login (desk)."""
+def fuzz_config(spec: DatabaseSpec, hashes: dict[str, str]) -> CollectorConfig:
+    """The example collector.yaml on `spec`, with tokens we know, and one login (desk)."""
     config = EXAMPLE
     return replace(
         config,
-        database=str(folder / "collector.db"),
+        database=str(spec),
+        database_spec=spec,
         agents=tuple(replace(a, token_sha256=sha(agent_token(a.id))) for a in config.agents),
         api_tokens=(
             ApiToken("screen", "viewer", sha(STAFF)),
@@ -131,25 +189,35 @@ def fuzz_config(folder: Path, hashes: dict[str, str]) -> CollectorConfig:
 
 @asynccontextmanager
 async def running(
-    folder: Path, hashes: dict[str, str], *, correlate: bool, form_login: bool = True
+    databases: Databases,
+    name: str,
+    hashes: dict[str, str],
+    *,
+    correlate: bool,
+    form_login: bool = True,
 ) -> AsyncIterator[Rig]:
-    """Serve a collector on a new database in `folder`, logged in; `correlate` runs its loop.
+    """Serve a collector on a new database (`name`), logged in; `correlate` runs its loop.
 
     With the correlation loop, fuzzed results move targets' states and open real incidents,
     and what the correlation writes (status log, incidents, notifications) is read back by the
     pages like everything else.
     """
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    config = fuzz_config(folder, hashes)
-    async with serving(config, folder, hashes, correlate=correlate, form_login=form_login) as rig:
-        yield rig
+    spec = await asyncio.to_thread(databases.fresh, name)
+    config = fuzz_config(spec, hashes)
+    try:
+        async with serving(
+            config, databases, hashes, correlate=correlate, form_login=form_login
+        ) as rig:
+            yield rig
+    finally:
+        await asyncio.to_thread(databases.drop, spec)
 
 
 @asynccontextmanager
 async def restarted(rig: Rig, *, form_login: bool = True) -> AsyncIterator[Rig]:
     """Serve a second collector on `rig`'s database, as after a restart (state warmed up)."""
     async with serving(
-        rig.config, rig.folder, rig.hashes, correlate=False, form_login=form_login
+        rig.config, rig.databases, rig.hashes, correlate=False, form_login=form_login
     ) as again:
         again.ledger = rig.ledger
         yield again
@@ -158,14 +226,14 @@ async def restarted(rig: Rig, *, form_login: bool = True) -> AsyncIterator[Rig]:
 @asynccontextmanager
 async def serving(
     config: CollectorConfig,
-    folder: Path,
+    databases: Databases,
     hashes: dict[str, str],
     *,
     correlate: bool,
     form_login: bool = True,
 ) -> AsyncIterator[Rig]:
-    """Serve a collector on the database in `folder`, logged in as desk (operator)."""
-    store = Store(folder / "collector.db")
+    """Serve a collector on the config's database, logged in as desk (operator)."""
+    store = await asyncio.to_thread(Store, config.database_spec)
     stop = asyncio.Event()
     loop: asyncio.Task[None] | None = None
     try:
@@ -181,7 +249,7 @@ async def serving(
             if correlate:
                 loop = asyncio.create_task(collector.correlation_loop(stop))
             try:
-                yield Rig(client, collector, store, config, folder, hashes)
+                yield Rig(client, collector, store, config, databases, hashes)
             finally:
                 stop.set()
                 if loop is not None:
@@ -198,6 +266,6 @@ def assert_stored_exactly(rig: Rig) -> None:
         stored = rig.stored_seqs(agent.id)
         assert stored == rig.ledger.accepted.get(agent.id, Counter()), agent.id
         total += stored.total()
-    with rig.store.reading() as db:
+    with rig.store.db.reading() as db:
         (rows,) = db.execute("SELECT count(*) FROM results WHERE source != ?", (CENTRE,)).fetchone()
     assert rows == total == rig.ledger.stored

@@ -65,7 +65,7 @@ def incident_ids(rig: Rig) -> list[int]:
     """The incidents there are, open ones first; when none is open, the causes open some."""
     if not rig.collector.incidents.open_incidents():
         rig.collector.incidents.reconcile(list(CAUSES), time.time())
-    with rig.store.reading() as db:
+    with rig.store.db.reading() as db:
         rows = db.execute("SELECT id FROM incidents ORDER BY status = 'resolved', id")
         return [row[0] for row in rows]
 
