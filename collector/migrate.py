@@ -49,7 +49,7 @@ from collector.store.database import (
     conninfo,
     open_database,
 )
-from collector.store.results import DEFAULT_RETENTION
+from collector.store.results import DEFAULT_RETENTION, copy_results
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 5_000
@@ -451,7 +451,11 @@ def _copy_table(
             days.ensure(_near_days(rows, time.time()))  # each in a transaction of its own
         with dst.writing() as tx:
             if rows:
-                tx.copy_rows(table.name, table.columns, (row[:width] for row in rows))
+                chunk = [row[:width] for row in rows]
+                if table.name == "results":  # with their keys, which make ingest idempotent
+                    copy_results(tx, table.columns, chunk)
+                else:
+                    tx.copy_rows(table.name, table.columns, chunk)
                 after = list(rows[-1][width:])
             tx.execute(
                 f"UPDATE {PROGRESS_TABLE} SET last_key = ?, done = ? WHERE name = ?",  # noqa: S608 -- a constant

@@ -201,7 +201,14 @@ def test_the_copy_holds_every_row_and_the_collector_carries_on(
                 (incident,),
             ).fetchone()
         assert (incident, notification) == (8, 71)
-        assert store.history("edge-1", START, START + 3 * DAY)  # reads the partitions
+        copied = store.history("edge-1", START, START + 3 * DAY)  # reads the partitions
+        assert copied
+        # A copied result an agent sends again is a duplicate, as it was in the SQLite file.
+        first = copied[0]
+        again = store.results.ingest(
+            first.source, [(first.seq, first.result)], None, START, first.outbox
+        )
+        assert (again.stored, again.duplicates) == (0, 1)
     finally:
         store.close()
 

@@ -77,15 +77,7 @@ POSTGRES_SHARE = 1 if SCALE > 1 else 5
 # Bugs of the collector on PostgreSQL the fuzzer finds and its owner has yet to fix: the test's
 # postgresql case is expected to fail (not strict: passing once fixed is no failure).
 # Remove an entry when its bug is fixed.
-RESENT_WITH_ANOTHER_TS = (
-    "PostgreSQL stores a seq sent again with another ts as a new result, where SQLite calls "
-    "it a duplicate: its results' unique key holds ts, the partition key "
-    "(collector/store/results.py)"
-)
-POSTGRES_BUGS = {
-    "test_fuzzed_batches_are_stored_exactly_and_every_read_survives": RESENT_WITH_ANOTHER_TS,
-    "test_content_encodings_of_a_batch": RESENT_WITH_ANOTHER_TS,
-}
+POSTGRES_BUGS: dict[str, str] = {}  # none open
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -92,6 +92,9 @@ KNOWN_BATCHES = [
     one("tesko-mpls", 900_010, ts="2026-W48-1T10:00:00Z"),
     one("tesko-mpls", 900_011, ok=False, error_kind="timeout", detail="no\x00reply"),  # issue 13
     one("tesko-mpls", 900_012, value={"address": "10.99.2.1\x00"}),  # JSON: stored, escaped
+    # issue 13: a seq sent again with another time is a duplicate on PostgreSQL too
+    one("tesko-mpls", 900_013),
+    one("tesko-mpls", 900_013, ts=(datetime.now(UTC) - timedelta(minutes=2)).isoformat()),
 ]
 
 
