@@ -220,14 +220,19 @@ def test_most_phones_of_a_site_are_one_p2_and_one_printer_a_p3(
     for phone in phones:
         whole_lab.remove_device(phone)
     wait_until(lambda: bool(open_incidents(deployment)), 30, "the phones noticed")
+    # Phones are seen down pass by pass: the incident may open on two of them (half of four is
+    # "most") and take in the third when it is seen, a pass later. Waited for, not asserted at
+    # the instant the incident first shows.
     wait_until(
-        lambda: [i["key"] for i in open_incidents(deployment)] == ["devices:dutywa-main:phone"],
+        lambda: (
+            [(i["key"], sorted(i["cause"]["devices"])) for i in open_incidents(deployment)]
+            == [("devices:dutywa-main:phone", phones)]
+        ),
         10,
-        "one incident for the phones",
+        "one incident for the three phones",
     )
     (incident,) = open_incidents(deployment)
     assert incident["priority"] == "P2"
-    assert sorted(incident["cause"]["devices"]) == phones
     whole_lab.remove_device("dm-prn-02")  # one of three printers
     wait_until(lambda: len(open_incidents(deployment)) == 2, 30, "the printer noticed")
     assert sorted((i["key"], i["priority"]) for i in open_incidents(deployment)) == [
