@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Literal
@@ -42,9 +43,28 @@ async def until(check: Callable[[], object], timeout: float = 10.0) -> ProbeResu
             return result
 
 
+def bound_by(process: subprocess.Popen[bytes], port: int, kind: int) -> bool:
+    """Whether `process` itself holds 127.0.0.1:`port`, not merely whether someone does."""
+    table = Path("/proc/net/udp" if kind == socket.SOCK_DGRAM else "/proc/net/tcp")
+    wanted = f"0100007F:{port:04X}"
+    inodes = {
+        row.split()[9] for row in table.read_text().splitlines()[1:] if row.split()[1] == wanted
+    }
+    try:
+        links = {str(fd.readlink()) for fd in Path(f"/proc/{process.pid}/fd").iterdir()}
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return any(f"socket:[{inode}]" in links for inode in inodes)
+
+
 @pytest.fixture
 async def sipp(tmp_path: Path) -> AsyncIterator[Callable[[str, str], int]]:
-    """Start sipp answering with a scenario; return its port."""
+    """Start sipp answering with a scenario; return its port once sipp holds it.
+
+    The port is picked free and then handed to sipp, so another process may take it in
+    between; sipp then exits at start. That is retried on a new port, and any other early
+    exit fails the test with sipp's own words rather than as a probe refused ten seconds on.
+    """
     if shutil.which("sipp") is None:
         if os.environ.get("CI"):
             pytest.fail("sipp (Debian's sip-tester) is missing; CI must run this test")
@@ -55,34 +75,49 @@ async def sipp(tmp_path: Path) -> AsyncIterator[Callable[[str, str], int]]:
         path = tmp_path / f"scenario-{len(processes)}.xml"
         path.write_text(scenario)
         kind = socket.SOCK_DGRAM if transport == "u1" else socket.SOCK_STREAM
-        port = free_port(kind)
-        processes.append(
-            subprocess.Popen(
-                [
-                    "sipp",
-                    "-sf",
-                    str(path),
-                    "-t",
-                    transport,
-                    "-i",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-nostdin",
-                    "-nd",
-                    "-max_recv_loops",
-                    "1000",
-                ],
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        for _ in range(3):
+            port = free_port(kind)
+            log = tmp_path / f"sipp-{len(processes)}.log"
+            with log.open("wb") as output:
+                process = subprocess.Popen(
+                    [
+                        "sipp",
+                        "-sf",
+                        str(path),
+                        "-t",
+                        transport,
+                        "-i",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-nostdin",
+                        "-nd",
+                        "-max_recv_loops",
+                        "1000",
+                    ],
+                    cwd=tmp_path,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append(process)
+            deadline = time.monotonic() + 10
+            while process.poll() is None and not bound_by(process, port, kind):
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"sipp did not bind 127.0.0.1:{port} within 10 s: {log.read_text()}"
+                    )
+                time.sleep(0.02)  # polling interval of a condition wait
+            if process.poll() is None:
+                return port
+        pytest.fail(
+            f"sipp exited at start 3 times, last with {process.returncode}: "
+            f"{log.read_text()[-2000:]}"
         )
-        return port
 
     yield start
     for process in processes:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         process.wait(timeout=10)
 
 
