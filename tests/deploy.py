@@ -6,8 +6,9 @@ the lab's site namespaces). Every process is started as the user would start it,
 
 The collector's database is a SQLite file in the deployment's folder, or a PostgreSQL database
 given as its URL (`deploy(..., database=URL)`). The lab's end-to-end modules run on both: their
-module-scoped collector is parametrised over `BACKENDS`, and `collector_database` gives each
-run its database, a fresh one on the session's PostgreSQL server for the second.
+module-scoped collector is parametrised over `BACKENDS` (tests/conftest.py), and
+`collector_database` gives each run its database, a fresh one on the session's PostgreSQL server
+for the second.
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ from agent.main import OUTBOX_NAME
 from tests import pg
 from tests.conftest import EXAMPLE_INVENTORY
 from tests.lab import Lab, LabError, wait_until
-
-BACKENDS = ("sqlite", "postgresql")  # the collector's databases the lab's modules run on
 
 FAST = {  # the example inventory's timings, made fast enough for an outage to play in seconds
     "  interval: 30s": "  interval: 1s",

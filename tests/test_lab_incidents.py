@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import BACKENDS, Deployment, collector_database, on_lab
+from tests.conftest import BACKENDS
+from tests.deploy import Deployment, collector_database, on_lab
 from tests.lab import Lab, wait_until
 from tests.receivers import MailReceiver, WebhookReceiver
 from tests.test_lab_pipeline import monitored

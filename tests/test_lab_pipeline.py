@@ -20,7 +20,8 @@ import pytest
 
 from probes.plan import build_plan
 from sitewatch.config.files import load_inventory
-from tests.deploy import BACKENDS, Deployment, collector_database, on_lab
+from tests.conftest import BACKENDS
+from tests.deploy import Deployment, collector_database, on_lab
 from tests.lab import Lab, wait_until
 
 pytestmark = pytest.mark.lab

@@ -1,7 +1,8 @@
 """Dashboard sessions in the database, SQLite and PostgreSQL: expiry, the cap, what is stored,
 how often last use is written, and logins that outlive a restart or cross to another process.
 
-Each test runs on both backends (`database_spec`); PostgreSQL is the session's real server.
+Each test runs on both backends (`store`, `database_spec` in tests/conftest.py); PostgreSQL is
+the session's real server.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collector.service import Collector
 from collector.store import DatabaseSpec, Store
 from sitewatch.config.files import load_collector_config
 from tests.browser.conftest import Dashboard, write_config
+from tests.conftest import opened
 
 
 class Clock:
@@ -28,27 +30,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_spec(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseSpec:
-    """A fresh database of the backend the test is parametrised with."""
-    if request.param == "sqlite":
-        return DatabaseSpec(path=tmp_path / "collector.db")
-    return DatabaseSpec(url=request.getfixturevalue("postgres_url"))
-
-
-def opened(spec: DatabaseSpec) -> Iterator[Store]:
-    store = Store(spec)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@pytest.fixture
-def store(database_spec: DatabaseSpec) -> Iterator[Store]:
-    yield from opened(database_spec)
 
 
 @pytest.fixture

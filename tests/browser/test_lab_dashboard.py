@@ -23,7 +23,8 @@ from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.browser.chromium import WAIT_MS, chromium, login, screenshot
 from tests.browser.conftest import PASSWORDS
-from tests.deploy import BACKENDS, Deployment, collector_database, on_lab
+from tests.conftest import BACKENDS
+from tests.deploy import Deployment, collector_database, on_lab
 from tests.lab import Lab, wait_until
 from tests.test_lab_pipeline import monitored
 

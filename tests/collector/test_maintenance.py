@@ -501,7 +501,7 @@ def test_window_json_gives_weekly_days_in_week_order_and_local_times() -> None:
 # -- storage ---------------------------------------------------------------------------------
 
 
-# `store` and `database_spec` (tests/collector/conftest.py): each test on SQLite and PostgreSQL.
+# `store` and `database_spec` (tests/conftest.py): each test on SQLite and PostgreSQL.
 
 
 def test_windows_survive_a_reopen_and_deleted_ones_stay_deleted(

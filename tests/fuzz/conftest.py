@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, Phase, settings
 from collector.store import DatabaseSpec, Store
 from tests import pg
 from tests.browser.conftest import hashes  # noqa: F401 -- the session's password hashes
+from tests.conftest import BACKENDS
 from tests.fuzz.checks import full_reads
 from tests.fuzz.rig import Databases, ErrorLog, Rig, assert_stored_exactly, restarted, running
 
@@ -80,7 +81,7 @@ POSTGRES_SHARE = 1 if SCALE > 1 else 5
 POSTGRES_BUGS: dict[str, str] = {}  # none open
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
     """Where the test's collectors keep their data: SQLite files, or PostgreSQL databases.
 
