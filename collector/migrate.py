@@ -448,7 +448,9 @@ def _copy_table(
                 ).fetchall()
         finished = len(rows) < chunk_rows
         if rows and table.name == "results":
-            days.ensure(_near_days(rows, time.time()))  # each in a transaction of its own
+            chunk_days = {partitions.day_of(row[_RESULT_TS]) for row in rows}
+            near = partitions.near_days(chunk_days, time.time(), DEFAULT_RETENTION)
+            days.ensure(near)  # the days ingest would make, each in a transaction of its own
         with dst.writing() as tx:
             if rows:
                 chunk = [row[:width] for row in rows]
@@ -469,19 +471,6 @@ def _copy_table(
             return chunks
         if stop_after_chunks is not None and chunks >= stop_after_chunks:
             raise Interrupted(f"stopped after {chunks} chunks, as asked")
-
-
-def _near_days(rows: Sequence[Sequence[Any]], now: float) -> set[int]:
-    """Return the days of a chunk of results that get a partition of their own.
-
-    The days collector.store.results makes as batches arrive: from retention's reach to a day
-    ahead. Results beyond, older ones retention deletes next or a clock gone wrong, go to the
-    DEFAULT partition, as they would in ingest, so a wild timestamp never makes a table.
-    """
-    earliest = partitions.day_of(now - DEFAULT_RETENTION - partitions.DAY)
-    latest = partitions.day_of(now + partitions.DAY)
-    days = {partitions.day_of(row[_RESULT_TS]) for row in rows}
-    return {day for day in days if earliest <= day <= latest}
 
 
 def _advance_identities(dst: Database) -> None:

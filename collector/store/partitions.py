@@ -4,8 +4,8 @@ Raw results are partitioned by UTC day (`results_YYYYMMDD`, the range [day start
 start) in Unix seconds), so retention drops a day's table instead of deleting its rows one by
 one. The collector's housekeeping makes today's and the next two days' partitions (`prepare`),
 hourly; a batch's days that still have none get theirs before it is inserted, for days near
-enough to be kept (within [now - retention - 1 day, now + 1 day]), unless that would wait for
-readers (ingest's lock timeout). Results beyond that, a clock gone wrong, or of a day whose
+enough to be kept (`near_days`: [now - retention - 1 day, now + 1 day]), unless that would wait
+for readers (ingest's lock timeout). Results beyond that, a clock gone wrong, or of a day whose
 partition could not be made in time, land in the DEFAULT partition `results_other`, so a wild
 timestamp never makes a table.
 
@@ -48,6 +48,19 @@ def day_of(ts: float) -> int:
 def partition_name(day: int) -> str:
     """Return the name of the partition of the UTC day starting at `day`."""
     return f"results_{datetime.fromtimestamp(day, UTC):%Y%m%d}"
+
+
+def near_days(days: Iterable[int], now: float, retention: float) -> set[int]:
+    """Return those of `days` that get a partition of their own at `now`.
+
+    The window runs from retention's reach (a day of slack before it) to a day ahead, for
+    ingest and for sitewatch migrate alike. Rows of other days, older ones retention deletes
+    next or a clock gone wrong, go to the DEFAULT partition, so a wild timestamp never makes a
+    table.
+    """
+    earliest = day_of(now - retention - DAY)
+    latest = day_of(now + DAY)
+    return {day for day in days if earliest <= day <= latest}
 
 
 class Partitions:

@@ -130,11 +130,9 @@ class Results:
         unless that would wait for long reads of results (PARTITION_WAIT): then that day's rows
         go to the DEFAULT partition, as if it were far off.
         """
-        earliest = partitions.day_of(received - self.retention - partitions.DAY)
-        latest = partitions.day_of(received + partitions.DAY)
         days = {partitions.day_of(row[4]) for row in rows}
         self.partitions.ensure(
-            (day for day in days if earliest <= day <= latest), lock_timeout=PARTITION_WAIT
+            partitions.near_days(days, received, self.retention), lock_timeout=PARTITION_WAIT
         )
         with self.db.writing() as tx:
             stored = copy_new(tx, rows)
