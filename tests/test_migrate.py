@@ -22,7 +22,7 @@ from collector import migrate
 from collector.store import Store
 from collector.store.database import DatabaseSpec, open_database
 from collector.store.schema import SCHEMA
-from probes.result import ProbeResult
+from tests.results import probe_result
 
 ROOT = Path(__file__).resolve().parents[1]
 SITEWATCH = [sys.executable, "-m", "sitewatch.cli"]
@@ -36,18 +36,6 @@ WILD = 4_102_444_800.0  # 2100-01-01: a clock gone wrong
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SITEWATCH, *args], capture_output=True, text=True, check=False, cwd=ROOT, timeout=120
-    )
-
-
-def probe_result(target: str, ts: float, *, ok: bool) -> ProbeResult:
-    return ProbeResult(
-        target,
-        "icmp",
-        datetime.fromtimestamp(ts, UTC),
-        ok,
-        rtt_ms=2.5 if ok else None,
-        loss=0.0 if ok else 1.0,
-        error_kind=None if ok else "timeout",
     )
 
 

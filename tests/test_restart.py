@@ -17,7 +17,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +29,13 @@ from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
 from tests.deploy import Deployment, deploy, free_port
 from tests.lab import wait_until
+from tests.results import probe_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = "alpha-phone"
 
 
 # -- never resolved without positive evidence (the real IncidentBook, a fake clock) -----------
-
-
-def ping(target: str, ts: float, *, ok: bool) -> ProbeResult:
-    return ProbeResult(
-        target,
-        "icmp",
-        datetime.fromtimestamp(ts, UTC),
-        ok,
-        rtt_ms=3.0 if ok else None,
-        loss=0.0 if ok else 1.0,
-        error_kind=None if ok else "timeout",
-    )
 
 
 def open_keys(collector: Collector) -> set[str]:
@@ -68,7 +56,7 @@ def test_an_open_incident_stays_open_until_its_device_is_seen_recovered(tmp_path
         first.warm_up(now=start)
         for n in range(4):  # fail_after is 3 in the example inventory
             ts = start + 30.0 * n
-            first.book.observe("agent", ping(phone, ts, ok=False))
+            first.book.observe("agent", probe_result(phone, ts, ok=False))
             first.book.heard_from(agent, ts, ts)
             first.pipeline.record(*first.pipeline.correlate(ts), ts)
         assert f"device:{phone}" in open_keys(first)
@@ -78,19 +66,19 @@ def test_an_open_incident_stays_open_until_its_device_is_seen_recovered(tmp_path
         second.warm_up(now=restart)
         for step in range(61):  # five minutes: far past the start-up hold of 120 s
             now = restart + 5.0 * step
-            second.book.observe("agent", ping("dutywa-main-mpls", now, ok=True))
+            second.book.observe("agent", probe_result("dutywa-main-mpls", now, ok=True))
             second.book.heard_from(agent, now, now)
             second.pipeline.record(*second.pipeline.correlate(now), now)
             assert f"device:{phone}" in open_keys(second), f"resolved {now - restart:g}s after"
 
         now = restart + 310.0
-        second.book.observe("agent", ping(phone, now, ok=True))  # up, but on one success
+        second.book.observe("agent", probe_result(phone, now, ok=True))  # up, but on one success
         second.book.heard_from(agent, now, now)
         second.pipeline.record(*second.pipeline.correlate(now), now)
         assert f"device:{phone}" in open_keys(second)  # recover_after is 2
 
         now += 30.0
-        second.book.observe("agent", ping(phone, now, ok=True))
+        second.book.observe("agent", probe_result(phone, now, ok=True))
         second.book.heard_from(agent, now, now)
         second.pipeline.record(*second.pipeline.correlate(now), now)
         assert f"device:{phone}" not in open_keys(second)
@@ -234,7 +222,7 @@ def test_an_agent_without_an_outbox_id_keeps_working_and_duplicates_are_shown(
 ) -> None:
     deployment.start_collector()
     now = time.time()
-    batch = [(n, ping("alpha-mpls", now - 10 + n, ok=True)) for n in range(1, 6)]
+    batch = [(n, probe_result("alpha-mpls", now - 10 + n, ok=True)) for n in range(1, 6)]
     assert post_results(deployment, batch) == {"stored": 5, "duplicates": 0}
     assert post_results(deployment, batch) == {"stored": 0, "duplicates": 5}
     assert post_results(deployment, batch[:2]) == {"stored": 0, "duplicates": 2}
@@ -250,8 +238,10 @@ def busy_hour(deployment: Deployment, now: float) -> None:
     """Fill the database with a busy hour: the phone answered, then 110,000 other results."""
     store = Store(deployment.database)
     try:
-        early = [ping(PHONE, now - 3_500.0 + n, ok=True) for n in range(10)]
-        busy = [ping("alpha-prn", now - 3_400.0 + n * 0.025, ok=True) for n in range(110_000)]
+        early = [probe_result(PHONE, now - 3_500.0 + n, ok=True) for n in range(10)]
+        busy = [
+            probe_result("alpha-prn", now - 3_400.0 + n * 0.025, ok=True) for n in range(110_000)
+        ]
         store.ingest(deployment.agent_id("alpha"), list(enumerate([*early, *busy], start=1)),
                      outbox="f" * 32)  # fmt: skip
     finally:
@@ -286,7 +276,7 @@ def test_after_a_restart_a_dead_phone_reads_down_and_its_incident_waits_for_reco
     seq = iter(range(1, 1_000_000))
 
     def report(target: str, *, ok: bool) -> None:
-        post_results(deployment, [(next(seq), ping(target, time.time(), ok=ok))], "e" * 32)
+        post_results(deployment, [(next(seq), probe_result(target, time.time(), ok=ok))], "e" * 32)
 
     for _ in range(3):
         report(PHONE, ok=False)
