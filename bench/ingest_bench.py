@@ -10,7 +10,7 @@ database in the temporary folder ($TMPDIR), and every case stores the very same 
   `executemany` of ready-made row tuples, one transaction per batch;
 - normal: the same with synchronous=NORMAL, durable only at checkpoints, as the store ran until
   acknowledged batches had to be on disk: the difference to plain is what FULL costs;
-- store: `collector.store.Store.ingest` of the batches as (seq, ProbeResult) tuples;
+- store: `Store.results.ingest` of the batches as (seq, ProbeResult) tuples;
 - http: the real collector app (aiohttp, in this process, on 127.0.0.1) taking the batches as
   gzipped JSON posts from a client in a separate process, so that this process's CPU is the
   server's alone: authentication, gunzip, JSON, validation, the store and the state book.
@@ -24,8 +24,8 @@ and synchronous_commit off as for the tests), each case in a fresh database of i
   index or unique key, one transaction per batch: the fastest load PostgreSQL offers;
 - pg-index: the same with the store's unique key and two indexes on the table: what keeping
   results findable and idempotent costs PostgreSQL itself;
-- pg-store: `Store.ingest` on PostgreSQL (COPY into a temporary table, INSERT ... ON CONFLICT
-  DO NOTHING from it, the agent's row, one transaction per batch);
+- pg-store: `Store.results.ingest` on PostgreSQL (COPY into a temporary table, INSERT ...
+  ON CONFLICT DO NOTHING from it, the agent's row, one transaction per batch);
 - pg-http: the real collector app as in `http`, on that store.
 
 This process is pinned to one CPU and the client to the others. PostgreSQL is started before
@@ -280,7 +280,9 @@ def run_store(where: Path | str, arriving: Batches, received: float) -> Figures:
     store = Store(where)
 
     def ingest_all() -> int:
-        return sum(store.ingest(source, items, None, received).stored for source, items in arriving)
+        return sum(
+            store.results.ingest(source, items, None, received).stored for source, items in arriving
+        )
 
     try:
         return measured(ingest_all)

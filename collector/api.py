@@ -512,7 +512,7 @@ def _history_page(
     kinds: tuple[str, ...] | None = None,
 ) -> HistoryPage:
     """Fetch and encode one page, in a worker thread; every row fetched is sent or was."""
-    fetched = store.history(target, span[0], span[1], want, kinds=kinds)
+    fetched = store.results.history(target, span[0], span[1], want, kinds=kinds)
     rows = [row for row in fetched if (row.source, row.outbox, row.seq) not in seen]
     if not rows:
         return HistoryPage("", 0, len(fetched), None, span[0], seen)

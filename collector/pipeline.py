@@ -31,6 +31,7 @@ from collector.ingest import Batch
 from collector.loops import Rounds
 from collector.state import SiteView, StateBook, Vantage
 from collector.store import CENTRE, LEGACY_OUTBOX, IngestOutcome, Store
+from collector.store.agents import last_heard
 from collector.store.status import StatusChange
 from collector.topology import Correlation, Maintained, correlate
 from probes.result import ProbeResult
@@ -135,11 +136,11 @@ class Pipeline:
         """
         now = self.clock.now() if now is None else now
         probed: dict[str, float] = {}
-        for stored in self.store.newest(now - WARM_UP_SECONDS, self.warm_up_depth):
+        for stored in self.store.results.newest(now - WARM_UP_SECONDS, self.warm_up_depth):
             self.book.observe(vantage_of(stored.source), stored.result)
             ts = stored.result.ts.timestamp()
             probed[stored.source] = max(probed.get(stored.source, ts), ts)
-        for agent, (last_seen, heartbeat) in self.store.sources().items():
+        for agent, (last_seen, heartbeat) in last_heard(self.store.db).items():
             # An agent heard before counts as heard now: after a restart it gets its silence
             # allowance again instead of every site being judged on the collector's own gap.
             self.book.heard_from(agent, max(last_seen, now), probed.get(agent))
@@ -173,10 +174,10 @@ class Pipeline:
         if isinstance(results, Batch):
             items, outbox, heartbeat = results.items, results.outbox, results.heartbeat
         else:
-            first = await asyncio.to_thread(self.store.next_sequence, source, len(results))
+            first = await asyncio.to_thread(self.store.results.next_sequence, source, len(results))
             items, outbox, heartbeat = tuple(enumerate(results, start=first)), LEGACY_OUTBOX, None
         outcome = await asyncio.to_thread(
-            self.store.ingest,
+            self.store.results.ingest,
             source,
             items,
             None if heartbeat is None else dict(heartbeat.to_json()),

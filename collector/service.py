@@ -213,7 +213,7 @@ class Collector:
             with rounds.one():
                 await asyncio.to_thread(self.store.results.prepare_days, self.clock.now())
                 older_than = self.clock.now() - self.retention
-                folded = await asyncio.to_thread(self.store.roll_up, older_than)
+                folded = await asyncio.to_thread(self.store.results.roll_up, older_than)
                 if folded:
                     log.info("rolled up %d results older than the retention period", folded)
             await _wait(stop, ROLLUP_EVERY)

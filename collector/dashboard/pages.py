@@ -145,7 +145,7 @@ def _site_data(
     # not use up the rows a chart reads.
     charts = {
         link.id: link_charts(
-            store.history(link.id, start, end, CHART_ROWS, kinds=("icmp",)), start, end, tz
+            store.results.history(link.id, start, end, CHART_ROWS, kinds=("icmp",)), start, end, tz
         )
         for link in view.links
     }
@@ -158,7 +158,7 @@ def _site_data(
         window = max(SUPPLY_WINDOW, 3 * interval)
         readings = [
             row.result
-            for row in store.history(device.id, end - window, end + 1, CHART_ROWS)
+            for row in store.results.history(device.id, end - window, end + 1, CHART_ROWS)
             if row.result.kind == "snmp" and isinstance(row.result.value.get("supplies"), list)
         ]
         latest = readings[-1] if readings else None
