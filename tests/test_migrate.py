@@ -55,10 +55,12 @@ def populated(path: Path, results: int = 700) -> Path:
                 )
                 for n in range(batch, min(batch + 100, results))
             ]
-            store.ingest("main-01", items, {"version": "1"}, now=START, outbox="box-a")
-        store.ingest("centre", [(1, probe_result("edge-0", START + 5, ok=True))], now=START + 6)
-        store.next_sequence("centre", 10)
-        assert store.roll_up(START + 300) > 0  # the first bucket's raw rows become a rollup
+            store.results.ingest("main-01", items, {"version": "1"}, START, outbox="box-a")
+        store.results.ingest(
+            "centre", [(1, probe_result("edge-0", START + 5, ok=True))], None, START + 6
+        )
+        store.results.next_sequence("centre", 10)
+        assert store.results.roll_up(START + 300) > 0  # the first bucket's raw rows become a rollup
     finally:
         store.close()
     with closing(sqlite3.connect(path)) as db, db:
@@ -176,7 +178,7 @@ def test_the_copy_holds_every_row_and_the_collector_carries_on(
     # The collector opens the copy as its own, and its next ids follow the copied ones.
     store = Store(postgres_url)
     try:
-        with store.transaction() as tx:
+        with store.db.writing() as tx:
             (incident,) = tx.execute(
                 "INSERT INTO incidents (key, priority, status, title, cause, sites, "
                 "affected_users, opened_at, due_at) VALUES (?, 'P1', 'open', 't', "
@@ -189,7 +191,7 @@ def test_the_copy_holds_every_row_and_the_collector_carries_on(
                 (incident,),
             ).fetchone()
         assert (incident, notification) == (8, 71)
-        copied = store.history("edge-1", START, START + 3 * DAY)  # reads the partitions
+        copied = store.results.history("edge-1", START, START + 3 * DAY)  # reads the partitions
         assert copied
         # A copied result an agent sends again is a duplicate, as it was in the SQLite file.
         first = copied[0]
@@ -265,7 +267,7 @@ def test_a_target_holding_other_data_is_refused(tmp_path: Path, postgres_url: st
 
 def test_a_target_a_collector_already_used_is_refused(tmp_path: Path, postgres_url: str) -> None:
     store = Store(postgres_url)
-    store.ingest("main-01", [(1, probe_result("edge-0", START, ok=True))], now=START)
+    store.results.ingest("main-01", [(1, probe_result("edge-0", START, ok=True))], None, START)
     store.close()
     source = populated(tmp_path / "collector.db", results=100)
 

@@ -242,8 +242,13 @@ def busy_hour(deployment: Deployment, now: float) -> None:
         busy = [
             probe_result("alpha-prn", now - 3_400.0 + n * 0.025, ok=True) for n in range(110_000)
         ]
-        store.ingest(deployment.agent_id("alpha"), list(enumerate([*early, *busy], start=1)),
-                     outbox="f" * 32)  # fmt: skip
+        store.results.ingest(
+            deployment.agent_id("alpha"),
+            list(enumerate([*early, *busy], start=1)),
+            None,
+            now,
+            outbox="f" * 32,
+        )
     finally:
         store.close()
 

@@ -169,7 +169,7 @@ async def test_a_heartbeat_with_a_field_the_collector_does_not_know_still_ships(
         shipper = real.shipper(outbox, HEARTBEAT | {"solar_volts": 12})
         assert await shipper.ship_once() == 2
         assert outbox.depth() == 0
-    assert real.store.sequences(AGENT) == [1, 2]
+    assert real.store.results.sequences(AGENT) == [1, 2]
     assert real.collector.heartbeats["tesko"].version == "0.1.0"  # the known fields are kept
 
 
@@ -183,7 +183,7 @@ async def test_a_bad_heartbeat_is_refused_and_the_results_are_stored(
         with caplog.at_level(logging.WARNING, logger="agent.shipper"):
             assert await shipper.ship_once() == 1
         assert outbox.depth() == 0
-    assert real.store.sequences(AGENT) == [1]
+    assert real.store.results.sequences(AGENT) == [1]
     assert real.collector.heartbeats == {}
     assert "refused our heartbeat: heartbeat.outbox_depth: must be a whole number" in caplog.text
     async with real.session.get(f"{real.url}/metrics") as response:
@@ -215,7 +215,9 @@ async def test_too_old_results_are_set_aside_together_in_one_round_trip(
         assert await shipper.ship_once() == 7
         assert len(real.posts) == 2
         assert outbox.depth() == 0
-    assert real.store.sequences(AGENT) == [s for n, s in enumerate(seqs) if n not in (2, 5, 8)]
+    assert real.store.results.sequences(AGENT) == [
+        s for n, s in enumerate(seqs) if n not in (2, 5, 8)
+    ]
 
 
 def wide(n: int) -> dict[str, Any]:
@@ -242,7 +244,7 @@ async def test_a_batch_over_the_value_cap_is_halved_and_then_stored(
         assert outbox.depth() == 0
         assert await shipper.ship_once() == 0  # caught up: full batches again
         assert shipper.batch_size == BATCH_SIZE
-    assert real.store.sequences(AGENT) == seqs
+    assert real.store.results.sequences(AGENT) == seqs
     assert len(real.posts) == 3  # one refused, two stored
 
 

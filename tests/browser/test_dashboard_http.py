@@ -468,7 +468,9 @@ async def test_the_site_page_shows_links_devices_charts_supplies_and_its_chain(
         snmp_result("alpha-prn", now),
     ]
     store = dashboard.collector.store
-    await asyncio.to_thread(store.ingest, "alpha-agent", list(enumerate(results, 1)))
+    await asyncio.to_thread(
+        store.results.ingest, "alpha-agent", list(enumerate(results, 1)), None, now.timestamp()
+    )
     open_incident(dashboard)
     assert await dashboard.login("screen") == 303
     status, html = await dashboard.page("/sites/alpha")
@@ -512,7 +514,7 @@ async def test_the_reports_page_shows_the_month_and_downloads_its_csv(
 ) -> None:
     incident_id = open_incident(dashboard, title="<b>cut</b> off")
     store = dashboard.collector.store
-    with store.transaction() as db:  # make it major: the report lists major incidents
+    with store.db.writing() as db:  # make it major: the report lists major incidents
         db.execute("UPDATE incidents SET major = 1 WHERE id = ?", (incident_id,))
     assert await dashboard.login("screen") == 303
     # this month where the organisation is: the page's default (not UTC's, on a month's last night)

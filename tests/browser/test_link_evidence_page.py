@@ -132,8 +132,11 @@ def centre_sweeps(server: Served, results: list[ProbeResult]) -> None:
     """Put the centre's results where its sweep puts them: the store, then the state book."""
     store, book = server.collector.store, server.collector.book
 
-    first = store.next_sequence(CENTRE, len(results))  # the store takes writes from any thread
-    store.ingest(CENTRE, tuple(enumerate(results, start=first)))
+    # the store takes writes from any thread
+    first = store.results.next_sequence(CENTRE, len(results))
+    store.results.ingest(
+        CENTRE, tuple(enumerate(results, start=first)), None, server.collector.clock.now()
+    )
 
     async def sweep() -> None:
         for result in results:

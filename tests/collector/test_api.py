@@ -76,7 +76,7 @@ async def post(client: TestClient[Any, Any], agent: str, body: object) -> tuple[
 
 
 def stored(client: TestClient[Any, Any], agent: str) -> list[int]:
-    return STORES[client].sequences(agent)
+    return STORES[client].results.sequences(agent)
 
 
 async def test_results_are_stored_once_however_often_they_are_sent(
@@ -370,7 +370,7 @@ async def test_sites_carry_their_availability_from_the_status_log(
     client: TestClient[Any, Any],
 ) -> None:
     now = datetime.now(UTC).timestamp()
-    with STORES[client].transaction() as db:
+    with STORES[client].db.writing() as db:
         db.executemany(
             "INSERT INTO status_log (entity, ts, status) VALUES (?, ?, ?)",
             [

@@ -19,6 +19,7 @@ from collector import api
 from collector.api import LOOP_ENDED, build_app
 from collector.service import Collector
 from collector.store import CENTRE, Store
+from collector.store.agents import last_heard
 from sitewatch.config.files import load_collector_config
 
 DEADLINE = 10.0  # seconds any awaited condition may take before the test fails
@@ -65,12 +66,14 @@ def running_loops() -> set[str]:
 
 def swept(store: Store) -> bool:
     """Whether the centre's ping of alpha-mpls's edge is stored (any time: the wall clock's)."""
-    rows = store.history("alpha-mpls", 0.0, 2**40, 10)
+    rows = store.results.history("alpha-mpls", 0.0, 2**40, 10)
     return any(row.source == CENTRE for row in rows)
 
 
 async def test_the_test_server_runs_the_real_loops_and_stops_them(collector: Collector) -> None:
-    assert CENTRE not in collector.store.sources()  # nothing from the centre before the app runs
+    assert CENTRE not in last_heard(
+        collector.store.db
+    )  # nothing from the centre before the app runs
     async with TestClient(TestServer(build_app(collector, loops=True))) as client:
         assert running_loops() == LOOP_NAMES
         # the correlation loop's pass, without the test calling correlate()

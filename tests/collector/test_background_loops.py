@@ -198,7 +198,7 @@ async def test_a_correlation_pass_failing_on_the_store_is_logged_once(
         "a correlation pass recovered after 3 failed rounds"
     ]
     assert fault.raised == 3
-    with store.reading() as db:
+    with store.db.reading() as db:
         (alive_until,) = db.execute("SELECT alive_until FROM collector").fetchone()
     assert alive_until > 1_000.0  # the pass that worked did its work
 

@@ -51,8 +51,8 @@ def pings(first: float, last: float, *, ok: bool = True) -> list[ProbeResult]:
 
 
 def ingest(store: Store, source: str, results: list[ProbeResult], received: float) -> None:
-    first = len(store.sequences(source))
-    store.ingest(source, list(enumerate(results, start=first)), None, now=received)
+    first = len(store.results.sequences(source))
+    store.results.ingest(source, list(enumerate(results, start=first)), None, received)
 
 
 def correlate_at(collector: Collector, now: float) -> None:
@@ -97,7 +97,7 @@ def tesko(store: Store, start: float = START, end: float = END) -> Durations:
 
 
 def live_rows(store: Store) -> list[tuple[str, float, str]]:
-    with store.reading() as db:
+    with store.db.reading() as db:
         return list(
             db.execute("SELECT entity, ts, status FROM status_log WHERE gap IS NULL ORDER BY rowid")
         )
@@ -157,7 +157,7 @@ def test_a_second_batch_of_late_results_rebuilds_the_gap_again(store: Store) -> 
     ingest(store, "tesko-01", pings(START + 1_800.0, END - 30.0), END + 300.0)
     assert rebuild_due(store, END + 240.0) == [history.Gap(1, START, END, END + 60.0)]
     assert tesko(store) == Durations(up=3_600.0)
-    with store.reading() as db:  # the first rebuild's rows were replaced, not piled up
+    with store.db.reading() as db:  # the first rebuild's rows were replaced, not piled up
         rows = db.execute(
             "SELECT ts, status FROM status_log WHERE entity = ? AND gap IS NOT NULL",
             ("site:tesko",),
@@ -203,7 +203,7 @@ def test_the_collector_records_its_gap_when_it_restarts(store: Store) -> None:
     # died before its first pass: the next start reports the same gap, longer
     Collector(CONFIG, store).warm_up(now=6_000.0)
     assert StatusLog(store.db).gaps(0.0) == [history.Gap(gap.id, 1_010.0, 6_000.0, None)]
-    with store.reading() as db:  # the rows rebuilt for the shorter gap would hold too long
+    with store.db.reading() as db:  # the rows rebuilt for the shorter gap would hold too long
         rebuilt = db.execute("SELECT count(*) FROM status_log WHERE gap IS NOT NULL")
         assert rebuilt.fetchone() == (0,)
 
@@ -239,7 +239,7 @@ def two_outboxes(store: Store, first: float) -> None:
     """Store three pings from each of two outboxes of one agent, numbered 1-3 in both."""
     for outbox in OUTBOXES:
         numbered = [(n, probe(first + n)) for n in (1, 2, 3)]
-        store.ingest("tesko-01", numbered, None, now=first + 10, outbox=outbox)
+        store.results.ingest("tesko-01", numbered, None, first + 10, outbox=outbox)
 
 
 def test_replayed_results_read_in_chunks_keep_both_outboxes(

@@ -391,7 +391,7 @@ class Gate:
     """Holds the store's history reads until opened; counts the reads waiting at it."""
 
     def __init__(self, store: Store) -> None:
-        self.real, self.open, self.waiting = store.history, threading.Event(), 0
+        self.real, self.open, self.waiting = store.results.history, threading.Event(), 0
         self.threads: set[str] = set()
         self._lock = threading.Lock()
 
@@ -415,7 +415,7 @@ async def test_a_token_may_run_two_history_reads_at_once_and_gets_429_beyond(
     front: Front, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(front.collector.store)
-    monkeypatch.setattr(front.collector.store, "history", gate.history)
+    monkeypatch.setattr(front.collector.store.results, "history", gate.history)
     path = "/api/v1/history?target=tesko-mpls&limit=100000"
     running = [asyncio.create_task(front.call("GET", path, token=STAFF)) for _ in range(2)]
     await until(lambda: gate.waiting == 1, "the first read at the gate")
@@ -459,7 +459,7 @@ async def test_health_does_not_wait_behind_the_stores_connection(front: Front) -
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with front.collector.store.reading():
+        with front.collector.store.db.reading():
             held.set()
             release.wait(DEADLINE)
 
@@ -689,7 +689,7 @@ async def test_history_pages_send_every_row_once_even_when_rows_share_a_time(
     assert len(rows) == min(limit, 9)
     assert [row["ts"] for row in rows] == sorted(row["ts"] for row in rows)
     assert ("X-SiteWatch-Truncated" in headers) == (limit <= 9)
-    whole = front.collector.store.history("tesko-mpls", 0, 2e9, 100)
+    whole = front.collector.store.results.history("tesko-mpls", 0, 2e9, 100)
     assert len({(r.source, r.seq) for r in whole}) == 9
 
 
@@ -700,7 +700,7 @@ async def test_one_token_in_any_spelling_shares_its_two_history_slots(
     front: Front, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(front.collector.store)
-    monkeypatch.setattr(front.collector.store, "history", gate.history)
+    monkeypatch.setattr(front.collector.store.results, "history", gate.history)
     path = "/api/v1/history?target=tesko-mpls&limit=100000"
     spellings = [f"Bearer {STAFF}", f"bearer  {STAFF}", f"BEARER {STAFF} ", f"bEaReR {STAFF}"]
 
@@ -734,7 +734,7 @@ async def test_site_pages_are_limited_per_session_and_read_in_the_large_read_poo
     front: Front, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(front.collector.store)
-    monkeypatch.setattr(front.collector.store, "history", gate.history)
+    monkeypatch.setattr(front.collector.store.results, "history", gate.history)
     cookie = _session(front, "viewer")
     running = [asyncio.create_task(_page(front, "/sites/tesko", cookie)) for _ in range(2)]
     await until(lambda: gate.waiting == 1, "the first page's read at the gate")

@@ -76,7 +76,7 @@ def book_of(store: Store, notifiers: tuple[WebhookNotifier, ...] = (HOOK,)) -> I
 
 
 def rows(store: Store, query: str) -> list[tuple[object, ...]]:
-    with store.reading() as db:
+    with store.db.reading() as db:
         return list(db.execute(query).fetchall())
 
 

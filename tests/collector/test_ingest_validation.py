@@ -24,6 +24,7 @@ from collector.api import MAX_BATCH_VALUES, PARSE_OFF_LOOP, build_app
 from collector.body import count_values
 from collector.service import Collector
 from collector.store import DEFAULT_RETENTION, Store
+from collector.store.agents import last_heard
 from probes.result import ProbeResult, format_ts
 from probes.snmp import _supply
 from sitewatch import __version__
@@ -110,7 +111,7 @@ async def test_bad_fields_are_a_422_naming_them(
     status, reply = await post(client, text)
     assert (status, reply["error"]["code"]) == (422, "invalid")
     assert field in reply["error"]["message"]
-    assert store.sequences(AGENT) == []
+    assert store.results.sequences(AGENT) == []
 
 
 @pytest.mark.parametrize(
@@ -129,7 +130,7 @@ async def test_nan_and_infinity_are_refused_wherever_they_are(
     status, reply = await post(client, text)
     assert status in (400, 422)  # the body decoder may refuse the token before ingest sees it
     assert reply["error"]["message"]
-    assert store.sequences(AGENT) == []
+    assert store.results.sequences(AGENT) == []
 
 
 async def test_a_result_older_than_the_raw_retention_is_refused_with_the_limit(
@@ -143,7 +144,7 @@ async def test_a_result_older_than_the_raw_retention_is_refused_with_the_limit(
     assert message.startswith("results[1].result.ts: ")
     assert "older than the collector keeps raw results (nothing before " in message
     assert reply["error"]["index"] == 1
-    assert store.sequences(AGENT) == []
+    assert store.results.sequences(AGENT) == []
     batch = [result(ts=format_ts(old)) if n % 3 == 1 else result() for n in range(10)]
     status, reply = await post(client, body(*batch, result(kind="telnet")))
     assert status == 422  # every refused result named in one reply, nothing partial stored
@@ -155,7 +156,7 @@ async def test_a_result_older_than_the_raw_retention_is_refused_with_the_limit(
         "results[10].result.kind: must be one"
     )
     assert reply["error"]["index"] == 1
-    assert store.sequences(AGENT) == []
+    assert store.results.sequences(AGENT) == []
     year_one = await post(client, body(result(ts="0001-01-01T00:00:00Z")))
     assert year_one[0] == 422
     recent = datetime.now(UTC) - timedelta(seconds=DEFAULT_RETENTION - 3_600)
@@ -191,8 +192,8 @@ async def test_a_bad_heartbeat_is_dropped_naming_its_field_and_the_results_kept(
     assert status == 200, reply
     assert reply["stored"] == 1
     assert reply["heartbeat"]["refused"].startswith(field)
-    assert store.sequences(AGENT) == [1]
-    assert store.sources()[AGENT][1] in (None, {})  # nothing of the heartbeat is kept
+    assert store.results.sequences(AGENT) == [1]
+    assert last_heard(store.db)[AGENT][1] in (None, {})  # nothing of the heartbeat is kept
     assert "tesko" not in COLLECTORS[id(client)].heartbeats
     response = await client.get("/api/v1/sites/tesko", headers={"Authorization": f"Bearer {STAFF}"})
     assert response.status == 200
@@ -213,7 +214,7 @@ async def test_an_unknown_heartbeat_field_is_ignored_and_the_rest_kept(
         200,
         {"stored": 1, "duplicates": 0, "ignored": ["heartbeat.battery_percent"]},
     )
-    assert store.sources()[AGENT][1] == {"version": "9.0.0", "outbox_depth": 3}
+    assert last_heard(store.db)[AGENT][1] == {"version": "9.0.0", "outbox_depth": 3}
     metrics = await (await client.get("/metrics")).text()
     assert 'sitewatch_ingest_keys_ignored_total{agent="tesko-01"} 1.0' in metrics
 
@@ -253,7 +254,7 @@ async def test_a_large_batch_is_parsed_in_a_thread_with_the_same_answers(
     text = body(*batch)
     assert len(text) > PARSE_OFF_LOOP
     assert (await post(client, text))[0] == 200
-    assert len(store.sequences(AGENT)) == 1_200
+    assert len(store.results.sequences(AGENT)) == 1_200
     status, reply = await post(client, text[:-1])
     assert (status, reply["error"]["code"]) == (400, "bad_json")
     old = format_ts(datetime.now(UTC) - timedelta(seconds=DEFAULT_RETENTION + 60))
@@ -291,7 +292,7 @@ async def test_a_flat_list_of_8_million_numbers_is_413_before_it_is_decoded(
     error = (await response.json())["error"]
     assert (response.status, error["code"]) == (413, "too_many_values")  # 422 once decoded
     assert "send smaller batches" in error["message"]
-    assert store.sequences(AGENT) == []
+    assert store.results.sequences(AGENT) == []
 
 
 async def test_the_agents_largest_batch_of_its_largest_results_is_well_under_the_value_cap(
@@ -310,4 +311,4 @@ async def test_the_agents_largest_batch_of_its_largest_results_is_well_under_the
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Encoding": "gzip"},
     )
     assert (response.status, (await response.json())["stored"]) == (200, BATCH_SIZE)
-    assert len(store.sequences(AGENT)) == BATCH_SIZE
+    assert len(store.results.sequences(AGENT)) == BATCH_SIZE

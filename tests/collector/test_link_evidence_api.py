@@ -124,7 +124,9 @@ def stored_readings(client: TestClient[Any, Any], now: datetime) -> None:
         ProbeResult("wv-prn-01", "icmp", now - timedelta(seconds=5), True, rtt_ms=1.0),
         ProbeResult("wv-prn-01", "snmp", now - timedelta(seconds=4), True),
     ]
-    STORES[client].ingest("willowvale-01", list(enumerate(readings, start=1)))
+    STORES[client].results.ingest(
+        "willowvale-01", list(enumerate(readings, start=1)), None, now.timestamp()
+    )
 
 
 async def history(client: TestClient[Any, Any], query: str) -> tuple[int, Any]:

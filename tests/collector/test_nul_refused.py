@@ -116,8 +116,8 @@ async def test_a_batch_with_nul_in_a_text_field_is_refused_whole(
     assert reply["error"]["message"].startswith(message)
     assert [r["index"] for r in reply["error"]["refused"]] == [1]
     store = front.collector.store
-    assert store.sequences(AGENT) == [1]  # nothing of the refused batch, not even seq 2
-    (kept,) = store.history("tesko-mpls", 0, FAR)
+    assert store.results.sequences(AGENT) == [1]  # nothing of the refused batch, not even seq 2
+    (kept,) = store.results.history("tesko-mpls", 0, FAR)
     assert kept.result.detail == "stored before"  # what was taken before still reads back
 
 
@@ -125,7 +125,7 @@ async def test_an_outbox_with_nul_is_refused(front: Front) -> None:
     status, reply = await ingest(front, batch(result(), outbox="0" * 31 + NUL))
     assert (status, reply["error"]["code"]) == (422, "invalid")
     assert reply["error"]["message"].startswith("outbox:")
-    assert front.collector.store.sequences(AGENT) == []
+    assert front.collector.store.results.sequences(AGENT) == []
 
 
 async def test_nul_inside_a_value_is_json_and_is_stored(front: Front) -> None:
@@ -133,7 +133,7 @@ async def test_nul_inside_a_value_is_json_and_is_stored(front: Front) -> None:
     value = {"address": "10.0.0.1" + NUL, "sent": 3, "received": 3}
     status, reply = await ingest(front, batch(result(value=value)))
     assert (status, reply["stored"]) == (200, 1)
-    (kept,) = front.collector.store.history("tesko-mpls", 0, FAR)
+    (kept,) = front.collector.store.results.history("tesko-mpls", 0, FAR)
     assert kept.result.value == value
     # ... and the line a link's evidence quotes it in (the status log's text column) has none
     assert result_detail(kept.result) == "10.0.0.1\ufffd: 12.5 ms"

@@ -17,6 +17,7 @@ from collector.ingest import Batch
 from collector.service import Collector
 from collector.state import SILENT_AFTER_AT_LEAST, StateBook, silence_allowance
 from collector.store import CENTRE, IngestOutcome, Store, status
+from collector.store.agents import last_heard
 from collector.store.status import Gap, StatusChange, StatusLog
 from collector.topology import Correlation
 from probes.result import ProbeResult
@@ -61,7 +62,7 @@ async def test_the_centres_sweep_is_numbered_stored_and_moves_the_centres_view(
         assert outcome == IngestOutcome(1, 0)
     assert pipeline.changed.is_set()  # the third failure put the edge down: correlate now
     assert pipeline.book.targets["willowvale-mpls", "icmp", "centre"].status == "down"
-    numbers = store.sequences(CENTRE)
+    numbers = store.results.sequences(CENTRE)
     assert len(numbers) == 3
     assert numbers == sorted(set(numbers))  # each sweep numbered after the one before
     assert pipeline.ingested == 0  # counted for agents only, as /metrics says
@@ -86,7 +87,7 @@ async def test_an_agents_batch_is_stored_and_heard_at_the_clocks_time(store: Sto
     assert pipeline.book.probed["tesko"] == T0 + 2
     assert pipeline.book.clock_offset["tesko"] == 10.0  # received at T0 + 10 by its clock's T0
     assert pipeline.heartbeats["tesko"] == heartbeat
-    assert store.sources()["tesko-01"][0] == T0 + 10  # the contact stored is the clock's
+    assert last_heard(store.db)["tesko-01"][0] == T0 + 10  # the contact stored is the clock's
     assert pipeline.ingested == 2
 
     assert await pipeline.observe("tesko-01", batch) == IngestOutcome(0, 2)  # sent again
@@ -126,7 +127,7 @@ async def test_a_pass_logs_at_the_time_its_clock_gives(store: Store) -> None:
     async with asyncio.timeout(10):
         await pipeline.run(stop)
 
-    with store.reading() as db:
+    with store.db.reading() as db:
         logged = db.execute("SELECT entity, ts FROM status_log").fetchall()
         (alive_until,) = db.execute("SELECT alive_until FROM collector").fetchone()
     assert {entity for entity, _ in logged} == entities()
@@ -152,7 +153,7 @@ def test_one_silence_allowance_for_every_judge() -> None:
 
 def log_rows(store: Store) -> list[tuple[object, ...]]:
     """Return the status log's rows; of one time, the live rows first (NULL sorts apart)."""
-    with store.reading() as db:
+    with store.db.reading() as db:
         rows = db.execute(
             "SELECT entity, ts, status, gap, evidence FROM status_log "
             "ORDER BY ts, coalesce(gap, 0), entity"
@@ -198,17 +199,17 @@ def test_a_gap_is_due_once_results_of_its_time_arrive_after_it(
     log.mark_gap(["site:tesko"], 1_000.0)
     log.mark_gap(["site:tesko"], 2_000.0)  # down from 1,000 to 2,000
     assert log.due(0.0, warm_up=60.0) == []  # nothing of its time received
-    store.ingest("tesko-01", [(1, ping("tesko-mpls", 950.0))], None, now=990.0)
+    store.results.ingest("tesko-01", [(1, ping("tesko-mpls", 950.0))], None, 990.0)
     assert log.due(0.0, warm_up=60.0) == []  # received before the gap began: nothing new
     later = [(2, ping("tesko-mpls", 1_200.0)), (3, ping("tesko-mpls", 1_500.0))]
-    store.ingest("tesko-01", later, None, now=2_100.0)
+    store.results.ingest("tesko-01", later, None, 2_100.0)
     [gap] = log.due(0.0, warm_up=60.0)
     assert (gap.start, gap.end) == (1_000.0, 2_000.0)
     assert log.due(2_000.0, warm_up=60.0) == []  # a gap ended by then is not looked at
     log.replace(gap, [], 2_150.0)
     assert log.due(0.0, warm_up=60.0) == []  # rebuilt since they arrived
 
-    store.ingest(CENTRE, [(1, ping("tesko-mpls", 1_200.0, ok=False))], None, now=2_100.0)
+    store.results.ingest(CENTRE, [(1, ping("tesko-mpls", 1_200.0, ok=False))], None, 2_100.0)
     monkeypatch.setattr(status, "READ_CHUNK", 1)  # one row a query: each resumes after the last
     read = [(source, result.ts.timestamp()) for source, result in log.results(900.0, 2_000.0)]
     assert read == [
@@ -241,7 +242,7 @@ async def test_a_failed_reconcile_does_not_log_the_changes_again(store: Store) -
     async with asyncio.timeout(30):
         await pipeline.run(stop)
     assert len(calls) == 2
-    with store.reading() as db:
+    with store.db.reading() as db:
         rows = db.execute(
             "SELECT entity, count(*) FROM status_log WHERE gap IS NULL GROUP BY entity"
         ).fetchall()

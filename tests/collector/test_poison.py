@@ -66,14 +66,14 @@ def poison(store: Store, now: float) -> int:
         ProbeResult("alpha-mpls", "icmp", datetime(1, 1, 1, tzinfo=UTC), ok=False),
         ProbeResult("alpha-mpls", "icmp", recent, ok=True, rtt_ms=-5, loss=7),
     ]  # fmt: skip
-    store.ingest("alpha-01", list(enumerate(results, start=1)), heartbeat=None, now=now)
+    store.results.ingest("alpha-01", list(enumerate(results, start=1)), None, now)
     heartbeats: dict[str, dict[str, Any]] = {
         "alpha-01": {"version": "0.1.0", "outbox_depth": int("9" * 400)},
         "evil-01": {"version": "0.1" + SURROGATE, "dropped": float("nan"),
                     "host": {"value": {"cpu_percent": float("inf")}}},
     }  # fmt: skip
     for agent, heartbeat in heartbeats.items():
-        store.ingest(agent, [], heartbeat=heartbeat, now=now)
+        store.results.ingest(agent, [], heartbeat, now)
     with store.db.writing() as db:
         (incident,) = db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "
@@ -205,7 +205,7 @@ def deep(store: Store, now: float) -> int:
         "alpha-prn": ("snmp", '{"profile": "printer", "supplies": ' + nested + "}"),
         "alpha-mpls": ("icmp", '{"rtt_avg_ms": 4.0, "samples": ' + nested + "}"),
     }
-    with store.transaction() as db:
+    with store.db.writing() as db:
         for seq, (target, (kind, value)) in enumerate(values.items(), start=1):
             db.execute(
                 "INSERT INTO results VALUES ('alpha-01', ?, ?, ?, ?, 1, 4.0, 0.0, ?, NULL, '',"

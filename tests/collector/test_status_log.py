@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def log_rows(store: Store) -> list[tuple[str, float, str]]:
-    with store.reading() as db:
+    with store.db.reading() as db:
         return list(db.execute("SELECT entity, ts, status FROM status_log ORDER BY rowid"))
 
 
@@ -77,7 +77,7 @@ async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store
 
 def evidence_rows(store: Store) -> dict[str, tuple[str, str | None]]:
     """Return each entity's newest status in the log, with the evidence logged for it."""
-    with store.reading() as db:
+    with store.db.reading() as db:
         rows = db.execute("SELECT entity, status, evidence FROM status_log ORDER BY rowid")
         return {entity: (status, evidence) for entity, status, evidence in rows}
 

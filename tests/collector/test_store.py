@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 
 from collector.service import Collector
 from collector.store import MIGRATIONS, ROLLUP_SECONDS, Store, StoreError
+from collector.store.agents import last_heard
 from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 B = 1_800_000_000  # the start of a 5-minute bucket: 1_800_000_000 % 300 == 0
-NOW = B + 86_400.0  # when the collector received everything, for `ingest(now=...)`
+NOW = B + 86_400.0  # when the collector received everything: `Results.ingest`'s `received`
 
 
 def result(
@@ -48,7 +49,9 @@ def raw_rows(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 def rollups(store: Store, target: str = "gw") -> dict[tuple[str, str, int], dict[str, Any]]:
     """Return a target's rollups keyed by (kind, source, bucket)."""
-    return {(r["kind"], r["source"], r["bucket"]): r for r in store.rollups(target, 0, 2 * NOW)}
+    return {
+        (r["kind"], r["source"], r["bucket"]): r for r in store.results.rollups(target, 0, 2 * NOW)
+    }
 
 
 # -- ingest ---------------------------------------------------------------------------------
@@ -56,28 +59,32 @@ def rollups(store: Store, target: str = "gw") -> dict[tuple[str, str, int], dict
 
 def test_ingest_stores_each_source_and_seq_once_and_counts_the_rest(store: Store) -> None:
     first = numbered(1, result(B + 1, 1.0), result(B + 2, 2.0))
-    outcome = store.ingest("a", first, now=NOW)
+    outcome = store.results.ingest("a", first, None, NOW)
     assert (outcome.stored, outcome.duplicates) == (2, 0)
-    outcome = store.ingest("a", first, now=NOW)  # the reply was lost; the agent sends again
+    outcome = store.results.ingest(
+        "a", first, None, NOW
+    )  # the reply was lost; the agent sends again
     assert (outcome.stored, outcome.duplicates) == (0, 2)
     resent = numbered(2, result(B + 2, 99.0, ok=False), result(B + 3, 3.0))  # 2 again, changed
-    outcome = store.ingest("a", resent, now=NOW)
+    outcome = store.results.ingest("a", resent, None, NOW)
     assert (outcome.stored, outcome.duplicates) == (1, 1)
-    within = store.ingest("a", [(4, result(B + 4)), (4, result(B + 5))], now=NOW)
+    within = store.results.ingest("a", [(4, result(B + 4)), (4, result(B + 5))], None, NOW)
     assert (within.stored, within.duplicates) == (1, 1)  # a batch repeating itself, too
-    other = store.ingest("b", numbered(1, result(B + 1, 5.0)), now=NOW)  # same seq, other source
+    other = store.results.ingest(
+        "b", numbered(1, result(B + 1, 5.0)), None, NOW
+    )  # same seq, other source
     assert (other.stored, other.duplicates) == (1, 0)
-    assert store.sequences("a") == [1, 2, 3, 4]
-    assert store.sequences("b") == [1]
-    by_seq = {s.seq: s.result for s in store.history("gw", B, B + 10) if s.source == "a"}
+    assert store.results.sequences("a") == [1, 2, 3, 4]
+    assert store.results.sequences("b") == [1]
+    by_seq = {s.seq: s.result for s in store.results.history("gw", B, B + 10) if s.source == "a"}
     assert by_seq[2] == result(B + 2, 2.0)  # the first copy stays; a resend changes nothing
     assert by_seq[4] == result(B + 4)
 
 
 def test_ingest_records_contact_and_keeps_the_last_heartbeat(store: Store) -> None:
-    store.ingest("a", numbered(1, result(B)), heartbeat={"depth": 7}, now=NOW)
-    store.ingest("a", numbered(2, result(B + 1)), heartbeat=None, now=NOW + 30)
-    assert store.sources() == {"a": (NOW + 30, {"depth": 7})}
+    store.results.ingest("a", numbered(1, result(B)), {"depth": 7}, NOW)
+    store.results.ingest("a", numbered(2, result(B + 1)), None, NOW + 30)
+    assert last_heard(store.db) == {"a": (NOW + 30, {"depth": 7})}
 
 
 # -- history --------------------------------------------------------------------------------
@@ -95,15 +102,17 @@ def test_history_is_start_inclusive_end_exclusive_and_oldest_first(store: Store)
         error_kind="unexpected",
         detail="503 Service Unavailable",
     )
-    store.ingest("b", [(1, result(B + 20)), (2, result(B)), (3, result(B + 30))], now=NOW)
-    store.ingest("a", [(7, full), (8, result(B + 20)), (9, result(B + 20, target="sw"))], now=NOW)
-    found = store.history("gw", B, B + 30)
+    store.results.ingest("b", [(1, result(B + 20)), (2, result(B)), (3, result(B + 30))], None, NOW)
+    store.results.ingest(
+        "a", [(7, full), (8, result(B + 20)), (9, result(B + 20, target="sw"))], None, NOW
+    )
+    found = store.results.history("gw", B, B + 30)
     assert [(s.source, s.seq) for s in found] == [("b", 2), ("a", 7), ("a", 8), ("b", 1)]
     assert found[1].result == full  # every field survives the round trip
     assert found[0].result.ts == datetime.fromtimestamp(B, UTC)
-    assert [s.seq for s in store.history("gw", B + 0.5, B + 30.5)] == [7, 8, 1, 3]
-    assert store.history("gw", B + 21, B + 30) == []
-    assert [s.seq for s in store.history("gw", B, B + 31, limit=2)] == [2, 7]
+    assert [s.seq for s in store.results.history("gw", B + 0.5, B + 30.5)] == [7, 8, 1, 3]
+    assert store.results.history("gw", B + 21, B + 30) == []
+    assert [s.seq for s in store.results.history("gw", B, B + 31, limit=2)] == [2, 7]
 
 
 # -- next_sequence --------------------------------------------------------------------------
@@ -116,7 +125,7 @@ def test_next_sequence_reserves_disjoint_ranges_across_reopen(tmp_path: Path) ->
         store = Store(path)
         try:
             for source, count in [*(("centre", c) for c in counts), ("other", 2)]:
-                first = store.next_sequence(source, count)
+                first = store.results.next_sequence(source, count)
                 reserved[source].append(range(first, first + count))
         finally:
             store.close()
@@ -130,7 +139,7 @@ def test_next_sequence_reserves_disjoint_ranges_across_reopen(tmp_path: Path) ->
 
 def crafted(store: Store) -> None:
     """Results in three buckets of gw (two whole, one current) and beside it."""
-    store.ingest(
+    store.results.ingest(
         "a",
         numbered(
             1,
@@ -144,15 +153,16 @@ def crafted(store: Store) -> None:
             result(B + 650, 9.0),  # bucket B+600: not whole at the cutoff
             result(B + 10, 1.5, target="sw", kind="tcp"),
         ),
-        now=NOW,
+        None,
+        NOW,
     )
-    store.ingest("centre", numbered(1, result(B + 5, 4.0)), now=NOW)
+    store.results.ingest("centre", numbered(1, result(B + 5, 4.0)), None, NOW)
 
 
 def test_roll_up_folds_whole_buckets_older_than_the_cutoff(sqlite_store: Store) -> None:
     store = sqlite_store  # cutoffs within a day: PostgreSQL folds whole days (test_store_postgres)
     crafted(store)
-    assert store.roll_up(B + 600 + 299) == 8  # cutoff B+600: bucket B+600 is not whole yet
+    assert store.results.roll_up(B + 600 + 299) == 8  # cutoff B+600: bucket B+600 is not whole yet
     assert rollups(store) == {
         ("icmp", "a", B): {
             "kind": "icmp",
@@ -185,24 +195,24 @@ def test_roll_up_folds_whole_buckets_older_than_the_cutoff(sqlite_store: Store) 
             "rtt_max": 4.0,
         },
     }
-    assert [(r["kind"], r["count"], r["rtt_avg"]) for r in store.rollups("sw", 0, 2 * NOW)] == [
-        ("tcp", 1, 1.5)
-    ]
-    assert [(s.seq, s.result.rtt_ms) for s in store.history("gw", 0, 2 * NOW)] == [
+    assert [
+        (r["kind"], r["count"], r["rtt_avg"]) for r in store.results.rollups("sw", 0, 2 * NOW)
+    ] == [("tcp", 1, 1.5)]
+    assert [(s.seq, s.result.rtt_ms) for s in store.results.history("gw", 0, 2 * NOW)] == [
         (7, 7.0),
         (8, 9.0),
     ]  # the current bucket untouched
-    assert store.sequences("a") == [7, 8]
-    assert store.sequences("centre") == []
-    assert store.roll_up(B + 600 + 299) == 0  # nothing more to fold
+    assert store.results.sequences("a") == [7, 8]
+    assert store.results.sequences("centre") == []
+    assert store.results.roll_up(B + 600 + 299) == 0  # nothing more to fold
     assert len(rollups(store)) == 3
 
 
 def test_roll_up_merges_late_results_into_a_rolled_up_bucket(sqlite_store: Store) -> None:
     store = sqlite_store  # cutoffs within a day: PostgreSQL folds whole days (test_store_postgres)
     crafted(store)
-    store.roll_up(B + 600)
-    store.ingest(  # an agent's backlog arrives for buckets already rolled up
+    store.results.roll_up(B + 600)
+    store.results.ingest(  # an agent's backlog arrives for buckets already rolled up
         "a",
         numbered(
             20,
@@ -211,9 +221,10 @@ def test_roll_up_merges_late_results_into_a_rolled_up_bucket(sqlite_store: Store
             result(B + 400, 5.0),  # bucket B+300: its first rtt
             result(B + 301, None, ok=False),
         ),
-        now=NOW,
+        None,
+        NOW,
     )
-    assert store.roll_up(B + 900) == 6  # the four late ones and bucket B+600
+    assert store.results.roll_up(B + 900) == 6  # the four late ones and bucket B+600
     merged = rollups(store)
     bucket = merged["icmp", "a", B]
     assert (bucket["count"], bucket["failures"]) == (6, 2)
@@ -225,16 +236,16 @@ def test_roll_up_merges_late_results_into_a_rolled_up_bucket(sqlite_store: Store
     current = merged["icmp", "a", B + 600]
     assert (current["count"], current["failures"], current["rtt_avg"]) == (2, 0, 8.0)
     assert merged["icmp", "centre", B]["count"] == 1  # untouched by the second pass
-    assert store.history("gw", 0, 2 * NOW) == []
+    assert store.results.history("gw", 0, 2 * NOW) == []
 
 
 def test_roll_up_of_late_results_without_rtt_keeps_the_average(sqlite_store: Store) -> None:
     store = sqlite_store  # cutoffs within a day: PostgreSQL folds whole days (test_store_postgres)
     crafted(store)
-    store.roll_up(B + 600)
-    store.ingest("a", numbered(20, result(B + 7, None, ok=False)), now=NOW)
-    store.ingest("a", numbered(21, result(B + 310, None, ok=False)), now=NOW)
-    store.roll_up(B + 600)
+    store.results.roll_up(B + 600)
+    store.results.ingest("a", numbered(20, result(B + 7, None, ok=False)), None, NOW)
+    store.results.ingest("a", numbered(21, result(B + 310, None, ok=False)), None, NOW)
+    store.results.roll_up(B + 600)
     merged = rollups(store)
     assert (merged["icmp", "a", B]["count"], merged["icmp", "a", B]["rtt_avg"]) == (5, 20.0)
     assert merged["icmp", "a", B + 300]["rtt_avg"] is None  # still no rtt, not 0
@@ -262,13 +273,13 @@ def test_rolling_up_in_two_passes_equals_rolling_up_once(
     with tempfile.TemporaryDirectory() as folder:
         twice, once = Store(Path(folder) / "twice.db"), Store(Path(folder) / "once.db")
         try:
-            twice.ingest("a", numbered(1, *results(first)), now=NOW)
-            twice.roll_up(older_than)
-            twice.ingest("a", numbered(100, *results(late)), now=NOW)
-            twice.roll_up(older_than)
-            once.ingest("a", numbered(1, *results(first)), now=NOW)
-            once.ingest("a", numbered(100, *results(late)), now=NOW)
-            once.roll_up(older_than)
+            twice.results.ingest("a", numbered(1, *results(first)), None, NOW)
+            twice.results.roll_up(older_than)
+            twice.results.ingest("a", numbered(100, *results(late)), None, NOW)
+            twice.results.roll_up(older_than)
+            once.results.ingest("a", numbered(1, *results(first)), None, NOW)
+            once.results.ingest("a", numbered(100, *results(late)), None, NOW)
+            once.results.roll_up(older_than)
             split, whole = rollups(twice), rollups(once)
             assert split.keys() == whole.keys()
             for key, expected in whole.items():
@@ -276,7 +287,7 @@ def test_rolling_up_in_two_passes_equals_rolling_up_once(
                     k: pytest.approx(v) if k == "rtt_avg" and v is not None else v
                     for k, v in expected.items()
                 }
-            assert twice.history("gw", 0, 2 * NOW) == once.history("gw", 0, 2 * NOW)
+            assert twice.results.history("gw", 0, 2 * NOW) == once.results.history("gw", 0, 2 * NOW)
         finally:
             twice.close()
             once.close()
@@ -333,8 +344,8 @@ def test_a_version_1_database_is_upgraded_with_its_rollups(tmp_path: Path) -> No
         db.execute(insert, (B + 300, 2, 2, None, None, None))
     store = Store(path)
     try:
-        store.ingest("a", numbered(1, result(B + 9, 70.0), result(B + 309, 3.0)), now=NOW)
-        store.roll_up(B + 600)
+        store.results.ingest("a", numbered(1, result(B + 9, 70.0), result(B + 309, 3.0)), None, NOW)
+        store.results.roll_up(B + 600)
         merged = rollups(store)
     finally:
         store.close()
@@ -360,9 +371,9 @@ def test_read_only_neither_migrates_nor_writes(tmp_path: Path) -> None:
     Store(path).close()  # a collector upgrades it
     store = Store(path, readonly=True)
     try:
-        assert store.sequences("anyone") == []
+        assert store.results.sequences("anyone") == []
         with pytest.raises(StoreError, match="read-only"):
-            store.next_sequence("centre", 1)
+            store.results.next_sequence("centre", 1)
     finally:
         store.close()
 
@@ -372,12 +383,19 @@ def test_read_only_neither_migrates_nor_writes(tmp_path: Path) -> None:
 
 def test_sequences_are_unique_per_outbox_so_a_reinstalled_agent_is_stored(store: Store) -> None:
     old, new = "a" * 32, "b" * 32
-    assert store.ingest("a", numbered(1, result(B + 1), result(B + 2)), outbox=old).stored == 2
-    again = store.ingest("a", numbered(1, result(B + 3), result(B + 4)), outbox=new)
+    assert (
+        store.results.ingest(
+            "a", numbered(1, result(B + 1), result(B + 2)), None, NOW, outbox=old
+        ).stored
+        == 2
+    )
+    again = store.results.ingest(
+        "a", numbered(1, result(B + 3), result(B + 4)), None, NOW, outbox=new
+    )
     assert (again.stored, again.duplicates) == (2, 0)  # numbered from 1 again, new outbox
-    resent = store.ingest("a", numbered(2, result(B + 4)), outbox=new)
+    resent = store.results.ingest("a", numbered(2, result(B + 4)), None, NOW, outbox=new)
     assert (resent.stored, resent.duplicates) == (0, 1)  # a resend is still a duplicate
-    assert store.sequences("a") == [1, 1, 2, 2]
+    assert store.results.sequences("a") == [1, 1, 2, 2]
 
 
 def test_the_same_seq_with_another_time_is_a_duplicate(store: Store) -> None:
@@ -387,14 +405,16 @@ def test_the_same_seq_with_another_time_is_a_duplicate(store: Store) -> None:
     sent again with another time, by a straight COPY or the long way, was stored twice.
     """
     outbox = "c" * 32
-    store.ingest("a", numbered(7, result(B + 60), result(B + 120)), now=NOW, outbox=outbox)
-    again = store.ingest("a", numbered(7, result(B + 90)), now=NOW, outbox=outbox)
+    store.results.ingest(
+        "a", numbered(7, result(B + 60), result(B + 120)), None, NOW, outbox=outbox
+    )
+    again = store.results.ingest("a", numbered(7, result(B + 90)), None, NOW, outbox=outbox)
     assert (again.stored, again.duplicates) == (0, 1)
     mixed = numbered(8, result(B + 200), result(B + 240))  # 8 stored at B + 120, 9 is new
-    some = store.ingest("a", mixed, now=NOW, outbox=outbox)
+    some = store.results.ingest("a", mixed, None, NOW, outbox=outbox)
     assert (some.stored, some.duplicates) == (1, 1)
-    assert store.sequences("a") == [7, 8, 9]
-    assert [s.result.ts.timestamp() for s in store.history("gw", B, NOW)] == [
+    assert store.results.sequences("a") == [7, 8, 9]
+    assert [s.result.ts.timestamp() for s in store.results.history("gw", B, NOW)] == [
         B + 60,
         B + 120,
         B + 240,
@@ -415,10 +435,12 @@ def test_a_version_5_database_keeps_its_rows_under_the_legacy_outbox(tmp_path: P
         )
     store = Store(path)
     try:
-        legacy = store.ingest("a", numbered(1, result(B + 1)), now=NOW)  # an old agent resends
-        fresh = store.ingest("a", numbered(1, result(B + 2)), now=NOW, outbox="c" * 32)
+        legacy = store.results.ingest(
+            "a", numbered(1, result(B + 1)), None, NOW
+        )  # an old agent resends
+        fresh = store.results.ingest("a", numbered(1, result(B + 2)), None, NOW, outbox="c" * 32)
         assert (legacy.stored, legacy.duplicates, fresh.stored) == (0, 1, 1)
-        assert [s.result.rtt_ms for s in store.history("gw", B, B + 10)] == [2.0, None]
+        assert [s.result.rtt_ms for s in store.results.history("gw", B, B + 10)] == [2.0, None]
     finally:
         store.close()
     assert raw_rows(path, "SELECT outbox, seq FROM results ORDER BY ts") == [
@@ -447,12 +469,12 @@ def test_a_version_6_database_keeps_its_status_log_and_gains_evidence(tmp_path: 
         )
     store = Store(path)
     try:
-        with store.transaction() as db:
+        with store.db.writing() as db:
             db.execute(
                 "INSERT INTO status_log (entity, ts, status, evidence) VALUES (?, ?, ?, ?)",
                 ("link:tesko-mpls", B + 90.0, "down", "centre-ping down (10.99.1.2: timeout)"),
             )
-        assert [s.result.rtt_ms for s in store.history("gw", B, B + 10)] == [2.0]
+        assert [s.result.rtt_ms for s in store.results.history("gw", B, B + 10)] == [2.0]
     finally:
         store.close()
     assert raw_rows(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
@@ -467,16 +489,16 @@ def test_a_version_6_database_keeps_its_status_log_and_gains_evidence(tmp_path: 
 def test_history_of_some_kinds_counts_its_limit_in_those_kinds(store: Store) -> None:
     """A link's chart reads its pings; its interface and path readings must not crowd them out."""
     readings = [result(B + n, kind="interface" if n % 2 else "icmp") for n in range(10)]
-    store.ingest("a", numbered(1, *readings), now=NOW)
-    pings = store.history("gw", B, B + 100, limit=3, kinds=("icmp",))
+    store.results.ingest("a", numbered(1, *readings), None, NOW)
+    pings = store.results.history("gw", B, B + 100, limit=3, kinds=("icmp",))
     assert [(s.result.kind, s.result.ts.timestamp()) for s in pings] == [
         ("icmp", B + 0),
         ("icmp", B + 2),
         ("icmp", B + 4),
     ]
-    assert len(store.history("gw", B, B + 100, kinds=("icmp", "interface"))) == 10
-    assert store.history("gw", B, B + 100, kinds=()) == []
-    assert len(store.history("gw", B, B + 100)) == 10  # every kind when none is named
+    assert len(store.results.history("gw", B, B + 100, kinds=("icmp", "interface"))) == 10
+    assert store.results.history("gw", B, B + 100, kinds=()) == []
+    assert len(store.results.history("gw", B, B + 100)) == 10  # every kind when none is named
 
 
 def test_migrating_the_results_leaves_no_large_wal_and_says_so(
@@ -500,8 +522,8 @@ def test_migrating_the_results_leaves_no_large_wal_and_says_so(
         assert Path(f"{path}-wal").stat().st_size == 0
         assert f"{path}: migrating 5000 results to schema 6 (this may take a while)" in caplog.text
         assert f"{path}: migrated to schema 6 in " in caplog.text
-        assert len(store.history("gw", B, B + 10_000, limit=10_000)) == 5_000
-        with store.reading() as db:
+        assert len(store.results.history("gw", B, B + 10_000, limit=10_000)) == 5_000
+        with store.db.reading() as db:
             indexes = db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'results'"
                 " AND sql IS NOT NULL ORDER BY name"
@@ -512,7 +534,7 @@ def test_migrating_the_results_leaves_no_large_wal_and_says_so(
 
 
 def test_commits_are_fsynced_before_ingest_returns(sqlite_store: Store) -> None:
-    with sqlite_store.reading() as db:
+    with sqlite_store.db.reading() as db:
         assert db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL, not NORMAL (1)
 
 
@@ -522,7 +544,7 @@ def test_the_database_and_its_wal_are_0640_whatever_the_umask(tmp_path: Path) ->
     try:
         store = Store(path)
         try:
-            store.ingest("a", numbered(1, result(B + 1)), now=NOW)
+            store.results.ingest("a", numbered(1, result(B + 1)), None, NOW)
             modes = {
                 p.name: p.stat().st_mode & 0o777
                 for p in tmp_path.iterdir()
@@ -536,10 +558,18 @@ def test_the_database_and_its_wal_are_0640_whatever_the_umask(tmp_path: Path) ->
 
 
 def test_newest_returns_each_targets_newest_results_per_vantage(store: Store) -> None:
-    store.ingest("a", numbered(1, *(result(B + n, target="gw") for n in range(10))), now=NOW)
-    store.ingest("a", numbered(11, *(result(B + n, target="sw") for n in range(3))), now=NOW)
-    store.ingest("centre", numbered(1, *(result(B + n, target="gw") for n in range(5))), now=NOW)
-    found = [(s.source, s.result.target, s.result.ts.timestamp()) for s in store.newest(B, 2)]
+    store.results.ingest(
+        "a", numbered(1, *(result(B + n, target="gw") for n in range(10))), None, NOW
+    )
+    store.results.ingest(
+        "a", numbered(11, *(result(B + n, target="sw") for n in range(3))), None, NOW
+    )
+    store.results.ingest(
+        "centre", numbered(1, *(result(B + n, target="gw") for n in range(5))), None, NOW
+    )
+    found = [
+        (s.source, s.result.target, s.result.ts.timestamp()) for s in store.results.newest(B, 2)
+    ]
     assert sorted(found) == sorted(
         [
             ("a", "gw", B + 8),
@@ -561,7 +591,7 @@ def test_warm_up_reads_the_newest_evidence_of_a_busy_hour(store: Store) -> None:
     # ... the phone answered for half an hour, then stopped; meanwhile the other targets of
     # the site filled the hour with results, more than today's limit of 100,000
     busy = [result(B + 5 + n * 0.016, target="dm-prn-01") for n in range(110_000)]
-    store.ingest("dutywa-main-01", numbered(1, *busy, *phone), now=now)
+    store.results.ingest("dutywa-main-01", numbered(1, *busy, *phone), None, now)
     collector = Collector(config, store)
     collector.warm_up(now=now)
     site = next(view for view in collector.views(now) if view.id == "dutywa-main")

@@ -157,7 +157,7 @@ class Rig:
         printer.text(repr(self))  # hypothesis pretty-prints dataclasses field by field otherwise
 
     def stored_seqs(self, agent: str) -> Counter[int]:
-        return Counter(self.store.sequences(agent))
+        return Counter(self.store.results.sequences(agent))
 
 
 class FrontTestServer(TestServer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections import Counter
 from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime, timedelta
@@ -236,7 +237,9 @@ async def test_what_an_older_collector_stored_is_read_without_a_500(
         items = [(seq, without_nul(result)) for seq, result in items]
     with logged_errors() as errors:
         async with running(databases, "older", hashes, correlate=False, form_login=False) as rig:
-            await asyncio.to_thread(rig.store.ingest, "tesko-01", items, heartbeat)
+            await asyncio.to_thread(
+                rig.store.results.ingest, "tesko-01", items, heartbeat, time.time()
+            )
             async with restarted(rig, form_login=False) as again:
                 await full_reads(again)
     assert not errors.records, described(errors)

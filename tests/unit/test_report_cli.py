@@ -49,7 +49,7 @@ def config(tmp_path: Path) -> Path:
     """A collector file and its database: two P1s either side of their due time, one outage."""
     store = Store(tmp_path / "c.db")
     try:
-        with store.transaction() as db:
+        with store.db.writing() as db:
             rows = [
                 # opened Friday 16:00, due Monday 11:30
                 ("link:customer-care-mpls", "2024-03-08 16:00", "2024-03-11 11:29", 1),
