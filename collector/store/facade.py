@@ -1,27 +1,24 @@
 """`Store`: what the rest of the collector holds, the database and its table modules.
 
-Opening it migrates the schema (a read-only store only checks it). Its methods are blocking:
-call them from worker threads, never on the event loop.
+Opening it migrates the schema (a read-only store only checks it). Callers use the table
+modules and the database (`store.results`, `store.db.writing()`, ...) directly: the Store
+repeats none of their methods. They are blocking: call them from worker threads, never on the
+event loop.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from collector.store import agents, schema
-from collector.store.database import Connection, DatabaseSpec, StoreError, open_database
+from collector.store import schema
+from collector.store.database import DatabaseSpec, StoreError, open_database
 from collector.store.incidents import IncidentTable
 from collector.store.maintenance import MaintenanceTable
 from collector.store.notifications import NotificationTable
-from collector.store.results import LEGACY_OUTBOX, IngestOutcome, Results, Stored
+from collector.store.results import Results
 from collector.store.sessions import SessionTable
 from collector.store.status import StatusLog
-from probes.result import ProbeResult
 
 
 class Store:
@@ -67,58 +64,3 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One transaction on the writer: committed on exit, rolled back on any error."""
-        with self.db.writing() as tx:
-            yield tx
-
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection for reads, never the writer's."""
-        with self.db.reading() as conn:
-            yield conn
-
-    # Today's calls, kept for their many callers: each is its table module's.
-
-    def ingest(
-        self,
-        source: str,
-        items: Sequence[tuple[int, ProbeResult]],
-        heartbeat: dict[str, Any] | None = None,
-        now: float | None = None,
-        *,
-        outbox: str = LEGACY_OUTBOX,
-    ) -> IngestOutcome:
-        received = time.time() if now is None else now
-        return self.results.ingest(source, items, heartbeat, received, outbox)
-
-    def next_sequence(self, source: str, count: int) -> int:
-        return self.results.next_sequence(source, count)
-
-    def history(
-        self,
-        target: str,
-        start: float,
-        end: float,
-        limit: int = 10_000,
-        *,
-        kinds: Sequence[str] | None = None,
-    ) -> list[Stored]:
-        return self.results.history(target, start, end, limit, kinds=kinds)
-
-    def rollups(self, target: str, start: float, end: float) -> list[dict[str, Any]]:
-        return self.results.rollups(target, start, end)
-
-    def newest(self, after: float, per_target: int) -> list[Stored]:
-        return self.results.newest(after, per_target)
-
-    def sources(self) -> dict[str, tuple[float, Any]]:
-        return agents.last_heard(self.db)
-
-    def sequences(self, source: str) -> list[int]:
-        return self.results.sequences(source)
-
-    def roll_up(self, older_than: float) -> int:
-        return self.results.roll_up(older_than)
