@@ -18,8 +18,17 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from probes.values import HOLDS_NUL, NUL, clean_text
 
+# orjson decodes an agent's batch in ~60% of the json module's time and to the same objects,
+# but for one thing: an integer past 64 bits becomes a float. Such an integer has 19 digits or
+# more, and `raw.translate(DIGITS_AS_ZEROS)` (every digit "0", every other byte ".") finds any
+# run of 19 in ~0.2 µs a result: a body holding one is left to the json module, as is any body
+# orjson refuses (for the json module's wording, or its reading of 1e400 and lone surrogates).
+DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x2E for byte in range(256))
+LONG_NUMBER = b"0" * 19
 STEP = 256 * 1024  # bytes inflated at once: well under a millisecond of the event loop
 ENCODINGS = {"": None, "identity": None, "gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}
 
@@ -119,6 +128,11 @@ def decode_json(raw: bytes, *, in_thread: bool = False, max_values: int | None =
             "too_many_values",
             f"the body holds over {max_values} JSON values: send smaller batches",
         )
+    if not in_thread and LONG_NUMBER not in raw.translate(DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # the json module below words the refusal, or reads what orjson does not
     try:
         if in_thread:
             return json.loads(

@@ -1,0 +1,76 @@
+"""decode_json reads every body exactly as the json module does, orjson's fast path included.
+
+orjson reads an integer past 64 bits as a float, and refuses what the json module reads (1e400,
+lone surrogates); body.py leaves those bodies to the json module. These tests hold the two to
+the same objects, types and order, and the same refusals.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.body import BodyError, decode_json
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # unbounded: 64-bit edges and 40-digit integers alike
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def typed(value: Any) -> str:
+    """Return `value` as text telling 1 from 1.0, -0.0 from 0 and a 20-digit int from a float."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+@given(value=VALUES, spaced=st.booleans())
+def test_any_json_decodes_to_what_the_json_module_makes(value: Any, spaced: bool) -> None:
+    raw = json.dumps(value, indent=1 if spaced else None).encode()
+    assert typed(decode_json(raw)) == typed(json.loads(raw))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"18446744073709551616",  # 2**64: orjson makes it a float
+        b"-9223372036854775809",
+        b'{"seq": 123456789012345678901234567890}',
+        b"[1e400]",  # orjson refuses it; json reads infinity (a check refuses it later)
+        b'["\\ud800"]',  # a lone surrogate: json reads it, the checks word the refusal
+        b'{"a": 1, "a": 2}',
+        b"\xef\xbb\xbf[1]",  # a UTF-8 byte order mark
+    ],
+)
+def test_what_orjson_reads_otherwise_is_read_by_the_json_module(raw: bytes) -> None:
+    assert typed(decode_json(raw)) == typed(json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[1,]", b"\xff", b"", b'{"a" 1}', b"1 2", b"[01]"])
+def test_malformed_json_is_refused_in_the_json_modules_words(raw: bytes) -> None:
+    with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)) as expected:
+        json.loads(raw)
+    with pytest.raises(BodyError) as refused:
+        decode_json(raw)
+    assert (refused.value.code, refused.value.message) == (
+        "bad_json",
+        f"the body is not JSON: {expected.value}",
+    )
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused(constant: str) -> None:
+    with pytest.raises(BodyError, match=f"{constant} is not a JSON number"):
+        decode_json(f'{{"rtt_ms": {constant}}}'.encode())
