@@ -6,8 +6,8 @@ its inflated size passes the limit: the limit holds while inflating, not after. 
 encodings are identity, gzip and deflate (the zlib format, as HTTP means it); anything else is
 refused, and so is a stream that is corrupt, truncated or followed by trailing bytes.
 
-Errors: BodyError, carrying its HTTP status and code (413, 400 bad_encoding, 415, 400 bad_json);
-`collector.api` maps it to its ApiError once.
+Errors: BodyError, carrying a stable code (BodyCode) and a message; `collector.errors` gives
+each code its HTTP status, once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import math
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -33,12 +33,17 @@ STEP = 256 * 1024  # bytes inflated at once: well under a millisecond of the eve
 ENCODINGS = {"": None, "identity": None, "gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}
 
 
-class BodyError(Exception):
-    """A body refused: its HTTP status, a stable code and a message for people."""
+BodyCode = Literal[
+    "too_large", "too_many_values", "unsupported_encoding", "bad_encoding", "bad_json"
+]
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+
+class BodyError(Exception):
+    """A body refused: a stable code and a message for people (no HTTP number: errors.py's)."""
+
+    def __init__(self, code: BodyCode, message: str) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
 
 
 class Inflater:
@@ -48,7 +53,6 @@ class Inflater:
         name = encoding.strip().lower()
         if name not in ENCODINGS:
             raise BodyError(
-                415,
                 "unsupported_encoding",
                 f"Content-Encoding {encoding[:40]!r} is not supported: send gzip, deflate "
                 "or identity",
@@ -63,7 +67,7 @@ class Inflater:
         """Take `data`; yield after each step of inflating it, so the caller can pause."""
         self.received += len(data)
         if self.received > self.limit:  # compressed, and still too large
-            raise BodyError(413, "too_large", f"the body is over {self.limit} bytes")
+            raise BodyError("too_large", f"the body is over {self.limit} bytes")
         if self._zlib is None:
             self._keep(data)
             return
@@ -87,11 +91,11 @@ class Inflater:
 
     def _keep(self, piece: bytes) -> None:
         if len(self.body) + len(piece) > self.limit:
-            raise BodyError(413, "too_large", f"the body is over {self.limit} bytes inflated")
+            raise BodyError("too_large", f"the body is over {self.limit} bytes inflated")
         self.body += piece
 
     def _corrupt(self, detail: str) -> BodyError:
-        return BodyError(400, "bad_encoding", f"the body is not valid {self.name}: {detail}")
+        return BodyError("bad_encoding", f"the body is not valid {self.name}: {detail}")
 
 
 def count_values(raw: bytes, cap: int) -> int:
@@ -124,7 +128,6 @@ def decode_json(raw: bytes, *, in_thread: bool = False, max_values: int | None =
     """
     if max_values is not None and count_values(raw, max_values) > max_values:
         raise BodyError(
-            413,
             "too_many_values",
             f"the body holds over {max_values} JSON values: send smaller batches",
         )
@@ -144,7 +147,7 @@ def decode_json(raw: bytes, *, in_thread: bool = False, max_values: int | None =
             )
         return json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, 5,000-digit numbers
-        raise BodyError(400, "bad_json", f"the body is not JSON: {err}") from err
+        raise BodyError("bad_json", f"the body is not JSON: {err}") from err
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from collector.body import BodyError
+from collector.body import BodyCode, BodyError
 from collector.incidents import IncidentConflict, IncidentNotFound
 from collector.ingest import BatchError
 from collector.maintenance import MaintenanceError
@@ -102,7 +102,7 @@ REFUSED: dict[type[Exception], Mapped] = {
 }
 
 # A refused body's code says what was wrong with it; its status follows from that.
-BODY_REFUSED: dict[str, int] = {
+BODY_REFUSED: dict[BodyCode, int] = {
     "too_large": 413,
     "too_many_values": 413,
     "unsupported_encoding": 415,
