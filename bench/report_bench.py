@@ -297,8 +297,8 @@ def measure(
         sys.exit(f"{backend}: the report counts {built.opened} incidents, not the month's")
     # the collector's clock, which its API answers by, stands still: answers can be compared
     collector = Collector(config, store, clock=ManualClock(now))
-    collector.warm_up()  # as `sitewatch collector` starts: its start marked in the log
-    feed(collector.book, inventory, now, random.Random(11))  # noqa: S311 -- seeded
+    collector.pipeline.warm_up()  # as `sitewatch collector` starts: its start marked in the log
+    feed(collector.pipeline.book, inventory, now, random.Random(11))  # noqa: S311 -- seeded
     collector.pipeline.correlate(now)
     heartbeats = collector.heartbeats
 

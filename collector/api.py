@@ -731,10 +731,10 @@ def build_app(
     app[SITE_CACHE] = SiteCache(collector.store, collector.incidents.calendar)
     app[INCIDENTS] = collector.incidents
     app[PIPELINE] = collector
-    app[MAINTENANCE] = collector
+    app[MAINTENANCE] = collector.pipeline  # its windows in force
     app[TARGETS] = Targets.of(config)
     app[CLOCK] = collector.clock  # the pipeline's own: one "now" for state and answers
-    app[NOTIFY_WAKE] = collector.notify_wake
+    app[NOTIFY_WAKE] = collector.pipeline.notify_wake
     app[FRONT] = front
     app[IN_FLIGHT] = Counter()
     app[LOOP_ENDED] = asyncio.Event()

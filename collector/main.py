@@ -59,7 +59,7 @@ async def _serve(collector: Collector) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await asyncio.to_thread(collector.warm_up)
+    await asyncio.to_thread(collector.pipeline.warm_up)
     # What start-up made (modules, inventory, state) lives as long as the process: frozen, the
     # garbage collector's full passes no longer walk it, and a large read no longer stops the
     # event loop for a tenth of a second at a time (bench/abuse_bench.py).

@@ -28,8 +28,8 @@ class StateMetrics(MetricSource):
         self.collector = collector
 
     def collect(self) -> Iterator[Metric]:
-        collector = self.collector
-        views = collector.views()
+        collector, pipeline = self.collector, self.collector.pipeline
+        views = pipeline.views()
         sites = GaugeMetricFamily(
             "sitewatch_site_status",
             "The site's status (1 for the current one)",
@@ -64,7 +64,7 @@ class StateMetrics(MetricSource):
         ingested = CounterMetricFamily(
             "sitewatch_results_ingested", "Probe results stored from agents", labels=[]
         )
-        ingested.add_metric([], collector.ingested)
+        ingested.add_metric([], pipeline.ingested)
         yield ingested
 
         duplicates = CounterMetricFamily(
@@ -72,7 +72,7 @@ class StateMetrics(MetricSource):
             "Results an agent sent that were stored already, refused as duplicates",
             labels=["agent"],
         )
-        for agent, count in sorted(collector.duplicates.items()):
+        for agent, count in sorted(pipeline.duplicates.items()):
             duplicates.add_metric([agent], count)
         yield duplicates
 
@@ -95,7 +95,7 @@ class StateMetrics(MetricSource):
             "Results waiting in the agent's outbox, as of its last heartbeat",
             labels=["agent", "site"],
         )
-        for site, heartbeat in collector.heartbeats.items():
+        for site, heartbeat in pipeline.heartbeats.items():
             if heartbeat.outbox_depth is not None:  # checked at ingest: 0..2**63-1, a float
                 outbox.add_metric([heartbeat.agent, site], heartbeat.outbox_depth)
         yield outbox
@@ -103,7 +103,7 @@ class StateMetrics(MetricSource):
         passes = GaugeMetricFamily(
             "sitewatch_correlation_pass_seconds", "How long the latest correlation pass took"
         )
-        passes.add_metric([], collector.pass_seconds)
+        passes.add_metric([], pipeline.pass_seconds)
         yield passes
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from agent.plan_cache import CACHE_NAME
+from collector.pipeline import Pipeline
 from collector.service import Collector
 from collector.store import Store
 from probes.result import ProbeResult
@@ -38,8 +39,8 @@ PHONE = "alpha-phone"
 # -- never resolved without positive evidence (the real IncidentBook, a fake clock) -----------
 
 
-def open_keys(collector: Collector) -> set[str]:
-    return {incident.key for incident in collector.incidents.open_incidents()}
+def open_keys(pipeline: Pipeline) -> set[str]:
+    return {incident.key for incident in pipeline.incidents.open_incidents()}
 
 
 def test_an_open_incident_stays_open_until_its_device_is_seen_recovered(tmp_path: Path) -> None:
@@ -52,35 +53,35 @@ def test_an_open_incident_stays_open_until_its_device_is_seen_recovered(tmp_path
     agent, phone, start = "dutywa-main-01", "dm-phone-01", 1_800_000_000.0
     store = Store(tmp_path / "collector.db")
     try:
-        first = Collector(config, store)
+        first = Collector(config, store).pipeline  # its state book and passes, run by hand
         first.warm_up(now=start)
         for n in range(4):  # fail_after is 3 in the example inventory
             ts = start + 30.0 * n
             first.book.observe("agent", probe_result(phone, ts, ok=False))
             first.book.heard_from(agent, ts, ts)
-            first.pipeline.record(*first.pipeline.correlate(ts), ts)
+            first.record(*first.correlate(ts), ts)
         assert f"device:{phone}" in open_keys(first)
 
         restart = start + 7_200.0  # two hours later: nothing of the phone in the last hour
-        second = Collector(config, store)
+        second = Collector(config, store).pipeline
         second.warm_up(now=restart)
         for step in range(61):  # five minutes: far past the start-up hold of 120 s
             now = restart + 5.0 * step
             second.book.observe("agent", probe_result("dutywa-main-mpls", now, ok=True))
             second.book.heard_from(agent, now, now)
-            second.pipeline.record(*second.pipeline.correlate(now), now)
+            second.record(*second.correlate(now), now)
             assert f"device:{phone}" in open_keys(second), f"resolved {now - restart:g}s after"
 
         now = restart + 310.0
         second.book.observe("agent", probe_result(phone, now, ok=True))  # up, but on one success
         second.book.heard_from(agent, now, now)
-        second.pipeline.record(*second.pipeline.correlate(now), now)
+        second.record(*second.correlate(now), now)
         assert f"device:{phone}" in open_keys(second)  # recover_after is 2
 
         now += 30.0
         second.book.observe("agent", probe_result(phone, now, ok=True))
         second.book.heard_from(agent, now, now)
-        second.pipeline.record(*second.pipeline.correlate(now), now)
+        second.record(*second.correlate(now), now)
         assert f"device:{phone}" not in open_keys(second)
         (resolved,) = second.incidents.find("resolved", 0.0, now + 1, 10)
         timeline = second.incidents.timeline(resolved.id)

@@ -266,7 +266,7 @@ async def test_forms_refuse_a_missing_wrong_or_foreign_csrf_token(dashboard: Das
     assert (response.status, response.headers["Location"]) == (303, f"/incidents/{incident_id}")
     (incident,) = dashboard.collector.incidents.open_incidents()
     assert (incident.status, incident.acknowledged_by) == ("acknowledged", "desk")
-    assert dashboard.collector.notify_wake.is_set()
+    assert dashboard.collector.pipeline.notify_wake.is_set()
     status, html = await dashboard.page(f"/incidents/{incident_id}")
     assert status == 200
     assert "on my way" in html
@@ -577,7 +577,7 @@ async def test_an_incident_page_lists_the_evidence_of_its_cause_escaped(
 
 async def test_a_links_evidence_on_the_site_page_is_escaped(dashboard: Dashboard) -> None:
     """A probe's detail is text from the network (an SNMP ifDescr, an ICMP error): escaped."""
-    book, now = dashboard.collector.book, datetime.now(UTC)
+    book, now = dashboard.collector.pipeline.book, datetime.now(UTC)
     for second in (3, 2, 1):
         ts = now - timedelta(seconds=second)
         book.observe(

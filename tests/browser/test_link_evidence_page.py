@@ -130,7 +130,7 @@ def post_results(url: str, results: list[ProbeResult]) -> dict[str, object]:
 
 def centre_sweeps(server: Served, results: list[ProbeResult]) -> None:
     """Put the centre's results where its sweep puts them: the store, then the state book."""
-    store, book = server.collector.store, server.collector.book
+    store, book = server.collector.store, server.collector.pipeline.book
 
     # the store takes writes from any thread
     first = store.results.next_sequence(CENTRE, len(results))

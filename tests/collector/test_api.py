@@ -331,10 +331,10 @@ async def test_maintenance_windows_through_the_api(client: TestClient[Any, Any])
     assert second["weekly"] == weekly["weekly"]
     status, listed = await call(client, "GET", "/api/v1/maintenance", token=STAFF)
     assert [w["id"] for w in listed] == [created["id"], second["id"]]
-    assert ("site", "tesko") in collector_of(client).maintained(now.timestamp() + 60)
+    assert ("site", "tesko") in collector_of(client).pipeline.maintained(now.timestamp() + 60)
     status, _ = await call(client, "DELETE", f"/api/v1/maintenance/{created['id']}")
     assert status == 204
-    assert ("site", "tesko") not in collector_of(client).maintained(now.timestamp() + 60)
+    assert ("site", "tesko") not in collector_of(client).pipeline.maintained(now.timestamp() + 60)
     status, listed = await call(client, "GET", "/api/v1/maintenance", token=STAFF)
     assert [w["id"] for w in listed] == [second["id"]]
 

@@ -46,7 +46,7 @@ def collector(tmp_path: Path) -> Iterator[Collector]:
     path.write_text(f"listen: 127.0.0.1:8080\ndatabase: {database}\ninventory: inventory.yaml\n")
     store = Store(database)
     made = Collector(load_collector_config(path), store)
-    made.warm_up()  # as `sitewatch collector` does before it serves
+    made.pipeline.warm_up()  # as `sitewatch collector` does before it serves
     yield made
     store.close()
 
@@ -77,7 +77,7 @@ async def test_the_test_server_runs_the_real_loops_and_stops_them(collector: Col
     async with TestClient(TestServer(build_app(collector, loops=True))) as client:
         assert running_loops() == LOOP_NAMES
         # the correlation loop's pass, without the test calling correlate()
-        await until(lambda: collector.correlation is not None, "a correlation pass")
+        await until(lambda: collector.pipeline.correlation is not None, "a correlation pass")
         # the edge sweep pinged 127.0.0.1 and stored the centre's result
         await until(lambda: swept(collector.store), "the centre's edge sweep")
         assert (await client.get("/healthz")).status == 200
@@ -88,7 +88,7 @@ async def test_without_loops_the_app_runs_none(collector: Collector) -> None:
     async with TestClient(TestServer(build_app(collector))) as client:
         assert (await client.get("/healthz")).status == 200
         assert running_loops() == set()
-    assert collector.correlation is None  # nobody correlated
+    assert collector.pipeline.correlation is None  # nobody correlated
 
 
 async def test_a_loop_that_dies_is_logged_and_ends_the_app(

@@ -174,7 +174,7 @@ async def test_a_correlation_pass_failing_on_the_store_is_logged_once(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="collector.pipeline")
     collector = Collector(load_collector_config(ROOT / "config" / "collector.yaml"), store)
-    collector.mark_gap(1_000.0)  # the collector's row: each working pass notes it is alive
+    collector.pipeline.mark_gap(1_000.0)  # the collector's row: each working pass notes it is alive
     fault = Fault(store.db, "writing", monkeypatch)  # the status log's writes, and every other
     fault.remaining = 3
     stop = asyncio.Event()
@@ -183,7 +183,7 @@ async def test_a_correlation_pass_failing_on_the_store_is_logged_once(
         for failed in (1, 2, 3):
             await watch.wait_for(partial(failures_logged, caplog, "collector.pipeline", failed))
             assert not task.done()  # the loop goes on
-            collector.changed.set()  # the next pass now (it also comes by itself each second)
+            collector.pipeline.changed.set()  # the next pass now (it also comes by itself each second)
         await watch.wait_for(partial(recovered, caplog, "collector.pipeline"))
     finally:
         stop.set()

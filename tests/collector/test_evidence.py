@@ -337,7 +337,7 @@ def test_a_restarted_collector_reads_interface_and_path_evidence_back(store: Sto
     now = ts(NOW).timestamp()
     store.results.ingest("willowvale-01", list(enumerate(results, start=1)), None, now)
     collector = Collector(config, store)
-    collector.warm_up(now=now)
+    collector.pipeline.warm_up(now=now)
     view = next(v for v in collector.views(now) if v.id == "willowvale")
     assert view.status == "degraded"
     assert {link.id: link.status for link in view.links} == {MPLS: "down", FIBRE: "up"}
@@ -621,7 +621,7 @@ async def test_a_heartbeat_s_clock_gives_the_agent_s_offset(store: Store) -> Non
     clock = datetime.now(UTC) + timedelta(seconds=90)  # the agent's clock runs 90 s fast
     batch = Batch((), Heartbeat(agent.id, clock=clock), outbox="o1")
     await collector.ingest(agent, batch)
-    assert collector.book.clock_offset["willowvale"] == pytest.approx(-90, abs=5)
+    assert collector.pipeline.book.clock_offset["willowvale"] == pytest.approx(-90, abs=5)
 
 
 def test_the_clock_offset_is_the_smallest_recent_one_and_transit_is_no_offset() -> None:

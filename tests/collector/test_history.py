@@ -16,6 +16,7 @@ from collector import api, history, service
 from collector.api import build_app
 from collector.availability import Durations, availability
 from collector.maintenance import Window
+from collector.pipeline import Pipeline
 from collector.service import Collector
 from collector.store import CENTRE, Store, status
 from collector.store.status import StatusLog
@@ -55,37 +56,37 @@ def ingest(store: Store, source: str, results: list[ProbeResult], received: floa
     store.results.ingest(source, list(enumerate(results, start=first)), None, received)
 
 
-def correlate_at(collector: Collector, now: float) -> None:
+def correlate_at(pipeline: Pipeline, now: float) -> None:
     """Run the collector's correlation pass at `now`, as its loop would, writes included."""
-    collector.pipeline.record(*collector.pipeline.correlate(now), now)
+    pipeline.record(*pipeline.correlate(now), now)
 
 
 def live_until_the_gap(store: Store) -> None:
     """Run a collector on Tesko's pings (agent and centre) for ten minutes, then stop at START."""
-    collector = Collector(CONFIG, store)
-    collector.warm_up(now=START - 600.0)
+    pipeline = Collector(CONFIG, store).pipeline
+    pipeline.warm_up(now=START - 600.0)
     for result in pings(START - 600.0, START - 30.0):
         ts = result.ts.timestamp()
         ingest(store, "tesko-01", [result], ts)
         ingest(store, CENTRE, [result], ts)
-        collector.book.observe("agent", result)
-        collector.book.observe("centre", result)
-        collector.book.heard_from("tesko-01", ts, ts)
-        correlate_at(collector, ts)
-    correlate_at(collector, START)  # last noted alive at START
+        pipeline.book.observe("agent", result)
+        pipeline.book.observe("centre", result)
+        pipeline.book.heard_from("tesko-01", ts, ts)
+        correlate_at(pipeline, ts)
+    correlate_at(pipeline, START)  # last noted alive at START
 
 
 def restart(store: Store, backlog: list[ProbeResult], received: float = END + 60.0) -> None:
     """Start a collector at END, then let Tesko's agent replay its backlog a minute later."""
-    collector = Collector(CONFIG, store)
-    collector.warm_up(now=END)
-    correlate_at(collector, END)  # the first live pass
+    pipeline = Collector(CONFIG, store).pipeline
+    pipeline.warm_up(now=END)
+    correlate_at(pipeline, END)  # the first live pass
     if backlog:
         ingest(store, "tesko-01", backlog, received)
         for result in backlog:
-            collector.book.observe("agent", result)
-        collector.book.heard_from("tesko-01", received, backlog[-1].ts.timestamp())
-    correlate_at(collector, received)
+            pipeline.book.observe("agent", result)
+        pipeline.book.heard_from("tesko-01", received, backlog[-1].ts.timestamp())
+    correlate_at(pipeline, received)
 
 
 def rebuild_due(store: Store, now: float) -> list[history.Gap]:
@@ -190,18 +191,18 @@ def test_results_are_read_in_chunks_in_probe_order(
 
 
 def test_the_collector_records_its_gap_when_it_restarts(store: Store) -> None:
-    first = Collector(CONFIG, store)
+    first = Collector(CONFIG, store).pipeline
     first.warm_up(now=1_000.0)  # a new database: no gap yet
     correlate_at(first, 1_010.0)
     assert StatusLog(store.db).gaps(0.0) == []
 
-    Collector(CONFIG, store).warm_up(now=5_000.0)
+    Collector(CONFIG, store).pipeline.warm_up(now=5_000.0)
     [gap] = StatusLog(store.db).gaps(0.0)
     assert (gap.start, gap.end, gap.rebuilt_at) == (1_010.0, 5_000.0, None)
     StatusLog(store.db).replace(gap, [("site:tesko", 1_010.0, "up")], rebuilt_at=5_100.0)
 
     # died before its first pass: the next start reports the same gap, longer
-    Collector(CONFIG, store).warm_up(now=6_000.0)
+    Collector(CONFIG, store).pipeline.warm_up(now=6_000.0)
     assert StatusLog(store.db).gaps(0.0) == [history.Gap(gap.id, 1_010.0, 6_000.0, None)]
     with store.db.reading() as db:  # the rows rebuilt for the shorter gap would hold too long
         rebuilt = db.execute("SELECT count(*) FROM status_log WHERE gap IS NOT NULL")

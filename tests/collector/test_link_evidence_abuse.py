@@ -329,7 +329,7 @@ async def test_link_evidence_about_a_device_stored_by_an_older_collector_moves_n
     store = Store(tmp_path / "collector.db")
     try:
         collector = Collector(load_collector_config(tmp_path / "collector.yaml"), store)
-        collector.warm_up(now)
+        collector.pipeline.warm_up(now)
         async with TestClient(TestServer(build_app(collector))) as client:
             response = await client.get(
                 "/api/v1/sites/wv", headers={"Authorization": f"Bearer {STAFF}"}

@@ -38,7 +38,7 @@ def ping(target: str, ts: float, *, ok: bool = True) -> ProbeResult:
 
 def started(store: Store, clock: ManualClock) -> Collector:
     collector = Collector(CONFIG, store, clock=clock)
-    collector.warm_up()
+    collector.pipeline.warm_up()
     return collector
 
 

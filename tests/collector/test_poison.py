@@ -122,7 +122,7 @@ async def serving(
     first.close()
     store = Store(tmp_path / "collector.db")  # a restart on the poisoned file
     collector = Collector(config, store)
-    collector.warm_up(now)  # as collector.main does before it serves: must not raise
+    collector.pipeline.warm_up(now)  # as collector.main does before it serves: must not raise
     app = build_app(collector)
     try:
         async with TestClient(TestServer(app)) as client:
@@ -189,7 +189,7 @@ async def test_a_bad_stored_heartbeat_is_skipped_and_logged(
     collector = dashboard.collector
     assert collector.heartbeats == {}
     with caplog.at_level("WARNING", logger="collector.heartbeat"):
-        collector.warm_up()
+        collector.pipeline.warm_up()
     assert collector.heartbeats == {}
     assert "ignoring the stored heartbeat of agent alpha-01: heartbeat.outbox_depth" in caplog.text
     assert "ignoring the stored heartbeat of agent evil-01: heartbeat.version" in caplog.text

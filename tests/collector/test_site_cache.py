@@ -177,7 +177,7 @@ async def served(
     store = Store(database_spec)
     collector = Collector(config, store, clock=clock)
     if request.param == "started":
-        collector.warm_up()
+        collector.pipeline.warm_up()
     try:
         async with TestClient(TestServer(build_app(collector))) as client:
             yield client, collector, clock

@@ -31,7 +31,7 @@ def log_rows(store: Store) -> list[tuple[str, float, str]]:
 def test_changes_are_logged_once_and_a_restart_logs_the_gap_as_unknown(store: Store) -> None:
     config = load_collector_config(ROOT / "config" / "collector.yaml")
     first = Collector(config, store)
-    first.warm_up()
+    first.pipeline.warm_up()
     correlation, changed = first.pipeline.correlate(1000.0)
     first.pipeline.record(correlation, changed, 1000.0)
     logged = log_rows(store)
@@ -45,7 +45,7 @@ def test_changes_are_logged_once_and_a_restart_logs_the_gap_as_unknown(store: St
     assert log_rows(store) == logged
 
     restarted = Collector(config, store)
-    restarted.warm_up()
+    restarted.pipeline.warm_up()
     gap = [row for row in log_rows(store) if row not in logged]
     assert {status for _, _, status in gap} == {"unknown"}
     assert {ts for _, ts, _ in gap} == {1010.0}
@@ -55,7 +55,7 @@ def test_changes_are_logged_once_and_a_restart_logs_the_gap_as_unknown(store: St
 async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store: Store) -> None:
     config = load_collector_config(ROOT / "config" / "collector.yaml")
     collector = Collector(config, store)
-    collector.warm_up()
+    collector.pipeline.warm_up()
     stop = asyncio.Event()
     calls: list[list[StatusChange]] = []
     loop = asyncio.get_running_loop()
@@ -63,7 +63,7 @@ async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store
     def flaky(changed: Sequence[StatusChange], now: float) -> None:
         calls.append(list(changed))
         if len(calls) == 1:
-            loop.call_soon_threadsafe(collector.changed.set)  # go round again at once
+            loop.call_soon_threadsafe(collector.pipeline.changed.set)  # go round again at once
             raise sqlite3.OperationalError("database is locked")
         loop.call_soon_threadsafe(stop.set)
 
@@ -97,8 +97,8 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
     config = load_collector_config(ROOT / "config" / "collector.yaml")
     collector = Collector(config, store)
     t0 = time.time() - 10.0  # the loop correlates at the time it runs
-    collector.warm_up(now=t0)
-    book = collector.book
+    collector.pipeline.warm_up(now=t0)
+    book = collector.pipeline.book
     for second in range(3):
         for link in ("tesko-mpls", "willowvale-mpls", "willowvale-fibre"):
             book.observe("agent", ping(link, t0 + second, ok=True))
@@ -150,11 +150,11 @@ def test_a_link_put_in_maintenance_is_logged_as_in_maintenance(store: Store) -> 
     config = load_collector_config(ROOT / "config" / "collector.yaml")
     collector = Collector(config, store)
     t0 = time.time() - 10.0
-    collector.warm_up(now=t0)
+    collector.pipeline.warm_up(now=t0)
     for second in range(3):
-        collector.book.observe("centre", ping("willowvale-fibre", t0 + second, ok=False))
+        collector.pipeline.book.observe("centre", ping("willowvale-fibre", t0 + second, ok=False))
     window = Window(1, "link", "willowvale-fibre", t0, t0 + 3_600, None, "splice", "ann", t0)
-    collector.set_windows([window])
+    collector.pipeline.set_windows([window])
     _, changed = collector.pipeline.correlate(t0 + 5)
     (change,) = [c for c in changed if c.entity == "link:willowvale-fibre"]
     assert change.status == "maintenance"

@@ -593,6 +593,6 @@ def test_warm_up_reads_the_newest_evidence_of_a_busy_hour(store: Store) -> None:
     busy = [result(B + 5 + n * 0.016, target="dm-prn-01") for n in range(110_000)]
     store.results.ingest("dutywa-main-01", numbered(1, *busy, *phone), None, now)
     collector = Collector(config, store)
-    collector.warm_up(now=now)
+    collector.pipeline.warm_up(now=now)
     site = next(view for view in collector.views(now) if view.id == "dutywa-main")
     assert {d.id: d.status for d in site.devices}["dm-phone-01"] == "down"

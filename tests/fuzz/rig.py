@@ -238,7 +238,7 @@ async def serving(
     loop: asyncio.Task[None] | None = None
     try:
         collector = Collector(config, store)
-        await asyncio.to_thread(collector.warm_up)
+        await asyncio.to_thread(collector.pipeline.warm_up)
         app = build_app(collector)
         async with TestClient(FrontTestServer(app, host="127.0.0.1", port=0)) as client:
             if form_login:

@@ -221,7 +221,7 @@ async def test_maintenance_windows_with_fuzzed_bodies(
 
         await reads_after(rig, replay, sites=[site])
     if delete is not None:
-        victim = picked(delete, [str(w.id) for w in rig.collector.windows])
+        victim = picked(delete, [str(w.id) for w in rig.collector.pipeline.windows])
         response = await rig.client.delete(
             f"/api/v1/maintenance/{victim}", headers={"Authorization": f"Bearer {token}"}
         )
