@@ -6,7 +6,9 @@ batch and the sites' state, the clock for "now". None of them reaches through on
 holds everything, so what a handler depends on shows in what it reads.
 
 The pipeline and the maintenance schedule are described by what the handlers use of them
-(protocols), not by the class that happens to provide them today.
+(protocols), not by the class that happens to provide them today: the schedule is the
+`Pipeline`'s (it owns the windows in force); the pipeline port is the `Collector`, as an agent's
+batch needs the collector's plans, scopes, intake and retention beside the pipeline's observe.
 """
 
 from __future__ import annotations

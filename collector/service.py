@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -25,10 +25,9 @@ from collector.ingest import Batch, Intake
 from collector.loops import Rounds
 from collector.notify import Deliverer
 from collector.pipeline import Pipeline
-from collector.state import SiteView, StateBook
+from collector.state import SiteView
 from collector.store import CENTRE, DEFAULT_RETENTION, IngestOutcome, Store
 from collector.times import log_time
-from collector.topology import Correlation, Maintained
 from probes import icmp
 from probes.plan import Plan, build_plan
 from probes.target import Target
@@ -94,63 +93,23 @@ class Collector:
         """Every link and device id of the inventory: what history can be asked for."""
         return frozenset().union(*self._site_targets.values())
 
-    def warm_up(self, now: float | None = None) -> None:
-        """Rebuild the state from the store's recent past (`Pipeline.warm_up`)."""
-        self.pipeline.warm_up(now)
+    # The API's agent and site handlers hold this collector (the PIPELINE key, PipelinePort):
+    # an agent's batch needs its plans, the agent's scope, the intake and the retention beside
+    # the pipeline's observe, so the pipeline's part is passed on here. Anything else of the
+    # pipeline (its book, windows, warm-up, counters) is reached as `collector.pipeline`.
 
     async def ingest(self, agent: AgentCredential, batch: Batch) -> IngestOutcome:
         """Store an agent's batch and let it move the state (`Pipeline.observe`)."""
         return await self.pipeline.observe(agent.id, batch)
 
-    # The pipeline's parts, for the callers that reach them through the collector.
-
-    @property
-    def book(self) -> StateBook:
-        return self.pipeline.book
-
     @property
     def heartbeats(self) -> dict[str, Heartbeat]:
         return self.pipeline.heartbeats
 
-    @property
-    def correlation(self) -> Correlation | None:
-        return self.pipeline.correlation
-
-    @property
-    def pass_seconds(self) -> float:
-        return self.pipeline.pass_seconds
-
-    @property
-    def changed(self) -> asyncio.Event:
-        return self.pipeline.changed
-
-    @property
-    def notify_wake(self) -> asyncio.Event:
-        return self.pipeline.notify_wake
-
-    @property
-    def ingested(self) -> int:
-        return self.pipeline.ingested
-
-    @property
-    def duplicates(self) -> dict[str, int]:
-        return self.pipeline.duplicates
-
-    @property
-    def windows(self) -> tuple[maintenance.Window, ...]:
-        return self.pipeline.windows
-
-    def set_windows(self, windows: Iterable[maintenance.Window]) -> None:
-        self.pipeline.set_windows(windows)
-
-    def maintained(self, now: float) -> Maintained:
-        return self.pipeline.maintained(now)
-
     def views(self, now: float | None = None) -> list[SiteView]:
         return self.pipeline.views(now)
 
-    def mark_gap(self, now: float | None = None) -> None:
-        self.pipeline.mark_gap(now)
+    # The background loops, which `collector.api.background_loops` runs for the app's life.
 
     async def correlation_loop(self, stop: asyncio.Event) -> None:
         await self.pipeline.run(stop)
@@ -169,7 +128,7 @@ class Collector:
         await _wait(stop, REPLAY_FIRST)
         rounds = Rounds("rebuilding the collector's gaps", log)
         while not stop.is_set():
-            windows = self.windows  # a tuple: the API replaces it on the loop, never edits it
+            windows = self.pipeline.windows  # a tuple: the API replaces it, never edits it
             with rounds.one():
                 now = self.clock.now()
                 rebuilt = await asyncio.to_thread(self.rebuild_gaps, now, windows)
@@ -182,7 +141,7 @@ class Collector:
             await _wait(stop, REPLAY_EVERY)
 
     async def deliver_notifications(self, stop: asyncio.Event) -> None:
-        await Deliverer(self.store, self.config.notify).run(stop, self.notify_wake)
+        await Deliverer(self.store, self.config.notify).run(stop, self.pipeline.notify_wake)
 
     def edge_targets(self) -> list[Target]:
         """Every link's edge, pinged from the centre: evidence when an agent falls silent."""
