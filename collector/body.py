@@ -118,7 +118,7 @@ def count_values(raw: bytes, cap: int) -> int:
 def decode_json(raw: bytes, *, in_thread: bool = False, max_values: int | None = None) -> Any:
     """Return the JSON in `raw`; NaN and Infinity are refused, as JSON itself refuses them.
 
-    `max_values`: refuse (413 too_many_values) a body holding more values than this before
+    `max_values`: refuse (too_many_values) a body holding more values than this before
     decoding it, since the decoder holds the GIL for long stretches whatever the thread.
 
     `in_thread`: the C decoder holds the GIL for the whole body (~10 ms a MiB), stalling the

@@ -419,19 +419,27 @@ def result_row(
 
 
 _ENCODE_VALUE = json.JSONEncoder(separators=(",", ":")).encode
+PASS_TO_JSON = (
+    orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 
 def value_text(value: Mapping[str, Any]) -> str:
     """Return a result's value as the JSON text its row holds.
 
-    orjson writes the common value (ASCII, 64-bit integers, finite floats) in a tenth of the
-    json module's time, a good part of ingest's own work per result. Anything else is left to
-    json, as every value was written before: a key that is not text, an integer of more than 64
-    bits, non-ASCII text (json escapes it, so the column stays ASCII on every database). A NaN,
-    which the wire never lets in, is null to orjson and NaN to json; both read back as missing.
+    orjson writes the common value (ASCII, 64-bit integers, floats) in a tenth of the json
+    module's time, a good part of ingest's own work per result. What it would write otherwise
+    than json is left to json, as every value was written before: a key that is not text, an
+    integer of more than 64 bits, non-ASCII text (json escapes it, so the column stays ASCII on
+    every database), and what json refuses (a dataclass, a datetime, a subclass of str or int:
+    passed through by orjson, so json raises as it did). orjson alone writes a UUID or an Enum,
+    which no value holds: values are typed JsonValue. The wire never lets NaN or infinity in;
+    orjson writes them as null where json wrote NaN, and both read back as missing.
     """
     try:
-        text = orjson.dumps(value)
+        text = orjson.dumps(value, option=PASS_TO_JSON)
     except TypeError:  # orjson.JSONEncodeError is one
         return _ENCODE_VALUE(value)
     return text.decode() if text.isascii() else _ENCODE_VALUE(value)

@@ -183,7 +183,8 @@ async def test_a_correlation_pass_failing_on_the_store_is_logged_once(
         for failed in (1, 2, 3):
             await watch.wait_for(partial(failures_logged, caplog, "collector.pipeline", failed))
             assert not task.done()  # the loop goes on
-            collector.pipeline.changed.set()  # the next pass now (it also comes by itself each second)
+            # the next pass now (it also comes by itself each second)
+            collector.pipeline.changed.set()
         await watch.wait_for(partial(recovered, caplog, "collector.pipeline"))
     finally:
         stop.set()

@@ -7,8 +7,8 @@ import os
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
@@ -43,35 +43,37 @@ async def until(check: Callable[[], object], timeout: float = 10.0) -> ProbeResu
             return result
 
 
-def bound_by(process: subprocess.Popen[bytes], port: int, kind: int) -> bool:
-    """Whether `process` itself holds 127.0.0.1:`port`, not merely whether someone does."""
+def bound_by(pid: int, port: int, kind: int) -> bool:
+    """Whether process `pid` itself holds 127.0.0.1:`port`, not merely whether someone does."""
     table = Path("/proc/net/udp" if kind == socket.SOCK_DGRAM else "/proc/net/tcp")
-    wanted = f"0100007F:{port:04X}"
+    address = int.from_bytes(socket.inet_aton("127.0.0.1"), sys.byteorder)  # as the kernel prints
+    wanted = f"{address:08X}:{port:04X}"
     inodes = {
         row.split()[9] for row in table.read_text().splitlines()[1:] if row.split()[1] == wanted
     }
     try:
-        links = {str(fd.readlink()) for fd in Path(f"/proc/{process.pid}/fd").iterdir()}
+        links = {str(fd.readlink()) for fd in Path(f"/proc/{pid}/fd").iterdir()}
     except (FileNotFoundError, ProcessLookupError):
         return False
     return any(f"socket:[{inode}]" in links for inode in inodes)
 
 
 @pytest.fixture
-async def sipp(tmp_path: Path) -> AsyncIterator[Callable[[str, str], int]]:
+async def sipp(tmp_path: Path) -> AsyncIterator[Callable[[str, str], Awaitable[int]]]:
     """Start sipp answering with a scenario; return its port once sipp holds it.
 
     The port is picked free and then handed to sipp, so another process may take it in
-    between; sipp then exits at start. That is retried on a new port, and any other early
-    exit fails the test with sipp's own words rather than as a probe refused ten seconds on.
+    between; sipp then exits at start (with its statistics, not a reason). So an early exit is
+    retried on a new port, and the third fails the test with sipp's output rather than as a
+    probe refused ten seconds on.
     """
     if shutil.which("sipp") is None:
         if os.environ.get("CI"):
             pytest.fail("sipp (Debian's sip-tester) is missing; CI must run this test")
         pytest.skip("sipp (Debian's sip-tester) is not installed")
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[asyncio.subprocess.Process] = []
 
-    def start(scenario: str, transport: str = "u1") -> int:
+    async def start(scenario: str, transport: str = "u1") -> int:
         path = tmp_path / f"scenario-{len(processes)}.xml"
         path.write_text(scenario)
         kind = socket.SOCK_DGRAM if transport == "u1" else socket.SOCK_STREAM
@@ -79,35 +81,34 @@ async def sipp(tmp_path: Path) -> AsyncIterator[Callable[[str, str], int]]:
             port = free_port(kind)
             log = tmp_path / f"sipp-{len(processes)}.log"
             with log.open("wb") as output:
-                process = subprocess.Popen(
-                    [
-                        "sipp",
-                        "-sf",
-                        str(path),
-                        "-t",
-                        transport,
-                        "-i",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "-nostdin",
-                        "-nd",
-                        "-max_recv_loops",
-                        "1000",
-                    ],
+                process = await asyncio.create_subprocess_exec(
+                    "sipp",
+                    "-sf",
+                    str(path),
+                    "-t",
+                    transport,
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-nostdin",
+                    "-nd",
+                    "-max_recv_loops",
+                    "1000",
                     cwd=tmp_path,
                     stdout=output,
                     stderr=subprocess.STDOUT,
                 )
             processes.append(process)
-            deadline = time.monotonic() + 10
-            while process.poll() is None and not bound_by(process, port, kind):
-                if time.monotonic() > deadline:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while process.returncode is None and not bound_by(process.pid, port, kind):
+                if loop.time() > deadline:
                     pytest.fail(
                         f"sipp did not bind 127.0.0.1:{port} within 10 s: {log.read_text()}"
                     )
-                time.sleep(0.02)  # polling interval of a condition wait
-            if process.poll() is None:
+                await asyncio.sleep(0.02)  # polling interval of a condition wait
+            if process.returncode is None:
                 return port
         pytest.fail(
             f"sipp exited at start 3 times, last with {process.returncode}: "
@@ -116,13 +117,14 @@ async def sipp(tmp_path: Path) -> AsyncIterator[Callable[[str, str], int]]:
 
     yield start
     for process in processes:
-        if process.poll() is None:
+        if process.returncode is None:
             process.terminate()
-        process.wait(timeout=10)
+        async with asyncio.timeout(10):
+            await process.wait()
 
 
-async def test_a_phone_answering_200(sipp: Callable[[str, str], int]) -> None:
-    port = sipp(SCENARIO, "u1")
+async def test_a_phone_answering_200(sipp: Callable[[str, str], Awaitable[int]]) -> None:
+    port = await sipp(SCENARIO, "u1")
     target = Target("127.0.0.1", SipProbe(port=port, transport="udp"), id="cc-phone-01")
     result = await until(lambda: sip.probe(target, timeout=1))
     assert result.ok, result.detail
@@ -131,16 +133,16 @@ async def test_a_phone_answering_200(sipp: Callable[[str, str], int]) -> None:
     assert result.rtt_ms is not None
 
 
-async def test_any_final_response_means_alive(sipp: Callable[[str, str], int]) -> None:
-    port = sipp(SCENARIO_404, "u1")
+async def test_any_final_response_means_alive(sipp: Callable[[str, str], Awaitable[int]]) -> None:
+    port = await sipp(SCENARIO_404, "u1")
     target = Target("127.0.0.1", SipProbe(port=port, transport="udp"))
     result = await until(lambda: sip.probe(target, timeout=1))
     assert result.ok, result.detail
     assert (result.value["status"], result.value["reason"]) == (404, "Not Here")
 
 
-async def test_over_tcp(sipp: Callable[[str, str], int]) -> None:
-    port = sipp(SCENARIO, "t1")
+async def test_over_tcp(sipp: Callable[[str, str], Awaitable[int]]) -> None:
+    port = await sipp(SCENARIO, "t1")
     target = Target("127.0.0.1", SipProbe(port=port, transport="tcp"))
     result = await until(lambda: sip.probe(target, timeout=1))
     assert result.ok, result.detail

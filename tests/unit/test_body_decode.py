@@ -36,10 +36,25 @@ def typed(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
-@given(value=VALUES, spaced=st.booleans())
-def test_any_json_decodes_to_what_the_json_module_makes(value: Any, spaced: bool) -> None:
-    raw = json.dumps(value, indent=1 if spaced else None).encode()
-    assert typed(decode_json(raw)) == typed(json.loads(raw))
+@given(value=VALUES, spaced=st.booleans(), ascii_only=st.booleans())
+def test_any_json_decodes_to_what_the_json_module_makes(
+    value: Any, spaced: bool, ascii_only: bool
+) -> None:
+    raw = json.dumps(value, indent=1 if spaced else None, ensure_ascii=ascii_only)
+    body = raw.encode("utf-8", "surrogatepass")  # a lone surrogate as the bytes a client may send
+    assert typed(decode_json(body)) == typed(json.loads(body))
+
+
+# A JSON number as any client may spell it: up to 25 digits each side, an exponent or not.
+NUMBER_TEXT = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
+)
+
+
+@given(numbers=st.lists(NUMBER_TEXT, min_size=1, max_size=8))
+def test_numbers_in_any_spelling_decode_as_the_json_module_reads_them(numbers: list[str]) -> None:
+    body = f"[{','.join(numbers)}]".encode()  # 1e400 too: json reads infinity, orjson refuses
+    assert typed(decode_json(body)) == typed(json.loads(body))
 
 
 @pytest.mark.parametrize(
