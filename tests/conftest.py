@@ -4,8 +4,8 @@ backend.
 
 `store` and `database_spec` are parametrised over both backends, so every test that takes one
 runs twice (ids `sqlite` and `postgresql`). PostgreSQL is the session's real server
-(`postgres_url`: a fresh database per test); it is skipped where the server cannot start, and
-fails the test under CI=true, never skipped there.
+(`migrated_postgres_url`: a fresh database per test, the schema in it); it is skipped
+where the server cannot start, and fails the test under CI=true, never skipped there.
 
 Tests of what only SQLite has (its file's mode, WAL, PRAGMAs, raw sqlite3 access) take
 `sqlite_store` or `sqlite_spec` instead, and run once.
@@ -98,29 +98,64 @@ def postgres_server() -> Iterator[pg.PostgresServer]:
 
 
 _DATABASE_NUMBERS = itertools.count(1)
+MIGRATED_TEMPLATE = "sitewatch_migrated"
 
 
 @pytest.fixture
 def postgres_url(postgres_server: pg.PostgresServer) -> Iterator[str]:
-    """A fresh, empty database of its own for one test, as a URL; dropped after the test."""
-    name = postgres_server.create_database(f"test_{next(_DATABASE_NUMBERS)}")
+    """A fresh, empty database of its own for one test, as a URL; dropped after the test.
+
+    Empty, for what must see a database nobody set up: the schema's migrations, a refusal of
+    another program's tables, `sitewatch migrate`'s copy into a new database.
+    """
+    yield from _fresh(postgres_server, None)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_server: pg.PostgresServer) -> str:
+    """A database holding the collector's schema and nothing else, to copy from; made once.
+
+    The migrations run here once per session instead of in every test's database.
+    """
+    name = postgres_server.create_database(MIGRATED_TEMPLATE)
+    Store(DatabaseSpec(url=postgres_server.url(name))).close()  # migrates it, leaves nobody in
+    return name
+
+
+@pytest.fixture
+def migrated_postgres_url(
+    postgres_server: pg.PostgresServer, migrated_template: str
+) -> Iterator[str]:
+    """A fresh database of its own for one test, its schema as a new collector leaves it.
+
+    For tests of what a collector does with its database, not of how the schema gets there
+    (those take `postgres_url`); a copy of `migrated_template`, dropped after the test.
+    """
+    yield from _fresh(postgres_server, migrated_template)
+
+
+def _fresh(server: pg.PostgresServer, template: str | None) -> Iterator[str]:
+    name = server.create_database(f"test_{next(_DATABASE_NUMBERS)}", template=template)
     try:
-        yield postgres_server.url(name)
+        yield server.url(name)
     finally:
-        postgres_server.drop_database(name)
+        server.drop_database(name)
 
 
 BACKENDS = ("sqlite", "postgresql")  # the collector's databases; a test's id names its own
 
 
 def spec_for(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseSpec:
-    """Return a fresh, empty database of the backend the test is parametrised with.
+    """Return a fresh database of the backend the test is parametrised with, for a collector.
 
-    PostgreSQL's database is asked for only here, so a SQLite test never starts the server.
+    SQLite: a file not made yet. PostgreSQL: a copy of the session's migrated template, which
+    a Store opens as it would a database it had just migrated (its migrations are proven on
+    empty databases: `postgres_url`). Asked for only here, so a SQLite test never starts the
+    server.
     """
     if request.param == "sqlite":
         return DatabaseSpec(path=tmp_path / "collector.db")
-    url: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("migrated_postgres_url")
     return DatabaseSpec(url=url)
 
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import tests.lab.__main__ as lab_main
+from collector.store import Store, schema
 from tests import pg
 from tests.conftest import EXAMPLE_INVENTORY
 from tests.deploy import deploy
@@ -49,6 +50,61 @@ def test_each_test_gets_a_distinct_empty_database(postgres_url: str, turn: str) 
     SEEN[turn] = str(name[0])
     if len(SEEN) == 2:
         assert SEEN["first"] != SEEN["second"]
+
+
+MIGRATED_SEEN: dict[str, str] = {}  # as SEEN, for the migrated databases
+
+
+@pytest.mark.parametrize("turn", ["first", "second"])
+def test_each_test_gets_a_distinct_migrated_database(migrated_postgres_url: str, turn: str) -> None:
+    """A copy of the session's template: nothing left to migrate, and another test's table
+    (or a collector's rows) never in it."""
+    store = Store(migrated_postgres_url)
+    try:
+        with store.db.reading() as conn:
+            assert schema.version(conn) == len(schema.SCHEMA)
+        assert schema.pending(store.db) == []
+    finally:
+        store.close()
+    with psycopg.connect(migrated_postgres_url, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()
+        left = conn.execute("SELECT to_regclass('left_behind')").fetchone()
+        conn.execute("CREATE TABLE left_behind (n integer)")  # the other test must not see it
+    assert name is not None
+    assert left == (None,)
+    MIGRATED_SEEN[turn] = str(name[0])
+    if len(MIGRATED_SEEN) == 2:
+        assert MIGRATED_SEEN["first"] != MIGRATED_SEEN["second"]
+
+
+def _catalogue(url: str) -> list[tuple[object, ...]]:
+    """Return a database's tables, columns, indexes and constraints, as one comparable list."""
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default "
+            "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = 'public' ORDER BY 1, 2"
+        ).fetchall()
+        constraints = conn.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
+        ).fetchall()
+        rows = conn.execute("SELECT * FROM sitewatch_schema").fetchall()
+    return [*columns, *indexes, *constraints, *rows]
+
+
+def test_a_migrated_copy_is_what_migrating_an_empty_database_makes(
+    postgres_url: str, migrated_postgres_url: str
+) -> None:
+    """The collector's tests get copies of a template migrated once per session: the copy must
+    be the very schema a collector makes of an empty database, or they would test another."""
+    Store(postgres_url).close()  # migrates it
+    made = _catalogue(postgres_url)
+    assert any(row[:2] == ("results", "ts") for row in made)  # the catalogue reads something
+    assert _catalogue(migrated_postgres_url) == made
 
 
 def test_database_is_dropped_after_its_test(postgres_server: pg.PostgresServer) -> None:

@@ -53,8 +53,8 @@ def partitions(store: Store) -> dict[str, int]:
 
 
 @pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[Store]:
-    store = Store(postgres_url)
+def pg_store(migrated_postgres_url: str) -> Iterator[Store]:
+    store = Store(migrated_postgres_url)
     try:
         yield store
     finally:
@@ -116,13 +116,13 @@ def test_rows_in_the_default_partition_move_into_their_day_when_it_is_made(
     assert (resent.stored, resent.duplicates) == (0, 3)
 
 
-def test_a_new_store_knows_the_partitions_that_exist(postgres_url: str) -> None:
-    first = Store(postgres_url)
+def test_a_new_store_knows_the_partitions_that_exist(migrated_postgres_url: str) -> None:
+    first = Store(migrated_postgres_url)
     try:
         first.results.ingest("a", numbered(1, [result(D + 1)]), None, NOW)
     finally:
         first.close()
-    second = Store(postgres_url)
+    second = Store(migrated_postgres_url)
     try:
         assert second.results.partitions.known() == {D}
         assert second.results.ingest("a", numbered(2, [result(D + 2)]), None, NOW).stored == 1
@@ -296,12 +296,12 @@ def test_retention_forgets_the_keys_of_the_results_it_removes(pg_store: Store) -
 
 
 def test_a_batch_needing_a_new_day_is_stored_while_a_long_read_is_open(
-    pg_store: Store, postgres_url: str
+    pg_store: Store, migrated_postgres_url: str
 ) -> None:
     """Making a day's partition (ATTACH) waits for every read of results in progress; a batch
     must not wait behind a month's report: its new day's rows go to the DEFAULT partition."""
     pg_store.results.ingest("a", numbered(1, [result(D + 10)]), None, NOW)
-    with psycopg.connect(postgres_url) as reader, ThreadPoolExecutor(1) as sender:
+    with psycopg.connect(migrated_postgres_url) as reader, ThreadPoolExecutor(1) as sender:
         assert reader.execute("SELECT count(*) FROM results").fetchone() == (1,)  # stays open
         tomorrow = numbered(2, [result(D + DAY + 10)])
         sent = sender.submit(pg_store.results.ingest, "a", tomorrow, None, NOW)

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from collector.store import DatabaseSpec, Store
 from tests import pg
 from tests.browser.conftest import hashes  # noqa: F401 -- the session's password hashes
 from tests.conftest import BACKENDS
@@ -60,17 +59,6 @@ def fuzz_settings(examples: int) -> settings:
     return settings(settings.get_profile("sitewatch-fuzz"), max_examples=examples * SCALE)
 
 
-TEMPLATE = "fuzz_template"
-
-
-@pytest.fixture(scope="session")
-def migrated_template(postgres_server: pg.PostgresServer) -> str:
-    """A PostgreSQL database holding the collector's schema and nothing else, to copy from."""
-    name = postgres_server.create_database(TEMPLATE)
-    Store(DatabaseSpec(url=postgres_server.url(name))).close()  # migrates it
-    return name
-
-
 # At CI size PostgreSQL runs a fifth of each property's generated examples (all the explicit
 # ones): the whole of them on both backends doubled the suite's time. `make fuzz` runs it all.
 POSTGRES_SHARE = 1 if SCALE > 1 else 5
@@ -94,6 +82,7 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databa
     bug = POSTGRES_BUGS.get(request.function.__name__)
     if bug is not None:
         request.applymarker(pytest.mark.xfail(reason=bug, strict=False))
+    # migrated_template: the session's (tests/conftest.py), shared with the collector's tests
     made = Databases(tmp_path, server, request.getfixturevalue("migrated_template"))
     try:
         with postgres_settings(request.function, POSTGRES_SHARE, known_bug=bug is not None):
