@@ -40,10 +40,20 @@ DOCUMENTS = st.recursive(
 )
 
 
+def dump(document: object, *, allow_unicode: bool = False) -> str:
+    """Write `document` as YAML with libyaml's emitter where PyYAML has it.
+
+    The same text as yaml.safe_dump (for the example inventory, byte for byte) in a sixth of
+    the time: 3 ms instead of 16 for the whole example, once per example of the mutation test.
+    """
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(document, Dumper=dumper, allow_unicode=allow_unicode))
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(DOCUMENTS)
 def test_structured_documents_load_or_raise_config_error(document: object) -> None:
-    text = yaml.safe_dump(document)
+    text = dump(document)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "config.yaml"
         path.write_text(text)
@@ -123,7 +133,7 @@ def test_mutated_example_inventory_loads_or_raises_config_error(
         document = _replace(document, where, new)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "inventory.yaml"
-        path.write_text(yaml.safe_dump(document, allow_unicode=True))
+        path.write_text(dump(document, allow_unicode=True))
         try:
             inventory = load_inventory(path)
         except ConfigError as err:
