@@ -4,6 +4,7 @@ history, sequences; what only SQLite has (its file, WAL, PRAGMAs, sub-day cutoff
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import tempfile
 from contextlib import closing
@@ -257,9 +258,29 @@ RESULTS = st.lists(
 )
 
 
+@pytest.fixture(scope="module")
+def migrated_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A closed SQLite database holding the collector's schema and nothing else.
+
+    A property's examples copy it rather than run every migration for each of their stores
+    (90 ms a store, measured, against 3 ms for the copy): two stores an example, 40 examples.
+    """
+    path = tmp_path_factory.mktemp("migrated") / "collector.db"
+    Store(path).close()
+    assert not path.with_name(f"{path.name}-wal").exists()  # all of it in the one file
+    return path
+
+
+def copied(template: Path, path: Path) -> Store:
+    """Open a copy of `template` at `path`, as a store it would have migrated itself."""
+    shutil.copyfile(template, path)
+    return Store(path)
+
+
 @settings(max_examples=40, deadline=None)
 @given(first=RESULTS, late=RESULTS, cut=st.integers(1, 3))
 def test_rolling_up_in_two_passes_equals_rolling_up_once(
+    migrated_file: Path,
     first: list[tuple[float, float | None, bool]],
     late: list[tuple[float, float | None, bool]],
     cut: int,
@@ -271,7 +292,8 @@ def test_rolling_up_in_two_passes_equals_rolling_up_once(
 
     older_than = B + cut * ROLLUP_SECONDS
     with tempfile.TemporaryDirectory() as folder:
-        twice, once = Store(Path(folder) / "twice.db"), Store(Path(folder) / "once.db")
+        twice = copied(migrated_file, Path(folder) / "twice.db")
+        once = copied(migrated_file, Path(folder) / "once.db")
         try:
             twice.results.ingest("a", numbered(1, *results(first)), None, NOW)
             twice.results.roll_up(older_than)
