@@ -98,7 +98,7 @@ def seed(database: Path, rows: int) -> None:
             for n in range(rows)
         ]
         for first in range(0, rows, 10_000):
-            store.results.ingest("alpha-01", items[first : first + 10_000], None, time.time())
+            store.results.ingest("alpha-01", items[first : first + 10_000], received=time.time())
     finally:
         store.close()
 

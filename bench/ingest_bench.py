@@ -281,7 +281,8 @@ def run_store(where: Path | str, arriving: Batches, received: float) -> Figures:
 
     def ingest_all() -> int:
         return sum(
-            store.results.ingest(source, items, None, received).stored for source, items in arriving
+            store.results.ingest(source, items, received=received).stored
+            for source, items in arriving
         )
 
     try:

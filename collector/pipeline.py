@@ -180,8 +180,8 @@ class Pipeline:
             self.store.results.ingest,
             source,
             items,
-            None if heartbeat is None else dict(heartbeat.to_json()),
-            now,
+            heartbeat=None if heartbeat is None else dict(heartbeat.to_json()),
+            received=now,
             outbox=outbox,
         )
         if source != CENTRE:

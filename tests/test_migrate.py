@@ -55,9 +55,11 @@ def populated(path: Path, results: int = 700) -> Path:
                 )
                 for n in range(batch, min(batch + 100, results))
             ]
-            store.results.ingest("main-01", items, {"version": "1"}, START, outbox="box-a")
+            store.results.ingest(
+                "main-01", items, heartbeat={"version": "1"}, received=START, outbox="box-a"
+            )
         store.results.ingest(
-            "centre", [(1, probe_result("edge-0", START + 5, ok=True))], None, START + 6
+            "centre", [(1, probe_result("edge-0", START + 5, ok=True))], received=START + 6
         )
         store.results.next_sequence("centre", 10)
         assert store.results.roll_up(START + 300) > 0  # the first bucket's raw rows become a rollup
@@ -196,7 +198,7 @@ def test_the_copy_holds_every_row_and_the_collector_carries_on(
         # A copied result an agent sends again is a duplicate, as it was in the SQLite file.
         first = copied[0]
         again = store.results.ingest(
-            first.source, [(first.seq, first.result)], None, START, first.outbox
+            first.source, [(first.seq, first.result)], received=START, outbox=first.outbox
         )
         assert (again.stored, again.duplicates) == (0, 1)
     finally:
@@ -267,7 +269,7 @@ def test_a_target_holding_other_data_is_refused(tmp_path: Path, postgres_url: st
 
 def test_a_target_a_collector_already_used_is_refused(tmp_path: Path, postgres_url: str) -> None:
     store = Store(postgres_url)
-    store.results.ingest("main-01", [(1, probe_result("edge-0", START, ok=True))], None, START)
+    store.results.ingest("main-01", [(1, probe_result("edge-0", START, ok=True))], received=START)
     store.close()
     source = populated(tmp_path / "collector.db", results=100)
 

@@ -246,8 +246,7 @@ def busy_hour(deployment: Deployment, now: float) -> None:
         store.results.ingest(
             deployment.agent_id("alpha"),
             list(enumerate([*early, *busy], start=1)),
-            None,
-            now,
+            received=now,
             outbox="f" * 32,
         )
     finally:

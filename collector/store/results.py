@@ -100,8 +100,9 @@ class Results:
         self,
         source: str,
         items: Sequence[tuple[int, ProbeResult]],
-        heartbeat: dict[str, Any] | None,
+        *,
         received: float,
+        heartbeat: dict[str, Any] | None = None,
         outbox: str = LEGACY_OUTBOX,
     ) -> IngestOutcome:
         """Store a batch in one transaction; rows already stored are counted, not changed.

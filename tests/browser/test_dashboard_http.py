@@ -469,7 +469,7 @@ async def test_the_site_page_shows_links_devices_charts_supplies_and_its_chain(
     ]
     store = dashboard.collector.store
     await asyncio.to_thread(
-        store.results.ingest, "alpha-agent", list(enumerate(results, 1)), None, now.timestamp()
+        store.results.ingest, "alpha-agent", list(enumerate(results, 1)), received=now.timestamp()
     )
     open_incident(dashboard)
     assert await dashboard.login("screen") == 303

@@ -135,7 +135,7 @@ def centre_sweeps(server: Served, results: list[ProbeResult]) -> None:
     # the store takes writes from any thread
     first = store.results.next_sequence(CENTRE, len(results))
     store.results.ingest(
-        CENTRE, tuple(enumerate(results, start=first)), None, server.collector.clock.now()
+        CENTRE, tuple(enumerate(results, start=first)), received=server.collector.clock.now()
     )
 
     async def sweep() -> None:

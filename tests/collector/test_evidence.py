@@ -335,7 +335,7 @@ def test_a_restarted_collector_reads_interface_and_path_evidence_back(store: Sto
     fed = [*router(MPLS, "down"), *path(MPLS, FIBRE), *router(FIBRE, "up"), *far_end(MPLS, UP)]
     results = sorted((result for _, result in fed), key=lambda result: result.ts)
     now = ts(NOW).timestamp()
-    store.results.ingest("willowvale-01", list(enumerate(results, start=1)), None, now)
+    store.results.ingest("willowvale-01", list(enumerate(results, start=1)), received=now)
     collector = Collector(config, store)
     collector.pipeline.warm_up(now=now)
     view = next(v for v in collector.views(now) if v.id == "willowvale")

@@ -53,7 +53,7 @@ def pings(first: float, last: float, *, ok: bool = True) -> list[ProbeResult]:
 
 def ingest(store: Store, source: str, results: list[ProbeResult], received: float) -> None:
     first = len(store.results.sequences(source))
-    store.results.ingest(source, list(enumerate(results, start=first)), None, received)
+    store.results.ingest(source, list(enumerate(results, start=first)), received=received)
 
 
 def correlate_at(pipeline: Pipeline, now: float) -> None:
@@ -240,7 +240,7 @@ def two_outboxes(store: Store, first: float) -> None:
     """Store three pings from each of two outboxes of one agent, numbered 1-3 in both."""
     for outbox in OUTBOXES:
         numbered = [(n, probe(first + n)) for n in (1, 2, 3)]
-        store.results.ingest("tesko-01", numbered, None, first + 10, outbox=outbox)
+        store.results.ingest("tesko-01", numbered, received=first + 10, outbox=outbox)
 
 
 def test_replayed_results_read_in_chunks_keep_both_outboxes(

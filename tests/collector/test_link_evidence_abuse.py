@@ -324,7 +324,7 @@ async def test_link_evidence_about_a_device_stored_by_an_older_collector_moves_n
             for i in range(3)
         ),
     ]  # fmt: skip
-    older.results.ingest("wv-01", list(enumerate(results, start=1)), None, now)
+    older.results.ingest("wv-01", list(enumerate(results, start=1)), received=now)
     older.close()
     store = Store(tmp_path / "collector.db")
     try:

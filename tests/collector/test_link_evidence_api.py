@@ -125,7 +125,7 @@ def stored_readings(client: TestClient[Any, Any], now: datetime) -> None:
         ProbeResult("wv-prn-01", "snmp", now - timedelta(seconds=4), True),
     ]
     STORES[client].results.ingest(
-        "willowvale-01", list(enumerate(readings, start=1)), None, now.timestamp()
+        "willowvale-01", list(enumerate(readings, start=1)), received=now.timestamp()
     )
 
 

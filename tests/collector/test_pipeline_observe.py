@@ -199,17 +199,17 @@ def test_a_gap_is_due_once_results_of_its_time_arrive_after_it(
     log.mark_gap(["site:tesko"], 1_000.0)
     log.mark_gap(["site:tesko"], 2_000.0)  # down from 1,000 to 2,000
     assert log.due(0.0, warm_up=60.0) == []  # nothing of its time received
-    store.results.ingest("tesko-01", [(1, ping("tesko-mpls", 950.0))], None, 990.0)
+    store.results.ingest("tesko-01", [(1, ping("tesko-mpls", 950.0))], received=990.0)
     assert log.due(0.0, warm_up=60.0) == []  # received before the gap began: nothing new
     later = [(2, ping("tesko-mpls", 1_200.0)), (3, ping("tesko-mpls", 1_500.0))]
-    store.results.ingest("tesko-01", later, None, 2_100.0)
+    store.results.ingest("tesko-01", later, received=2_100.0)
     [gap] = log.due(0.0, warm_up=60.0)
     assert (gap.start, gap.end) == (1_000.0, 2_000.0)
     assert log.due(2_000.0, warm_up=60.0) == []  # a gap ended by then is not looked at
     log.replace(gap, [], 2_150.0)
     assert log.due(0.0, warm_up=60.0) == []  # rebuilt since they arrived
 
-    store.results.ingest(CENTRE, [(1, ping("tesko-mpls", 1_200.0, ok=False))], None, 2_100.0)
+    store.results.ingest(CENTRE, [(1, ping("tesko-mpls", 1_200.0, ok=False))], received=2_100.0)
     monkeypatch.setattr(status, "READ_CHUNK", 1)  # one row a query: each resumes after the last
     read = [(source, result.ts.timestamp()) for source, result in log.results(900.0, 2_000.0)]
     assert read == [

@@ -66,14 +66,14 @@ def poison(store: Store, now: float) -> int:
         ProbeResult("alpha-mpls", "icmp", datetime(1, 1, 1, tzinfo=UTC), ok=False),
         ProbeResult("alpha-mpls", "icmp", recent, ok=True, rtt_ms=-5, loss=7),
     ]  # fmt: skip
-    store.results.ingest("alpha-01", list(enumerate(results, start=1)), None, now)
+    store.results.ingest("alpha-01", list(enumerate(results, start=1)), received=now)
     heartbeats: dict[str, dict[str, Any]] = {
         "alpha-01": {"version": "0.1.0", "outbox_depth": int("9" * 400)},
         "evil-01": {"version": "0.1" + SURROGATE, "dropped": float("nan"),
                     "host": {"value": {"cpu_percent": float("inf")}}},
     }  # fmt: skip
     for agent, heartbeat in heartbeats.items():
-        store.results.ingest(agent, [], heartbeat, now)
+        store.results.ingest(agent, [], heartbeat=heartbeat, received=now)
     with store.db.writing() as db:
         (incident,) = db.execute(
             "INSERT INTO incidents (key, priority, status, title, cause, sites, affected_users, "

@@ -60,20 +60,18 @@ def rollups(store: Store, target: str = "gw") -> dict[tuple[str, str, int], dict
 
 def test_ingest_stores_each_source_and_seq_once_and_counts_the_rest(store: Store) -> None:
     first = numbered(1, result(B + 1, 1.0), result(B + 2, 2.0))
-    outcome = store.results.ingest("a", first, None, NOW)
+    outcome = store.results.ingest("a", first, received=NOW)
     assert (outcome.stored, outcome.duplicates) == (2, 0)
-    outcome = store.results.ingest(
-        "a", first, None, NOW
-    )  # the reply was lost; the agent sends again
+    # the reply was lost; the agent sends again
+    outcome = store.results.ingest("a", first, received=NOW)
     assert (outcome.stored, outcome.duplicates) == (0, 2)
     resent = numbered(2, result(B + 2, 99.0, ok=False), result(B + 3, 3.0))  # 2 again, changed
-    outcome = store.results.ingest("a", resent, None, NOW)
+    outcome = store.results.ingest("a", resent, received=NOW)
     assert (outcome.stored, outcome.duplicates) == (1, 1)
-    within = store.results.ingest("a", [(4, result(B + 4)), (4, result(B + 5))], None, NOW)
+    within = store.results.ingest("a", [(4, result(B + 4)), (4, result(B + 5))], received=NOW)
     assert (within.stored, within.duplicates) == (1, 1)  # a batch repeating itself, too
-    other = store.results.ingest(
-        "b", numbered(1, result(B + 1, 5.0)), None, NOW
-    )  # same seq, other source
+    # same seq, other source
+    other = store.results.ingest("b", numbered(1, result(B + 1, 5.0)), received=NOW)
     assert (other.stored, other.duplicates) == (1, 0)
     assert store.results.sequences("a") == [1, 2, 3, 4]
     assert store.results.sequences("b") == [1]
@@ -83,8 +81,8 @@ def test_ingest_stores_each_source_and_seq_once_and_counts_the_rest(store: Store
 
 
 def test_ingest_records_contact_and_keeps_the_last_heartbeat(store: Store) -> None:
-    store.results.ingest("a", numbered(1, result(B)), {"depth": 7}, NOW)
-    store.results.ingest("a", numbered(2, result(B + 1)), None, NOW + 30)
+    store.results.ingest("a", numbered(1, result(B)), heartbeat={"depth": 7}, received=NOW)
+    store.results.ingest("a", numbered(2, result(B + 1)), received=NOW + 30)
     assert last_heard(store.db) == {"a": (NOW + 30, {"depth": 7})}
 
 
@@ -103,9 +101,11 @@ def test_history_is_start_inclusive_end_exclusive_and_oldest_first(store: Store)
         error_kind="unexpected",
         detail="503 Service Unavailable",
     )
-    store.results.ingest("b", [(1, result(B + 20)), (2, result(B)), (3, result(B + 30))], None, NOW)
     store.results.ingest(
-        "a", [(7, full), (8, result(B + 20)), (9, result(B + 20, target="sw"))], None, NOW
+        "b", [(1, result(B + 20)), (2, result(B)), (3, result(B + 30))], received=NOW
+    )
+    store.results.ingest(
+        "a", [(7, full), (8, result(B + 20)), (9, result(B + 20, target="sw"))], received=NOW
     )
     found = store.results.history("gw", B, B + 30)
     assert [(s.source, s.seq) for s in found] == [("b", 2), ("a", 7), ("a", 8), ("b", 1)]
@@ -154,10 +154,9 @@ def crafted(store: Store) -> None:
             result(B + 650, 9.0),  # bucket B+600: not whole at the cutoff
             result(B + 10, 1.5, target="sw", kind="tcp"),
         ),
-        None,
-        NOW,
+        received=NOW,
     )
-    store.results.ingest("centre", numbered(1, result(B + 5, 4.0)), None, NOW)
+    store.results.ingest("centre", numbered(1, result(B + 5, 4.0)), received=NOW)
 
 
 def test_roll_up_folds_whole_buckets_older_than_the_cutoff(sqlite_store: Store) -> None:
@@ -213,7 +212,8 @@ def test_roll_up_merges_late_results_into_a_rolled_up_bucket(sqlite_store: Store
     store = sqlite_store  # cutoffs within a day: PostgreSQL folds whole days (test_store_postgres)
     crafted(store)
     store.results.roll_up(B + 600)
-    store.results.ingest(  # an agent's backlog arrives for buckets already rolled up
+    # an agent's backlog arrives for buckets already rolled up
+    store.results.ingest(
         "a",
         numbered(
             20,
@@ -222,8 +222,7 @@ def test_roll_up_merges_late_results_into_a_rolled_up_bucket(sqlite_store: Store
             result(B + 400, 5.0),  # bucket B+300: its first rtt
             result(B + 301, None, ok=False),
         ),
-        None,
-        NOW,
+        received=NOW,
     )
     assert store.results.roll_up(B + 900) == 6  # the four late ones and bucket B+600
     merged = rollups(store)
@@ -244,8 +243,8 @@ def test_roll_up_of_late_results_without_rtt_keeps_the_average(sqlite_store: Sto
     store = sqlite_store  # cutoffs within a day: PostgreSQL folds whole days (test_store_postgres)
     crafted(store)
     store.results.roll_up(B + 600)
-    store.results.ingest("a", numbered(20, result(B + 7, None, ok=False)), None, NOW)
-    store.results.ingest("a", numbered(21, result(B + 310, None, ok=False)), None, NOW)
+    store.results.ingest("a", numbered(20, result(B + 7, None, ok=False)), received=NOW)
+    store.results.ingest("a", numbered(21, result(B + 310, None, ok=False)), received=NOW)
     store.results.roll_up(B + 600)
     merged = rollups(store)
     assert (merged["icmp", "a", B]["count"], merged["icmp", "a", B]["rtt_avg"]) == (5, 20.0)
@@ -295,12 +294,12 @@ def test_rolling_up_in_two_passes_equals_rolling_up_once(
         twice = copied(migrated_file, Path(folder) / "twice.db")
         once = copied(migrated_file, Path(folder) / "once.db")
         try:
-            twice.results.ingest("a", numbered(1, *results(first)), None, NOW)
+            twice.results.ingest("a", numbered(1, *results(first)), received=NOW)
             twice.results.roll_up(older_than)
-            twice.results.ingest("a", numbered(100, *results(late)), None, NOW)
+            twice.results.ingest("a", numbered(100, *results(late)), received=NOW)
             twice.results.roll_up(older_than)
-            once.results.ingest("a", numbered(1, *results(first)), None, NOW)
-            once.results.ingest("a", numbered(100, *results(late)), None, NOW)
+            once.results.ingest("a", numbered(1, *results(first)), received=NOW)
+            once.results.ingest("a", numbered(100, *results(late)), received=NOW)
             once.results.roll_up(older_than)
             split, whole = rollups(twice), rollups(once)
             assert split.keys() == whole.keys()
@@ -366,7 +365,9 @@ def test_a_version_1_database_is_upgraded_with_its_rollups(tmp_path: Path) -> No
         db.execute(insert, (B + 300, 2, 2, None, None, None))
     store = Store(path)
     try:
-        store.results.ingest("a", numbered(1, result(B + 9, 70.0), result(B + 309, 3.0)), None, NOW)
+        store.results.ingest(
+            "a", numbered(1, result(B + 9, 70.0), result(B + 309, 3.0)), received=NOW
+        )
         store.results.roll_up(B + 600)
         merged = rollups(store)
     finally:
@@ -407,15 +408,15 @@ def test_sequences_are_unique_per_outbox_so_a_reinstalled_agent_is_stored(store:
     old, new = "a" * 32, "b" * 32
     assert (
         store.results.ingest(
-            "a", numbered(1, result(B + 1), result(B + 2)), None, NOW, outbox=old
+            "a", numbered(1, result(B + 1), result(B + 2)), received=NOW, outbox=old
         ).stored
         == 2
     )
     again = store.results.ingest(
-        "a", numbered(1, result(B + 3), result(B + 4)), None, NOW, outbox=new
+        "a", numbered(1, result(B + 3), result(B + 4)), received=NOW, outbox=new
     )
     assert (again.stored, again.duplicates) == (2, 0)  # numbered from 1 again, new outbox
-    resent = store.results.ingest("a", numbered(2, result(B + 4)), None, NOW, outbox=new)
+    resent = store.results.ingest("a", numbered(2, result(B + 4)), received=NOW, outbox=new)
     assert (resent.stored, resent.duplicates) == (0, 1)  # a resend is still a duplicate
     assert store.results.sequences("a") == [1, 1, 2, 2]
 
@@ -428,12 +429,12 @@ def test_the_same_seq_with_another_time_is_a_duplicate(store: Store) -> None:
     """
     outbox = "c" * 32
     store.results.ingest(
-        "a", numbered(7, result(B + 60), result(B + 120)), None, NOW, outbox=outbox
+        "a", numbered(7, result(B + 60), result(B + 120)), received=NOW, outbox=outbox
     )
-    again = store.results.ingest("a", numbered(7, result(B + 90)), None, NOW, outbox=outbox)
+    again = store.results.ingest("a", numbered(7, result(B + 90)), received=NOW, outbox=outbox)
     assert (again.stored, again.duplicates) == (0, 1)
     mixed = numbered(8, result(B + 200), result(B + 240))  # 8 stored at B + 120, 9 is new
-    some = store.results.ingest("a", mixed, None, NOW, outbox=outbox)
+    some = store.results.ingest("a", mixed, received=NOW, outbox=outbox)
     assert (some.stored, some.duplicates) == (1, 1)
     assert store.results.sequences("a") == [7, 8, 9]
     assert [s.result.ts.timestamp() for s in store.results.history("gw", B, NOW)] == [
@@ -457,10 +458,9 @@ def test_a_version_5_database_keeps_its_rows_under_the_legacy_outbox(tmp_path: P
         )
     store = Store(path)
     try:
-        legacy = store.results.ingest(
-            "a", numbered(1, result(B + 1)), None, NOW
-        )  # an old agent resends
-        fresh = store.results.ingest("a", numbered(1, result(B + 2)), None, NOW, outbox="c" * 32)
+        # an old agent resends
+        legacy = store.results.ingest("a", numbered(1, result(B + 1)), received=NOW)
+        fresh = store.results.ingest("a", numbered(1, result(B + 2)), received=NOW, outbox="c" * 32)
         assert (legacy.stored, legacy.duplicates, fresh.stored) == (0, 1, 1)
         assert [s.result.rtt_ms for s in store.results.history("gw", B, B + 10)] == [2.0, None]
     finally:
@@ -511,7 +511,7 @@ def test_a_version_6_database_keeps_its_status_log_and_gains_evidence(tmp_path: 
 def test_history_of_some_kinds_counts_its_limit_in_those_kinds(store: Store) -> None:
     """A link's chart reads its pings; its interface and path readings must not crowd them out."""
     readings = [result(B + n, kind="interface" if n % 2 else "icmp") for n in range(10)]
-    store.results.ingest("a", numbered(1, *readings), None, NOW)
+    store.results.ingest("a", numbered(1, *readings), received=NOW)
     pings = store.results.history("gw", B, B + 100, limit=3, kinds=("icmp",))
     assert [(s.result.kind, s.result.ts.timestamp()) for s in pings] == [
         ("icmp", B + 0),
@@ -566,7 +566,7 @@ def test_the_database_and_its_wal_are_0640_whatever_the_umask(tmp_path: Path) ->
     try:
         store = Store(path)
         try:
-            store.results.ingest("a", numbered(1, result(B + 1)), None, NOW)
+            store.results.ingest("a", numbered(1, result(B + 1)), received=NOW)
             modes = {
                 p.name: p.stat().st_mode & 0o777
                 for p in tmp_path.iterdir()
@@ -581,17 +581,18 @@ def test_the_database_and_its_wal_are_0640_whatever_the_umask(tmp_path: Path) ->
 
 def test_newest_returns_each_targets_newest_results_per_vantage(store: Store) -> None:
     store.results.ingest(
-        "a", numbered(1, *(result(B + n, target="gw") for n in range(10))), None, NOW
+        "a", numbered(1, *(result(B + n, target="gw") for n in range(10))), received=NOW
     )
     store.results.ingest(
-        "a", numbered(11, *(result(B + n, target="sw") for n in range(3))), None, NOW
+        "a", numbered(11, *(result(B + n, target="sw") for n in range(3))), received=NOW
     )
     store.results.ingest(
-        "centre", numbered(1, *(result(B + n, target="gw") for n in range(5))), None, NOW
+        "centre", numbered(1, *(result(B + n, target="gw") for n in range(5))), received=NOW
     )
     found = [
         (s.source, s.result.target, s.result.ts.timestamp()) for s in store.results.newest(B, 2)
     ]
+    # after B only: the results at B itself are older than asked
     assert sorted(found) == sorted(
         [
             ("a", "gw", B + 8),
@@ -601,7 +602,7 @@ def test_newest_returns_each_targets_newest_results_per_vantage(store: Store) ->
             ("centre", "gw", B + 3),
             ("centre", "gw", B + 4),
         ]
-    )  # after B only: the results at B itself are older than asked
+    )
     assert [ts for _, _, ts in found] == sorted(ts for _, _, ts in found)  # oldest first
 
 
@@ -613,7 +614,7 @@ def test_warm_up_reads_the_newest_evidence_of_a_busy_hour(store: Store) -> None:
     # ... the phone answered for half an hour, then stopped; meanwhile the other targets of
     # the site filled the hour with results, more than today's limit of 100,000
     busy = [result(B + 5 + n * 0.016, target="dm-prn-01") for n in range(110_000)]
-    store.results.ingest("dutywa-main-01", numbered(1, *busy, *phone), None, now)
+    store.results.ingest("dutywa-main-01", numbered(1, *busy, *phone), received=now)
     collector = Collector(config, store)
     collector.pipeline.warm_up(now=now)
     site = next(view for view in collector.views(now) if view.id == "dutywa-main")

@@ -65,7 +65,7 @@ def test_a_batch_spanning_two_days_lands_in_two_partitions(pg_store: Store) -> N
     batch = numbered(
         1, [result(D + DAY - 2), result(D + DAY - 1), result(D + DAY), result(D + DAY + 5)]
     )
-    outcome = pg_store.results.ingest("a", batch, None, NOW)
+    outcome = pg_store.results.ingest("a", batch, received=NOW)
     assert (outcome.stored, outcome.duplicates) == (4, 0)
     assert partitions(pg_store) == {
         partition_name(D): 2,
@@ -78,12 +78,14 @@ def test_a_batch_spanning_two_days_lands_in_two_partitions(pg_store: Store) -> N
 
 def test_a_resent_batch_is_counted_as_duplicates_and_changes_nothing(pg_store: Store) -> None:
     batch = numbered(1, [result(D + 10, 1.0), result(D + DAY + 10, 2.0)])
-    assert pg_store.results.ingest("a", batch, None, NOW).stored == 2
+    assert pg_store.results.ingest("a", batch, received=NOW).stored == 2
     before = rows(pg_store, "SELECT * FROM results ORDER BY seq")
-    again = pg_store.results.ingest("a", batch, None, NOW + 60)
+    again = pg_store.results.ingest("a", batch, received=NOW + 60)
     assert (again.stored, again.duplicates) == (0, 2)
     assert rows(pg_store, "SELECT * FROM results ORDER BY seq") == before  # not even received
-    repeated = pg_store.results.ingest("a", [(3, result(D + 20)), (3, result(D + 21))], None, NOW)
+    repeated = pg_store.results.ingest(
+        "a", [(3, result(D + 20)), (3, result(D + 21))], received=NOW
+    )
     assert (repeated.stored, repeated.duplicates) == (1, 1)  # a seq repeated within one batch
     assert pg_store.results.sequences("a") == [1, 2, 3]
     assert last_heard(pg_store.db)["a"][0] == NOW  # the agent's contact, in the batch's transaction
@@ -92,7 +94,7 @@ def test_a_resent_batch_is_counted_as_duplicates_and_changes_nothing(pg_store: S
 def test_times_far_off_go_to_the_default_partition(pg_store: Store) -> None:
     """A clock gone wrong must not make a table per wild timestamp."""
     far = [result(D - 400 * DAY), result(NOW + 3 * DAY), result(D + 5)]
-    assert pg_store.results.ingest("a", numbered(1, far), None, NOW).stored == 3
+    assert pg_store.results.ingest("a", numbered(1, far), received=NOW).stored == 3
     assert partitions(pg_store) == {partition_name(D): 1, DEFAULT_PARTITION: 2}
     assert len(pg_store.results.history("gw", 0, NOW + 10 * DAY)) == 3
 
@@ -102,9 +104,9 @@ def test_rows_in_the_default_partition_move_into_their_day_when_it_is_made(
 ) -> None:
     early = numbered(1, [result(D + 100, 1.0), result(D + 200, 2.0), result(D + DAY + 1, 3.0)])
     # received long before: the results' days were too far ahead to get a partition then
-    assert pg_store.results.ingest("a", early, None, D - 10 * DAY).stored == 3
+    assert pg_store.results.ingest("a", early, received=D - 10 * DAY).stored == 3
     assert partitions(pg_store) == {DEFAULT_PARTITION: 3}
-    later = pg_store.results.ingest("a", numbered(4, [result(D + 300, 4.0)]), None, NOW)
+    later = pg_store.results.ingest("a", numbered(4, [result(D + 300, 4.0)]), received=NOW)
     assert later.stored == 1
     assert partitions(pg_store) == {
         partition_name(D): 3,  # its two old rows moved in beside the new one
@@ -112,20 +114,21 @@ def test_rows_in_the_default_partition_move_into_their_day_when_it_is_made(
     }
     found = pg_store.results.history("gw", D, D + DAY)
     assert [(s.seq, s.result.rtt_ms) for s in found] == [(1, 1.0), (2, 2.0), (4, 4.0)]
-    resent = pg_store.results.ingest("a", early, None, NOW)  # the moved rows still count as stored
+    # the moved rows still count as stored
+    resent = pg_store.results.ingest("a", early, received=NOW)
     assert (resent.stored, resent.duplicates) == (0, 3)
 
 
 def test_a_new_store_knows_the_partitions_that_exist(migrated_postgres_url: str) -> None:
     first = Store(migrated_postgres_url)
     try:
-        first.results.ingest("a", numbered(1, [result(D + 1)]), None, NOW)
+        first.results.ingest("a", numbered(1, [result(D + 1)]), received=NOW)
     finally:
         first.close()
     second = Store(migrated_postgres_url)
     try:
         assert second.results.partitions.known() == {D}
-        assert second.results.ingest("a", numbered(2, [result(D + 2)]), None, NOW).stored == 1
+        assert second.results.ingest("a", numbered(2, [result(D + 2)]), received=NOW).stored == 1
         assert partitions(second) == {partition_name(D): 2, DEFAULT_PARTITION: 0}
     finally:
         second.close()
@@ -156,12 +159,11 @@ def test_roll_up_drops_the_old_days_partition_and_rolls_up_as_sqlite_does(
     sqlite_store = Store(tmp_path / "collector.db")
     try:
         for store in (pg_store, sqlite_store):
-            store.results.ingest("a", mixed_day(1, D), None, NOW)
-            store.results.ingest("a", mixed_day(100, D + DAY), None, NOW)
-            store.results.ingest("centre", numbered(1, [result(D + 5, 4.0)]), None, NOW)
-            store.results.ingest(
-                "b", numbered(1, [result(D - 500 * DAY, 1.0)]), None, NOW
-            )  # far off
+            store.results.ingest("a", mixed_day(1, D), received=NOW)
+            store.results.ingest("a", mixed_day(100, D + DAY), received=NOW)
+            store.results.ingest("centre", numbered(1, [result(D + 5, 4.0)]), received=NOW)
+            # far off
+            store.results.ingest("b", numbered(1, [result(D - 500 * DAY, 1.0)]), received=NOW)
         # PostgreSQL rounds the cutoff down to D + DAY: the whole day D, and no more
         assert pg_store.results.roll_up(D + DAY + 7_200) == 7 + 1 + 1
         assert sqlite_store.results.roll_up(D + DAY) == 9
@@ -169,7 +171,7 @@ def test_roll_up_drops_the_old_days_partition_and_rolls_up_as_sqlite_does(
         # a late result for the rolled-up day, as an agent's backlog: merged on the next pass
         for store in (pg_store, sqlite_store):
             late = [result(D + 30, 60.0), result(D + 250), result(D + 310, None, ok=False)]
-            store.results.ingest("a", numbered(50, late), None, NOW)
+            store.results.ingest("a", numbered(50, late), received=NOW)
         assert partitions(pg_store)[DEFAULT_PARTITION] == 0
         assert pg_store.results.roll_up(D + DAY) == 3
         assert sqlite_store.results.roll_up(D + DAY) == 3
@@ -194,7 +196,7 @@ def test_two_collectors_making_the_same_day_at_once_both_succeed(postgres_url: s
     """
     stores = [Store(postgres_url), Store(postgres_url)]
     early = numbered(1, [result(D + day * DAY + 50) for day in range(3)])
-    assert stores[0].results.ingest("early", early, None, D - 100 * DAY).stored == 3
+    assert stores[0].results.ingest("early", early, received=D - 100 * DAY).stored == 3
     senders = [(store, f"agent-{n}-{m}") for n, store in enumerate(stores) for m in range(2)]
     start = threading.Barrier(len(senders))
 
@@ -203,7 +205,7 @@ def test_two_collectors_making_the_same_day_at_once_both_succeed(postgres_url: s
         days = range(3) if source.endswith("0") else range(2, -1, -1)
         return [
             store.results.ingest(
-                source, numbered(1 + 10 * day, day_of_results(day)), None, NOW
+                source, numbered(1 + 10 * day, day_of_results(day)), received=NOW
             ).stored
             for day in days
         ]
@@ -250,7 +252,7 @@ def test_a_batch_committed_while_roll_up_runs_is_rolled_up_or_kept_raw(
     between them was dropped with its day and never counted. Now every result ingested is
     either still raw or counted in the rollups.
     """
-    pg_store.results.ingest("a", numbered(1, [result(D + 100, 1.0)]), None, NOW)
+    pg_store.results.ingest("a", numbered(1, [result(D + 100, 1.0)]), received=NOW)
     assert D in pg_store.results.partitions.known()
     real = store_partitions.detach_before
     late = ThreadPoolExecutor(1)
@@ -258,12 +260,12 @@ def test_a_batch_committed_while_roll_up_runs_is_rolled_up_or_kept_raw(
     def late_batch_meanwhile(tx: Any, cutoff: int) -> list[int]:
         if moment == "before-detach":
             sent = late.submit(
-                pg_store.results.ingest, "a", numbered(2, [result(D + 400, 2.0)]), None, NOW
+                pg_store.results.ingest, "a", numbered(2, [result(D + 400, 2.0)]), received=NOW
             )
             assert sent.result(timeout=DEADLINE).stored == 1
             return real(tx, cutoff)
         gone = real(tx, cutoff)
-        late.submit(pg_store.results.ingest, "a", numbered(2, [result(D + 400, 2.0)]), None, NOW)
+        late.submit(pg_store.results.ingest, "a", numbered(2, [result(D + 400, 2.0)]), received=NOW)
         deadline = time.monotonic() + DEADLINE
         while not waiting_for_a_lock(pg_store):  # the batch waits for this transaction
             assert time.monotonic() < deadline, "the late batch never met the detach"
@@ -278,20 +280,18 @@ def test_a_batch_committed_while_roll_up_runs_is_rolled_up_or_kept_raw(
     raw = len(pg_store.results.history("gw", D, D + DAY))
     assert (folded, rolled, raw) == ((2, 2, 0) if moment == "before-detach" else (1, 1, 1))
     assert partition_name(D) not in partitions(pg_store)
-    assert (
-        pg_store.results.roll_up(D + DAY) == raw
-    )  # the late row, in the DEFAULT partition, next time
+    # the late row, in the DEFAULT partition, next time
+    assert pg_store.results.roll_up(D + DAY) == raw
     assert sum(r["count"] for r in pg_store.results.rollups("gw", D, D + DAY)) == 2
 
 
 def test_retention_forgets_the_keys_of_the_results_it_removes(pg_store: Store) -> None:
-    pg_store.results.ingest("a", numbered(1, [result(D + 10), result(D + DAY + 10)]), None, NOW)
-    pg_store.results.ingest(
-        "b", numbered(1, [result(D - 500 * DAY)]), None, NOW
-    )  # the DEFAULT partition
+    pg_store.results.ingest("a", numbered(1, [result(D + 10), result(D + DAY + 10)]), received=NOW)
+    # the DEFAULT partition
+    pg_store.results.ingest("b", numbered(1, [result(D - 500 * DAY)]), received=NOW)
     assert pg_store.results.roll_up(D + DAY) == 2
     assert rows(pg_store, "SELECT source, seq, ts FROM result_keys") == [("a", 2, D + DAY + 10)]
-    resent = pg_store.results.ingest("a", numbered(2, [result(D + DAY + 10)]), None, NOW)
+    resent = pg_store.results.ingest("a", numbered(2, [result(D + DAY + 10)]), received=NOW)
     assert (resent.stored, resent.duplicates) == (0, 1)  # the kept day's key still holds
 
 
@@ -300,11 +300,11 @@ def test_a_batch_needing_a_new_day_is_stored_while_a_long_read_is_open(
 ) -> None:
     """Making a day's partition (ATTACH) waits for every read of results in progress; a batch
     must not wait behind a month's report: its new day's rows go to the DEFAULT partition."""
-    pg_store.results.ingest("a", numbered(1, [result(D + 10)]), None, NOW)
+    pg_store.results.ingest("a", numbered(1, [result(D + 10)]), received=NOW)
     with psycopg.connect(migrated_postgres_url) as reader, ThreadPoolExecutor(1) as sender:
         assert reader.execute("SELECT count(*) FROM results").fetchone() == (1,)  # stays open
         tomorrow = numbered(2, [result(D + DAY + 10)])
-        sent = sender.submit(pg_store.results.ingest, "a", tomorrow, None, NOW)
+        sent = sender.submit(pg_store.results.ingest, "a", tomorrow, received=NOW)
         assert sent.result(timeout=DEADLINE).stored == 1
         assert reader.info.transaction_status == TransactionStatus.INTRANS  # the read is open
         assert [s.seq for s in pg_store.results.history("gw", D, D + 2 * DAY)] == [1, 2]

@@ -238,7 +238,11 @@ async def test_what_an_older_collector_stored_is_read_without_a_500(
     with logged_errors() as errors:
         async with running(databases, "older", hashes, correlate=False, form_login=False) as rig:
             await asyncio.to_thread(
-                rig.store.results.ingest, "tesko-01", items, heartbeat, time.time()
+                rig.store.results.ingest,
+                "tesko-01",
+                items,
+                heartbeat=heartbeat,
+                received=time.time(),
             )
             async with restarted(rig, form_login=False) as again:
                 await full_reads(again)
