@@ -71,9 +71,8 @@ def swept(store: Store) -> bool:
 
 
 async def test_the_test_server_runs_the_real_loops_and_stops_them(collector: Collector) -> None:
-    assert CENTRE not in last_heard(
-        collector.store.db
-    )  # nothing from the centre before the app runs
+    # nothing from the centre before the app runs
+    assert CENTRE not in last_heard(collector.store.db)
     async with TestClient(TestServer(build_app(collector, loops=True))) as client:
         assert running_loops() == LOOP_NAMES
         # the correlation loop's pass, without the test calling correlate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collector.store.partitions import DAY, day_of, near_days
 
-NOW = 1_800_000_000.0 + 13 * 3_600  # 13:00 UTC on some day
+NOW = 1_800_000_000.0 + 13 * 3_600  # 2027-01-15 21:00 UTC (1_800_000_000 is 08:00 that day)
 TODAY = day_of(NOW)
 RETENTION = 30 * DAY
 
