@@ -18,11 +18,12 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
-from collector.store import Store
+from collector.store import DatabaseSpec, Store
 from collector.store import partitions as store_partitions
 from collector.store.agents import last_heard
 from collector.store.partitions import DAY, DEFAULT_PARTITION, day_of, partition_name
 from probes.result import ProbeResult
+from tests.conftest import opened
 
 D = 1_799_971_200  # the start of a UTC day (2027-01-15): D % 86_400 == 0
 NOW = D + DAY + 3_600.0  # when the collector received everything: an hour into the next day
@@ -54,11 +55,7 @@ def partitions(store: Store) -> dict[str, int]:
 
 @pytest.fixture
 def pg_store(migrated_postgres_url: str) -> Iterator[Store]:
-    store = Store(migrated_postgres_url)
-    try:
-        yield store
-    finally:
-        store.close()
+    yield from opened(DatabaseSpec(url=migrated_postgres_url))
 
 
 def test_a_batch_spanning_two_days_lands_in_two_partitions(pg_store: Store) -> None:
