@@ -20,20 +20,13 @@ from collector.store import CENTRE, IngestOutcome, Store, status
 from collector.store.agents import last_heard
 from collector.store.status import Gap, StatusChange, StatusLog
 from collector.topology import Correlation
-from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
+from tests.results import probe_result
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_collector_config(ROOT / "config" / "collector.yaml")
 T0 = 1_800_000_000.0
 OUTBOX = "a" * 32
-
-
-def ping(target: str, ts: float, *, ok: bool = True) -> ProbeResult:
-    when = datetime.fromtimestamp(ts, UTC)
-    if ok:
-        return ProbeResult(target, "icmp", when, True, rtt_ms=4.0, loss=0.0)
-    return ProbeResult(target, "icmp", when, False, loss=1.0, error_kind="timeout")
 
 
 def started(store: Store, clock: ManualClock) -> Collector:
@@ -58,7 +51,9 @@ async def test_the_centres_sweep_is_numbered_stored_and_moves_the_centres_view(
     for second in range(3):  # fail_after is 3
         clock.set(T0 + second)
         pipeline.changed.clear()
-        outcome = await pipeline.observe(CENTRE, [ping("willowvale-mpls", T0 + second, ok=False)])
+        outcome = await pipeline.observe(
+            CENTRE, [probe_result("willowvale-mpls", T0 + second, ok=False)]
+        )
         assert outcome == IngestOutcome(1, 0)
     assert pipeline.changed.is_set()  # the third failure put the edge down: correlate now
     assert pipeline.book.targets["willowvale-mpls", "icmp", "centre"].status == "down"
@@ -74,7 +69,11 @@ async def test_an_agents_batch_is_stored_and_heard_at_the_clocks_time(store: Sto
     pipeline = started(store, clock).pipeline
     heartbeat = Heartbeat("tesko-01", version="1.2.3", clock=datetime.fromtimestamp(T0, UTC))
     batch = Batch(
-        ((1, ping("tesko-mpls", T0 + 2)), (2, ping("tesko-mpls", T0 + 1))),  # out of order
+        # out of order
+        (
+            (1, probe_result("tesko-mpls", T0 + 2, ok=True)),
+            (2, probe_result("tesko-mpls", T0 + 1, ok=True)),
+        ),
         heartbeat,
         OUTBOX,
     )
@@ -199,9 +198,14 @@ def test_a_gap_is_due_once_results_of_its_time_arrive_after_it(
     log.mark_gap(["site:tesko"], 1_000.0)
     log.mark_gap(["site:tesko"], 2_000.0)  # down from 1,000 to 2,000
     assert log.due(0.0, warm_up=60.0) == []  # nothing of its time received
-    store.results.ingest("tesko-01", [(1, ping("tesko-mpls", 950.0))], received=990.0)
+    store.results.ingest(
+        "tesko-01", [(1, probe_result("tesko-mpls", 950.0, ok=True))], received=990.0
+    )
     assert log.due(0.0, warm_up=60.0) == []  # received before the gap began: nothing new
-    later = [(2, ping("tesko-mpls", 1_200.0)), (3, ping("tesko-mpls", 1_500.0))]
+    later = [
+        (2, probe_result("tesko-mpls", 1_200.0, ok=True)),
+        (3, probe_result("tesko-mpls", 1_500.0, ok=True)),
+    ]
     store.results.ingest("tesko-01", later, received=2_100.0)
     [gap] = log.due(0.0, warm_up=60.0)
     assert (gap.start, gap.end) == (1_000.0, 2_000.0)
@@ -209,7 +213,9 @@ def test_a_gap_is_due_once_results_of_its_time_arrive_after_it(
     log.replace(gap, [], 2_150.0)
     assert log.due(0.0, warm_up=60.0) == []  # rebuilt since they arrived
 
-    store.results.ingest(CENTRE, [(1, ping("tesko-mpls", 1_200.0, ok=False))], received=2_100.0)
+    store.results.ingest(
+        CENTRE, [(1, probe_result("tesko-mpls", 1_200.0, ok=False))], received=2_100.0
+    )
     monkeypatch.setattr(status, "READ_CHUNK", 1)  # one row a query: each resumes after the last
     read = [(source, result.ts.timestamp()) for source, result in log.results(900.0, 2_000.0)]
     assert read == [

@@ -7,7 +7,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,8 @@ from collector.service import Collector
 from collector.store import Store
 from collector.store.status import StatusChange
 from collector.topology import Correlation
-from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
+from tests.results import probe_result
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,13 +81,6 @@ def evidence_rows(store: Store) -> dict[str, tuple[str, str | None]]:
         return {entity: (status, evidence) for entity, status, evidence in rows}
 
 
-def ping(target: str, ts: float, *, ok: bool, detail: str = "") -> ProbeResult:
-    when = datetime.fromtimestamp(ts, UTC)
-    if ok:
-        return ProbeResult(target, "icmp", when, True, rtt_ms=4.0, loss=0.0)
-    return ProbeResult(target, "icmp", when, False, loss=1.0, error_kind="timeout", detail=detail)
-
-
 async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -101,9 +93,11 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
     book = collector.pipeline.book
     for second in range(3):
         for link in ("tesko-mpls", "willowvale-mpls", "willowvale-fibre"):
-            book.observe("agent", ping(link, t0 + second, ok=True))
-        book.observe("centre", ping("willowvale-fibre", t0 + second, ok=True))
-        book.observe("centre", ping("willowvale-mpls", t0 + second, ok=False, detail="no reply"))
+            book.observe("agent", probe_result(link, t0 + second, ok=True))
+        book.observe("centre", probe_result("willowvale-fibre", t0 + second, ok=True))
+        book.observe(
+            "centre", probe_result("willowvale-mpls", t0 + second, ok=False, detail="no reply")
+        )
     book.heard_from("tesko-01", t0 + 3, probed=t0 + 2)
     book.heard_from("willowvale-01", t0 + 3, probed=t0 + 2)
     stop = asyncio.Event()
@@ -121,7 +115,7 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
             await collector.correlation_loop(stop)
     logged = evidence_rows(store)
     assert logged["site:tesko"] == ("up", "up; agent heard; tesko-mpls up")
-    assert logged["link:tesko-mpls"] == ("up", "up; far-end-ping up: 4.0 ms")  # its only way out
+    assert logged["link:tesko-mpls"] == ("up", "up; far-end-ping up: 2.5 ms")  # its only way out
     assert logged["site:willowvale"] == (
         "degraded",
         "degraded; agent heard; willowvale-mpls down, willowvale-fibre up",
@@ -129,7 +123,7 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
     status, evidence = logged["link:willowvale-mpls"]
     assert status == "down"
     assert evidence == (
-        "down; centre-ping down: no reply; far-end-ping up (reachability, not counted): 4.0 ms; "
+        "down; centre-ping down: no reply; far-end-ping up (reachability, not counted): 2.5 ms; "
         "conflict: seen by centre: down; agent: reachable (via backup)"
     )
     assert f"link:willowvale-mpls: {evidence}" in caplog.text
@@ -152,7 +146,9 @@ def test_a_link_put_in_maintenance_is_logged_as_in_maintenance(store: Store) -> 
     t0 = time.time() - 10.0
     collector.pipeline.warm_up(now=t0)
     for second in range(3):
-        collector.pipeline.book.observe("centre", ping("willowvale-fibre", t0 + second, ok=False))
+        collector.pipeline.book.observe(
+            "centre", probe_result("willowvale-fibre", t0 + second, ok=False)
+        )
     window = Window(1, "link", "willowvale-fibre", t0, t0 + 3_600, None, "splice", "ann", t0)
     collector.pipeline.set_windows([window])
     _, changed = collector.pipeline.correlate(t0 + 5)
