@@ -119,10 +119,11 @@ def test_server_runs_unprivileged_on_loopback(postgres_server: pg.PostgresServer
     with postgres_server.connect() as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()
         listen = conn.execute("SHOW listen_addresses").fetchone()
-    assert backend is not None
+        assert backend is not None
+        assert isinstance(backend[0], int)
+        # read while the connection is open: its backend process ends with it
+        assert _uid_of(backend[0]) != 0
     assert _uid_of(postgres_server.process.pid) != 0
-    assert isinstance(backend[0], int)
-    assert _uid_of(backend[0]) != 0
     assert listen == ("127.0.0.1",)
     if os.geteuid() == 0:
         assert postgres_server.account.name == pg.PG_USER
