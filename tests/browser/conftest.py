@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from collector.api import build_app
 from collector.service import Collector
-from collector.store import Store
 from sitewatch.config.files import load_collector_config
 from sitewatch.passwords import hash_password
+from tests.apps import served
 
 EVIL_NAME = "<script>alert('sitewatch')</script>"
 PASSWORDS = {"desk": "desk-password", "screen": "screen-password"}
@@ -108,10 +107,5 @@ def csrf_of(html: str) -> str:
 @pytest.fixture
 async def dashboard(tmp_path: Path, hashes: dict[str, str]) -> AsyncIterator[Dashboard]:
     config = load_collector_config(write_config(tmp_path, hashes))
-    store = Store(tmp_path / "collector.db")
-    collector = Collector(config, store)
-    try:
-        async with TestClient(TestServer(build_app(collector))) as client:
-            yield Dashboard(client, collector)
-    finally:
-        store.close()
+    async with served(config, tmp_path / "collector.db") as (client, collector):
+        yield Dashboard(client, collector)

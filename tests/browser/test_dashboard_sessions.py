@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from collector.api import build_app
 from collector.dashboard.sessions import COOKIE, SESSIONS, TOUCH_EVERY, Login, SessionBook
-from collector.service import Collector
 from collector.store import DatabaseSpec, Store
 from sitewatch.config.files import load_collector_config
+from tests.apps import served
 from tests.browser.conftest import Dashboard, write_config
 from tests.conftest import opened
 
@@ -157,13 +155,8 @@ async def app_on(
 ) -> AsyncIterator[Dashboard]:
     """A collector's app on the database of `spec`: one collector process."""
     config = load_collector_config(write_config(tmp_path, hashes))
-    store = Store(spec)
-    try:
-        collector = Collector(config, store)
-        async with TestClient(TestServer(build_app(collector))) as client:
-            yield Dashboard(client, collector)
-    finally:
-        store.close()
+    async with served(config, spec) as (client, collector):
+        yield Dashboard(client, collector)
 
 
 async def test_a_restarted_collector_keeps_everyone_logged_in(

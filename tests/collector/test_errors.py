@@ -12,21 +12,19 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from collector.api import build_app
 from collector.body import BodyCode, BodyError
 from collector.errors import BODY_REFUSED, REFUSALS, REFUSED, CollectorError, refusal
 from collector.errors import Refusal as Refused
 from collector.incidents import IncidentConflict, IncidentNotFound
 from collector.ingest import BatchError, Refusal
 from collector.maintenance import MaintenanceError
-from collector.service import Collector
 from collector.store import DatabaseSpec, DatabaseUnavailable, Store
 from collector.store.database import Connection
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken
 from sitewatch.passwords import hash_password
+from tests.apps import served
 from tests.browser.conftest import PASSWORDS, Dashboard, write_config
 
 
@@ -136,13 +134,8 @@ async def dashboard(
         agents=(AgentCredential("tesko-01", "alpha", sha(AGENT_TOKEN)),),
         api_tokens=(ApiToken("screen", "viewer", sha(VIEWER_TOKEN)),),
     )
-    store = Store(database_spec)
-    collector = Collector(config, store)
-    try:
-        async with TestClient(TestServer(build_app(collector))) as client:
-            yield Dashboard(client, collector)
-    finally:
-        store.close()
+    async with served(config, database_spec) as (client, collector):
+        yield Dashboard(client, collector)
 
 
 async def test_the_database_unavailable_is_a_503_with_retry_after_for_api_and_pages(

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from collector.api import build_app
 from collector.health import HealthCheck, redacted
-from collector.service import Collector
 from collector.store import DatabaseSpec, Store, StoreError
 from collector.store.database import Connection
 from sitewatch.config.files import load_collector_config
+from tests import apps
 
 
 class Failing:
@@ -102,13 +101,9 @@ Served = tuple[TestClient[Any, Any], Store]
 @pytest.fixture
 async def served(database_spec: DatabaseSpec) -> AsyncIterator[Served]:
     """The collector's app on each backend, and its store."""
-    store = Store(database_spec)
-    collector = Collector(load_collector_config(ROOT / "config" / "collector.yaml"), store)
-    try:
-        async with TestClient(TestServer(build_app(collector))) as client:
-            yield client, store
-    finally:
-        store.close()
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    async with apps.served(config, database_spec) as (client, collector):
+        yield client, collector.store
 
 
 async def test_healthz_says_why_the_database_fails_without_its_credentials(

@@ -30,6 +30,7 @@ from collector.store import Store
 from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
 from sitewatch.passwords import hash_password
+from tests.apps import served
 from tests.browser.conftest import PASSWORDS, Dashboard
 from tests.collector.test_poison import strict_json
 from tests.deploy import deploy, free_port
@@ -87,13 +88,10 @@ async def dashboard(tmp_path: Path, desk_hash: str) -> AsyncIterator[Dashboard]:
     write_configs(
         tmp_path, f"users:\n  - {{name: desk, role: operator, password_hash: '{desk_hash}'}}\n"
     )
-    store = Store(tmp_path / "collector.db")
-    collector = Collector(load_collector_config(tmp_path / "collector.yaml"), store)
-    try:
-        async with TestClient(TestServer(build_app(collector))) as client:
-            yield Dashboard(client, collector)
-    finally:
-        store.close()
+    async with served(
+        load_collector_config(tmp_path / "collector.yaml"), tmp_path / "collector.db"
+    ) as (client, collector):
+        yield Dashboard(client, collector)
 
 
 class Agent:

@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from collector.api import build_app
 from collector.body import unstorable_text
 from collector.evidence import result_detail
 from collector.service import Collector
-from collector.store import DatabaseSpec, Store
+from collector.store import DatabaseSpec
 from collector.topology import Cause
 from probes.result import ProbeResult, ResultFormatError, format_ts, short
 from sitewatch.config.files import load_collector_config
 from sitewatch.config.model import AgentCredential, ApiToken
 from sitewatch.passwords import hash_password
+from tests.apps import served
 from tests.browser.conftest import PASSWORDS, csrf_of, write_config
 from tests.collector.test_api import example_config
 
@@ -74,13 +74,8 @@ async def front(database_spec: DatabaseSpec) -> AsyncIterator[Front]:
         (AgentCredential(AGENT, "tesko", sha(TOKEN)),),
         (ApiToken("desk", "operator", sha(OPERATOR)),),
     )
-    store = Store(database_spec)
-    collector = Collector(config, store)
-    try:
-        async with TestClient(TestServer(build_app(collector))) as client:
-            yield Front(client, collector)
-    finally:
-        store.close()
+    async with served(config, database_spec) as (client, collector):
+        yield Front(client, collector)
 
 
 def result(**change: object) -> dict[str, object]:
@@ -204,13 +199,8 @@ async def dashboard(
     tmp_path: Path, hashes: dict[str, str], database_spec: DatabaseSpec
 ) -> AsyncIterator[Front]:
     config = load_collector_config(write_config(tmp_path, hashes))
-    store = Store(database_spec)
-    collector = Collector(config, store)
-    try:
-        async with TestClient(TestServer(build_app(collector))) as client:
-            yield Front(client, collector)
-    finally:
-        store.close()
+    async with served(config, database_spec) as (client, collector):
+        yield Front(client, collector)
 
 
 async def _login_form(front: Front, name: str) -> tuple[int, str]:
