@@ -126,7 +126,12 @@ def decode_json(raw: bytes, *, in_thread: bool = False, max_values: int | None =
     go between them, for ~30% more decoding time in the thread. Numbers need their own hook: a
     flat list of long floats or 4,000-digit integers has no object, and costs up to 20 ms a MiB.
     """
-    if max_values is not None and count_values(raw, max_values) > max_values:
+    # A body holds at most one value more than it has bytes: a shorter one needs no count.
+    if (
+        max_values is not None
+        and len(raw) >= max_values
+        and count_values(raw, max_values) > max_values
+    ):
         raise BodyError(
             "too_many_values",
             f"the body holds over {max_values} JSON values: send smaller batches",

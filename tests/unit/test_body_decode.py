@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.body import BodyError, decode_json
+from collector.body import BodyError, count_values, decode_json
 
 SCALARS = (
     st.none()
@@ -89,3 +89,20 @@ def test_malformed_json_is_refused_in_the_json_modules_words(raw: bytes) -> None
 def test_nan_and_infinity_are_refused(constant: str) -> None:
     with pytest.raises(BodyError, match=f"{constant} is not a JSON number"):
         decode_json(f'{{"rtt_ms": {constant}}}'.encode())
+
+
+@given(
+    marks=st.text(alphabet=",:[{0 ", min_size=0, max_size=40),
+    cap=st.integers(min_value=1, max_value=45),
+)
+def test_the_value_cap_refuses_exactly_what_the_count_finds_over_it(marks: str, cap: int) -> None:
+    """A body shorter than the cap is not counted (it cannot hold more values than bytes + 1):
+    the refusal must be the same as if every body were counted."""
+    body = marks.encode()
+    try:
+        decode_json(body, max_values=cap)
+    except BodyError as err:
+        refused = err.code == "too_many_values"
+    else:
+        refused = False
+    assert refused == (count_values(body, cap) > cap)
