@@ -6,7 +6,7 @@ is stored. Results are kept raw for `retention` and rolled up per target per 5 m
 it, so a year of history stays small.
 
 PostgreSQL: raw results are partitioned by UTC day (collector.store.partitions), and a batch is
-loaded with COPY (`copy_new`). A partitioned table's unique key must hold the partition key
+loaded with COPY (`Results.ingest`). A partitioned table's unique key must hold the partition key
 (ts), which would take a result resent with another time (an outbox renumbered) for a new one:
 the key (source, outbox, seq) is the table `result_keys` instead, not partitioned, written in
 the batch's transaction and pruned by retention in the one that drops the results.
@@ -127,18 +127,32 @@ class Results:
         source: str,
         heartbeat: dict[str, Any] | None,
     ) -> int:
-        """Insert a batch with COPY (`copy_new`); return the rows stored.
+        """Insert a batch with COPY; return the rows stored.
 
         The days the batch needs get their partitions first, in transactions of their own,
         unless that would wait for long reads of results (PARTITION_WAIT): then that day's rows
-        go to the DEFAULT partition, as if it were far off.
+        go to the DEFAULT partition, as if it were far off. Most batches are new: COPYed
+        straight in (`copy_results`). One that meets a stored key (an agent resending after a
+        lost reply) is rolled back whole and stored again the long way (`copy_missing`). A
+        savepoint around the straight COPY did the same in one transaction, for two more round
+        trips on every batch.
         """
+        from psycopg.errors import UniqueViolation  # noqa: PLC0415 -- PostgreSQL only
+
         days = {partitions.day_of(row[4]) for row in rows}
         self.partitions.ensure(
             partitions.near_days(days, received, self.retention), lock_timeout=PARTITION_WAIT
         )
+        try:
+            with self.db.writing() as tx:
+                copy_results(tx, RESULT_COLUMNS.split(", "), rows)
+                agents.heard(tx, source, received, heartbeat)
+        except UniqueViolation:
+            pass  # rolled back: nothing of the batch is stored yet
+        else:
+            return len(rows)
         with self.db.writing() as tx:
-            stored = copy_new(tx, rows)
+            stored = copy_missing(tx, rows)
             agents.heard(tx, source, received, heartbeat)
         return stored
 
@@ -345,29 +359,17 @@ def _forget_keys(tx: Connection, cutoff: int, gone: list[int]) -> None:
     tx.execute("DELETE FROM result_keys WHERE ts < ?", (cutoff,))
 
 
-def copy_new(tx: Connection, rows: list[tuple[Any, ...]]) -> int:
-    """Store a batch's rows in PostgreSQL, skipping those stored already; return how many.
+def copy_missing(tx: Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Store those of a batch's rows not stored already, in PostgreSQL; return how many.
 
-    Most batches are new: they are COPYed straight in (`copy_results`), under a savepoint. One
-    that meets a stored key (an agent resending after a lost reply) rolls back to the savepoint
-    and goes the long way: COPY into the temporary table, then INSERT_INCOMING, whose row count
-    is what was stored. The straight COPY took a quarter less time than the long way, and
-    executemany of the INSERT in pipeline mode more than both (numbers in
-    bench/ingest_bench.py's docstring). The batch must not repeat a seq (`first_of_each_seq`).
+    COPY into the temporary table, then INSERT_INCOMING, whose row count is what was stored.
+    The straight COPY took a quarter less time than this, and executemany of the INSERT in
+    pipeline mode more than both (numbers in bench/ingest_bench.py's docstring), so this is
+    only for a batch the straight COPY refused. The batch must not repeat a seq
+    (`first_of_each_seq`).
     """
-    from psycopg.errors import UniqueViolation  # noqa: PLC0415 -- PostgreSQL only
-
-    columns = RESULT_COLUMNS.split(", ")
-    tx.execute("SAVEPOINT new_results")
-    try:
-        copy_results(tx, columns, rows)
-    except UniqueViolation:
-        tx.execute("ROLLBACK TO SAVEPOINT new_results")
-    else:
-        tx.execute("RELEASE SAVEPOINT new_results")
-        return len(rows)
     tx.execute(CREATE_INCOMING)
-    tx.copy_rows(INCOMING, columns, rows)
+    tx.copy_rows(INCOMING, RESULT_COLUMNS.split(", "), rows)
     return max(tx.execute(INSERT_INCOMING).rowcount, 0)
 
 
@@ -387,7 +389,7 @@ def first_of_each_seq(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Return a batch's rows without a seq it repeats, the first of each kept (as SQLite does).
 
     One batch has one source and outbox. PostgreSQL's straight COPY would fail on the repeat
-    and take the long way (`copy_new`) for nothing.
+    and take the long way (`copy_missing`) for nothing.
     """
     seen: set[int] = set()
     unique = []

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.store import MIGRATIONS, Store
+from collector.store import MIGRATIONS, Store, database
 from collector.store.database import (
     DatabaseUnavailable,
+    Returned,
     StoreError,
     open_database,
     postgres_sql,
@@ -119,6 +120,32 @@ def test_postgres_refusing_connections_is_unavailable_then_recovers(
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         admin.close()
         db.close()
+
+
+def test_a_connection_back_a_moment_ago_is_lent_unchecked_and_an_older_one_is_checked(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's check: a round trip that finds a dropped connection, skipped for one that
+    came back to the pool within RECHECK_AFTER (it worked a moment ago)."""
+    import psycopg  # noqa: PLC0415 -- PostgreSQL only
+
+    name = postgres_url.rsplit("/", 1)[1]
+    returned = Returned()
+    admin = postgres_server.connect()
+    conn = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        returned.check(conn)  # never noted: checked, and alive
+        returned.note(conn)
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        returned.check(conn)  # back a moment ago: lent without a round trip
+        monkeypatch.setattr(database, "RECHECK_AFTER", 0.0)
+        with pytest.raises(psycopg.OperationalError):
+            returned.check(conn)  # checked: the server dropped it
+    finally:
+        conn.close()
+        admin.close()
 
 
 def test_another_tools_schema_version_table_is_not_taken_for_ours(
