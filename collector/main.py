@@ -47,23 +47,46 @@ def run(config_path: Path) -> int:
 
 
 SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits for it
+# Container objects allocated (less those freed) before the garbage collector's young pass,
+# and young and middle passes before the next older one. Python's (700, 10, 10) suit a short
+# script; a collector decodes ~10,000 objects per agent batch and keeps every batch in flight
+# alive until it is stored: at 700, its start-up heap frozen, it ran ~1,060 young passes, ~95
+# middle ones and 8 full ones (~19 ms each, the loop stopped for each) per 200,000 results,
+# ~11 % of its CPU; at these, 7 young ones and no other (bench/ingest_bench.py). Garbage
+# here is nearly all freed by reference counting; the collector only finds cycles, and
+# finding them later costs memory, not correctness.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+async def settle(collector: Collector) -> None:
+    """Ready this process to serve for months: warm the state up, then tune the runtime."""
+    await asyncio.to_thread(collector.pipeline.warm_up)
+    tune_runtime()
+
+
+def tune_runtime() -> None:
+    """Set the GIL and the garbage collector for a server's heap, and freeze what is built.
+
+    The benches call it too, so that what they measure is the process `sitewatch collector` runs.
+    """
+    # The event loop shares the GIL with the threads building large reads: with Python's
+    # default of 5 ms it waits up to that long each time it wakes, many times per request.
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    # What start-up made (modules, inventory, state) lives as long as the process: frozen, the
+    # garbage collector's full passes no longer walk it, and a large read no longer stops the
+    # event loop for a tenth of a second at a time (bench/abuse_bench.py).
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def _serve(collector: Collector) -> int:
     """Serve until a signal (0) or a background loop's end (1); the loops stop with the app."""
     config = collector.config
-    # The event loop shares the GIL with the threads building large reads: with Python's
-    # default of 5 ms it waits up to that long each time it wakes, many times per request.
-    sys.setswitchinterval(SWITCH_INTERVAL)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await asyncio.to_thread(collector.pipeline.warm_up)
-    # What start-up made (modules, inventory, state) lives as long as the process: frozen, the
-    # garbage collector's full passes no longer walk it, and a large read no longer stops the
-    # event loop for a tenth of a second at a time (bench/abuse_bench.py).
-    gc.freeze()
+    await settle(collector)
     context = None
     if config.tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
