@@ -34,6 +34,7 @@ from collector import maintenance, report
 from collector.appkeys import (
     CLOCK,
     CONFIG,
+    ELECTION,
     INCIDENTS,
     MAINTENANCE,
     NOTIFY_WAKE,
@@ -684,11 +685,17 @@ async def delete_maintenance(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    """Say whether the database answers, and why not when it does not (no credentials)."""
-    check = request.app[HEALTH]
+    """Say whether the database answers (and why not, without credentials), and this
+    collector's role among those on its database: a load balancer may route by either."""
+    check, election = request.app[HEALTH], request.app[ELECTION]
+    role = {
+        "role": "leader" if election.leading else "follower",
+        "replica": election.name,
+        "leader": election.leader or None,
+    }
     if await check.healthy():
-        return json_response({"status": "ok", "database": "ok"})
-    body = {"status": "failing", "database": "failing", "reason": check.reason}
+        return json_response({"status": "ok", "database": "ok", **role})
+    body = {"status": "failing", "database": "failing", "reason": check.reason, **role}
     return json_response(body, status=503)
 
 
@@ -734,6 +741,7 @@ def build_app(
     app[MAINTENANCE] = collector.pipeline  # its windows in force
     app[TARGETS] = Targets.of(config)
     app[CLOCK] = collector.clock  # the pipeline's own: one "now" for state and answers
+    app[ELECTION] = collector.election
     app[NOTIFY_WAKE] = collector.pipeline.notify_wake
     app[FRONT] = front
     app[IN_FLIGHT] = Counter()
@@ -772,8 +780,10 @@ LOOP_ENDED: web.AppKey[asyncio.Event] = web.AppKey("loop_ended", asyncio.Event)
 def background_loops(collector: Collector) -> Callable[[web.Application], AsyncIterator[None]]:
     """Return the cleanup context that runs the collector's loops for the app's life.
 
-    The loops are the centre's edge sweep, roll-ups, correlation, notification delivery and the
-    replay of the collector's own gaps; each goes on past a failed round by itself
+    The loops are the election of a leader among the collectors on one database, the centre's
+    edge sweep, roll-ups, correlation, notification delivery and the replay of the collector's
+    own gaps (all but correlation write only while leading: collector.leadership); each goes
+    on past a failed round by itself
     (`collector.loops.Rounds`). At cleanup they are told to stop and awaited for at most
     LOOPS_STOP_SECONDS, then cancelled: a stop never hangs on a loop. A loop that ends while
     the app runs is a bug: it is logged with its traceback and LOOP_ENDED is set.
@@ -783,6 +793,8 @@ def background_loops(collector: Collector) -> Callable[[web.Application], AsyncI
         stop = asyncio.Event()
         ended = app[LOOP_ENDED]
         jobs = {
+            "the election": collector.election.run,
+            "the other collectors' results": collector.arrivals_loop,
             "the edge sweep": collector.central_probes,
             "roll-ups": collector.housekeeping,
             "correlation": collector.correlation_loop,

@@ -24,6 +24,7 @@ from collector.clock import Clock
 from collector.heartbeat import Heartbeat
 from collector.incidents import IncidentBook
 from collector.ingest import Batch, Intake
+from collector.leadership import Election
 from collector.maintenance import Window
 from collector.state import SiteView
 from collector.store import IngestOutcome, Store
@@ -102,5 +103,6 @@ PIPELINE: web.AppKey[PipelinePort] = web.AppKey("pipeline")
 MAINTENANCE: web.AppKey[Schedule] = web.AppKey("maintenance")
 TARGETS: web.AppKey[Targets] = web.AppKey("targets", Targets)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+ELECTION: web.AppKey[Election] = web.AppKey("election", Election)
 # Set when a staff action queued a notification, so the deliverer sends it now.
 NOTIFY_WAKE: web.AppKey[asyncio.Event] = web.AppKey("notify_wake", asyncio.Event)

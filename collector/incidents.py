@@ -237,7 +237,7 @@ class IncidentBook:
         unsure: Container[str],
         unwatched: Mapping[str, str],
     ) -> int:
-        with self._undone_on_error(), self.store.db.writing() as tx:
+        with self._undone_on_error(), self.store.leadership.fenced() as tx:
             writer = _Writer(self, tx, now)
             present = {cause.key: cause for cause in causes}
             covered = {key: cause.key for cause in causes for key in cause.covers}

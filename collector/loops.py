@@ -18,6 +18,7 @@ Cancellation is not a failure: `CancelledError` is not an `Exception` and passes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,3 +51,12 @@ class Rounds:
                 self.log.info("%s recovered after %d failed rounds", self.what, self.failures)
             self.failing = False
             self.failures = 0
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds` between rounds, or until `stop` is set, whichever comes first."""
+    try:
+        async with asyncio.timeout(max(seconds, 0.0)):
+            await stop.wait()
+    except TimeoutError:
+        pass

@@ -105,6 +105,29 @@ class StateMetrics(MetricSource):
         )
         passes.add_metric([], pipeline.pass_seconds)
         yield passes
+        yield from self._leadership()
+
+    def _leadership(self) -> Iterator[Metric]:
+        """This collector's role among those on its database (collector.leadership)."""
+        election = self.collector.election
+        leader = GaugeMetricFamily(
+            "sitewatch_leader",
+            "1 if this collector leads the others on its database",
+            labels=["replica"],
+        )
+        leader.add_metric([election.name], 1.0 if election.leading else 0.0)
+        yield leader
+        epoch = GaugeMetricFamily(
+            "sitewatch_leader_epoch", "The leadership epoch, raised at each takeover, as last seen"
+        )
+        epoch.add_metric([], float(election.epoch or election.epoch_seen))
+        yield epoch
+        read = CounterMetricFamily(
+            "sitewatch_results_read_back",
+            "Results other collectors on the database stored, read into this one's state",
+        )
+        read.add_metric([], float(self.collector.arrivals.read))
+        yield read
 
 
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)

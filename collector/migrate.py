@@ -199,6 +199,10 @@ TABLES: tuple[Table, ...] = (
     ),
     Table("sessions", ("token_hash", "name", "role", "csrf", "created", "last_seen")),
 )
+# Tables of the schema the copy leaves as the target's migration made them, and why.
+NOT_COPIED = {
+    "leadership": "who leads the collectors on the target is the target's own, from its epoch",
+}
 
 
 _RESULT_TS = next(t for t in TABLES if t.name == "results").columns.index("ts")

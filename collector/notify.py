@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -28,7 +29,7 @@ import smtplib
 import ssl
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -82,6 +83,11 @@ MAX_BACKOFF = 300.0  # before jitter
 JITTER = 0.2
 IDLE_RECHECK = 60.0  # seconds: run() looks again even if nobody sets `wake`
 FAILED_ROUND_RETRY = 5.0  # seconds: run() tries again after a round that raised
+# Rows of one channel claimed per round, and seconds of lease beyond their sending time: a
+# leader that dies while sending leaves its claimed rows to the next one after at most
+# CLAIM_RUN * SEND_TIMEOUT + CLAIM_MARGIN (65 s). More rows wait for the next round, at once.
+CLAIM_RUN = 5
+CLAIM_MARGIN = 15.0
 GAVE_UP = math.inf  # next_attempt of a row given up: never due again, still undelivered
 RETRYABLE_STATUS = frozenset({408, 429})
 
@@ -390,6 +396,13 @@ def backoff(attempts: int, rng: random.Random) -> float:
     return base * rng.uniform(1 - JITTER, 1 + JITTER)
 
 
+Leading = Callable[[asyncio.Event], Awaitable[bool]]  # waits until leading; False at stop
+
+
+async def _always(stop: asyncio.Event) -> bool:
+    return not stop.is_set()
+
+
 class Deliverer:
     """Send the outbox's rows to the configured receivers."""
 
@@ -406,15 +419,16 @@ class Deliverer:
         self._receivers = {channel_name(n): n for n in notifiers}
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not cryptography
 
-    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event, lead: Leading = _always) -> None:
         """Deliver until `stop` is set; `wake` says new rows were queued.
 
         A round that fails (the database locked past its timeout, a disk error) is logged and
         tried again after FAILED_ROUND_RETRY: it must not stop the collector. A message sent
         in a round that then failed to record it is sent again: delivery is at least once.
+        Rounds run only while `lead` says this collector leads (collector.leadership).
         """
         rounds = Rounds("a notification delivery round", log)
-        while not stop.is_set():
+        while await lead(stop):
             delay = FAILED_ROUND_RETRY
             with rounds.one():
                 done = await self.deliver_due()
@@ -431,7 +445,9 @@ class Deliverer:
 
     async def deliver_due(self) -> Round:
         """Make one attempt at every row that is due, and return what happened."""
-        due, orphans, _ = _plan(await self.pending(), self._receivers, self.clock())
+        now = self.clock()
+        planned, orphans, _ = _plan(await self.pending(), self._receivers, now)
+        due = await self._claim(planned, now)
         tally: Counter[str] = Counter()
         for note in orphans:
             await self._failed(note, DeliveryError("receiver no longer configured", retry=False))
@@ -451,19 +467,38 @@ class Deliverer:
         _, _, next_attempt = _plan(await self.pending(), self._receivers, self.clock())
         return Round(tally["delivered"], tally["failed"], tally["gave_up"], next_attempt)
 
+    async def _claim(
+        self, planned: dict[str, list[Notification]], now: float
+    ) -> dict[str, list[Notification]]:
+        """Claim each channel's first CLAIM_RUN due rows; return each channel's run up to the
+        first row not claimed (another deliverer holds it), so the order holds."""
+        runs = {channel: notes[:CLAIM_RUN] for channel, notes in planned.items()}
+        longest = max((len(notes) for notes in runs.values()), default=0)
+        until = now + longest * SEND_TIMEOUT + CLAIM_MARGIN
+        ids = [note.id for notes in runs.values() for note in notes]
+        taken = await asyncio.to_thread(self.store.notifications.claim, ids, now, until)
+        due: dict[str, list[Notification]] = {}
+        for channel, notes in runs.items():
+            run = list(itertools.takewhile(lambda note: note.id in taken, notes))
+            if run:
+                due[channel] = run
+        return due
+
     async def _drain(
         self, notifier: Notifier, notes: list[Notification], session: aiohttp.ClientSession
     ) -> Counter[str]:
         """Send one channel's due rows in order; stop at the first that may be retried."""
         tally: Counter[str] = Counter()
-        for note in notes:
+        for at, note in enumerate(notes):
             try:
                 await send(notifier, note, session)
             except DeliveryError as err:
                 await self._failed(note, err)
                 if err.retry:
                     tally["failed"] += 1
-                    break  # the rows after it wait: order within a channel is kept
+                    # the rows after it wait, due as they were: order within a channel is kept
+                    await asyncio.to_thread(self.store.notifications.release, notes[at + 1 :])
+                    break
                 tally["gave_up"] += 1
             else:
                 await asyncio.to_thread(self._delivered, note, self.clock())

@@ -19,10 +19,11 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 
 from collector import maintenance
+from collector.arrivals import Heard
 from collector.clock import SYSTEM_CLOCK, Clock
 from collector.heartbeat import Heartbeat
 from collector.heartbeat import stored as stored_heartbeat
@@ -94,8 +95,11 @@ class Pipeline:
         incidents: IncidentBook,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        name: str | None = None,
     ) -> None:
-        """`agents` maps each configured agent's id to its site's."""
+        """`agents` maps each configured agent's id to its site's; `name` is this collector's
+        among the others on its database, announced with each batch it stores."""
+        self.name = name
         self.inventory = inventory
         self.store = store
         self.incidents = incidents
@@ -114,6 +118,8 @@ class Pipeline:
         self.duplicates: dict[str, int] = {}  # by agent: results refused as held already
         self._duplicating: set[str] = set()  # agents warned of, until a good batch
         self._alive_noted = 0.0
+        self._gap_marked = False  # warm_up marked the gap since the last leader's note
+        self._log_all = False  # the next pass logs every status, not only what moved
 
     @cached_property
     def _sites(self) -> dict[str, Site]:
@@ -150,6 +156,24 @@ class Pipeline:
         self.incidents.load(now)
         self.set_windows(maintenance.load(self.store))
         self.mark_gap(now)
+        self._gap_marked = True
+
+    def take_over(self, now: float) -> None:
+        """Start writing as the leader: the incidents as the last leader left them, the time
+        since its last note a gap, and every status logged afresh by the next pass.
+
+        A follower tracked statuses without logging them, so what moved since the last
+        leader's final write would never be logged otherwise. At a process's first lead,
+        warm_up has marked the gap already. The incidents are read again, not loaded as at
+        start-up: a follower's state book is live (collector.arrivals), so the hold that
+        warm_up set on resolving them (`IncidentBook.load`) is all it needs. Blocks on the
+        store.
+        """
+        self.incidents.reload(now)
+        if not self._gap_marked:
+            self.mark_gap(now)
+        self._gap_marked = False
+        self._log_all = True
 
     def mark_gap(self, now: float | None = None) -> None:
         """Log every site and link unknown from when this collector was last known alive.
@@ -176,6 +200,7 @@ class Pipeline:
         else:
             first = await asyncio.to_thread(self.store.results.next_sequence, source, len(results))
             items, outbox, heartbeat = tuple(enumerate(results, start=first)), LEGACY_OUTBOX, None
+        clock = None if heartbeat is None or heartbeat.clock is None else heartbeat.clock
         outcome = await asyncio.to_thread(
             self.store.results.ingest,
             source,
@@ -183,6 +208,8 @@ class Pipeline:
             heartbeat=None if heartbeat is None else dict(heartbeat.to_json()),
             received=now,
             outbox=outbox,
+            origin=self.name,
+            clock=None if clock is None else clock.timestamp(),
         )
         if source != CENTRE:
             self._count_duplicates(source, outbox, outcome)
@@ -195,6 +222,34 @@ class Pipeline:
         if moved:
             self.changed.set()
         return outcome
+
+    async def take_in(self, heard: Heard) -> None:
+        """Apply what the other collectors on the database stored (collector.arrivals).
+
+        After announcements were missed, the newest results are read again first, as at
+        start-up; the state book drops what it applied already.
+        """
+        moved = False
+        if heard.missed:
+            since = self.clock.now() - WARM_UP_SECONDS
+            newest = await asyncio.to_thread(self.store.results.newest, since, self.warm_up_depth)
+            for stored in newest:
+                moved |= self.book.observe(vantage_of(stored.source), stored.result)
+        for arrival, stored_batch in heard.batches:
+            for stored in stored_batch:
+                moved |= self.book.observe(vantage_of(stored.source), stored.result)
+            if arrival.source == CENTRE:
+                continue
+            probed = max((s.result.ts.timestamp() for s in stored_batch), default=None)
+            self.book.heard_from(arrival.source, arrival.received, probed)
+            if arrival.clock is not None:
+                self.book.agent_clock(arrival.source, arrival.received, arrival.clock)
+            site = self.book.agents.get(arrival.source)
+            beat = stored_heartbeat(arrival.source, heard.heartbeats.get(arrival.source))
+            if site is not None and beat is not None:
+                self.heartbeats[site] = beat
+        if moved:
+            self.changed.set()
 
     def _heard(
         self,
@@ -270,6 +325,10 @@ class Pipeline:
         """Run one correlation pass; return it and the sites and links whose status changed."""
         began = time.perf_counter()
         correlation, changed = step(self.book, now, self.maintained(now))
+        if self._log_all:
+            changed = [(f"site:{site}", status) for site, status in correlation.sites.items()]
+            changed += [(f"link:{link}", status) for link, status in correlation.links.items()]
+            self._log_all = False
         # read on the loop, used by record: only the open incidents' subjects matter
         open_keys = [incident.key for incident in self.incidents.open_incidents()]
         self.unsure = self.book.unsure(correlation, now, open_keys)
@@ -324,25 +383,50 @@ class Pipeline:
         """Open, update and resolve incidents from a pass; return the notifications queued."""
         return self.incidents.reconcile(correlation.causes, now, self.unsure, self.unwatched)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Correlate every second, or at once when a target's state moves, until `stop`."""
+    async def run(self, stop: asyncio.Event, leading: Callable[[], bool] = lambda: True) -> None:
+        """Correlate every second, or at once when a target's state moves, until `stop`.
+
+        Only while `leading` (collector.leadership) does a pass write: the status log and
+        the incidents. A follower's passes keep its views current for the API and the
+        dashboard, and it reads the leader's incidents each round.
+        """
         unlogged: list[StatusChange] = []  # changes a failed write could not log yet
+        led = False  # whether the last round ran as the leader
         rounds = Rounds("a correlation pass", log)
         while not stop.is_set():
             self.changed.clear()
             with rounds.one():
                 now = self.clock.now()
+                lead = leading()
+                if lead and not led:
+                    await asyncio.to_thread(self.take_over, now)
+                    unlogged.clear()  # take_over logs everything afresh
+                elif not lead:
+                    await asyncio.to_thread(self.incidents.reload, now)
+                led = lead
                 correlation, changed = self.correlate(now)
-                for change in changed:
-                    # state changes, not polls: each is said once, with what moved it
-                    log.info("%s: %s", change.entity, change.evidence or change.status)
-                unlogged += changed
-                await asyncio.to_thread(self.log_changes, unlogged, now)
-                unlogged = []  # logged: a failure of what follows must not log them again
-                queued = await asyncio.to_thread(self.reconcile, correlation, now)
-                if queued:
-                    self.notify_wake.set()
+                if lead:
+                    await self._write(correlation, changed, unlogged, now)
             await _wait_any(stop, self.changed, CORRELATE_EVERY)
+
+    async def _write(
+        self,
+        correlation: Correlation,
+        changed: list[StatusChange],
+        unlogged: list[StatusChange],
+        now: float,
+    ) -> None:
+        """Log a leader's pass and reconcile its incidents; `unlogged` keeps what a failed
+        write could not log, for the next pass."""
+        for change in changed:
+            # state changes, not polls: each is said once, with what moved it
+            log.info("%s: %s", change.entity, change.evidence or change.status)
+        unlogged += changed
+        await asyncio.to_thread(self.log_changes, unlogged, now)
+        unlogged.clear()  # logged: a failure of what follows must not log them again
+        queued = await asyncio.to_thread(self.reconcile, correlation, now)
+        if queued:
+            self.notify_wake.set()
 
 
 async def _wait_any(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:

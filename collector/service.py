@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from collector import history, maintenance
+from collector.arrivals import Listener
 from collector.clock import SYSTEM_CLOCK, Clock
 from collector.heartbeat import Heartbeat
 from collector.incidents import IncidentBook
 from collector.ingest import Batch, Intake
-from collector.loops import Rounds
+from collector.leadership import Election, replica_name
+from collector.loops import Rounds, pause
 from collector.notify import Deliverer
 from collector.pipeline import Pipeline
 from collector.state import SiteView
@@ -50,13 +52,18 @@ class Collector:
     incidents: IncidentBook = field(init=False)
     pipeline: Pipeline = field(init=False)
     intake: Intake = field(default_factory=Intake)  # batches in flight, what was refused
+    election: Election = field(init=False)  # whether this collector leads the others
+    arrivals: Listener = field(init=False)  # what the others store, read into the pipeline
 
     def __post_init__(self) -> None:
+        name = replica_name(self.config.listen_host, self.config.listen_port)
+        self.election = Election(self.store, name)
         self.incidents = IncidentBook(self.store, self.config.inventory, self.config.notify)
         agents = {agent.id: agent.site for agent in self.config.agents}
         self.pipeline = Pipeline(
-            self.config.inventory, agents, self.store, self.incidents, clock=self.clock
+            self.config.inventory, agents, self.store, self.incidents, clock=self.clock, name=name
         )
+        self.arrivals = Listener(self.store, name)
 
     @cached_property
     def _plans(self) -> dict[str, Plan]:
@@ -111,8 +118,11 @@ class Collector:
 
     # The background loops, which `collector.api.background_loops` runs for the app's life.
 
+    async def arrivals_loop(self, stop: asyncio.Event) -> None:
+        await self.arrivals.run(stop, self.pipeline.take_in)
+
     async def correlation_loop(self, stop: asyncio.Event) -> None:
-        await self.pipeline.run(stop)
+        await self.pipeline.run(stop, lambda: self.election.leading)
 
     def rebuild_gaps(self, now: float, windows: Sequence[maintenance.Window]) -> list[history.Gap]:
         """Rebuild the status log of the recent gaps with late results; blocks on the store."""
@@ -125,9 +135,9 @@ class Collector:
         Only gaps of the collector count: while it runs, the centre's pings already give the
         live log evidence for a site whose agent fell silent.
         """
-        await _wait(stop, REPLAY_FIRST)
+        await pause(stop, REPLAY_FIRST)
         rounds = Rounds("rebuilding the collector's gaps", log)
-        while not stop.is_set():
+        while await self.election.until_leading(stop):
             windows = self.pipeline.windows  # a tuple: the API replaces it, never edits it
             with rounds.one():
                 now = self.clock.now()
@@ -138,10 +148,11 @@ class Collector:
                         log_time(gap.start),
                         log_time(gap.end),
                     )
-            await _wait(stop, REPLAY_EVERY)
+            await pause(stop, REPLAY_EVERY)
 
     async def deliver_notifications(self, stop: asyncio.Event) -> None:
-        await Deliverer(self.store, self.config.notify).run(stop, self.pipeline.notify_wake)
+        deliverer = Deliverer(self.store, self.config.notify)
+        await deliverer.run(stop, self.pipeline.notify_wake, self.election.until_leading)
 
     def edge_targets(self) -> list[Target]:
         """Every link's edge, pinged from the centre: evidence when an agent falls silent."""
@@ -158,29 +169,21 @@ class Collector:
         timeout = min(inventory.thresholds.timeout.total_seconds(), interval / 2)
         targets = self.edge_targets()
         rounds = Rounds("a sweep of the links' edges", log)
-        while not stop.is_set():
+        while await self.election.until_leading(stop):
             began = time.monotonic()
             with rounds.one():
                 if targets:
                     await self.pipeline.observe(CENTRE, await icmp.sweep(targets, timeout=timeout))
-            await _wait(stop, interval - (time.monotonic() - began))
+            await pause(stop, interval - (time.monotonic() - began))
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
         """Roll old raw results up and make the next days' partitions (PostgreSQL), hourly."""
         rounds = Rounds("rolling up old results", log)
-        while not stop.is_set():
+        while await self.election.until_leading(stop):
             with rounds.one():
                 await asyncio.to_thread(self.store.results.prepare_days, self.clock.now())
                 older_than = self.clock.now() - self.retention
                 folded = await asyncio.to_thread(self.store.results.roll_up, older_than)
                 if folded:
                     log.info("rolled up %d results older than the retention period", folded)
-            await _wait(stop, ROLLUP_EVERY)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        async with asyncio.timeout(max(seconds, 0.0)):
-            await stop.wait()
-    except TimeoutError:
-        pass
+            await pause(stop, ROLLUP_EVERY)

@@ -107,8 +107,10 @@ class TargetState:
         probe that saw the backup's hop fails its primary, whatever the probe reported).
         """
         ts = result.ts.timestamp()
-        if ts < self.last_ts:
-            return False  # late: history, not news
+        if ts <= self.last_ts:
+            # late (history, not news) or seen already: a batch resent after a lost reply, or
+            # a result another collector stored and this one read back (collector.arrivals)
+            return False
         self.last_ts, self.last = ts, result
         ok = result.ok if ok is None else ok
         if ok:
@@ -137,7 +139,7 @@ class TargetState:
         Its counters start again: evidence that resumes must earn its status afresh.
         """
         ts = result.ts.timestamp()
-        if ts < self.last_ts:
+        if ts <= self.last_ts:
             return False
         self.last_ts, self.last = ts, result
         self.failures = self.successes = 0

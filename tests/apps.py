@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,3 +28,22 @@ async def served(
             yield client, collector
     finally:
         store.close()
+
+
+@asynccontextmanager
+async def leading(collector: Collector) -> AsyncIterator[Collector]:
+    """Run the collector's election until it leads (at once on SQLite), for tests that drive
+    its loops by hand; stop it after. A collector alone on its database leads within a round.
+    """
+    stop = asyncio.Event()
+    election = asyncio.create_task(collector.election.run(stop))
+    try:
+        async with asyncio.timeout(LEAD_DEADLINE):
+            await collector.election.elected.wait()
+        yield collector
+    finally:
+        stop.set()
+        await election
+
+
+LEAD_DEADLINE = 30.0  # seconds for a collector alone on its database to lead

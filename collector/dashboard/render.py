@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
-from collector.appkeys import CLOCK, CONFIG
+from collector.appkeys import CLOCK, CONFIG, ELECTION
 from collector.dashboard.sessions import CSRF_FIELD, Session
 from collector.times import local_time, unix
 
@@ -81,6 +81,7 @@ def render(
 ) -> web.Response:
     """Render a page with what every page needs: the organisation, the user, the CSRF token."""
     inventory, now = request.app[CONFIG].inventory, request.app[CLOCK].now()
+    election = request.app[ELECTION]
     tz = ZoneInfo(inventory.timezone)
     body = ENVIRONMENT.get_template(template).render(
         organisation=inventory.organisation,
@@ -93,6 +94,8 @@ def render(
         elapsed=lambda value: elapsed(value, now),
         due=lambda value: due(value, now),
         status_label=lambda status: STATUS_LABELS.get(status, status),
+        replica=election.name,
+        leader=election.leader,
         **context,
     )
     # A lone surrogate that an older version let into the database cannot be encoded: it is

@@ -340,6 +340,16 @@ class Database:
         except psycopg.OperationalError as err:
             raise DatabaseUnavailable(f"{self.spec}: {_first_line(err)}") from err
 
+    def dedicated(self, **options: Any) -> Any:
+        """Open a PostgreSQL connection of its own, outside the pool, in autocommit: for a
+        session that holds something for as long as it lives (the leader's lock)."""
+        import psycopg  # noqa: PLC0415 -- PostgreSQL only
+
+        try:
+            return psycopg.connect(conninfo(self.spec), autocommit=True, **options)
+        except psycopg.OperationalError as err:
+            raise DatabaseUnavailable(f"{self.spec}: {_first_line(err)}") from err
+
     @contextmanager
     def _sqlite_errors(self) -> Iterator[None]:
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from collector.store import schema
 from collector.store.database import DatabaseSpec, StoreError, open_database
 from collector.store.incidents import IncidentTable
+from collector.store.leadership import Leadership
 from collector.store.maintenance import MaintenanceTable
 from collector.store.notifications import NotificationTable
 from collector.store.results import Results
@@ -51,12 +52,13 @@ class Store:
                     first = str(err).strip().splitlines()[0]
                     raise StoreError(f"{self.spec}: cannot set up the schema: {first}") from err
             raise
+        self.leadership = Leadership(self.db)
         self.results = Results(self.db)
         self.incidents = IncidentTable(self.db)
-        self.notifications = NotificationTable(self.db)
+        self.notifications = NotificationTable(self.db, self.leadership)
         self.maintenance = MaintenanceTable(self.db)
         self.sessions = SessionTable(self.db)
-        self.status = StatusLog(self.db)
+        self.status = StatusLog(self.db, self.leadership)
 
     @property
     def dialect(self) -> str:

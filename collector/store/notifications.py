@@ -10,12 +10,13 @@ for the record.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from collector.store import incidents
 from collector.store.database import Connection, Database
+from collector.store.leadership import Leadership
 
 Queued = tuple[int, str, str, str, float]  # (incident, channel, event, payload JSON, created)
 
@@ -46,10 +47,38 @@ def add(tx: Connection, rows: Iterable[Queued]) -> int:
 
 
 class NotificationTable:
-    """The outbox of one store."""
+    """The outbox of one store. Delivering is the leader's (collector.leadership): a claim
+    and the record of an attempt are fenced by its epoch."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, leadership: Leadership) -> None:
         self.db = db
+        self._leadership = leadership
+
+    def claim(self, ids: Sequence[int], now: float, until: float) -> set[int]:
+        """Take those of `ids` still due at `now` for delivery until `until`; return them.
+
+        A taken row is not due for anyone else until `until` (its lease), unless its attempt
+        is recorded first. On PostgreSQL a row another transaction is taking is skipped (FOR
+        UPDATE SKIP LOCKED), not waited for. A leader that dies while sending leaves its rows
+        to the next leader once their lease ends: one duplicate at most, with the same
+        dedup key.
+        """
+        if not ids:
+            return set()
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgresql" else ""
+        marks = ", ".join("?" * len(ids))
+        with self._leadership.fenced() as tx:
+            rows = tx.execute(
+                f"SELECT id FROM notifications WHERE id IN ({marks}) "  # noqa: S608 -- marks
+                f"AND delivered_at IS NULL AND next_attempt <= ?{skip_locked}",
+                (*ids, now),
+            ).fetchall()
+            taken = {int(row[0]) for row in rows}
+            tx.executemany(
+                "UPDATE notifications SET next_attempt = ? WHERE id = ?",
+                [(until, taken_id) for taken_id in sorted(taken)],
+            )
+        return taken
 
     def pending(self, before: float) -> list[Notification]:
         """Return the undelivered rows due before `before`, in the order they were queued."""
@@ -67,9 +96,17 @@ class NotificationTable:
             for r in rows
         ]
 
+    def release(self, notes: Iterable[Notification]) -> None:
+        """Give claimed rows back unattempted: each due again when it was before the claim."""
+        with self._leadership.fenced() as tx:
+            tx.executemany(
+                "UPDATE notifications SET next_attempt = ? WHERE id = ? AND delivered_at IS NULL",
+                [(note.next_attempt, note.id) for note in notes],
+            )
+
     def delivered(self, note: Notification, now: float, event: Mapping[str, Any]) -> None:
         """Record a delivery, and `event` as the incident's `notified` entry."""
-        with self.db.writing() as tx:
+        with self._leadership.fenced() as tx:
             tx.execute(
                 "UPDATE notifications SET delivered_at = ?, attempts = ?, last_error = NULL "
                 "WHERE id = ?",
@@ -87,7 +124,7 @@ class NotificationTable:
     ) -> None:
         """Record a failed attempt, the next (or no further) one, and the `notify_failed`
         entry."""
-        with self.db.writing() as tx:
+        with self._leadership.fenced() as tx:
             tx.execute(
                 "UPDATE notifications SET attempts = attempts + 1, next_attempt = ?, "
                 "last_error = ? WHERE id = ?",

@@ -26,6 +26,7 @@ from typing import Any, cast
 import orjson
 
 from collector.store import agents, partitions
+from collector.store.arrivals import Arrival, announce
 from collector.store.database import Connection, Database
 from probes.result import ERROR_KINDS, MAX_RTT_MS, JsonValue, ProbeResult
 
@@ -104,16 +105,27 @@ class Results:
         received: float,
         heartbeat: dict[str, Any] | None = None,
         outbox: str = LEGACY_OUTBOX,
+        origin: str | None = None,
+        clock: float | None = None,
     ) -> IngestOutcome:
         """Store a batch in one transaction; rows already stored are counted, not changed.
 
         A row is the same when its source, the outbox that numbered it and its seq are. The
         agent's last contact (and heartbeat, if the batch has one) is noted in the same
-        transaction, so the two never disagree.
+        transaction, so the two never disagree. `origin`: the collector storing it, which
+        announces it to the others on PostgreSQL (collector.store.arrivals) with `clock`, the
+        agent's clock when it sent the batch.
         """
         rows = [result_row(source, seq, result, received, outbox) for seq, result in items]
         if self.db.dialect == "postgresql":
-            stored = self._ingest_postgres(first_of_each_seq(rows), received, source, heartbeat)
+            arrival = None
+            if origin is not None:
+                seqs = [seq for seq, _ in items]
+                arrival = arrival_of(
+                    origin, source, outbox, seqs, rows, received=received, clock=clock
+                )
+            unique = first_of_each_seq(rows)
+            stored = self._ingest_postgres(unique, received, source, heartbeat, arrival)
             return IngestOutcome(stored, len(rows) - stored)
         with self.db.writing() as tx:
             stored = tx.executemany(INSERT_RESULT, rows)
@@ -126,8 +138,9 @@ class Results:
         received: float,
         source: str,
         heartbeat: dict[str, Any] | None,
+        arrival: Arrival | None,
     ) -> int:
-        """Insert a batch with COPY; return the rows stored.
+        """Insert a batch with COPY, announced as `arrival` if given; return the rows stored.
 
         The days the batch needs get their partitions first, in transactions of their own,
         unless that would wait for long reads of results (PARTITION_WAIT): then that day's rows
@@ -147,6 +160,8 @@ class Results:
             with self.db.writing() as tx:
                 copy_results(tx, RESULT_COLUMNS.split(", "), rows)
                 agents.heard(tx, source, received, heartbeat)
+                if arrival is not None:
+                    announce(tx, arrival)
         except UniqueViolation:
             pass  # rolled back: nothing of the batch is stored yet
         else:
@@ -154,6 +169,8 @@ class Results:
         with self.db.writing() as tx:
             stored = copy_missing(tx, rows)
             agents.heard(tx, source, received, heartbeat)
+            if arrival is not None:
+                announce(tx, arrival)
         return stored
 
     def prepare_days(self, now: float) -> None:
@@ -232,6 +249,19 @@ class Results:
                 """,  # noqa: S608 -- a fixed column list
                 (CENTRE, after, per_target),
             ).fetchall()
+        return [_stored(row) for row in rows]
+
+    def arrived(self, arrival: Arrival) -> list[Stored]:
+        """Return the results of an announced batch, oldest first (collector.arrivals)."""
+        if arrival.first > arrival.last:
+            return []
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                f"SELECT {RESULT_COLUMNS} FROM results WHERE ts >= ? AND ts <= ? "  # noqa: S608 -- fixed columns
+                "AND source = ? AND outbox = ? AND seq >= ? AND seq <= ? ORDER BY ts",
+                (arrival.start, arrival.end, arrival.source, arrival.outbox, arrival.first,
+                 arrival.last),
+            ).fetchall()  # fmt: skip
         return [_stored(row) for row in rows]
 
     def sequences(self, source: str) -> list[int]:
@@ -383,6 +413,31 @@ def copy_results(tx: Connection, columns: Sequence[str], rows: Sequence[Sequence
     where = [columns.index(column) for column in KEY_COLUMNS]
     tx.copy_rows("result_keys", KEY_COLUMNS, ([row[at] for at in where] for row in rows))
     tx.copy_rows("results", columns, rows)
+
+
+def arrival_of(
+    origin: str,
+    source: str,
+    outbox: str,
+    seqs: Sequence[int],
+    rows: Sequence[Sequence[Any]],
+    *,
+    received: float,
+    clock: float | None,
+) -> Arrival:
+    """Return the announcement of a batch of `rows` (as result_row makes them)."""
+    times = [float(row[4]) for row in rows]
+    return Arrival(
+        origin,
+        source,
+        outbox,
+        min(seqs, default=1),
+        max(seqs, default=0),
+        min(times, default=received),
+        max(times, default=received),
+        received,
+        clock,
+    )
 
 
 def first_of_each_seq(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -362,12 +362,29 @@ _SESSIONS = """
     );
     CREATE INDEX sessions_by_last_seen ON sessions (last_seen);
 """
+# Which collector leads (collector.leadership): one row, its epoch raised by each that takes
+# over, and checked by every leader transaction (the fence), so a leader that lost the lock
+# without knowing cannot write as leader again.
+_LEADERSHIP = """
+    CREATE TABLE leadership (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch INTEGER NOT NULL,
+        holder TEXT NOT NULL,        -- the leader's name: host, process and listen address
+        since REAL NOT NULL
+    );
+    INSERT INTO leadership VALUES (1, 0, '', 0);
+"""
 SCHEMA: tuple[Migration, ...] = (
     *(
         Migration(script, _POSTGRES_V7 if number == 1 else None, about)
         for number, (script, about) in enumerate(zip(_SQLITE, _ABOUT, strict=True), start=1)
     ),
     Migration(_SESSIONS, _SESSIONS.replace("REAL", "double precision"), "dashboard sessions"),
+    Migration(
+        _LEADERSHIP,
+        _LEADERSHIP.replace("INTEGER NOT", "bigint NOT").replace("REAL", "double precision"),
+        "which collector leads, and its epoch",
+    ),
 )
 MIGRATIONS: tuple[str, ...] = tuple(migration.sqlite for migration in SCHEMA)  # SQLite's scripts
 RESULTS_REBUILT_BY = 6  # the migration that copies every stored result: it may take a while

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from collector.store.database import Connection, Database
+from collector.store.leadership import Leadership
 from collector.store.results import stored_reading, stored_time
 from probes.result import MAX_RTT_MS, ErrorKind, ProbeResult
 
@@ -75,12 +76,13 @@ TOUCHING = {
 class StatusLog:
     """The status log's tables in one store; see the module's docstring."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, leadership: Leadership) -> None:
         self._db = db
+        self._leadership = leadership  # the log is the leader's to write: its writes are fenced
 
     def log(self, changes: Sequence[StatusChange], at: float) -> None:
         """Log `changes` as beginning at `at`, and note the collector watched until `at`."""
-        with self._db.writing() as db:
+        with self._leadership.fenced() as db:
             db.executemany(
                 "INSERT INTO status_log (entity, ts, status, evidence) VALUES (?, ?, ?, ?)",
                 [(change.entity, at, change.status, change.evidence) for change in changes],
@@ -130,7 +132,7 @@ class StatusLog:
         Return the gap's start, or None for a collector's first start (nothing was watched
         before, so nothing is missing). The gap is recorded only when it has length.
         """
-        with self._db.writing() as db:
+        with self._leadership.fenced() as db:
             row = db.execute("SELECT alive_until FROM collector").fetchone()
             if row is None:
                 db.execute("INSERT INTO collector (alive_until) VALUES (?)", (now,))
@@ -179,7 +181,7 @@ class StatusLog:
         inside = [
             (entity, ts, status, gap.id) for entity, ts, status in rows if gap.start <= ts < gap.end
         ]
-        with self._db.writing() as db:
+        with self._leadership.fenced() as db:
             db.execute("DELETE FROM status_log WHERE gap = ?", (gap.id,))
             db.executemany(
                 "INSERT INTO status_log (entity, ts, status, gap) VALUES (?, ?, ?, ?)", inside

@@ -23,7 +23,15 @@ from collector.store.agents import last_heard
 from sitewatch.config.files import load_collector_config
 
 DEADLINE = 10.0  # seconds any awaited condition may take before the test fails
-LOOP_NAMES = {"the edge sweep", "roll-ups", "correlation", "notification delivery", "gap replay"}
+LOOP_NAMES = {
+    "the election",
+    "the other collectors' results",
+    "the edge sweep",
+    "roll-ups",
+    "correlation",
+    "notification delivery",
+    "gap replay",
+}
 INVENTORY = """\
 organisation: Test Municipality
 timezone: Africa/Johannesburg

@@ -19,6 +19,7 @@ from collector.notify import Deliverer
 from collector.service import Collector
 from collector.store import Store
 from sitewatch.config.files import load_collector_config
+from tests.apps import leading
 from tests.collector.test_notify import Receiver, add_incident, enqueue, webhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,21 +176,22 @@ async def test_a_correlation_pass_failing_on_the_store_is_logged_once(
     caplog.set_level(logging.DEBUG, logger="collector.pipeline")
     collector = Collector(load_collector_config(ROOT / "config" / "collector.yaml"), store)
     collector.pipeline.mark_gap(1_000.0)  # the collector's row: each working pass notes it is alive
-    fault = Fault(store.db, "writing", monkeypatch)  # the status log's writes, and every other
-    fault.remaining = 3
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.correlation_loop(stop))
-    try:
-        for failed in (1, 2, 3):
-            await watch.wait_for(partial(failures_logged, caplog, "collector.pipeline", failed))
-            assert not task.done()  # the loop goes on
-            # the next pass now (it also comes by itself each second)
-            collector.pipeline.changed.set()
-        await watch.wait_for(partial(recovered, caplog, "collector.pipeline"))
-    finally:
-        stop.set()
-        async with asyncio.timeout(DEADLINE):
-            await task
+    async with leading(collector):  # before the fault: taking the lead writes too
+        fault = Fault(store.db, "writing", monkeypatch)  # the status log's writes, every other
+        fault.remaining = 3
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.correlation_loop(stop))
+        try:
+            for failed in (1, 2, 3):
+                await watch.wait_for(partial(failures_logged, caplog, "collector.pipeline", failed))
+                assert not task.done()  # the loop goes on
+                # the next pass now (it also comes by itself each second)
+                collector.pipeline.changed.set()
+            await watch.wait_for(partial(recovered, caplog, "collector.pipeline"))
+        finally:
+            stop.set()
+            async with asyncio.timeout(DEADLINE):
+                await task
     errors = records(caplog, "collector.pipeline", logging.ERROR)
     assert [r.getMessage() for r in errors] == [
         "a correlation pass failed; trying again on every round"

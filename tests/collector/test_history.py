@@ -19,10 +19,10 @@ from collector.maintenance import Window
 from collector.pipeline import Pipeline
 from collector.service import Collector
 from collector.store import CENTRE, Store, status
-from collector.store.status import StatusLog
 from probes.result import ProbeResult, format_ts
 from sitewatch.config.files import load_collector_config, load_inventory
 from sitewatch.config.model import ApiToken
+from tests.apps import leading
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = load_inventory(ROOT / "config" / "inventory.yaml")
@@ -119,7 +119,7 @@ def test_a_gap_is_unknown_until_replayed_results_show_the_link_up(store: Store) 
     assert tesko(store, START - 600.0, START) == Durations(up=600.0)  # before: as it was
     assert tesko(store, END, END + 600.0) == after  # after the gap: the live log's, untouched
     assert live_rows(store) == live
-    assert StatusLog(store.db).gaps(0.0)[0].rebuilt_at == END + 120.0 - history.RECEIPT_SLACK
+    assert store.status.gaps(0.0)[0].rebuilt_at == END + 120.0 - history.RECEIPT_SLACK
     assert rebuild_due(store, END + 1_000.0) == []  # nothing new: nothing to do
 
 
@@ -144,7 +144,7 @@ def test_a_gap_without_late_results_stays_unknown(store: Store) -> None:
     assert rebuild_due(store, END + 600.0) == []
 
     assert tesko(store) == Durations(unknown=3_600.0)
-    assert StatusLog(store.db).gaps(0.0) == [history.Gap(1, START, END, None)]
+    assert store.status.gaps(0.0) == [history.Gap(1, START, END, None)]
 
 
 def test_a_second_batch_of_late_results_rebuilds_the_gap_again(store: Store) -> None:
@@ -194,16 +194,16 @@ def test_the_collector_records_its_gap_when_it_restarts(store: Store) -> None:
     first = Collector(CONFIG, store).pipeline
     first.warm_up(now=1_000.0)  # a new database: no gap yet
     correlate_at(first, 1_010.0)
-    assert StatusLog(store.db).gaps(0.0) == []
+    assert store.status.gaps(0.0) == []
 
     Collector(CONFIG, store).pipeline.warm_up(now=5_000.0)
-    [gap] = StatusLog(store.db).gaps(0.0)
+    [gap] = store.status.gaps(0.0)
     assert (gap.start, gap.end, gap.rebuilt_at) == (1_010.0, 5_000.0, None)
-    StatusLog(store.db).replace(gap, [("site:tesko", 1_010.0, "up")], rebuilt_at=5_100.0)
+    store.status.replace(gap, [("site:tesko", 1_010.0, "up")], rebuilt_at=5_100.0)
 
     # died before its first pass: the next start reports the same gap, longer
     Collector(CONFIG, store).pipeline.warm_up(now=6_000.0)
-    assert StatusLog(store.db).gaps(0.0) == [history.Gap(gap.id, 1_010.0, 6_000.0, None)]
+    assert store.status.gaps(0.0) == [history.Gap(gap.id, 1_010.0, 6_000.0, None)]
     with store.db.reading() as db:  # the rows rebuilt for the shorter gap would hold too long
         rebuilt = db.execute("SELECT count(*) FROM status_log WHERE gap IS NOT NULL")
         assert rebuilt.fetchone() == (0,)
@@ -224,7 +224,7 @@ async def test_replay_gaps_rebuilds_soon_after_start_in_a_thread(
 
     monkeypatch.setattr(service, "REPLAY_FIRST", 0.0)
     monkeypatch.setattr(history, "rebuild_due", rebuild)
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(5), leading(collector):
         await collector.replay_gaps(stop)
 
     [(db, inventory, agents, windows, _)] = calls
@@ -248,7 +248,7 @@ def test_replayed_results_read_in_chunks_keep_both_outboxes(
 ) -> None:
     two_outboxes(store, START)
     monkeypatch.setattr(status, "READ_CHUNK", 1)  # each chunk ends between the two outboxes' rows
-    read = [result.ts.timestamp() for _, result in StatusLog(store.db).results(START, END)]
+    read = [result.ts.timestamp() for _, result in store.status.results(START, END)]
     assert read == [START + 1, START + 1, START + 2, START + 2, START + 3, START + 3]
 
 

@@ -622,3 +622,50 @@ async def test_run_sleeps_until_the_next_retry(store: Store, receiver: Receiver)
     assert deliverer.rounds.get_nowait().delivered == 1
     assert len(events(store, "notify_failed")) == 1
     assert math.isfinite(rows(store)[0]["delivered_at"])
+
+
+async def test_two_deliverers_at_once_send_each_notification_once(
+    store: Store, receiver: Receiver
+) -> None:
+    """Two collectors' deliverers on one database, in the same round: each row is claimed by
+    one of them (FOR UPDATE SKIP LOCKED on PostgreSQL) and sent once, in order."""
+    hook = webhook(receiver.url("/hook"))
+    incident = add_incident(store)
+    for number in range(8):
+        enqueue(store, [hook], incident, ("opened", "escalated")[number % 2], now=T0 + number)
+    await receiver.up()
+    other = Store(store.spec)
+    try:
+        clock = Clock(T0 + 60)
+        rounds = await asyncio.gather(
+            *(Deliverer(s, [hook], clock=clock).deliver_due() for s in (store, other, store))
+        )
+        while (done := await Deliverer(store, [hook], clock=clock).deliver_due()).delivered:
+            rounds.append(done)
+    finally:
+        other.close()
+    assert sum(done.delivered for done in rounds) == 8
+    assert len(receiver.received) == 8  # none twice
+    assert [r["delivered_at"] is not None for r in rows(store)] == [True] * 8
+    assert [e["attempts"] for e in events(store, "notified")] == [1] * 8
+
+
+async def test_a_claimed_row_waits_out_its_lease_then_goes_to_whoever_leads(
+    store: Store, receiver: Receiver
+) -> None:
+    """A leader that died while sending left its rows claimed: nobody sends them before the
+    lease ends, and the next deliverer sends them after (one duplicate at most)."""
+    hook = webhook(receiver.url("/hook"))
+    incident = add_incident(store)
+    enqueue(store, [hook], incident, "opened")
+    (row,) = rows(store)
+    until = T0 + 100
+    assert store.notifications.claim([row["id"]], T0 + 1, until) == {row["id"]}
+    assert store.notifications.claim([row["id"]], T0 + 2, until) == set()  # leased
+    await receiver.up()
+    deliverer = Deliverer(store, [hook], clock=Clock(T0 + 50))
+    done = await deliverer.deliver_due()
+    assert (done.delivered, done.next_attempt) == (0, until)
+    deliverer.clock = Clock(until)
+    assert (await deliverer.deliver_due()).delivered == 1
+    assert len(receiver.received) == 1

@@ -18,7 +18,7 @@ from collector.service import Collector
 from collector.state import SILENT_AFTER_AT_LEAST, StateBook, silence_allowance
 from collector.store import CENTRE, IngestOutcome, Store, status
 from collector.store.agents import last_heard
-from collector.store.status import Gap, StatusChange, StatusLog
+from collector.store.status import Gap, StatusChange
 from collector.topology import Correlation
 from sitewatch.config.files import load_collector_config
 from tests.results import probe_result
@@ -161,7 +161,7 @@ def log_rows(store: Store) -> list[tuple[object, ...]]:
 
 
 def test_changes_a_restart_and_a_gap_rebuilt(store: Store) -> None:
-    log = StatusLog(store.db)
+    log = store.status
     watched = ["link:b", "site:a"]
     assert log.mark_gap(watched, 100.0) is None  # a first start: nothing was missed
     assert log_rows(store) == []
@@ -194,7 +194,7 @@ def test_changes_a_restart_and_a_gap_rebuilt(store: Store) -> None:
 def test_a_gap_is_due_once_results_of_its_time_arrive_after_it(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = StatusLog(store.db)
+    log = store.status
     log.mark_gap(["site:tesko"], 1_000.0)
     log.mark_gap(["site:tesko"], 2_000.0)  # down from 1,000 to 2,000
     assert log.due(0.0, warm_up=60.0) == []  # nothing of its time received

@@ -32,7 +32,7 @@ from collector.service import Collector
 from collector.site_cache import AvailabilityCache, SiteFragments, entities_of
 from collector.sla import WorkingCalendar
 from collector.store import CENTRE, DatabaseSpec, Store
-from collector.store.status import StatusChange, StatusLog
+from collector.store.status import StatusChange
 from collector.views import Availability, availability_of, site_json
 from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
@@ -77,13 +77,13 @@ def log(store: Store, at: float, **statuses: str) -> None:
         StatusChange(name.replace("__", ":").replace("_", "-"), status, None)
         for name, status in statuses.items()
     ]
-    StatusLog(store.db).log(changes, at)
+    store.status.log(changes, at)
 
 
 def test_cached_availability_follows_every_write_and_time(store: Store) -> None:
     cache = AvailabilityCache(store, calendar())
     rng = random.Random(5)
-    status_log = StatusLog(store.db)
+    status_log = store.status
     status_log.mark_gap(ENTITIES, START - 41 * DAY)  # the collector's first start
     log(store, START - 40 * DAY, site__tesko="up", link__tesko_mpls="up")
     at = START - 39 * DAY
@@ -122,7 +122,7 @@ def test_an_empty_log_and_a_first_row_after_it(store: Store) -> None:
     cache = AvailabilityCache(store, calendar())
     empty = cache.windows(ENTITIES, START)
     assert empty["site:tesko"] == ({"24h": None, "7d": None, "30d": None},) * 2
-    StatusLog(store.db).mark_gap(ENTITIES, START)  # a first start: nothing was watched before
+    store.status.mark_gap(ENTITIES, START)  # a first start: nothing was watched before
     log(store, START + 5, site__tesko="down")
     answer = cache.windows(ENTITIES, START + 65)
     assert answer["site:tesko"][0]["24h"] == 0.0  # the first row is seen: not stale

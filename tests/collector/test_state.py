@@ -50,6 +50,20 @@ def test_a_late_result_is_history_not_news() -> None:
     assert states.targets[("tesko-mpls", "icmp", "agent")].status == "down"
 
 
+def test_a_result_seen_again_counts_once() -> None:
+    """A batch resent after a lost reply, or read back from another collector's store, holds
+    results the book applied already: two failures seen twice are still two, not down."""
+    states = book()  # fail_after 3
+    failures = [result("tesko-mpls", second, ok=False) for second in range(2)]
+    for item in [*failures, *failures]:
+        states.observe("agent", item)
+    key: tuple[str, str, Vantage] = ("tesko-mpls", "icmp", "agent")
+    assert states.targets[key].failures == 2
+    assert states.targets[key].status != "down"
+    assert states.observe("agent", result("tesko-mpls", 2, ok=False))  # the third is news
+    assert states.targets[key].status == "down"
+
+
 def test_rtt_over_the_threshold_degrades_a_link() -> None:
     states = book()
     states.heard_from("tesko-01", T0.timestamp() + 1)

@@ -17,6 +17,7 @@ from collector.store import Store
 from collector.store.status import StatusChange
 from collector.topology import Correlation
 from sitewatch.config.files import load_collector_config
+from tests.apps import leading
 from tests.results import probe_result
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,8 @@ async def test_a_failed_write_neither_stops_the_loop_nor_loses_the_changes(store
 
     collector.pipeline.log_changes = flaky  # type: ignore[method-assign]
     async with asyncio.timeout(10):
-        await collector.correlation_loop(stop)
+        async with leading(collector):
+            await collector.correlation_loop(stop)
     assert len(calls) == 2
     assert calls[0]  # the first pass found every status new...
     assert calls[1] == calls[0]  # ...and the next pass logs them again after the failure
@@ -111,7 +113,7 @@ async def test_a_change_is_logged_and_stored_with_the_evidence_that_caused_it(
 
     collector.pipeline.reconcile = once  # type: ignore[method-assign]
     with caplog.at_level(logging.INFO, logger="collector.pipeline"):
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(10), leading(collector):
             await collector.correlation_loop(stop)
     logged = evidence_rows(store)
     assert logged["site:tesko"] == ("up", "up; agent heard; tesko-mpls up")

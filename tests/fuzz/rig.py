@@ -236,6 +236,7 @@ async def serving(
     store = await asyncio.to_thread(Store, config.database_spec)
     stop = asyncio.Event()
     loop: asyncio.Task[None] | None = None
+    election: asyncio.Task[None] | None = None
     try:
         collector = Collector(config, store)
         await asyncio.to_thread(collector.pipeline.warm_up)
@@ -247,14 +248,16 @@ async def serving(
                 token = app[SESSIONS].create(Login("desk", "operator"))
                 client.session.cookie_jar.update_cookies({COOKIE: token}, client.make_url("/"))
             if correlate:
+                election = asyncio.create_task(collector.election.run(stop))
                 loop = asyncio.create_task(collector.correlation_loop(stop))
             try:
                 yield Rig(client, collector, store, config, databases, hashes)
             finally:
                 stop.set()
-                if loop is not None:
-                    async with asyncio.timeout(30):
-                        await loop
+                for task in (loop, election):
+                    if task is not None:
+                        async with asyncio.timeout(30):
+                            await task
     finally:
         store.close()
 

@@ -1,0 +1,162 @@
+"""Which of the collectors on one database leads: a PostgreSQL advisory lock, on a connection
+of its own.
+
+Every collector takes agents' results and serves the API and the dashboard. The leader alone
+runs what must happen once: correlation's writes (the status log, incidents), notification
+delivery, roll-ups and retention, gap replay, and the centre's sweep of the links' edges (one
+sweep, so the centre's evidence is one vantage point, not one per replica). Leadership is the
+session-level advisory lock LEADER_LOCK, held on a connection used for nothing else. The
+server ends that session, and so frees the lock, when the leader's process or machine dies, or
+when the leader stops talking to it for SESSION_TIMEOUT (idle_session_timeout: a process
+stopped with SIGSTOP, a frozen VM, a network path gone). Followers try for the lock every
+CAMPAIGN_EVERY, so one takes over within about SESSION_TIMEOUT + CAMPAIGN_EVERY.
+
+A leader notices that it lost its session when its ping fails, and stops leading at once. One
+that lost it without noticing (it was stopped, and is resumed) is fenced by the database: the
+new leader raised the leadership epoch, and every leader transaction checks it
+(`collector.store.leadership`), so the stale leader's next write fails instead of opening an
+incident twice.
+
+SQLite holds one collector per database file: it leads from its start, unfenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from collector.loops import Rounds, pause
+from collector.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+LEADER_LOCK = 0x5157_4C14  # PostgreSQL advisory lock: held by the leading collector's session
+CAMPAIGN_EVERY = 1.0  # seconds between a follower's tries for the lock, and a leader's pings
+SESSION_TIMEOUT = 5.0  # seconds the server keeps a silent lock session (idle_session_timeout)
+# The lock session's own TCP: a leader whose network path is gone learns it within seconds,
+# not after the kernel's two hours, and stops leading before a follower can take over.
+SESSION_OPTIONS = {
+    "keepalives": 1,
+    "keepalives_idle": 2,
+    "keepalives_interval": 1,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 3_000,  # ms
+    "application_name": "sitewatch-leadership",
+}
+
+
+def replica_name(host: str, port: int) -> str:
+    """Return how this collector is named to the others: machine, process, listen address."""
+    return f"{socket.gethostname()}/{os.getpid()} {host}:{port}"
+
+
+class Election:
+    """This collector's standing for leader; `leading` says whether it leads now."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.dialect = store.dialect
+        self.leading = self.dialect == "sqlite"  # one collector per SQLite file: it leads
+        self.elected = asyncio.Event()  # set while this collector leads
+        self.terms = 0  # how many times it took the lead since start
+        self.leader = name if self.leading else ""  # who leads, as last seen ("": not known)
+        self.epoch_seen = 0  # the leadership epoch as last seen in the database
+        self._session: Any = None  # psycopg.Connection holding the lock, or trying to
+        if self.leading:
+            self.elected.set()
+
+    @property
+    def epoch(self) -> int:
+        """The leadership epoch this collector holds; 0 when it does not (or on SQLite)."""
+        held = self.store.leadership.held
+        return held if held is not None and self.leading else 0
+
+    async def until_leading(self, stop: asyncio.Event) -> bool:
+        """Wait until this collector leads, or `stop`; return whether it leads (not stopped).
+
+        The loops that must run once among the collectors call it before each round.
+        """
+        if not self.leading:
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.elected.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        return self.leading and not stop.is_set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stand for leader until `stop`, then give the lead up at once (close the session)."""
+        if self.dialect == "sqlite":
+            await stop.wait()
+            return
+        rounds = Rounds("standing for leader", log)
+        try:
+            while not stop.is_set():
+                with rounds.one():
+                    leading, failure = await asyncio.to_thread(self._round)
+                    self._note(leading)
+                    if failure is not None:
+                        raise failure
+                await pause(stop, CAMPAIGN_EVERY)
+        finally:
+            self._note(False)
+            await asyncio.to_thread(self._close)
+
+    def _note(self, leading: bool) -> None:
+        """Take the outcome of a round, on the event loop: say when the lead came or went."""
+        if leading and not self.leading:
+            self.terms += 1
+            log.info("%s leads now (epoch %d)", self.name, self.store.leadership.held or 0)
+            self.elected.set()
+        elif self.leading and not leading:
+            self.store.leadership.lose()
+            log.warning("%s no longer leads", self.name)
+            self.elected.clear()
+            self.leader = ""  # until a round reads who does
+        self.leading = leading
+
+    def _round(self) -> tuple[bool, Exception | None]:
+        """Ping the lock's session if leading, else try for the lock; return whether this
+        collector leads, and why the round failed (the session is closed then: the server
+        frees the lock with it). Blocking: run in a worker thread."""
+        import psycopg  # noqa: PLC0415 -- PostgreSQL only
+
+        try:
+            leading = self._step(self._open())
+        except (psycopg.Error, StoreError) as err:
+            self._close()
+            return False, err
+        return leading, None
+
+    def _step(self, session: Any) -> bool:
+        if self.leading:
+            session.execute("SELECT 1")
+            return True
+        row = session.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
+        if row is None or not row[0]:
+            current = self.store.leadership.current()  # for /healthz and the dashboard
+            self.leader, self.epoch_seen = current.holder, current.epoch
+            return False
+        self.epoch_seen = self.store.leadership.take(self.name, time.time())
+        self.leader = self.name
+        return True
+
+    def _open(self) -> Any:
+        """Return the lock's session, opened (with its timeouts) if it is not."""
+        if self._session is not None and not self._session.closed:
+            return self._session
+        session = self.store.db.dedicated(**SESSION_OPTIONS)
+        milliseconds = int(SESSION_TIMEOUT * 1000)
+        session.execute(f"SET idle_session_timeout = {milliseconds}")
+        self._session = session
+        return session
+
+    def _close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None

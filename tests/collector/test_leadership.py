@@ -1,0 +1,136 @@
+"""Leadership among collectors on one PostgreSQL database: one leads, another takes over when
+it goes, and a leader that lost the lead cannot write as leader again (the epoch's fence)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import pytest
+
+from collector import leadership
+from collector.leadership import Election
+from collector.store import Store
+from collector.store.leadership import NotLeader
+from tests.pg import PostgresServer
+
+DEADLINE = 20.0  # seconds: takeover is due within SESSION_TIMEOUT + CAMPAIGN_EVERY
+
+
+@contextmanager
+def stores(url: str, count: int) -> Iterator[list[Store]]:
+    opened = [Store(url) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for store in opened:
+            store.close()
+
+
+@asynccontextmanager
+async def standing(election: Election) -> AsyncIterator[asyncio.Event]:
+    """Run an election until the block ends; yield the event that stops it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(election.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await task
+
+
+async def until(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> float:
+    """Wait until `condition` holds, or fail saying `what` did not happen; return the wait."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < deadline, f"{what} within {deadline:g} s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - began
+
+
+async def test_one_collector_leads_and_another_takes_over_when_it_stops(
+    migrated_postgres_url: str,
+) -> None:
+    with stores(migrated_postgres_url, 2) as (first_store, second_store):
+        first, second = Election(first_store, "first"), Election(second_store, "second")
+        async with standing(first) as stop_first, standing(second) as stop_second:
+            await until(lambda: first.leading or second.leading, "one leads")
+            leader, follower = (first, second) if first.leading else (second, first)
+            await asyncio.sleep(2 * leadership.CAMPAIGN_EVERY)  # rounds pass: still one leader
+            assert leader.leading
+            assert not follower.leading
+            assert follower.epoch == 0
+            assert not follower.elected.is_set()
+            taken = first_store.leadership.current()
+            assert (taken.holder, taken.epoch) == (leader.name, leader.epoch)
+            (stop_first if leader is first else stop_second).set()  # its session closes now
+            await until(lambda: follower.leading, "the follower takes over")
+            assert follower.epoch == taken.epoch + 1
+            assert follower.elected.is_set()
+            assert first_store.leadership.current().holder == follower.name
+            await until(lambda: not leader.leading, "the stopped one says it does not lead")
+            assert leader.store.leadership.held == 0  # its fenced writes fail from now on
+
+
+async def test_a_leader_whose_session_is_killed_stops_leading_and_is_fenced(
+    migrated_postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """The lock's session killed on the server (as when its network path dies): the leader
+    learns it at its next ping and stops; another takes the lead with a new epoch; a write
+    the old leader still tries as leader is refused, and changes nothing."""
+    with stores(migrated_postgres_url, 2) as (old_store, new_store):
+        old = Election(old_store, "old")
+        async with standing(old):
+            await until(lambda: old.leading, "the only collector leads")
+            epoch = old.epoch
+            admin = postgres_server.connect()
+            try:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'sitewatch-leadership'"
+                )
+            finally:
+                admin.close()
+            await until(lambda: not old.leading, "the leader notices it lost the lead")
+            new = Election(new_store, "new")
+            async with standing(new):
+                await until(lambda: new.leading, "the other collector takes the lead")
+                assert new.epoch > epoch
+                old_store.leadership.held = epoch  # as a leader paused through all of this
+                with pytest.raises(NotLeader, match="no longer leads"):  # noqa: SIM117
+                    with old_store.leadership.fenced() as tx:
+                        tx.execute("UPDATE leadership SET holder = 'old' WHERE id = 1")
+                assert new_store.leadership.current().holder == "new"
+                with new_store.leadership.fenced() as tx:  # the leader's own write goes in
+                    tx.execute("SELECT 1")
+
+
+async def test_a_stale_leaders_transaction_in_flight_holds_the_takeover_until_it_ends(
+    migrated_postgres_url: str,
+) -> None:
+    """The fence's read locks the row shared: a take-over waits for the old leader's
+    transaction, so nothing the old leader commits lands after the new epoch."""
+    with stores(migrated_postgres_url, 2) as (old_store, new_store):
+        old_store.leadership.take("old", time.time())
+        taken = asyncio.Event()
+        with old_store.leadership.fenced():
+
+            def take() -> None:
+                new_store.leadership.take("new", time.time())
+                taken.set()
+
+            taking = asyncio.get_running_loop().run_in_executor(None, take)
+            await asyncio.sleep(0.5)
+            assert not taken.is_set()  # the take-over waits for the transaction in flight
+        await asyncio.wait_for(taking, DEADLINE)
+        assert new_store.leadership.current().holder == "new"
+
+
+def test_sqlite_has_one_collector_and_it_leads_unfenced(sqlite_store: Store) -> None:
+    election = Election(sqlite_store, "only")
+    assert election.leading
+    assert election.epoch == 0
+    with sqlite_store.leadership.fenced() as tx:  # never stood for leader: no epoch to check
+        tx.execute("SELECT 1")
