@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from agent.collectors import Collectors
 from agent.outbox import Outbox, OutboxError
 from agent.plan_cache import PlanUnavailable, fetch, load_cached, save_cached
 from agent.scheduler import Scheduler
@@ -76,12 +77,12 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         context: ssl.SSLContext | bool = True
-        if self.config.collector.startswith("https://"):
+        if any(url.startswith("https://") for url in self.config.collectors):
             context = ssl.create_default_context(
                 cafile=str(self.config.ca_file) if self.config.ca_file else None
             )
         async with collector_session(self.token, context) as session:
-            base = self.config.collector.rstrip("/")
+            base = Collectors(self.config.collectors)
             plan = await self._first_plan(session, base, stop)
             if plan is None:
                 return 0  # stopped before any plan was known
@@ -110,7 +111,7 @@ class Agent:
         return 0
 
     async def _first_plan(
-        self, session: aiohttp.ClientSession, base: str, stop: asyncio.Event
+        self, session: aiohttp.ClientSession, base: Collectors, stop: asyncio.Event
     ) -> Plan | None:
         """Start from the cache if there is one, else wait for the collector to give a plan."""
         cached = await asyncio.to_thread(load_cached, self.config.state_dir)
@@ -120,9 +121,11 @@ class Agent:
             return cached
         delay, said = 1.0, ""
         while not stop.is_set():
+            url = base.current
             try:
-                plan = await fetch(session, base, None, PLAN_TIMEOUT)
+                plan = await fetch(session, url, None, PLAN_TIMEOUT)
             except PlanUnavailable as err:
+                base.answered(url, err.status, str(err))
                 if str(err) != said:  # the state change, not every retry
                     log.warning("no plan yet: %s; retrying", err)
                     said = str(err)
@@ -139,13 +142,15 @@ class Agent:
         return None
 
     async def _keep_plan(
-        self, session: aiohttp.ClientSession, base: str, scheduler: Scheduler
+        self, session: aiohttp.ClientSession, base: Collectors, scheduler: Scheduler
     ) -> None:
         available = True
         while True:
+            url = base.current
             try:
-                plan = await fetch(session, base, scheduler.plan, PLAN_TIMEOUT)
+                plan = await fetch(session, url, scheduler.plan, PLAN_TIMEOUT)
             except PlanUnavailable as err:
+                base.answered(url, err.status, str(err))
                 if available:
                     log.warning("keeping plan %s: %s", scheduler.plan.version, err)
                 available = False

@@ -22,7 +22,12 @@ CACHE_MODE = 0o600
 
 
 class PlanUnavailable(Exception):
-    """No plan could be fetched (the reason is the message)."""
+    """No plan could be fetched (the reason is the message); `status` is the collector's
+    HTTP answer, 0 for none (agent.collectors moves on after some)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def load_cached(state_dir: Path) -> Plan | None:
@@ -60,11 +65,14 @@ async def fetch(
                 return None
             if response.status != 200:
                 raise PlanUnavailable(f"the collector answered {response.status}: "
-                                      f"{(await response.text())[:200]}")  # fmt: skip
+                                      f"{(await response.text())[:200]}",
+                                      response.status)  # fmt: skip
             body = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError) as err:
         raise PlanUnavailable(f"cannot fetch the plan: {err or type(err).__name__}") from err
     try:
         return plan_from_json(body)
     except PlanFormatError as err:
-        raise PlanUnavailable(f"the collector sent a plan this agent cannot read: {err}") from err
+        raise PlanUnavailable(
+            f"the collector sent a plan this agent cannot read: {err}", 200
+        ) from err

@@ -43,6 +43,7 @@ from typing import Any
 
 import aiohttp
 
+from agent.collectors import Collectors
 from agent.outbox import LEGACY_IDENTITY, Entry, Outbox
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Shipper:
     """Moves results from the outbox to the collector."""
 
     session: aiohttp.ClientSession
-    base_url: str
+    collectors: Collectors  # the one in use moves on when it is unavailable
     agent_id: str
     outbox: Outbox
     heartbeat: Callable[[], Awaitable[dict[str, Any]]]
@@ -291,9 +292,15 @@ class Shipper:
         if len(body) > GZIP_ABOVE:
             body = await asyncio.to_thread(gzip.compress, body, 6)
             headers["Content-Encoding"] = "gzip"
+        url = self.collectors.current
+        reply = await self._send(url, body, headers)
+        self.collectors.answered(url, reply.status, reply.message)
+        return reply
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
         try:
             async with self.session.post(
-                f"{self.base_url}/api/v1/agent/results",
+                f"{url}/api/v1/agent/results",
                 data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_read=REPLY_TIMEOUT),

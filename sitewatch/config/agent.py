@@ -17,15 +17,15 @@ def build_agent_config(root: Node, file: Path) -> AgentConfig:
     """Return the agent configuration in `root`, or raise ConfigError naming every problem."""
     r = Reader(str(file))
     fields = r.mapping(root, AGENT_KEYS, required=("id", "site", "collector", "token_file"))
-    collector = check_url(r, fields["collector"]) if "collector" in fields else ""
+    collectors = collector_urls(r, fields["collector"]) if "collector" in fields else ()
     ca_file = relative_path(r, fields["ca_file"], file) if "ca_file" in fields else None
-    if ca_file is not None and not collector.startswith("https://"):
+    if ca_file is not None and not any(url.startswith("https://") for url in collectors):
         r.problem(fields["ca_file"], "ca_file applies only to an https:// collector")
     config = AgentConfig(
         source=file,
         id=r.identifier(fields["id"]) if "id" in fields else "",
         site=r.identifier(fields["site"]) if "site" in fields else "",
-        collector=collector.rstrip("/"),
+        collectors=collectors,
         ca_file=ca_file,
         token_file=(
             relative_path(r, fields["token_file"], file) if "token_file" in fields else Path()
@@ -39,6 +39,22 @@ def build_agent_config(root: Node, file: Path) -> AgentConfig:
     if r.problems:
         raise ConfigError(r.problems)
     return config
+
+
+def collector_urls(r: Reader, node: Node) -> tuple[str, ...]:
+    """Return the collectors' URLs: one URL, or a list of them (several collectors on one
+    database), each once, without a trailing slash."""
+    nodes = r.items(node) if isinstance(node.value, list) else [node]
+    if isinstance(node.value, list) and not nodes:
+        r.problem(node, "must name at least one collector")
+    urls: list[str] = []
+    for item in nodes:
+        url = check_url(r, item).rstrip("/")
+        if url in urls:
+            r.problem(item, f"{url!r} is listed twice")
+        elif url:
+            urls.append(url)
+    return tuple(urls)
 
 
 def check_url(r: Reader, node: Node) -> str:

@@ -316,7 +316,9 @@ class AgentConfig:
     source: Path
     id: str
     site: str
-    collector: str  # base URL, http:// or https://
+    # base URLs, http:// or https://, in the order to try them: several collectors on one
+    # database take results alike, and the agent moves to the next when one fails
+    collectors: tuple[str, ...]
     ca_file: Path | None
     token_file: Path
     state_dir: Path

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from agent.collectors import Collectors
 from agent.outbox import LEGACY_IDENTITY, Outbox
 from agent.shipper import BATCH_SIZE, Shipper
 from collector.api import build_app
@@ -61,7 +63,7 @@ class Rig:
         async def beat() -> dict[str, Any]:
             return dict(heartbeat or HEARTBEAT)
 
-        return Shipper(self.session, self.url, AGENT, outbox, beat)
+        return Shipper(self.session, Collectors((self.url,)), AGENT, outbox, beat)
 
 
 @dataclass
@@ -171,6 +173,47 @@ async def test_a_heartbeat_with_a_field_the_collector_does_not_know_still_ships(
         assert outbox.depth() == 0
     assert real.store.results.sequences(AGENT) == [1, 2]
     assert real.collector.heartbeats["tesko"].version == "0.1.0"  # the known fields are kept
+
+
+async def test_an_unavailable_collector_is_left_for_the_next_in_the_list(
+    real: Real, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first collector listed does not answer (a port that refuses connections): the
+    batch waits in the outbox, and the next try goes to the second, which stores it."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        gone = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        collectors = Collectors((gone, real.url))
+        with Outbox(tmp_path / "outbox.db") as outbox:
+            outbox.put([result(), result()])
+            shipper = Shipper(real.session, collectors, AGENT, outbox, beat_of(HEARTBEAT))
+            with caplog.at_level(logging.WARNING, logger="agent.collectors"):
+                assert await shipper.ship_once() is None
+            assert outbox.depth() == 2
+            assert collectors.current == real.url
+            assert f"collector {gone} unavailable" in caplog.text
+            assert await shipper.ship_once() == 2
+            assert outbox.depth() == 0
+    assert real.store.results.sequences(AGENT) == [1, 2]
+
+
+async def test_a_refusal_is_not_a_reason_to_try_another_collector(
+    real: Real, tmp_path: Path
+) -> None:
+    """A 422 says the batch, not the collector, is at fault: every collector would say it."""
+    collectors = Collectors((real.url, "http://127.0.0.1:9"))
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.put([result(target="elsewhere")])
+        shipper = Shipper(real.session, collectors, AGENT, outbox, beat_of(HEARTBEAT))
+        await shipper.ship_once()
+    assert collectors.current == real.url
+
+
+def beat_of(heartbeat: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def beat() -> dict[str, Any]:
+        return dict(heartbeat)
+
+    return beat
 
 
 async def test_a_bad_heartbeat_is_refused_and_the_results_are_stored(

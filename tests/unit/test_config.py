@@ -401,11 +401,26 @@ def test_agent_file_paths_are_relative_to_the_file(tmp_path: Path) -> None:
         ("state_dir: state", "state_dir: state\nca_file: ca.pem", "6: ca_file: ca_file applies "
          "only to an https:// collector"),
         ("token_file: agent.token\n", "", "1: missing required key 'token_file'"),
+        ("http://10.99.0.1:8080", "[]", "3: collector: must name at least one collector"),
+        ("http://10.99.0.1:8080", "[http://10.99.0.1:8080, http://10.99.0.1:8080/]",
+         "3: collector[1]: 'http://10.99.0.1:8080' is listed twice"),
+        ("http://10.99.0.1:8080", "[http://10.99.0.1:8080, gopher://x]", "3: collector[1]: "
+         "'gopher://x' is not an http:// or https:// URL with a host"),
     ],
 )  # fmt: skip
 def test_agent_rules(tmp_path: Path, old: str, new: str, expected: str) -> None:
     path = write(tmp_path, edit(AGENT, old, new), "agent.yaml")
     assert problems_of(path) == [f"{path}:{expected}"]
+
+
+def test_an_agent_may_name_several_collectors_in_the_order_to_try_them(tmp_path: Path) -> None:
+    text = edit(AGENT, "collector: http://10.99.0.1:8080", "collector:\n  - https://a.example/\n"
+                "  - https://b.example:8443\nca_file: ca.pem")  # fmt: skip
+    config = load_agent_config(write(tmp_path, text, "agent.yaml"))
+    assert config.collectors == ("https://a.example", "https://b.example:8443")
+    assert config.ca_file == tmp_path / "ca.pem"
+    one = load_agent_config(write(tmp_path, AGENT, "agent.yaml"))
+    assert one.collectors == ("http://10.99.0.1:8080",)
 
 
 def test_agent_site_is_checked_against_an_inventory_given_with_it(tmp_path: Path) -> None:
