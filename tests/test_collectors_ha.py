@@ -1,0 +1,234 @@
+"""Two `sitewatch collector` processes on one PostgreSQL database, as an ICT team runs them:
+the leader killed (-9) while it opens an incident, and the leader stopped (SIGSTOP) past its
+lock, then resumed. Agents' batches are posted on loopback as an agent posts them; PagerDuty is
+a webhook receiver on loopback that keeps every event with its dedup_key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.deploy import free_port
+from tests.lab.lab import wait_until
+from tests.receivers import Hook, WebhookReceiver
+
+DEADLINE = 30.0  # seconds for anything awaited; takeover is due within ~6 s
+AGENT = "agent-token-" + "a" * 20
+INVENTORY = """\
+organisation: Test Municipality
+timezone: Africa/Johannesburg
+thresholds: {interval: 1s, timeout: 300ms, fail_after: 2, recover_after: 1}
+sites:
+  - id: alpha
+    name: Alpha Offices
+    users: 12
+    links:
+      - {id: alpha-mpls, kind: mpls, role: primary, to: hub, probe: [127.0.0.1]}
+    devices:
+      - {id: alpha-prn, kind: printer, address: 127.0.0.21, probes: [icmp]}
+"""
+ROUTING_KEY = "R0UT1NGKEY0123456789abcdef012345"
+
+
+@dataclass
+class Replica:
+    name: str
+    port: int
+    config: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "sitewatch.cli", "collector", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.config.parent,
+            )
+        wait_until(lambda: self.health() is not None, DEADLINE, f"{self.name} answering")
+
+    def health(self) -> dict[str, Any] | None:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:  # noqa: S310 -- loopback
+                return dict(json.loads(response.read()))
+        except (OSError, urllib.error.URLError):
+            return None
+
+    def leads(self) -> bool:
+        health = self.health()
+        return health is not None and health["role"] == "leader"
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        if signum == signal.SIGKILL:
+            self.process.wait(timeout=DEADLINE)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGCONT)  # a stopped process cannot take SIGTERM
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=DEADLINE)
+
+
+class Agent:
+    """alpha's agent: numbered batches about its printer, posted to a collector."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def post(self, replica: Replica, *, ok: bool, count: int = 2) -> None:
+        results = []
+        for _ in range(count):
+            self.seq += 1
+            when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            results.append(
+                {"seq": self.seq, "result": {"target": "alpha-prn", "kind": "icmp", "ts": when,
+                                              "ok": ok}}
+            )  # fmt: skip
+            time.sleep(0.002)  # distinct probe times, as an agent's rounds have
+        body = json.dumps({"agent": "alpha-01", "outbox": "c" * 32, "results": results})
+        request = urllib.request.Request(  # noqa: S310 -- loopback
+            f"{replica.url}/api/v1/agent/results",
+            data=body.encode(),
+            headers={"Authorization": f"Bearer {AGENT}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- loopback
+            assert response.status == 200
+
+
+@dataclass
+class Pair:
+    replicas: tuple[Replica, Replica]
+    url: str  # the database
+    hooks: WebhookReceiver
+
+    def leader(self) -> Replica:
+        leading = [r for r in self.replicas if r.process is not None and r.leads()]
+        assert len(leading) == 1, [r.health() for r in self.replicas]
+        return leading[0]
+
+    def other(self, replica: Replica) -> Replica:
+        return next(r for r in self.replicas if r is not replica)
+
+    def incidents(self) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(
+                "SELECT id, key, status, opened_at FROM incidents ORDER BY id"
+            ).fetchall()
+
+    def events(self) -> list[Hook]:
+        return self.hooks.received("/v2/enqueue")
+
+
+@pytest.fixture
+def pair(tmp_path: Path, migrated_postgres_url: str) -> Iterator[Pair]:
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    token_hash = hashlib.sha256(AGENT.encode()).hexdigest()
+    with WebhookReceiver() as hooks:
+        replicas = []
+        for name in ("first", "second"):
+            port = free_port()
+            config = tmp_path / f"{name}.yaml"
+            config.write_text(
+                f"listen: 127.0.0.1:{port}\n"
+                f"database: {migrated_postgres_url}\n"
+                "inventory: inventory.yaml\n"
+                f"agents:\n  - {{id: alpha-01, site: alpha, token_sha256: {token_hash}}}\n"
+                "notify:\n"
+                f"  - {{kind: webhook, url: '{hooks.url('/v2/enqueue')}', format: pagerduty, "
+                f"routing_key: {ROUTING_KEY}}}\n"
+            )
+            replicas.append(Replica(name, port, config, tmp_path / f"{name}.log"))
+        made = Pair((replicas[0], replicas[1]), migrated_postgres_url, hooks)
+        try:
+            for replica in made.replicas:
+                replica.start()
+            wait_until(lambda: sum(r.leads() for r in made.replicas) == 1, DEADLINE, "one leader")
+            yield made
+        finally:
+            for replica in made.replicas:
+                replica.stop()
+
+
+def one_open(pair: Pair) -> Callable[[], bool]:
+    return lambda: [row[1:3] for row in pair.incidents()] == [("device:alpha-prn", "open")]
+
+
+def test_a_leader_killed_while_it_opens_an_incident_leaves_one_incident_and_one_key(
+    pair: Pair,
+) -> None:
+    leader = pair.leader()
+    follower = pair.other(leader)
+    agent = Agent()
+    agent.post(leader, ok=False)  # the cause: the leader opens its incident within a second
+    leader.signal(signal.SIGKILL)  # ... and dies as it does
+    wait_until(follower.leads, DEADLINE, "the follower taking over")
+    agent.post(follower, ok=False)  # the agent moved on to the collector that answers
+    wait_until(one_open(pair), DEADLINE, "one open incident for the printer")
+    wait_until(lambda: len(pair.events()) >= 1, DEADLINE, "its trigger sent")
+    agent.post(follower, ok=False)
+    wait_until(lambda: follower.health() is not None, DEADLINE, "the new leader answering")
+    [(_, key, status, _)] = pair.incidents()  # still one: nothing opened twice
+    assert (key, status) == ("device:alpha-prn", "open")
+    triggers = [e.body for e in pair.events() if e.body["event_action"] == "trigger"]
+    assert 1 <= len(triggers) <= 2  # once, or twice across the failover
+    assert {t["dedup_key"] for t in triggers} == {key}
+
+
+def test_a_leader_stopped_past_its_lock_writes_nothing_when_it_resumes(pair: Pair) -> None:
+    stale = pair.leader()
+    successor = pair.other(stale)
+    agent = Agent()
+    agent.post(stale, ok=False)
+    wait_until(one_open(pair), DEADLINE, "the leader opening the printer's incident")
+    wait_until(lambda: len(pair.events()) == 1, DEADLINE, "its trigger sent")
+
+    stale.signal(signal.SIGSTOP)  # paused: its lock's session goes silent
+    wait_until(successor.leads, DEADLINE, "the other collector taking over")
+    agent.post(successor, ok=True)  # the printer answers again
+    wait_until(
+        lambda: [row[2] for row in pair.incidents()] == ["resolved"],
+        DEADLINE,
+        "the new leader resolving the incident",
+    )
+    wait_until(lambda: len(pair.events()) == 2, DEADLINE, "the resolve sent")
+
+    stale.signal(signal.SIGCONT)  # it wakes believing it leads, its copy saying "open"
+    wait_until(
+        lambda: (h := stale.health()) is not None and h["role"] == "follower",
+        DEADLINE,
+        "the resumed collector finding it no longer leads",
+    )
+    agent.post(stale, ok=True)  # its passes run: a fenced write would be refused
+    wait_until(lambda: "no longer leads" in stale.log.read_text(), DEADLINE, "it saying so")
+    assert [row[1:3] for row in pair.incidents()] == [("device:alpha-prn", "resolved")]
+    actions = [e.body["event_action"] for e in pair.events()]
+    assert actions == ["trigger", "resolve"]
