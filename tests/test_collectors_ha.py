@@ -23,25 +23,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.collector.test_two_collectors import INVENTORY  # one site, its printer
 from tests.deploy import free_port
 from tests.lab.lab import wait_until
 from tests.receivers import Hook, WebhookReceiver
 
 DEADLINE = 30.0  # seconds for anything awaited; takeover is due within ~6 s
 AGENT = "agent-token-" + "a" * 20
-INVENTORY = """\
-organisation: Test Municipality
-timezone: Africa/Johannesburg
-thresholds: {interval: 1s, timeout: 300ms, fail_after: 2, recover_after: 1}
-sites:
-  - id: alpha
-    name: Alpha Offices
-    users: 12
-    links:
-      - {id: alpha-mpls, kind: mpls, role: primary, to: hub, probe: [127.0.0.1]}
-    devices:
-      - {id: alpha-prn, kind: printer, address: 127.0.0.21, probes: [icmp]}
-"""
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdef012345"
 
 
