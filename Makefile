@@ -54,6 +54,7 @@ bench: venv system-packages
 	$(PY) -m bench.icmp_bench
 	$(PY) -m bench.snmp_bench
 	$(PY) -m bench.ingest_bench
+	$(PY) -m bench.failover_bench
 	$(PY) -m bench.agent_bench
 	$(PY) -m bench.correlation_bench
 	$(PY) -m bench.report_bench

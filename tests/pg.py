@@ -271,6 +271,13 @@ class PostgresServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_TIMEOUT)
 
+    def restart(self) -> None:
+        """Stop the server and start it again on its cluster and port, as `pg_ctl restart`
+        does: every session ends, and clients reconnect to the same address."""
+        self.stop()
+        self.process = _spawn(self.binaries, self.account, self.directory, self.data, self.port)
+        _wait_ready(self)
+
     def remove(self) -> None:
         """Delete the server's directory (after `stop`)."""
         remove_directory(self.directory)

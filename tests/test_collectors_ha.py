@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from collector.store import Store
+from tests import pg
 from tests.collector.test_two_collectors import INVENTORY  # one site, its printer
 from tests.deploy import free_port
 from tests.lab.lab import wait_until
@@ -86,30 +89,55 @@ class Replica:
             self.process.wait(timeout=DEADLINE)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
 class Agent:
-    """alpha's agent: numbered batches about its printer, posted to a collector."""
+    """alpha's agent: numbered batches about its printer, posted to a collector; what is not
+    acknowledged waits to be sent again, as in the agent's outbox."""
 
     def __init__(self) -> None:
         self.seq = 0
+        self.waiting: list[dict[str, Any]] = []
+        self.acked: set[int] = set()
 
     def post(self, replica: Replica, *, ok: bool, count: int = 2) -> None:
-        results = []
-        for _ in range(count):
+        answer = self.try_post(replica, ok=ok, count=count)
+        assert answer.status == 200, answer
+
+    def try_post(
+        self, replica: Replica, *, ok: bool, count: int = 2, resend: bool = False
+    ) -> Answer:
+        """Post `count` new results (none with `resend`) after those still waiting."""
+        for _ in range(0 if resend else count):
             self.seq += 1
             when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            results.append(
+            self.waiting.append(
                 {"seq": self.seq, "result": {"target": "alpha-prn", "kind": "icmp", "ts": when,
                                               "ok": ok}}
             )  # fmt: skip
             time.sleep(0.002)  # distinct probe times, as an agent's rounds have
-        body = json.dumps({"agent": "alpha-01", "outbox": "c" * 32, "results": results})
+        body = json.dumps({"agent": "alpha-01", "outbox": "c" * 32, "results": self.waiting})
         request = urllib.request.Request(  # noqa: S310 -- loopback
             f"{replica.url}/api/v1/agent/results",
             data=body.encode(),
             headers={"Authorization": f"Bearer {AGENT}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- loopback
-            assert response.status == 200
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- loopback
+                answer = Answer(
+                    response.status, dict(response.headers), json.loads(response.read())
+                )
+        except urllib.error.HTTPError as err:
+            answer = Answer(err.code, dict(err.headers), json.loads(err.read()))
+        if answer.status == 200:
+            self.acked.update(item["seq"] for item in self.waiting)
+            self.waiting = []
+        return answer
 
 
 @dataclass
@@ -136,26 +164,27 @@ class Pair:
         return self.hooks.received("/v2/enqueue")
 
 
-@pytest.fixture
-def pair(tmp_path: Path, migrated_postgres_url: str) -> Iterator[Pair]:
-    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+@contextmanager
+def running_pair(folder: Path, url: str) -> Iterator[Pair]:
+    """Two collectors on the database at `url`, posting notifications to a receiver; one leads."""
+    (folder / "inventory.yaml").write_text(INVENTORY)
     token_hash = hashlib.sha256(AGENT.encode()).hexdigest()
     with WebhookReceiver() as hooks:
         replicas = []
         for name in ("first", "second"):
             port = free_port()
-            config = tmp_path / f"{name}.yaml"
+            config = folder / f"{name}.yaml"
             config.write_text(
                 f"listen: 127.0.0.1:{port}\n"
-                f"database: {migrated_postgres_url}\n"
+                f"database: {url}\n"
                 "inventory: inventory.yaml\n"
                 f"agents:\n  - {{id: alpha-01, site: alpha, token_sha256: {token_hash}}}\n"
                 "notify:\n"
                 f"  - {{kind: webhook, url: '{hooks.url('/v2/enqueue')}', format: pagerduty, "
                 f"routing_key: {ROUTING_KEY}}}\n"
             )
-            replicas.append(Replica(name, port, config, tmp_path / f"{name}.log"))
-        made = Pair((replicas[0], replicas[1]), migrated_postgres_url, hooks)
+            replicas.append(Replica(name, port, config, folder / f"{name}.log"))
+        made = Pair((replicas[0], replicas[1]), url, hooks)
         try:
             for replica in made.replicas:
                 replica.start()
@@ -164,6 +193,12 @@ def pair(tmp_path: Path, migrated_postgres_url: str) -> Iterator[Pair]:
         finally:
             for replica in made.replicas:
                 replica.stop()
+
+
+@pytest.fixture
+def pair(tmp_path: Path, migrated_postgres_url: str) -> Iterator[Pair]:
+    with running_pair(tmp_path, migrated_postgres_url) as made:
+        yield made
 
 
 def one_open(pair: Pair) -> Callable[[], bool]:
@@ -220,3 +255,40 @@ def test_a_leader_stopped_past_its_lock_writes_nothing_when_it_resumes(pair: Pai
     assert [row[1:3] for row in pair.incidents()] == [("device:alpha-prn", "resolved")]
     actions = [e.body["event_action"] for e in pair.events()]
     assert actions == ["trigger", "resolve"]
+
+
+@pytest.fixture
+def own_server() -> Iterator[pg.PostgresServer]:
+    """A PostgreSQL server of this test's own, to restart without disturbing the others'."""
+    server = pg.start_postgres(pg.temporary_directory())
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+def test_a_database_restart_costs_agents_a_wait_and_nothing_else(
+    tmp_path: Path, own_server: pg.PostgresServer
+) -> None:
+    """`pg_ctl restart` under two collectors: while it is down, a batch is answered 503 with
+    Retry-After (never 500) and stays with the agent; after it, the collectors reconnect by
+    themselves, one leads again, and every batch acknowledged is stored."""
+    url = own_server.url(own_server.create_database("restarted"))
+    Store(url).close()  # migrated, as the first collector to start would
+    with running_pair(tmp_path, url) as pair:
+        agent = Agent()
+        first, second = pair.replicas
+        agent.post(first, ok=True)
+        own_server.stop()
+        refused = agent.try_post(second, ok=True)
+        assert refused.status == 503, refused
+        assert refused.headers.get("Retry-After")
+        assert refused.body["error"]["code"] == "database_unavailable"
+        own_server.restart()
+        wait_until(lambda: agent.try_post(second, ok=True, resend=True).status == 200,
+                   DEADLINE, "the collector taking the batch again")  # fmt: skip
+        wait_until(lambda: sum(r.leads() for r in pair.replicas) == 1, DEADLINE, "a leader again")
+        with psycopg.connect(url) as conn:
+            stored = {row[0] for row in conn.execute("SELECT seq FROM results").fetchall()}
+        assert stored == agent.acked  # everything acknowledged, and nothing else
