@@ -30,7 +30,8 @@ fuzz: venv
 # machine's other core kept busy (as on a collector VM doing a backup); stops at the first failure.
 # Then the failover scenarios of tests/test_lab_failover.py, each repeated SOAK_RUNS times.
 SOAK_RUNS ?= 5
-SOAK_TESTS ?= tests/test_lab_pipeline.py tests/test_lab_incidents.py tests/test_restart.py tests/test_pipeline.py
+SOAK_TESTS ?= tests/test_lab_pipeline.py tests/test_lab_incidents.py tests/test_restart.py tests/test_pipeline.py \
+	tests/test_collectors_ha.py
 soak: venv system-packages
 	@$(PY) -c 'while True: pass' & busy=$$!; trap "kill $$busy" EXIT; \
 	for run in $$(seq $(SOAK_RUNS)); do \
