@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,9 @@ class Listener:
         self.read = 0  # results read back from other collectors since start
         self._session: Any = None  # psycopg.Connection, LISTENing
         self._missed = True  # announcements may have been lost since the last batches handed on
+        # A thread of its own: each wait blocks for up to LISTEN_FOR, and must not take one of
+        # the shared pool's threads from the requests for good.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-arrivals")
 
     async def run(self, stop: asyncio.Event, take: Taker) -> None:
         """Listen until `stop`, passing what the others stored to `take`."""
@@ -72,7 +76,8 @@ class Listener:
             while not stop.is_set():
                 failed = True
                 with rounds.one():
-                    heard = await asyncio.to_thread(self._listen)
+                    loop = asyncio.get_running_loop()
+                    heard = await loop.run_in_executor(self._thread, self._listen)
                     if heard.ignored:
                         log.warning("ignored %d notifications on %s", heard.ignored, CHANNEL)
                     await take(heard)
@@ -82,7 +87,8 @@ class Listener:
                 if failed:
                     await pause(stop, RETRY_AFTER)
         finally:
-            await asyncio.to_thread(self._close)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+            self._thread.shutdown(wait=False)
 
     def _listen(self) -> Heard:
         """Wait up to LISTEN_FOR for announcements; read back the others' batches. Blocking.
@@ -102,6 +108,8 @@ class Listener:
         except psycopg.Error:
             self._close()
             raise
+        # Consumed: until `run` has handed them on, a failure means they were missed.
+        self._missed = self._missed or bool(notes)
         arrivals = [Arrival.parse(payload) for payload in notes]
         others = [a for a in arrivals if a is not None and a.origin != self.name]
         batches = [(arrival, self.store.results.arrived(arrival)) for arrival in others]

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from collector.loops import Rounds, pause
 from collector.store import Store, StoreError
+from collector.store.leadership import LEADER_LOCK
 
 log = logging.getLogger(__name__)
-LEADER_LOCK = 0x5157_4C14  # PostgreSQL advisory lock: held by the leading collector's session
 CAMPAIGN_EVERY = 1.0  # seconds between a follower's tries for the lock, and a leader's pings
 SESSION_TIMEOUT = 5.0  # seconds the server keeps a silent lock session (idle_session_timeout)
 # The lock session's own TCP: a leader whose network path is gone learns it within seconds,
@@ -46,11 +46,18 @@ SESSION_OPTIONS = {
     "tcp_user_timeout": 3_000,  # ms
     "application_name": "sitewatch-leadership",
 }
+SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": 2,
+    "tcp_keepalives_interval": 1,
+    "tcp_keepalives_count": 2,
+}
+IDLE_SESSION_TIMEOUT_SINCE = 140000  # server_version of PostgreSQL 14
 
 
 def replica_name(host: str, port: int) -> str:
-    """Return how this collector is named to the others: machine, process, listen address."""
-    return f"{socket.gethostname()}/{os.getpid()} {host}:{port}"
+    """Return how this collector is named to the others: its machine and listen address (the
+    same after a restart, so a metric labelled with it stays one series)."""
+    return f"{socket.gethostname()} {host}:{port}"
 
 
 class Election:
@@ -62,10 +69,14 @@ class Election:
         self.dialect = store.dialect
         self.leading = self.dialect == "sqlite"  # one collector per SQLite file: it leads
         self.elected = asyncio.Event()  # set while this collector leads
-        self.terms = 0  # how many times it took the lead since start
+        self.terms = int(self.leading)  # how many times it took the lead since start
         self.leader = name if self.leading else ""  # who leads, as last seen ("": not known)
         self.epoch_seen = 0  # the leadership epoch as last seen in the database
         self._session: Any = None  # psycopg.Connection holding the lock, or trying to
+        # A thread of its own: a ping queued behind the store's slow reads in the shared pool
+        # would leave the session silent past SESSION_TIMEOUT, and the lead would move.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-election")
+        self._said_old_server = False
         if self.leading:
             self.elected.set()
 
@@ -76,36 +87,44 @@ class Election:
         return held if held is not None and self.leading else 0
 
     async def until_leading(self, stop: asyncio.Event) -> bool:
-        """Wait until this collector leads, or `stop`; return whether it leads (not stopped).
+        """Wait until this collector leads, or `stop`; return False only at `stop`.
 
         The loops that must run once among the collectors call it before each round.
         """
-        if not self.leading:
+        while not self.leading and not stop.is_set():
             waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.elected.wait())]
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiting in waits:
                     waiting.cancel()
-        return self.leading and not stop.is_set()
+        return not stop.is_set()
+
+    @property
+    def term(self) -> int:
+        """Which of this collector's terms as leader is running; 0 while it does not lead."""
+        return self.terms if self.leading else 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stand for leader until `stop`, then give the lead up at once (close the session)."""
         if self.dialect == "sqlite":
             await stop.wait()
             return
+        self.store.leadership.lose()  # from now on, no leader's write before it takes the lead
         rounds = Rounds("standing for leader", log)
         try:
             while not stop.is_set():
                 with rounds.one():
-                    leading, failure = await asyncio.to_thread(self._round)
+                    loop = asyncio.get_running_loop()
+                    leading, failure = await loop.run_in_executor(self._thread, self._round)
                     self._note(leading)
                     if failure is not None:
                         raise failure
                 await pause(stop, CAMPAIGN_EVERY)
         finally:
             self._note(False)
-            await asyncio.to_thread(self._close)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+            self._thread.shutdown(wait=False)
 
     def _note(self, leading: bool) -> None:
         """Take the outcome of a round, on the event loop: say when the lead came or went."""
@@ -151,8 +170,19 @@ class Election:
         if self._session is not None and not self._session.closed:
             return self._session
         session = self.store.db.dedicated(**SESSION_OPTIONS)
-        milliseconds = int(SESSION_TIMEOUT * 1000)
-        session.execute(f"SET idle_session_timeout = {milliseconds}")
+        # The server's side of the same: it drops the session, and frees the lock, when this
+        # collector falls silent (PostgreSQL 14 and later), or when TCP finds it gone.
+        for setting, value in SERVER_KEEPALIVES.items():
+            session.execute(f"SET {setting} = {value}")
+        if session.info.server_version >= IDLE_SESSION_TIMEOUT_SINCE:
+            session.execute(f"SET idle_session_timeout = {int(SESSION_TIMEOUT * 1000)}")
+        elif not self._said_old_server:
+            self._said_old_server = True
+            log.warning(
+                "PostgreSQL %s has no idle_session_timeout (14 and later do): a leader that is "
+                "frozen but connected keeps the lead until TCP keepalives end its session",
+                session.info.server_version,
+            )
         self._session = session
         return session
 

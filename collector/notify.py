@@ -478,10 +478,14 @@ class Deliverer:
         ids = [note.id for notes in runs.values() for note in notes]
         taken = await asyncio.to_thread(self.store.notifications.claim, ids, now, until)
         due: dict[str, list[Notification]] = {}
+        cut: list[Notification] = []  # claimed behind a row someone else holds: given back
         for channel, notes in runs.items():
             run = list(itertools.takewhile(lambda note: note.id in taken, notes))
+            cut += [note for note in notes[len(run) :] if note.id in taken]
             if run:
                 due[channel] = run
+        if cut:
+            await asyncio.to_thread(self.store.notifications.release, cut)
         return due
 
     async def _drain(
@@ -490,6 +494,9 @@ class Deliverer:
         """Send one channel's due rows in order; stop at the first that may be retried."""
         tally: Counter[str] = Counter()
         for at, note in enumerate(notes):
+            # A leader stopped (SIGSTOP, a frozen VM) after claiming may wake up here: only
+            # the database knows whether it still leads, and a message sent is not taken back.
+            await asyncio.to_thread(self.store.leadership.confirm)
             try:
                 await send(notifier, note, session)
             except DeliveryError as err:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 WARM_UP_SECONDS = 3_600.0  # the newest results of this past hour rebuild the state at start-up
 CORRELATE_EVERY = 1.0  # seconds: silence, SLA percentages and maintenance move with time
 ALIVE_EVERY = 5.0  # seconds between notes that the collector is watching (for unknown time)
+RELOAD_EVERY = 1.0  # seconds between a follower's reads of the leader's incidents
 
 Changed = list[tuple[str, str]]  # (entity, status) of the sites and links whose status moved
 
@@ -118,7 +119,9 @@ class Pipeline:
         self.duplicates: dict[str, int] = {}  # by agent: results refused as held already
         self._duplicating: set[str] = set()  # agents warned of, until a good batch
         self._alive_noted = 0.0
-        self._gap_marked = False  # warm_up marked the gap since the last leader's note
+        # warm_up marked the gap, and the collector's note as it then stood: unchanged at the
+        # first take_over, nobody watched in between and the gap is marked already
+        self._gap_marked: tuple[float | None] | None = None
         self._log_all = False  # the next pass logs every status, not only what moved
 
     @cached_property
@@ -155,24 +158,27 @@ class Pipeline:
                 self.heartbeats[site] = checked
         self.incidents.load(now)
         self.set_windows(maintenance.load(self.store))
-        self.mark_gap(now)
-        self._gap_marked = True
+        # A collector starting beside a live leader (PostgreSQL) has no gap to mark: the other
+        # watched. Otherwise the time since the last note is one.
+        if not self.store.leadership.led():
+            self.mark_gap(now)
+            self._gap_marked = (self.status_log.alive_until(),)
 
     def take_over(self, now: float) -> None:
         """Start writing as the leader: the incidents as the last leader left them, the time
         since its last note a gap, and every status logged afresh by the next pass.
 
         A follower tracked statuses without logging them, so what moved since the last
-        leader's final write would never be logged otherwise. At a process's first lead,
-        warm_up has marked the gap already. The incidents are read again, not loaded as at
-        start-up: a follower's state book is live (collector.arrivals), so the hold that
-        warm_up set on resolving them (`IncidentBook.load`) is all it needs. Blocks on the
-        store.
+        leader's final write would never be logged otherwise. A process that leads from its
+        start found the gap marked by warm_up already. The incidents are read
+        again, not loaded as at start-up: a follower's state book is live (collector.arrivals),
+        so the hold that warm_up set on resolving them (`IncidentBook.load`) is all it needs.
+        Blocks on the store.
         """
         self.incidents.reload(now)
-        if not self._gap_marked:
+        if self._gap_marked != (self.status_log.alive_until(),):  # another led since warm_up
             self.mark_gap(now)
-        self._gap_marked = False
+        self._gap_marked = None
         self._log_all = True
 
     def mark_gap(self, now: float | None = None) -> None:
@@ -383,26 +389,29 @@ class Pipeline:
         """Open, update and resolve incidents from a pass; return the notifications queued."""
         return self.incidents.reconcile(correlation.causes, now, self.unsure, self.unwatched)
 
-    async def run(self, stop: asyncio.Event, leading: Callable[[], bool] = lambda: True) -> None:
+    async def run(self, stop: asyncio.Event, term: Callable[[], int] = lambda: 1) -> None:
         """Correlate every second, or at once when a target's state moves, until `stop`.
 
-        Only while `leading` (collector.leadership) does a pass write: the status log and
-        the incidents. A follower's passes keep its views current for the API and the
-        dashboard, and it reads the leader's incidents each round.
+        `term` is this collector's term as leader (collector.leadership), 0 while it does not
+        lead: only then does a pass write (the status log, the incidents), and a new term
+        begins with `take_over`. A follower's passes keep its views current for the API and
+        the dashboard, and it reads the leader's incidents at most every RELOAD_EVERY.
         """
         unlogged: list[StatusChange] = []  # changes a failed write could not log yet
-        led = False  # whether the last round ran as the leader
+        led = 0  # the term the last round ran in
+        reloaded = float("-inf")
         rounds = Rounds("a correlation pass", log)
         while not stop.is_set():
             self.changed.clear()
             with rounds.one():
                 now = self.clock.now()
-                lead = leading()
-                if lead and not led:
+                lead = term()
+                if lead and lead != led:
                     await asyncio.to_thread(self.take_over, now)
                     unlogged.clear()  # take_over logs everything afresh
-                elif not lead:
+                elif not lead and time.monotonic() - reloaded >= RELOAD_EVERY:
                     await asyncio.to_thread(self.incidents.reload, now)
+                    reloaded = time.monotonic()
                 led = lead
                 correlation, changed = self.correlate(now)
                 if lead:

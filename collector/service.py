@@ -122,7 +122,7 @@ class Collector:
         await self.arrivals.run(stop, self.pipeline.take_in)
 
     async def correlation_loop(self, stop: asyncio.Event) -> None:
-        await self.pipeline.run(stop, lambda: self.election.leading)
+        await self.pipeline.run(stop, lambda: self.election.term)
 
     def rebuild_gaps(self, now: float, windows: Sequence[maintenance.Window]) -> list[history.Gap]:
         """Rebuild the status log of the recent gaps with late results; blocks on the store."""

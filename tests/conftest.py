@@ -27,6 +27,13 @@ from tests import pg
 from tests.lab import Lab, can_build, sweep_stale
 
 EXAMPLE_INVENTORY = Path(__file__).resolve().parents[1] / "config" / "inventory.yaml"
+CHECKOUT = Path(__file__).resolve().parents[1]
+# The processes tests start (`python -m sitewatch.cli collector`, agents in the lab) run this
+# checkout's code: a worktree that shares another checkout's virtualenv would otherwise run the
+# code the virtualenv's editable install points at, while its own tests run in-process.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH", "")])
+)
 
 
 def require_lab() -> None:

@@ -160,6 +160,14 @@ class Pair:
                 "SELECT id, key, status, opened_at FROM incidents ORDER BY id"
             ).fetchall()
 
+    def delivered(self) -> int:
+        """How many notifications the database records as delivered."""
+        with psycopg.connect(self.url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM notifications WHERE delivered_at IS NOT NULL"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def events(self) -> list[Hook]:
         return self.hooks.received("/v2/enqueue")
 
@@ -233,6 +241,9 @@ def test_a_leader_stopped_past_its_lock_writes_nothing_when_it_resumes(pair: Pai
     agent.post(stale, ok=False)
     wait_until(one_open(pair), DEADLINE, "the leader opening the printer's incident")
     wait_until(lambda: len(pair.events()) == 1, DEADLINE, "its trigger sent")
+    # and recorded: stopped between the send and the record, it would leave the row to be
+    # sent again once its lease ends (at most once more: the other test's case)
+    wait_until(lambda: pair.delivered() == 1, DEADLINE, "its delivery recorded")
 
     stale.signal(signal.SIGSTOP)  # paused: its lock's session goes silent
     wait_until(successor.leads, DEADLINE, "the other collector taking over")

@@ -21,6 +21,9 @@ from dataclasses import asdict, dataclass, fields
 from collector.store.database import Connection
 
 CHANNEL = "sitewatch_results"
+MAX_TEXT = 200  # characters of a collector's name, a source or an outbox
+MAX_SEQ = 2**63 - 1
+NUL = "\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +57,9 @@ class Arrival:
         if data["clock"] is not None:
             numbers.append(data["clock"])
         seqs = [data["first"], data["last"]]
-        if not all(isinstance(value, str) for value in texts):
-            return None
-        if not all(type(value) is int for value in seqs):
+        if not all(isinstance(v, str) and 0 < len(v) <= MAX_TEXT and NUL not in v for v in texts):
+            return None  # a NUL would fail the read-back, and with it the batches around it
+        if not all(type(value) is int and 0 <= value <= MAX_SEQ for value in seqs):
             return None
         if not all(type(value) in (int, float) and math.isfinite(value) for value in numbers):
             return None

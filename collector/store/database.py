@@ -50,6 +50,18 @@ POOL_WAIT = 3.0
 # DatabaseUnavailable (a 503, which agents retry), and the check finds it on the others.
 RECHECK_AFTER = 1.0
 CONNECT_TIMEOUT = 10.0  # seconds to reach a PostgreSQL server before saying it is unreachable
+# Every pooled session: a transaction left idle for 5 s is ended by the server, and a dead peer
+# is found by TCP within seconds. A collector stopped, frozen or cut off inside a transaction
+# would otherwise hold its locks until it came back, or for the kernel's two hours: among them
+# the leadership row's (collector.store.leadership), which a new leader waits for. Every
+# transaction of ours runs its statements back to back; none waits on anything else.
+POOL_SESSION = {
+    "options": "-c idle_in_transaction_session_timeout=5000",
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
 
 
 class StoreError(Exception):
@@ -317,7 +329,7 @@ class Database:
             info,
             min_size=1,
             max_size=POOL_SIZE,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **POOL_SESSION},
             timeout=POOL_WAIT,
             # A connection the server dropped (a restart, a failover) is found before it is
             # lent, not by the request that gets it, unless it came back a moment ago.

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 from collector.store.database import Connection, Database, StoreError
 
-NEVER_HELD = 0  # the epoch of the row as migrated: no collector took it yet, and none holds it
+NOT_HELD = -1  # what a process that does not lead holds: no row ever has that epoch
+LEADER_LOCK = 0x5157_4C14  # PostgreSQL advisory lock: held by the leading collector's session
+TAKE_WAIT = 2.0  # seconds a take-over waits for a stale leader's transaction, per try
 
 
 class NotLeader(StoreError):
@@ -31,7 +33,7 @@ class NotLeader(StoreError):
 class Holder:
     """The leadership as the database holds it."""
 
-    epoch: int  # raised by one at each take-over; NEVER_HELD before the first
+    epoch: int  # raised by one at each take-over; 0 before the first
     holder: str  # who took it last: host, process and listen address
     since: float  # when, Unix seconds
 
@@ -42,7 +44,7 @@ class Leadership:
     def __init__(self, db: Database) -> None:
         self.db = db
         # None: this process never stood for leader and writes unfenced. Otherwise the epoch it
-        # took, or NEVER_HELD once it lost the lead: no row ever has that epoch again.
+        # took, or NOT_HELD while it does not lead (before its first lead, and once it lost it).
         self.held: int | None = None
 
     def take(self, holder: str, now: float) -> int:
@@ -52,6 +54,9 @@ class Leadership:
         fencing the other out.
         """
         with self.db.writing() as tx:
+            if tx.dialect == "postgresql":  # a stale leader's transaction holds the row: the
+                # server ends it within 5 s (POOL_SESSION); meanwhile fail, and try again
+                tx.execute(f"SET LOCAL lock_timeout = {int(TAKE_WAIT * 1000)}")
             row = tx.execute(
                 "UPDATE leadership SET epoch = epoch + 1, holder = ?, since = ? WHERE id = 1 "
                 "RETURNING epoch",
@@ -63,8 +68,31 @@ class Leadership:
         return self.held
 
     def lose(self) -> None:
-        """Note that this process no longer leads: its fenced writes fail from now on."""
-        self.held = NEVER_HELD
+        """Note that this process does not lead: its fenced writes fail from now on (and from
+        its start, for a collector that stands for leader)."""
+        self.held = NOT_HELD
+
+    def confirm(self) -> None:
+        """Raise NotLeader unless this process still leads, as the database says now: before
+        something no transaction can take back, such as sending a notification."""
+        with self.fenced():
+            pass
+
+    def led(self) -> bool:
+        """Whether some collector holds the leader's lock now (PostgreSQL; SQLite: False).
+
+        For a collector starting up: with a live leader beside it, the time it was down is no
+        gap in anyone's watch, and it must not mark one.
+        """
+        if self.db.dialect != "postgresql":
+            return False
+        with self.db.reading() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid = 0 AND objid = ? AND objsubid = 1 AND granted)",
+                (LEADER_LOCK,),
+            ).fetchone()
+        return bool(row and row[0])
 
     def current(self) -> Holder:
         """Return who leads, as the database says."""

@@ -4,17 +4,26 @@ it goes, and a leader that lost the lead cannot write as leader again (the epoch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from collector import leadership
+from collector.arrivals import Heard, Listener
 from collector.leadership import Election
+from collector.service import Collector
 from collector.store import Store
-from collector.store.leadership import NotLeader
+from collector.store.leadership import NOT_HELD, NotLeader
+from probes.result import ProbeResult
+from sitewatch.config.files import load_collector_config
 from tests.pg import PostgresServer
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DEADLINE = 20.0  # seconds: takeover is due within SESSION_TIMEOUT + CAMPAIGN_EVERY
 
@@ -71,7 +80,7 @@ async def test_one_collector_leads_and_another_takes_over_when_it_stops(
             assert follower.elected.is_set()
             assert first_store.leadership.current().holder == follower.name
             await until(lambda: not leader.leading, "the stopped one says it does not lead")
-            assert leader.store.leadership.held == 0  # its fenced writes fail from now on
+            assert leader.store.leadership.held == NOT_HELD  # its fenced writes fail from now on
 
 
 async def test_a_leader_whose_session_is_killed_stops_leading_and_is_fenced(
@@ -134,3 +143,78 @@ def test_sqlite_has_one_collector_and_it_leads_unfenced(sqlite_store: Store) -> 
     assert election.epoch == 0
     with sqlite_store.leadership.fenced() as tx:  # never stood for leader: no epoch to check
         tx.execute("SELECT 1")
+
+
+async def test_a_stale_leader_frozen_inside_a_transaction_delays_a_takeover_by_seconds_only(
+    migrated_postgres_url: str,
+) -> None:
+    """Its transaction never ends by itself (the process is frozen): the server ends it after
+    5 s idle (the pool's idle_in_transaction_session_timeout), and the takeover goes through
+    instead of waiting for the frozen process."""
+    with stores(migrated_postgres_url, 2) as (old_store, new_store):
+        old_store.leadership.take("old", time.time())
+        frozen = old_store.leadership.fenced()
+        frozen.__enter__()  # a fenced transaction, left open as by a process that stopped
+        try:
+            new = Election(new_store, "new")
+            async with standing(new):
+                waited = await until(lambda: new.leading, "the takeover")
+            assert waited < DEADLINE
+            assert new_store.leadership.current().holder == "new"
+        finally:
+            with contextlib.suppress(Exception):  # the server ended that transaction
+                frozen.__exit__(None, None, None)
+
+
+async def test_a_collector_that_stands_for_leader_writes_nothing_as_leader_before_it_leads(
+    migrated_postgres_url: str,
+) -> None:
+    """A follower starting beside a live leader: its warm-up marks no gap (the leader was
+    watching), and once it stands for leader its leader's writes are refused until it leads."""
+    config = load_collector_config(ROOT / "config" / "collector.yaml")
+    with stores(migrated_postgres_url, 2) as (leader_store, follower_store):
+        leader = Election(leader_store, "leader")
+        async with standing(leader):
+            await until(lambda: leader.leading, "the leader leads")
+            leader_store.status.log([], time.time())  # the leader's note that it watches
+            before = leader_store.status.gaps(0.0)
+            follower = Collector(config, follower_store)
+            follower.pipeline.warm_up()
+            assert follower_store.status.gaps(0.0) == before
+            async with standing(follower.election):
+                await until(lambda: follower.election.leader == "leader", "a round of its own")
+                with pytest.raises(NotLeader):
+                    follower_store.status.log([], time.time())
+
+
+async def test_batches_not_handed_on_are_caught_up_from_the_newest_results(
+    migrated_postgres_url: str,
+) -> None:
+    """The listener read an announced batch but could not hand it on (the state book's side
+    failed): the next wait says announcements were missed, so the pipeline catches up."""
+    with stores(migrated_postgres_url, 2) as (writer, reader):
+        listener = Listener(reader, "reader")
+        heard: list[Heard] = []
+        failed: list[int] = []  # which wait's batches could not be handed on
+        stop = asyncio.Event()
+
+        async def take(batch: Heard) -> None:
+            heard.append(batch)
+            if batch.batches and not failed:
+                failed.append(len(heard) - 1)
+                raise RuntimeError("the state book failed")
+            if failed:
+                stop.set()  # the wait after the failure
+
+        task = asyncio.create_task(listener.run(stop, take))
+        try:
+            await until(lambda: len(heard) >= 1, "the listener's first wait")
+            result = ProbeResult("alpha-prn", "icmp", datetime.now(UTC), ok=False)
+            writer.results.ingest("alpha-01", [(1, result)], received=time.time(), origin="writer")
+            await until(stop.is_set, "a wait saying announcements were missed")
+        finally:
+            stop.set()
+            await task
+        [at] = failed
+        assert len(heard[at].batches) == 1
+        assert heard[at + 1].missed  # so Pipeline.take_in reads the newest results again
