@@ -64,13 +64,14 @@ class Listener:
         self._missed = True  # announcements may have been lost since the last batches handed on
         # A thread of its own: each wait blocks for up to LISTEN_FOR, and must not take one of
         # the shared pool's threads from the requests for good.
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-arrivals")
+        self._thread = ThreadPoolExecutor(1)  # replaced by each run, which shuts its own down
 
     async def run(self, stop: asyncio.Event, take: Taker) -> None:
         """Listen until `stop`, passing what the others stored to `take`."""
         if self.store.dialect != "postgresql":
             await stop.wait()
             return
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-arrivals")
         rounds = Rounds("reading other collectors' results", log)
         try:
             while not stop.is_set():

@@ -75,7 +75,7 @@ class Election:
         self._session: Any = None  # psycopg.Connection holding the lock, or trying to
         # A thread of its own: a ping queued behind the store's slow reads in the shared pool
         # would leave the session silent past SESSION_TIMEOUT, and the lead would move.
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-election")
+        self._thread = ThreadPoolExecutor(1)  # replaced by each run, which shuts its own down
         self._said_old_server = False
         if self.leading:
             self.elected.set()
@@ -111,6 +111,7 @@ class Election:
             await stop.wait()
             return
         self.store.leadership.lose()  # from now on, no leader's write before it takes the lead
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-election")
         rounds = Rounds("standing for leader", log)
         try:
             while not stop.is_set():

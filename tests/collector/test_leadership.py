@@ -218,3 +218,14 @@ async def test_batches_not_handed_on_are_caught_up_from_the_newest_results(
         [at] = failed
         assert len(heard[at].batches) == 1
         assert heard[at + 1].missed  # so Pipeline.take_in reads the newest results again
+
+
+async def test_a_collector_stood_down_stands_again_and_leads(migrated_postgres_url: str) -> None:
+    """The app's loops stop and start again (a test server, a reload): so does the election."""
+    with stores(migrated_postgres_url, 1) as (store,):
+        election = Election(store, "again")
+        for term in (1, 2):
+            async with standing(election):
+                await until(lambda: election.leading, f"term {term}")
+                assert election.term == term
+            assert not election.leading
