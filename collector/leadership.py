@@ -72,6 +72,7 @@ class Election:
         self.terms = int(self.leading)  # how many times it took the lead since start
         self.leader = name if self.leading else ""  # who leads, as last seen ("": not known)
         self.epoch_seen = 0  # the leadership epoch as last seen in the database
+        self.rounds = 0  # rounds of the election run since start, for tests and metrics
         self._session: Any = None  # psycopg.Connection holding the lock, or trying to
         # A thread of its own: a ping queued behind the store's slow reads in the shared pool
         # would leave the session silent past SESSION_TIMEOUT, and the lead would move.
@@ -129,6 +130,7 @@ class Election:
 
     def _note(self, leading: bool) -> None:
         """Take the outcome of a round, on the event loop: say when the lead came or went."""
+        self.rounds += 1
         if leading and not self.leading:
             self.terms += 1
             log.info("%s leads now (epoch %d)", self.name, self.store.leadership.held or 0)

@@ -112,6 +112,7 @@ class Pipeline:
         self.unsure: frozenset[str] = frozenset()  # incident keys with no evidence of recovery
         self.unwatched: dict[str, str] = {}  # incident keys nobody watches any more: why
         self.pass_seconds = 0.0  # how long the latest pass took
+        self.passes = 0  # correlation passes since start
         self.changed = asyncio.Event()  # a target's state moved: correlate now
         self.notify_wake = asyncio.Event()  # notifications are queued: send them
         self.heartbeats: dict[str, Heartbeat] = {}  # the latest, by site
@@ -340,6 +341,7 @@ class Pipeline:
         self.unsure = self.book.unsure(correlation, now, open_keys)
         self.unwatched = self.book.unwatched(open_keys)
         self.pass_seconds = time.perf_counter() - began
+        self.passes += 1
         self.correlation = correlation
         return correlation, self._explain(correlation, changed, now)
 

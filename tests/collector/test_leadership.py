@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from collector import leadership
 from collector.arrivals import Heard, Listener
 from collector.leadership import Election
 from collector.service import Collector
@@ -50,6 +49,16 @@ async def standing(election: Election) -> AsyncIterator[asyncio.Event]:
         await task
 
 
+def waiting_on_the_row(store: Store) -> bool:
+    """Whether a session waits for a lock while updating the leadership row (a take-over)."""
+    with store.db.reading() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'UPDATE leadership%'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
 async def until(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> float:
     """Wait until `condition` holds, or fail saying `what` did not happen; return the wait."""
     began = time.monotonic()
@@ -67,7 +76,8 @@ async def test_one_collector_leads_and_another_takes_over_when_it_stops(
         async with standing(first) as stop_first, standing(second) as stop_second:
             await until(lambda: first.leading or second.leading, "one leads")
             leader, follower = (first, second) if first.leading else (second, first)
-            await asyncio.sleep(2 * leadership.CAMPAIGN_EVERY)  # rounds pass: still one leader
+            seen = follower.rounds
+            await until(lambda: follower.rounds >= seen + 2, "two more rounds of the follower")
             assert leader.leading
             assert not follower.leading
             assert follower.epoch == 0
@@ -131,7 +141,7 @@ async def test_a_stale_leaders_transaction_in_flight_holds_the_takeover_until_it
                 taken.set()
 
             taking = asyncio.get_running_loop().run_in_executor(None, take)
-            await asyncio.sleep(0.5)
+            await until(lambda: waiting_on_the_row(new_store), "the take-over waiting")
             assert not taken.is_set()  # the take-over waits for the transaction in flight
         await asyncio.wait_for(taking, DEADLINE)
         assert new_store.leadership.current().holder == "new"

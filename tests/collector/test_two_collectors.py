@@ -186,7 +186,8 @@ async def test_a_batch_at_the_follower_makes_one_incident_and_a_takeover_keeps_i
     await leader.client.close()  # the leader goes: its app's loops stop, its lock with them
     await until(lambda: follower.leading, "the follower takes over")
     await agent.post(follower, ok=False)  # the cause persists: nothing new is opened
-    await asyncio.sleep(2.5)  # passes of the new leader run (one a second)
+    passes = follower.collector.pipeline.passes
+    await until(lambda: follower.collector.pipeline.passes >= passes + 2, "two more passes")
     rows = incident_rows(store)
     assert rows == [(incident_id, "device:alpha-prn", "open", opened_at, due_at)]
 
