@@ -288,6 +288,20 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     assert problem.startswith(f"{path}:4: not valid YAML")
 
 
+@pytest.mark.parametrize(
+    "nested",
+    [
+        "sites: " + "[" * 2_000 + "]" * 2_000 + "\n",
+        "sites:\n" + "".join(" " * n + "-\n" for n in range(2_000)),
+    ],
+    ids=["flow", "block"],
+)
+def test_yaml_nested_thousands_deep_is_refused_not_a_crash(tmp_path: Path, nested: str) -> None:
+    """It used to end check-config, and the collector's start, with a RecursionError."""
+    [problem] = problems_of(write(tmp_path, nested))
+    assert "not valid YAML" in problem and "nest" in problem
+
+
 def test_unreadable_and_unrecognised_files(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     assert problems_of(missing) == [f"{missing}: cannot read: No such file or directory"]
