@@ -154,6 +154,7 @@ class IncidentBook:
         self._quiet: set[str] = set()  # resolved by hand while the cause was still present
         self._open: tuple[Incident, ...] = ()  # published for readers that must not wait
         self._hold_until = 0.0  # after a restart, loaded incidents wait for fresh evidence
+        self._loaded_at = 0.0  # ... those opened before the collector started watching
         self._present: set[str] = set()  # keys of the last pass's causes
         self._covered: frozenset[str] = frozenset()  # what the last pass's causes explained
         self._settling: dict[str, float] = {}  # key -> until when it may not open
@@ -169,9 +170,12 @@ class IncidentBook:
             # What was open before the restart is not resolved by the first passes after it:
             # agents count as heard until their silence allowance runs out again, so a cause
             # built on silence (a dead agent, a site cut off) would look cleared, then relapse.
+            # What opened later was judged on evidence this collector watched too (live, or
+            # read from the other collectors' writes as a follower): it needs no hold.
             interval = self.inventory.thresholds.interval.total_seconds()
             allowance = silence_allowance(interval)
             self._hold_until = now + allowance + interval
+            self._loaded_at = now
             self._publish()
 
     def reload(self, now: float) -> None:
@@ -250,7 +254,7 @@ class IncidentBook:
             for key, incident in list(self._live.items()):
                 if incident.status == "resolved" or key in present:
                     continue
-                if now < self._hold_until and incident.opened_at < self._hold_until:
+                if now < self._hold_until and incident.opened_at < self._loaded_at:
                     continue  # loaded at start-up: its evidence is still being gathered
                 if key in covered:
                     writer.resolve(incident, None, {"merged_into": covered[key]})

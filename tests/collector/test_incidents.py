@@ -568,6 +568,26 @@ def test_reload_takes_over_what_another_process_opened_and_acknowledged(
     assert rows(store, "SELECT count(*) FROM incidents") == [(1,)]
 
 
+def test_a_follower_taking_over_holds_only_what_opened_before_it_started(
+    store: Store, second: Store
+) -> None:
+    """The hold after a start covers incidents opened before it: a follower watched the later
+    ones open, so when it takes over, their cause clearing resolves them at once."""
+    t0 = at("2026-11-23T09:00:00")
+    gone = book_of(store)
+    gone.reconcile(causes(CUT_CC, CC_SILENT), t0)  # open before the follower started
+    heir = IncidentBook(second, INVENTORY, (HOOK,))
+    heir.load(t0 + 10)  # the follower starts, its hold ending two minutes later (30 s interval)
+    gone.reconcile(causes(CUT_CC, CC_SILENT, {"tesko": frozenset({"ts-prn-01"})}), t0 + 15)
+    heir.reload(t0 + 16)  # the leader died: the follower takes over
+    opened = {i.key for i in heir.open_incidents()}
+    assert opened == {"link:customer-care-mpls", "device:ts-prn-01"}
+    heir.reconcile(causes(), t0 + 17)  # both causes gone, within the hold
+    assert [i.key for i in heir.open_incidents()] == ["link:customer-care-mpls"]
+    heir.reconcile(causes(), t0 + 200)  # past the hold
+    assert heir.open_incidents() == []
+
+
 def test_staff_action_on_an_incident_another_process_resolved_is_a_conflict(
     store: Store, second: Store
 ) -> None:
