@@ -37,8 +37,11 @@ from sitewatch.config.model import AgentCredential, CollectorConfig, IcmpProbe
 
 log = logging.getLogger(__name__)
 ROLLUP_EVERY = 3_600.0
-REPLAY_FIRST = 60.0  # seconds after start before the first look for late results of a gap
-REPLAY_EVERY = 180.0  # seconds between looks: agents replay their backlog within minutes
+# Looks for late results of the collector's gaps, in the inventory's probe intervals: agents
+# replay their backlog within a few intervals of the collector answering again. The first
+# two intervals after start, then every six while leading: 1 and 3 minutes at the default 30 s.
+REPLAY_FIRST = 2.0
+REPLAY_EVERY = 6.0
 
 
 @dataclass
@@ -135,7 +138,8 @@ class Collector:
         Only gaps of the collector count: while it runs, the centre's pings already give the
         live log evidence for a site whose agent fell silent.
         """
-        await pause(stop, REPLAY_FIRST)
+        interval = self.config.inventory.thresholds.interval.total_seconds()
+        await pause(stop, REPLAY_FIRST * interval)
         rounds = Rounds("rebuilding the collector's gaps", log)
         while await self.election.until_leading(stop):
             windows = self.pipeline.windows  # a tuple: the API replaces it, never edits it
@@ -148,7 +152,7 @@ class Collector:
                         log_time(gap.start),
                         log_time(gap.end),
                     )
-            await pause(stop, REPLAY_EVERY)
+            await pause(stop, REPLAY_EVERY * interval)
 
     async def deliver_notifications(self, stop: asyncio.Event) -> None:
         deliverer = Deliverer(self.store, self.config.notify)
