@@ -518,7 +518,7 @@ def _stored(row: Iterable[Any]) -> Stored:
         bool(ok),
         rtt_ms=stored_reading(rtt_ms, MAX_RTT_MS),
         loss=stored_reading(loss, 1.0),
-        value=_value(value),
+        value=stored_value(value),
         error_kind=error_kind if error_kind in ERROR_KINDS else None,
         detail=_clean_text(detail),
     )
@@ -545,7 +545,7 @@ def stored_reading(number: object, upper: float) -> float | None:
     return reading if math.isfinite(reading) and 0 <= reading <= upper else None
 
 
-def _value(text: object) -> dict[str, JsonValue]:
+def stored_value(text: object) -> dict[str, JsonValue]:
     """Return a stored value: NaN and Infinity as null, lone surrogates replaced, else {}.
 
     A value nested deeper than MAX_VALUE_DEPTH is no probe's and shows as missing ({}): older

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from collector.store.database import Connection, Database
 from collector.store.leadership import Leadership
-from collector.store.results import stored_reading, stored_time
+from collector.store.results import stored_reading, stored_time, stored_value
 from probes.result import MAX_RTT_MS, ErrorKind, ProbeResult
 
 READ_CHUNK = 5_000  # results read per query in a rebuild, so ingest never waits long for the store
@@ -195,10 +195,12 @@ class StatusLog:
         """Yield (source, result) for the results probed in [start, end), in probe order.
 
         Read in chunks, each from where the last one stopped and on a connection of its own,
-        so ingest never waits on a rebuild; only the fields the state book reads.
+        so ingest never waits on a rebuild; only the fields the state book reads, `value`
+        among them: a router's ifOperStatus and the hop a path probe saw are in it, and
+        without them the links they watch would be rebuilt as unknown.
         """
         columns = (
-            "SELECT ts, source, outbox, seq, target, kind, ok, rtt_ms, loss, error_kind "
+            "SELECT ts, source, outbox, seq, target, kind, ok, rtt_ms, loss, error_kind, value "
             "FROM results"
         )
         # A row is one (source, outbox, seq): a reinstalled agent numbers from 1 again
@@ -217,7 +219,7 @@ class StatusLog:
                         f"AND (ts, source, outbox, seq) > (?, ?, ?, ?) {order}",
                         (after[0], end, *after, READ_CHUNK),
                     ).fetchall()
-            for ts, source, _, _, target, kind, ok, rtt_ms, loss, error_kind in rows:
+            for ts, source, _, _, target, kind, ok, rtt_ms, loss, error_kind, value in rows:
                 yield (
                     source,
                     ProbeResult(  # read as tolerantly as the store's own readers read a row
@@ -227,6 +229,7 @@ class StatusLog:
                         ok=bool(ok),
                         rtt_ms=stored_reading(rtt_ms, MAX_RTT_MS),
                         loss=stored_reading(loss, 1.0),
+                        value={} if value == "{}" else stored_value(value),
                         error_kind=cast("ErrorKind | None", error_kind),
                     ),
                 )

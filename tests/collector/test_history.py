@@ -137,6 +137,37 @@ def test_a_replay_of_the_link_failing_from_inside_makes_the_gap_down(store: Stor
     assert availability(store, "site:dutywa-pound", *HOUR).always == Durations(unmonitored=3_600.0)
 
 
+def router_and_path(ts: float) -> list[ProbeResult]:
+    """Return what Willowvale's agent says of its two links at `ts`: its router's interfaces
+    are up, and its path probe sees traffic leave over the primary."""
+    when = datetime.fromtimestamp(ts, UTC)
+    said = []
+    for link, ifname in (("willowvale-mpls", "up0"), ("willowvale-fibre", "up1")):
+        oper = {"ifindex": 2, "ifname": ifname, "oper": "up", "admin": "up"}
+        said.append(ProbeResult(link, "interface", when, ok=True, value=oper))
+        hop = {"via": "willowvale-mpls", "hop": "10.99.6.1", "ttl": 1}
+        said.append(ProbeResult(link, "path", when, ok=True, rtt_ms=1.0, value=hop))
+    return said
+
+
+def test_a_replay_reads_what_the_router_and_the_path_probe_saw(store: Store) -> None:
+    """The links of a site with a backup are path-bound by its router's ifOperStatus and the
+    path probe, both carried in a result's value; a replay that did not read values rebuilt
+    them (and the site) as unknown."""
+    backlog = [r for n in range(-20, 120) for r in router_and_path(START + 30.0 * n)]
+    ingest(store, "willowvale-01", backlog, received=END + 60.0)
+
+    rows = history.rebuild(store, INVENTORY, AGENTS, [], start=START, end=END)
+
+    willowvale = [row for row in rows if "willowvale" in row[0]]
+    assert {(entity, status) for entity, ts, status in willowvale if ts == START} == {
+        ("link:willowvale-mpls", "up"),
+        ("link:willowvale-fibre", "up"),
+        ("site:willowvale", "up"),
+    }
+    assert [row for row in willowvale if row[2] != "up"] == []
+
+
 def test_a_gap_without_late_results_stays_unknown(store: Store) -> None:
     live_until_the_gap(store)
     restart(store, [])
