@@ -17,8 +17,12 @@ time: an agent's contact time is when its result was probed, which proves the ag
 what it saw, not that anything reached the collector then. So an agent's word decides its own
 links while it keeps probing, but is not a path to the hub: a site reaches the hub only through
 links seen working (a site whose one link its agent saw fail is down, not "on its backup"). The
-centre's own evidence ends at the gap's start: it did not probe while it was down, and its last
-look at an edge says nothing about the time after. Without either, a site stays unknown.
+centre's evidence counts as an agent's does live: while it is news, probed within the silence
+allowance. Its last look at an edge before the gap covers the gap's first moments, where a
+router that could not be read for a second would leave a backup link with no word at all, and
+says nothing after; what another collector's sweep saw inside the gap (a takeover's few
+seconds) is replayed like any result. A down seen meanwhile wins over that last look: an "up"
+refutes only failures that began before it. Without evidence, a site stays unknown.
 
 Only collector gaps are rebuilt. One agent falling silent while the collector runs (its site cut
 off) needs no correction: the centre kept pinging the site's edges, so the live log already
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 
 from collector import maintenance
 from collector.pipeline import step, vantage_of
-from collector.state import StateBook
+from collector.state import StateBook, silence_allowance
 from collector.store import Store
 from collector.store.status import Gap, Rebuilt
 from probes.result import ProbeResult
@@ -72,14 +76,16 @@ def rebuild(
     `agents` maps agent ids to their sites. Each entity's status at `start` comes first, then
     every change before `end`, in time order.
     """
+    interval = min(
+        (site.thresholds.interval.total_seconds() for site in inventory.sites),
+        default=inventory.thresholds.interval.total_seconds(),
+    )
     replay = _Replay(
         StateBook(inventory, dict(agents)),
         maintenance.Schedule(windows, inventory),
-        min(
-            (site.thresholds.interval.total_seconds() for site in inventory.sites),
-            default=inventory.thresholds.interval.total_seconds(),
-        ),
+        interval,
         start,
+        silence_allowance(interval),
     )
     for source, result in store.status.results(start - warm_up, end):
         replay.feed(source, result)
@@ -115,6 +121,7 @@ class _Replay:
     schedule: maintenance.Schedule
     step: float  # correlate at least this often, so an agent's silence is noticed
     start: float
+    news_for: float  # how long after its probe a result of the centre's still counts
     changes: list[Rebuilt] = field(default_factory=list)
     began: bool = False
     moved: float = math.inf  # when a state moved that no correlation has seen yet
@@ -154,8 +161,6 @@ class _Replay:
         if self.began:
             return
         self.began = True
-        for key in [key for key in self.book.targets if key[2] == "centre"]:
-            del self.book.targets[key]  # the centre did not probe during its own outage
         self.boundary = self._next_boundary(self.start)
         self._correlate(self.start)
 
@@ -165,6 +170,10 @@ class _Replay:
             self._correlate(due)
 
     def _correlate(self, at: float) -> None:
+        targets = self.book.targets
+        for key in [k for k, state in targets.items() if k[2] == "centre"]:
+            if targets[key].last_ts < at - self.news_for:
+                del targets[key]  # old news: the centre did not probe during its outage
         # the agents' word decides their links, but in a replay it is no path to the hub
         _, changed = step(self.book, at, self.schedule.active(at), agents_reach_hub=False)
         self.changes += [(entity, at, status) for entity, status in changed]

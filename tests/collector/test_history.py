@@ -168,6 +168,39 @@ def test_a_replay_reads_what_the_router_and_the_path_probe_saw(store: Store) -> 
     assert [row for row in willowvale if row[2] != "up"] == []
 
 
+def test_the_centre_s_last_look_counts_into_the_gap_while_it_is_news(store: Store) -> None:
+    """A backup link watched by the centre's edge ping and a router that cannot be read: its
+    last look before the gap vouches for the link for the silence allowance (90 s at 30 s),
+    as an agent's word counts live, then the link is unknown."""
+    edges = [
+        ProbeResult(link, "icmp", datetime.fromtimestamp(START + 30.0 * n, UTC), ok=True)
+        for n in range(-20, 0)
+        for link in ("willowvale-mpls", "willowvale-fibre")
+    ]
+    ingest(store, CENTRE, edges, received=START - 1.0)
+    unread = {"ifindex": None, "ifname": "up1", "oper": None, "admin": None}
+    backlog = []
+    for n in range(-20, 120):
+        said = [
+            r for r in router_and_path(START + 30.0 * n) if r.kind == "path" or "mpls" in r.target
+        ]
+        fibre = ProbeResult("willowvale-fibre", "interface", said[0].ts, ok=False, value=unread)
+        backlog += [*said, fibre]
+    ingest(store, "willowvale-01", backlog, received=END + 60.0)
+
+    rows = history.rebuild(store, INVENTORY, AGENTS, [], start=START, end=END)
+
+    fibre = [
+        (ts - START, status) for entity, ts, status in rows if entity == "link:willowvale-fibre"
+    ]
+    assert fibre[0] == (0.0, "up")  # the centre's look of 30 s before, still news
+    [(went, status)] = fibre[1:]
+    assert status == "unknown"
+    assert 60.0 <= went <= 90.0  # once that look is 90 s old, within one interval
+    mpls = [status for entity, _, status in rows if entity == "link:willowvale-mpls"]
+    assert mpls == ["up"]  # its router and the path probe kept saying so
+
+
 def test_a_gap_without_late_results_stays_unknown(store: Store) -> None:
     live_until_the_gap(store)
     restart(store, [])
