@@ -8,7 +8,8 @@ The collector's database is a SQLite file in the deployment's folder, or a Postg
 given as its URL (`deploy(..., database=URL)`). The lab's end-to-end modules run on both: their
 module-scoped collector is parametrised over `BACKENDS` (tests/conftest.py), and
 `collector_database` gives each run its database, a fresh one on the session's PostgreSQL server
-for the second.
+for the second. On PostgreSQL a second collector, the standby, may share the database
+(`deploy(..., standby=LISTEN)`); the agents are then given both addresses.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tests import pg
 from tests.conftest import EXAMPLE_INVENTORY
 from tests.lab import Lab, LabError, wait_until
 
+COLLECTOR, STANDBY = "collector", "standby"  # the process names of the two collectors
 FAST = {  # the example inventory's timings, made fast enough for an outage to play in seconds
     "  interval: 30s": "  interval: 1s",
     "  timeout: 2s": "  timeout: 500ms",
@@ -57,10 +59,27 @@ class Deployment:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ca_file: Path | None = None  # the CA that signed the collector's certificate, under TLS
     database_url: str | None = None  # a postgresql:// URL: the collector's database, not the file
+    standby_url: str | None = None  # a second collector on the same database, if deployed
 
     @property
     def collector_config(self) -> Path:
-        return self.folder / "collector.yaml"
+        return self.config_of(COLLECTOR)
+
+    def config_of(self, collector: str) -> Path:
+        """Return the config file of COLLECTOR or STANDBY."""
+        return self.folder / f"{collector}.yaml"
+
+    def url_of(self, collector: str) -> str:
+        """Return where COLLECTOR or STANDBY answers."""
+        url = self.url if collector == COLLECTOR else self.standby_url
+        if url is None:
+            raise ValueError(f"no {collector} in this deployment")
+        return url
+
+    @property
+    def collector_urls(self) -> list[str]:
+        """Return the addresses the agents are given, in their order."""
+        return [self.url, *([self.standby_url] if self.standby_url else [])]
 
     def agent_id(self, site: str) -> str:
         return f"{site}-agent"
@@ -105,15 +124,17 @@ class Deployment:
             ).fetchall()
         return [row[0] for row in rows]
 
-    def start_collector(self) -> subprocess.Popen[bytes]:
-        process = self._start("collector", ["collector", "--config", str(self.collector_config)])
+    def start_collector(self, name: str = COLLECTOR) -> subprocess.Popen[bytes]:
+        """Start COLLECTOR or STANDBY; return once it answers /healthz."""
+        url = self.url_of(name)
+        process = self._start(name, ["collector", "--config", str(self.config_of(name))])
 
         def answering() -> bool:
             if process.poll() is not None:
-                raise RuntimeError(f"the collector exited: {self.log('collector')[-2000:]}")
-            return self.healthy()
+                raise RuntimeError(f"the {name} exited: {self.log(name)[-2000:]}")
+            return self.health(url) is not None
 
-        wait_until(answering, 30, "the collector answering /healthz")
+        wait_until(answering, 30, f"the {name} answering /healthz")
         return process
 
     def start_agent(self, site: str, netns: str | None = None) -> subprocess.Popen[bytes]:
@@ -143,23 +164,27 @@ class Deployment:
         return process.wait(timeout=30)
 
     def stop_all(self) -> None:
-        for name in sorted(self.processes, key=lambda n: n == "collector"):  # agents first
+        for name in sorted(self.processes, key=lambda n: n in (COLLECTOR, STANDBY)):  # agents first
             try:
                 self.kill(name, signal.SIGTERM)
             except subprocess.TimeoutExpired:
                 self.kill(name, signal.SIGKILL)
 
     def healthy(self) -> bool:
-        url = f"{self.url}/healthz"
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=self._tls()) as response:  # noqa: S310
-                return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
+        return self.health(self.url) is not None
 
-    def api(self, path: str) -> Any:
+    def health(self, url: str) -> dict[str, Any] | None:
+        """Return what the collector at `url` says at /healthz, or None if it answers not 200."""
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2, context=self._tls()) as got:  # noqa: S310
+                return dict(json.load(got)) if got.status == 200 else None
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+
+    def api(self, path: str, at: str | None = None) -> Any:
+        """GET `path` as the staff token from the collector at `at` (by default, the first)."""
         request = urllib.request.Request(  # noqa: S310 -- our own collector
-            f"{self.url}{path}", headers={"Authorization": f"Bearer {self.staff_token}"}
+            f"{at or self.url}{path}", headers={"Authorization": f"Bearer {self.staff_token}"}
         )
         with urllib.request.urlopen(request, timeout=5, context=self._tls()) as response:  # noqa: S310
             return json.load(response)
@@ -210,16 +235,21 @@ def deploy(
     ca_file: Path | None = None,
     collector_extra: str = "",
     database: str | None = None,
+    standby: str | None = None,
 ) -> Deployment:
     """Write the collector's config and one agent config per site, with fresh tokens.
 
     With `tls` (certificate chain, key) the collector serves HTTPS, and the agents and the
     deployment's own requests trust `ca_file`. `collector_extra` is appended to collector.yaml
     (receivers under `notify:`, dashboard `users:`). `database`, a postgresql:// URL, is the
-    collector's database instead of the SQLite file in `folder`.
+    collector's database instead of the SQLite file in `folder`. `standby`, a second listen
+    address, configures a second collector on that database (STANDBY), every agent told of
+    both.
     """
     if (tls is None) != (ca_file is None):
         raise ValueError("tls and ca_file go together")
+    if standby is not None and database is None:
+        raise ValueError("two collectors share a PostgreSQL database: give its URL")
     folder.mkdir(parents=True, exist_ok=True)
     host, port = listen.rsplit(":", 1)
     tokens = {site: secrets.token_urlsafe(24) for site in sites}
@@ -232,22 +262,26 @@ def deploy(
         tokens,
         ca_file=ca_file.resolve() if ca_file else None,
         database_url=database,
+        standby_url=f"{scheme}://{standby}" if standby else None,
     )
     agents = "\n".join(
         f"  - {{id: {deployment.agent_id(site)}, site: {site}, token_sha256: {_sha(token)}}}"
         for site, token in tokens.items()
     )
     tls_key = f"tls: {{cert: {tls[0].resolve()}, key: {tls[1].resolve()}}}\n" if tls else ""
-    deployment.collector_config.write_text(
-        f"listen: {listen}\n"
-        f"{tls_key}"
-        f"database: {deployment.database_setting}\n"
-        f"inventory: {inventory.resolve()}\n"
-        f"agents:\n{agents}\n"
-        "api_tokens:\n"
-        f"  - {{name: tests, role: admin, token_sha256: {_sha(deployment.staff_token)}}}\n"
-        f"{collector_extra}"
-    )
+    for name, address in ((COLLECTOR, listen), (STANDBY, standby)):
+        if address is None:
+            continue
+        deployment.config_of(name).write_text(
+            f"listen: {address}\n"
+            f"{tls_key}"
+            f"database: {deployment.database_setting}\n"
+            f"inventory: {inventory.resolve()}\n"
+            f"agents:\n{agents}\n"
+            "api_tokens:\n"
+            f"  - {{name: tests, role: admin, token_sha256: {_sha(deployment.staff_token)}}}\n"
+            f"{collector_extra}"
+        )
     for site, token in tokens.items():
         (folder / site).mkdir(exist_ok=True)
         token_file = folder / site / "agent.token"
@@ -256,7 +290,7 @@ def deploy(
         deployment.agent_config(site).write_text(
             f"id: {deployment.agent_id(site)}\n"
             f"site: {site}\n"
-            f"collector: {deployment.url}\n"
+            f"collector: {_one_or_list(deployment.collector_urls)}\n"
             + (f"ca_file: {deployment.ca_file}\n" if deployment.ca_file else "")
             + f"token_file: {token_file}\n"
             f"state_dir: {deployment.state_dir(site)}\n"
@@ -301,13 +335,15 @@ def on_lab(
     edit: InventoryEdit | None = None,
     *,
     database: str | None = None,
+    standby: bool = False,
 ) -> Iterator[Deployment]:
     """Run the fast example on the lab: the collector on the hub, an agent in every site.
 
     `edit` changes the collector's inventory (see `fast_inventory`); the agents' plans follow
-    it. `database`, a postgresql:// URL, replaces the collector's SQLite file. Yields once every
-    site is up with its agent heard and no incident is open; stops every process afterwards,
-    also when the test fails.
+    it. `database`, a postgresql:// URL, replaces the collector's SQLite file; with `standby`
+    a second collector shares it, on the hub's second address and the same port. Yields once
+    every site is up with its agent heard and no incident is open; stops every process
+    afterwards, also when the test fails.
     """
     sites = list(lab.plan.sites)
     running = deploy(
@@ -317,9 +353,12 @@ def on_lab(
         f"{lab.plan.hub_address}:{port}",
         collector_extra=collector_extra,
         database=database,
+        standby=f"{lab.plan.standby_address}:{port}" if standby else None,
     )
     try:
         running.start_collector()
+        if standby:
+            running.start_collector(STANDBY)
         for site in sites:
             running.start_agent(site, netns=lab.namespace(site))
         wait_until(lambda: running.calm(sites), 120, "every site up, no incident open")
@@ -354,6 +393,11 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _one_or_list(urls: list[str]) -> str:
+    """Return `collector:` as agent.yaml says it: one URL, or the list of several."""
+    return urls[0] if len(urls) == 1 else f"[{', '.join(urls)}]"
 
 
 def _sha(token: str) -> str:

@@ -53,15 +53,21 @@ IFTABLE_CACHE_TIMEOUT = "1.3.6.1.4.1.8072.1.5.3.1.2.1.3.6.1.2.1.2.2"
 CORE_SIDE = "hub0"  # the core namespace's end of its veth to the hub
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` until it is true, or raise LabError naming `what` after `timeout`."""
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, *, poll: float = 0.25
+) -> None:
+    """Poll `predicate` until it is true, or raise LabError naming `what` after `timeout`.
+
+    Looks come quickly at first, then at most `poll` seconds apart: smaller to act on the
+    moment something happens rather than near it.
+    """
     deadline = time.monotonic() + timeout
-    delay = 0.02
+    delay = min(0.02, poll)
     while not predicate():
         if time.monotonic() > deadline:
             raise LabError(f"{what} did not happen within {timeout:g}s")
         time.sleep(delay)  # polling interval of a condition wait, not a synchronisation sleep
-        delay = min(delay * 2, 0.25)
+        delay = min(delay * 2, poll)
 
 
 def run(argv: Sequence[str], *, stdin: str | None = None, check: bool = True) -> str:
@@ -162,8 +168,9 @@ class Lab:
         for network in plan.networks:  # first: nothing of the lab may ever leave the host
             self._remember("root_routes", f"blackhole {network}")
             run(["ip", "route", "add", "blackhole", str(network)])
-        self._remember("root_addresses", f"{plan.hub_address}/32")
-        run(["ip", "addr", "add", f"{plan.hub_address}/32", "dev", "lo"])
+        for address in (plan.hub_address, plan.standby_address):
+            self._remember("root_addresses", f"{address}/32")
+            run(["ip", "addr", "add", f"{address}/32", "dev", "lo"])
         for site in plan.sites:
             namespace = plan.namespace(site)
             assert namespace is not None
@@ -550,7 +557,8 @@ class Lab:
         """Return what the lab built, for a person."""
         plan = self.plan
         lines = [
-            f"SiteWatch lab {plan.prefix}: hub {plan.hub_address} (root namespace), core "
+            f"SiteWatch lab {plan.prefix}: hub {plan.hub_address} and {plan.standby_address} "
+            f"(root namespace), core "
             f"{plan.core_address} behind it (namespace {plan.core_namespace})",
             f"  blackholed: {', '.join(str(n) for n in plan.networks)}",
             "  sites:",

@@ -82,6 +82,7 @@ class Plan:
     devices: tuple[DevicePlan, ...]
     networks: tuple[ipaddress.IPv4Network, ...]  # the /24s blackholed for safety
     core_address: ipaddress.IPv4Address  # in the core namespace, behind the hub
+    standby_address: ipaddress.IPv4Address  # the hub's second address: a second collector's
 
     def namespace(self, node: str) -> str | None:
         """Return the namespace of a site, or None for the hub (the root namespace)."""
@@ -140,6 +141,7 @@ def make_plan(
     """Return the plan for the monitored sites of `inventory`, or raise LabError."""
     hub = _ipv4(hub_address, "the hub address")
     core = _ipv4(core_address, "the core address")
+    standby = hub + 1  # the hub's second address, for a second collector
     sites = tuple(site.id for site in inventory.sites if site.monitored)
     links: list[LinkPlan] = []
     devices: list[DevicePlan] = []
@@ -172,14 +174,15 @@ def make_plan(
             address = _ipv4(device.address, device.id)
             router = device.kind == "router"
             devices.append(DevicePlan(device.id, site.id, address, community, sip_port, router))
-    addresses = [hub, core, *(end.address for link in links for end in (link.parent, link.child))]
+    ends = (end.address for link in links for end in (link.parent, link.child))
+    addresses = [hub, standby, core, *ends]
     addresses += [d.address for d in devices]
     _check_unique(addresses)
     networks = tuple(sorted({ipaddress.IPv4Network(f"{a}/24", strict=False) for a in addresses}))
     for network in networks:
         if not any(network.subnet_of(private) for private in PRIVATE):
             raise LabError(f"{network} is not a private range: the lab refuses to use it")
-    return Plan(prefix, hub, sites, tuple(links), tuple(devices), networks, core)
+    return Plan(prefix, hub, sites, tuple(links), tuple(devices), networks, core, standby)
 
 
 def check_safe(
@@ -209,16 +212,16 @@ def check_safe(
 def compute_routes(plan: Plan, up: Iterable[str]) -> Routes:
     """Return, for the hub and every site, its next hop to every destination it can reach.
 
-    Destinations are the hub and core addresses, every device, the parent end of every link
-    and the site end of every link that is up. A cut link's parent end (a provider edge, a
-    hub address) stays reachable over any other path, as on a real network; its site end is
-    reachable only over the link itself, so it answers nobody while the link is down. A node
-    needs no route to an address on an up link it is itself attached to: the kernel's
-    connected route covers that. The hub gets no route to the core here (the lab adds it once,
+    Destinations are the hub's two addresses and the core address, every device, the parent end
+    of every link and the site end of every link that is up. A cut link's parent end (a provider
+    edge, a hub address) stays reachable over any other path, as on a real network; its site end
+    is reachable only over the link itself, so it answers nobody while the link is down. A node
+    needs no route to an address on an up link it is itself attached to: the kernel's connected
+    route covers that. The hub gets no route to the core here (the lab adds it once,
     through the core's veth); the sites reach the core through their first hop to the hub.
     """
     up_links = [link for link in plan.links if link.id in set(up)]
-    owners: dict[ipaddress.IPv4Address, str] = {plan.hub_address: HUB, plan.core_address: HUB}
+    owners = dict.fromkeys((plan.hub_address, plan.standby_address, plan.core_address), HUB)
     owners |= {device.address: device.site for device in plan.devices}
     owners |= {link.parent.address: link.parent.node for link in plan.links}
     for link in up_links:

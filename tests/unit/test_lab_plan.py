@@ -82,6 +82,17 @@ def test_a_cut_primary_s_far_end_answers_over_the_backup_but_its_edge_does_not(
     assert A("10.99.0.1") not in both["willowvale"]
 
 
+def test_the_hub_s_second_address_is_reached_as_its_first(plan: Plan) -> None:
+    """A second collector listens there: each site reaches it over the path to the first."""
+    assert plan.standby_address == A("10.99.0.2")
+    for cut in (set(), {"willowvale-mpls"}, {"customer-care-mpls"}):
+        routes = compute_routes(plan, all_up(plan) - cut)
+        for site in plan.sites:
+            assert routes[site].get(plan.standby_address) == routes[site].get(plan.hub_address)
+            assert cut or plan.standby_address in routes[site]  # all up: every site reaches it
+    assert any(plan.standby_address in network for network in plan.networks)  # blackholed
+
+
 def test_sites_reach_the_core_through_their_first_hop_toward_the_hub(plan: Plan) -> None:
     core = plan.core_address
     assert core == A("10.99.0.254")
@@ -104,7 +115,7 @@ def test_the_hub_never_carries_traffic_between_sites(plan: Plan, cut: set[str]) 
     routes = compute_routes(plan, all_up(plan) - cut)
     assert A("10.106.0.21") not in routes["tesko"]  # tesko to willowvale would cross the hub
     hub_ends = {link.parent.address for link in plan.links if link.parent.node == HUB}
-    hub_owned = {plan.hub_address, plan.core_address, *hub_ends}
+    hub_owned = {plan.hub_address, plan.standby_address, plan.core_address, *hub_ends}
     for site in plan.sites:
         for destination, (via, _) in routes[site].items():
             if via in hub_ends:  # sent to the hub: only for the hub itself or the core
