@@ -52,9 +52,16 @@ def collector_urls(r: Reader, node: Node) -> tuple[str, ...]:
         url = check_url(r, item).rstrip("/")
         if url in urls:
             r.problem(item, f"{url!r} is listed twice")
+        elif urls and {_scheme(url), _scheme(urls[0])} == {"http", "https"}:
+            # the agent's token would go in clear to one and under TLS to the other
+            r.problem(item, f"{url!r} mixes http:// and https:// in one list: use one for all")
         elif url:
             urls.append(url)
     return tuple(urls)
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme
 
 
 def check_url(r: Reader, node: Node) -> str:

@@ -420,6 +420,8 @@ def test_agent_file_paths_are_relative_to_the_file(tmp_path: Path) -> None:
          "3: collector[1]: 'http://10.99.0.1:8080' is listed twice"),
         ("http://10.99.0.1:8080", "[http://10.99.0.1:8080, gopher://x]", "3: collector[1]: "
          "'gopher://x' is not an http:// or https:// URL with a host"),
+        ("http://10.99.0.1:8080", "[https://a.example, http://b.example]", "3: collector[1]: "
+         "'http://b.example' mixes http:// and https:// in one list: use one for all"),
     ],
 )  # fmt: skip
 def test_agent_rules(tmp_path: Path, old: str, new: str, expected: str) -> None:
