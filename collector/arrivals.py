@@ -62,23 +62,22 @@ class Listener:
         self.read = 0  # results read back from other collectors since start
         self._session: Any = None  # psycopg.Connection, LISTENing
         self._missed = True  # announcements may have been lost since the last batches handed on
-        # A thread of its own: each wait blocks for up to LISTEN_FOR, and must not take one of
-        # the shared pool's threads from the requests for good.
-        self._thread = ThreadPoolExecutor(1)  # replaced by each run, which shuts its own down
 
     async def run(self, stop: asyncio.Event, take: Taker) -> None:
         """Listen until `stop`, passing what the others stored to `take`."""
         if self.store.dialect != "postgresql":
             await stop.wait()
             return
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-arrivals")
+        # A thread of each run's own: each wait blocks for up to LISTEN_FOR, and must not take
+        # one of the shared pool's threads from the requests for good.
+        thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-arrivals")
         rounds = Rounds("reading other collectors' results", log)
         try:
             while not stop.is_set():
                 failed = True
                 with rounds.one():
                     loop = asyncio.get_running_loop()
-                    heard = await loop.run_in_executor(self._thread, self._listen)
+                    heard = await loop.run_in_executor(thread, self._listen)
                     if heard.ignored:
                         log.warning("ignored %d notifications on %s", heard.ignored, CHANNEL)
                     await take(heard)
@@ -88,8 +87,8 @@ class Listener:
                 if failed:
                     await pause(stop, RETRY_AFTER)
         finally:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-            self._thread.shutdown(wait=False)
+            await asyncio.get_running_loop().run_in_executor(thread, self._close)
+            thread.shutdown(wait=False)
 
     def _listen(self) -> Heard:
         """Wait up to LISTEN_FOR for announcements; read back the others' batches. Blocking.

@@ -74,9 +74,6 @@ class Election:
         self.epoch_seen = 0  # the leadership epoch as last seen in the database
         self.rounds = 0  # rounds of the election run since start, for tests and metrics
         self._session: Any = None  # psycopg.Connection holding the lock, or trying to
-        # A thread of its own: a ping queued behind the store's slow reads in the shared pool
-        # would leave the session silent past SESSION_TIMEOUT, and the lead would move.
-        self._thread = ThreadPoolExecutor(1)  # replaced by each run, which shuts its own down
         self._said_old_server = False
         if self.leading:
             self.elected.set()
@@ -112,21 +109,23 @@ class Election:
             await stop.wait()
             return
         self.store.leadership.lose()  # from now on, no leader's write before it takes the lead
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-election")
+        # A thread of each run's own: a ping queued behind the store's slow reads in the shared
+        # pool would leave the session silent past SESSION_TIMEOUT, and the lead would move.
+        thread = ThreadPoolExecutor(1, thread_name_prefix="sitewatch-election")
         rounds = Rounds("standing for leader", log)
         try:
             while not stop.is_set():
                 with rounds.one():
                     loop = asyncio.get_running_loop()
-                    leading, failure = await loop.run_in_executor(self._thread, self._round)
+                    leading, failure = await loop.run_in_executor(thread, self._round)
                     self._note(leading)
                     if failure is not None:
                         raise failure
                 await pause(stop, CAMPAIGN_EVERY)
         finally:
             self._note(False)
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-            self._thread.shutdown(wait=False)
+            await asyncio.get_running_loop().run_in_executor(thread, self._close)
+            thread.shutdown(wait=False)
 
     def _note(self, leading: bool) -> None:
         """Take the outcome of a round, on the event loop: say when the lead came or went."""
