@@ -176,6 +176,7 @@ class IncidentBook:
             allowance = silence_allowance(interval)
             self._hold_until = now + allowance + interval
             self._loaded_at = now
+            self._covered = self._explained()
             self._publish()
 
     def reload(self, now: float) -> None:
@@ -187,7 +188,29 @@ class IncidentBook:
         """
         with self._lock:
             self._reload(now)
+            self._covered = self._explained()
             self._publish()
+
+    def _explained(self) -> frozenset[str]:
+        """Return what the open outages explain: the keys of their sites, links and devices.
+
+        The passes of the collector that opened them knew it; one that starts or takes over
+        begins from this instead of from nothing, so that when an outage clears, what it
+        explained settles before it may open (`_settling`), as it would have for them. Else
+        the moment of a restore, when an agent's batch gets through before the centre sees
+        the edges back, opens an incident for a link behind the one that was cut.
+        """
+        sites = {site.id: site for site in self.inventory.sites}
+        keys: set[str] = set()
+        for incident in self._live.values():
+            if incident.status == "resolved" or incident.key.split(":")[0] not in ("link", "site"):
+                continue
+            for site in (sites[s] for s in incident.sites if s in sites):
+                keys.add(f"site:{site.id}")
+                keys.update(f"link:{link.id}" for link in site.links)
+                keys.update(f"device:{device.id}" for device in site.devices)
+                keys.update(f"devices:{site.id}:{device.kind}" for device in site.devices)
+        return frozenset(keys - {i.key for i in self._live.values() if i.status != "resolved"})
 
     def _reload(self, now: float) -> None:
         window = self.inventory.priorities.reopen_window.total_seconds()

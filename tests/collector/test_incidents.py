@@ -588,6 +588,30 @@ def test_a_follower_taking_over_holds_only_what_opened_before_it_started(
     assert heir.open_incidents() == []
 
 
+@pytest.mark.parametrize("start", ["restart", "takeover"])
+def test_what_an_open_outage_explained_settles_after_a_restart_or_takeover(
+    store: Store, second: Store, start: str
+) -> None:
+    """Customer Care cut off takes Town Hall with it. The collector that restarts (or takes
+    over) as the link comes back may see Customer Care's agent get through before the
+    centre sees Town Hall's edge again: Town Hall's own link seems the cause for a moment.
+    That echo opens nothing, as it opens nothing in the collector that watched the cut."""
+    t0 = at("2026-11-23T09:00:00")
+    book_of(store).reconcile(causes(CUT_CC, CC_SILENT), t0)
+    heir = IncidentBook(second, INVENTORY, (HOOK,))
+    if start == "restart":
+        heir.load(t0 + 60)
+    else:
+        heir.reload(t0 + 60)
+    echo = causes(CUT_CC, frozenset({"town-hall"}))  # Customer Care's agent heard again
+    assert {c.key for c in echo} == {"link:customer-care-mpls", "link:town-hall-wireless"}
+    heir.reconcile(echo, t0 + 61)
+    assert [i.key for i in heir.open_incidents()] == ["link:customer-care-mpls"]
+    heir.reconcile(causes(), t0 + 62)  # the centre sees the edge again: nothing to open
+    heir.reconcile(echo, t0 + 200)  # long after: Town Hall's own link down is its own outage
+    assert {i.key for i in heir.open_incidents()} >= {"link:town-hall-wireless"}
+
+
 def test_staff_action_on_an_incident_another_process_resolved_is_a_conflict(
     store: Store, second: Store
 ) -> None:
