@@ -143,12 +143,18 @@ class IncidentBook:
         inventory: Inventory,
         notifiers: Sequence[Notifier] = (),
         calendar: WorkingCalendar | None = None,
+        agents: Mapping[str, str] = _NOTHING,
     ) -> None:
+        """`agents` maps each agent's id to its site's: what a cut-off site's outage explains
+        includes its agent's silence."""
         self.store = store
         self.inventory = inventory
         self.notifiers = tuple(notifiers)
         self.calendar = calendar or WorkingCalendar(inventory.business_hours, inventory.timezone)
         self._names = {site.id: site.name for site in inventory.sites}
+        self._agents_of: dict[str, list[str]] = {}
+        for agent, site_id in agents.items():
+            self._agents_of.setdefault(site_id, []).append(agent)
         self._lock = threading.Lock()
         self._live: dict[str, Incident] = {}  # key -> open, or resolved within the window
         self._quiet: set[str] = set()  # resolved by hand while the cause was still present
@@ -203,10 +209,11 @@ class IncidentBook:
         sites = {site.id: site for site in self.inventory.sites}
         keys: set[str] = set()
         for incident in self._live.values():
-            if incident.status == "resolved" or incident.key.split(":")[0] not in ("link", "site"):
+            if incident.status == "resolved" or not _cuts_off(incident):
                 continue
             for site in (sites[s] for s in incident.sites if s in sites):
                 keys.add(f"site:{site.id}")
+                keys.update(f"agent:{agent}" for agent in self._agents_of.get(site.id, ()))
                 keys.update(f"link:{link.id}" for link in site.links)
                 keys.update(f"device:{device.id}" for device in site.devices)
                 keys.update(f"devices:{site.id}:{device.kind}" for device in site.devices)
@@ -619,6 +626,15 @@ class _Writer:
             payload=payload,
             now=self.now,
         )
+
+
+def _cuts_off(incident: Incident) -> bool:
+    """Whether an incident is an outage that cuts sites off: a cut link's or an unreachable
+    site's (collector.topology names the cut-off site in its cause), the only kind whose cause
+    explains other keys. A site's own link on its backup, degraded, or a backup down explains
+    nothing: those causes say the `problem`, or name no site."""
+    kind = incident.key.split(":", 1)[0]
+    return kind in ("link", "site") and "site" in incident.cause and "problem" not in incident.cause
 
 
 def _grew(incident: Incident, cause: Cause) -> bool:

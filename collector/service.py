@@ -61,8 +61,10 @@ class Collector:
     def __post_init__(self) -> None:
         name = replica_name(self.config.listen_host, self.config.listen_port)
         self.election = Election(self.store, name)
-        self.incidents = IncidentBook(self.store, self.config.inventory, self.config.notify)
         agents = {agent.id: agent.site for agent in self.config.agents}
+        self.incidents = IncidentBook(
+            self.store, self.config.inventory, self.config.notify, agents=agents
+        )
         self.pipeline = Pipeline(
             self.config.inventory, agents, self.store, self.incidents, clock=self.clock, name=name
         )

@@ -43,6 +43,7 @@ TOPOLOGY = Topology(INVENTORY).with_agents(
 SAST = ZoneInfo("Africa/Johannesburg")
 LINKS = [link.id for _, link in INVENTORY.links()]
 MONITORED = [site.id for site in INVENTORY.sites if site.monitored]
+AGENTS = {f"{site}-01": site for site in MONITORED}
 HOOK = WebhookNotifier(url="http://127.0.0.1:9/hook", format="generic", routing_key=None)
 
 
@@ -598,7 +599,7 @@ def test_what_an_open_outage_explained_settles_after_a_restart_or_takeover(
     That echo opens nothing, as it opens nothing in the collector that watched the cut."""
     t0 = at("2026-11-23T09:00:00")
     book_of(store).reconcile(causes(CUT_CC, CC_SILENT), t0)
-    heir = IncidentBook(second, INVENTORY, (HOOK,))
+    heir = IncidentBook(second, INVENTORY, (HOOK,), agents=AGENTS)
     if start == "restart":
         heir.load(t0 + 60)
     else:
@@ -610,6 +611,36 @@ def test_what_an_open_outage_explained_settles_after_a_restart_or_takeover(
     heir.reconcile(causes(), t0 + 62)  # the centre sees the edge again: nothing to open
     heir.reconcile(echo, t0 + 200)  # long after: Town Hall's own link down is its own outage
     assert {i.key for i in heir.open_incidents()} >= {"link:town-hall-wireless"}
+
+
+def test_a_takeover_as_a_cut_clears_opens_nothing_for_the_agents_still_unheard(
+    store: Store, second: Store
+) -> None:
+    """The centre sees the edges back before the cut-off agents' backlogs arrive: for a
+    moment the agents seem silent at sites that answer. Their silence was the cut's."""
+    t0 = at("2026-11-23T09:00:00")
+    book_of(store).reconcile(causes(CUT_CC, CC_SILENT), t0)
+    heir = IncidentBook(second, INVENTORY, (HOOK,), agents=AGENTS)
+    heir.reload(t0 + 60)
+    unheard = causes(silent=CC_SILENT)
+    assert {c.key for c in unheard} == {"agent:customer-care-01", "agent:town-hall-01"}
+    heir.reconcile(unheard, t0 + 61)
+    assert heir.open_incidents() == []
+
+
+def test_a_takeover_beside_a_site_on_its_backup_opens_a_new_fault_there_at_once(
+    store: Store, second: Store
+) -> None:
+    """A site on its backup is no outage that explains anything: a printer that dies there
+    after a takeover is opened at once, as the old leader would have."""
+    t0 = at("2026-11-23T09:00:00")
+    primary_down = {"willowvale-mpls": "down"}
+    book_of(store).reconcile(causes(primary_down), t0)
+    heir = IncidentBook(second, INVENTORY, (HOOK,), agents=AGENTS)
+    heir.reload(t0 + 60)
+    printer = causes(primary_down, devices={"willowvale": frozenset({"wv-prn-01"})})
+    heir.reconcile(printer, t0 + 61)
+    assert {i.key for i in heir.open_incidents()} == {"link:willowvale-mpls", "device:wv-prn-01"}
 
 
 def test_staff_action_on_an_incident_another_process_resolved_is_a_conflict(
