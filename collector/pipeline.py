@@ -145,6 +145,8 @@ class Pipeline:
         Blocks on the store; the collector calls it once, before it serves anything.
         """
         now = self.clock.now() if now is None else now
+        # A collector starting beside a live leader (PostgreSQL) has no gap: the other watched
+        watched = self.store.leadership.led()
         probed: dict[str, float] = {}
         for stored in self.store.results.newest(now - WARM_UP_SECONDS, self.warm_up_depth):
             self.book.observe(vantage_of(stored.source), stored.result)
@@ -153,15 +155,17 @@ class Pipeline:
         for agent, (last_seen, heartbeat) in last_heard(self.store.db).items():
             # An agent heard before counts as heard now: after a restart it gets its silence
             # allowance again instead of every site being judged on the collector's own gap.
-            self.book.heard_from(agent, max(last_seen, now), probed.get(agent))
+            # Beside a live leader its last contact is the truth, as the leader's book has it
+            # (and this one's from now on, collector.arrivals): a follower that took over must
+            # not find a silent agent heard and resolve the leader's incident about it.
+            heard_at = last_seen if watched else max(last_seen, now)
+            self.book.heard_from(agent, heard_at, probed.get(agent))
             site = self.book.agents.get(agent)
             if site is not None and (checked := stored_heartbeat(agent, heartbeat)) is not None:
                 self.heartbeats[site] = checked
         self.incidents.load(now)
         self.set_windows(maintenance.load(self.store))
-        # A collector starting beside a live leader (PostgreSQL) has no gap to mark: the other
-        # watched. Otherwise the time since the last note is one.
-        if not self.store.leadership.led():
+        if not watched:  # the time since the last note is a gap
             self.mark_gap(now)
             self._gap_marked = (self.status_log.alive_until(),)
 

@@ -25,7 +25,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from collector.api import build_app
 from collector.service import Collector
 from collector.store import Store
+from probes.result import ProbeResult
 from sitewatch.config.files import load_collector_config
+from tests.apps import leading
 from tests.receivers import WebhookReceiver
 
 DEADLINE = 30.0  # seconds: takeover is due within ~6 s; passes run every second
@@ -200,3 +202,38 @@ async def test_a_batch_at_the_follower_makes_one_incident_and_a_takeover_keeps_i
     events = [hook.body.get("event") for hook in hooks.received("/hook")]
     assert events.count("opened") == 1
     assert events.count("resolved") == 1
+
+
+async def test_a_collector_starting_beside_a_leader_takes_each_agent_s_contact_as_it_is(
+    tmp_path: Path, migrated_postgres_url: str
+) -> None:
+    """Alone, a starting collector counts every agent heard at its start (its own gap is no
+    agent's silence). Beside a live leader there was no gap: alpha's agent, silent for five
+    minutes, is silent in the starting follower's book too, as in the leader's. Else a
+    takeover within the allowance would find it heard, and resolve the leader's incident."""
+    path = tmp_path / "collector.yaml"
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    path.write_text(
+        "listen: 127.0.0.1:8081\n"
+        f"database: {migrated_postgres_url}\n"
+        "inventory: inventory.yaml\n"
+        f"agents:\n  - {{id: alpha-01, site: alpha, token_sha256: {sha(AGENT)}}}\n"
+    )
+    config = load_collector_config(path)
+    now = time.time()
+    ping = ProbeResult("alpha-prn", "icmp", datetime.fromtimestamp(now - 300, UTC), ok=True)
+    first, second = Store(migrated_postgres_url), Store(migrated_postgres_url)
+    try:
+        first.results.ingest("alpha-01", [(1, ping)], received=now - 300.0)
+        (alpha,) = config.inventory.sites
+        leader = Collector(config, first)
+        async with leading(leader):
+            beside = Collector(config, second)
+            await asyncio.to_thread(beside.pipeline.warm_up, now)
+            assert not beside.pipeline.book.heard_lately(alpha, now)
+        alone = Collector(config, second)  # the leader gone: nobody watched since
+        await asyncio.to_thread(alone.pipeline.warm_up, now)
+        assert alone.pipeline.book.heard_lately(alpha, now)
+    finally:
+        first.close()
+        second.close()
