@@ -80,12 +80,14 @@ def rebuild(
         (site.thresholds.interval.total_seconds() for site in inventory.sites),
         default=inventory.thresholds.interval.total_seconds(),
     )
+    # the centre sweeps every edge on the inventory's own interval (collector.service)
+    sweep = inventory.thresholds.interval.total_seconds()
     replay = _Replay(
         StateBook(inventory, dict(agents)),
         maintenance.Schedule(windows, inventory),
         interval,
         start,
-        silence_allowance(interval),
+        silence_allowance(sweep),
     )
     for source, result in store.status.results(start - warm_up, end):
         replay.feed(source, result)
