@@ -158,10 +158,12 @@ class Deployment:
 
     def kill(self, name: str, signum: int = signal.SIGKILL) -> int:
         """Signal a process and wait for it; return its exit status."""
-        process = self.processes.pop(name)
+        process = self.processes[name]
         if process.poll() is None:
             process.send_signal(signum)
-        return process.wait(timeout=30)
+        status = process.wait(timeout=30)  # kept on a timeout, for stop_all's SIGKILL
+        del self.processes[name]
+        return status
 
     def stop_all(self) -> None:
         for name in sorted(self.processes, key=lambda n: n in (COLLECTOR, STANDBY)):  # agents first
