@@ -44,6 +44,7 @@ from sitewatch.config.model import Inventory, Notifier
 __all__ = [
     "MAJOR_AT_PERCENT",
     "MAJOR_P1_COUNT",
+    "AGENT_BACK_WITHIN",
     "SETTLE_MARGIN",
     "Event",
     "Incident",
@@ -67,6 +68,10 @@ MAJOR_P1_COUNT = 2  # this many P1s open at once make each of them major
 # refreshed one source at a time as it heals, and for a moment a recovering child looks like an
 # outage of its own. A child still down after that is a real fault, and opens then.
 SETTLE_MARGIN = 2.0
+# An agent cut off with its site posts again within its shipper's longest backoff (30 s,
+# agent.shipper.BACKOFF_MAX) and a batch's age (2 s) of its path coming back: until then its
+# silence is the cut's echo, not a fault of its own, however short the probe interval.
+AGENT_BACK_WITHIN = 32.0
 _NOTHING: Mapping[str, str] = MappingProxyType({})
 
 
@@ -277,7 +282,7 @@ class IncidentBook:
             covered = {key: cause.key for cause in causes for key in cause.covers}
             self._settling = {k: until for k, until in self._settling.items() if until > now}
             for released in self._covered - set(covered):
-                self._settling[released] = now + self.settle
+                self._settling[released] = now + self._settle_for(released)
             self._covered = frozenset(covered)
             for cause in causes:
                 self._apply(writer, cause, now)
@@ -299,6 +304,12 @@ class IncidentBook:
             self._forget_old(now)
         self._publish()
         return writer.queued
+
+    def _settle_for(self, key: str) -> float:
+        """How long a key an outage released may not open (SETTLE_MARGIN, AGENT_BACK_WITHIN)."""
+        if key.startswith("agent:"):
+            return max(self.settle, AGENT_BACK_WITHIN + SETTLE_MARGIN)
+        return self.settle
 
     @contextmanager
     def _undone_on_error(self) -> Iterator[None]:

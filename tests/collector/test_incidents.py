@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,8 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent import shipper
 from collector.errors import refusal
 from collector.incidents import (
+    AGENT_BACK_WITHIN,
+    SETTLE_MARGIN,
     IncidentBook,
     IncidentConflict,
     IncidentJson,
@@ -364,6 +367,28 @@ def test_what_a_cleared_cut_explained_settles_before_it_may_open(store: Store) -
         "link:tesko-mpls",
         "link:town-hall-wireless",
     ]
+
+
+def test_an_agent_cut_off_with_its_site_has_its_backoff_to_come_back(store: Store) -> None:
+    """After a long cut an agent's shipper may wait its longest backoff before it tries again:
+    its silence at a site the centre sees back is the cut's echo for that long, at any probe
+    interval, then its own fault."""
+    assert AGENT_BACK_WITHIN >= shipper.BACKOFF_MAX + shipper.BATCH_AGE
+    every_second = dataclasses.replace(INVENTORY.thresholds, interval=timedelta(seconds=1))
+    book = IncidentBook(store, dataclasses.replace(INVENTORY, thresholds=every_second), (HOOK,))
+    book.load(0.0)
+    assert book.settle == 4.0  # two intervals and the margin: far less than a backoff
+    t0 = at("2026-11-23T09:00:00")
+    book.reconcile(causes(CUT_CC, CC_SILENT), t0)
+    unheard = causes(silent=CC_SILENT)  # restored: the centre sees the edges, agents not yet
+    book.reconcile(unheard, t0 + 10)
+    book.reconcile(unheard, t0 + 10 + AGENT_BACK_WITHIN)
+    assert book.open_incidents() == []
+    book.reconcile(unheard, t0 + 10 + AGENT_BACK_WITHIN + SETTLE_MARGIN)
+    assert {i.key for i in book.open_incidents()} == {
+        "agent:customer-care-01",
+        "agent:town-hall-01",
+    }
 
 
 def test_a_cause_that_changes_its_story_is_retitled_in_place(store: Store) -> None:
