@@ -28,7 +28,8 @@ fuzz: venv
 
 # The lab and real-process tests that once failed now and then, SOAK_RUNS times over with the
 # machine's other core kept busy (as on a collector VM doing a backup); stops at the first failure.
-# Then the failover scenarios of tests/test_lab_failover.py, each repeated SOAK_RUNS times.
+# Then the failover scenarios of tests/test_lab_failover.py, each repeated SOAK_RUNS times, and
+# the two collectors of tests/test_lab_collectors_ha.py SOAK_RUNS times.
 SOAK_RUNS ?= 5
 SOAK_TESTS ?= tests/test_lab_pipeline.py tests/test_lab_incidents.py tests/test_restart.py tests/test_pipeline.py \
 	tests/test_collectors_ha.py
@@ -40,7 +41,12 @@ soak: venv system-packages
 	done; \
 	kill $$busy; trap - EXIT; \
 	echo "soak: the failover scenarios, $(SOAK_RUNS) times each (they keep a core busy themselves)"; \
-	CI=true SITEWATCH_FAILOVER_RUNS=$(SOAK_RUNS) $(PY) -m pytest -q tests/test_lab_failover.py $(PYTEST_ARGS)
+	CI=true SITEWATCH_FAILOVER_RUNS=$(SOAK_RUNS) $(PY) -m pytest -q tests/test_lab_failover.py $(PYTEST_ARGS) \
+		|| exit 1; \
+	for run in $$(seq $(SOAK_RUNS)); do \
+		echo "soak: two collectors on the lab, run $$run of $(SOAK_RUNS) (a core kept busy by the test)"; \
+		CI=true $(PY) -m pytest -q tests/test_lab_collectors_ha.py $(PYTEST_ARGS) || exit 1; \
+	done
 
 lint: venv
 	$(VENV)/bin/ruff check .

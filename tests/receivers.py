@@ -34,6 +34,9 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.hooks: list[Hook] = []
         self.status = 202
+        self.holding = threading.Event()  # a POST is kept waiting for its answer (hold_next)
+        self._hold_next = False
+        self._release = threading.Event()
         self._lock = threading.Lock()
         receiver = self
 
@@ -44,8 +47,15 @@ class WebhookReceiver:
                 if receiver.status < 300:
                     with receiver._lock:
                         receiver.hooks.append(Hook(self.path, body, time.time()))
-                self.send_response(receiver.status)
-                self.end_headers()
+                        hold, receiver._hold_next = receiver._hold_next, False
+                    if hold:
+                        receiver.holding.set()
+                        receiver._release.wait(timeout=120)
+                try:
+                    self.send_response(receiver.status)
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender died waiting (a collector killed mid-delivery)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # quiet: the test reads what arrived, not an access log
@@ -59,8 +69,17 @@ class WebhookReceiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
+
+    def hold_next(self) -> None:
+        """Keep the next POST waiting for its answer (kept as received) until `release`."""
+        with self._lock:
+            self._hold_next = True
+
+    def release(self) -> None:
+        self._release.set()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
