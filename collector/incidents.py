@@ -42,9 +42,9 @@ from collector.topology import PRIORITY_ORDER, Cause, Priority
 from sitewatch.config.model import Inventory, Notifier
 
 __all__ = [
+    "AGENT_BACK_WITHIN",
     "MAJOR_AT_PERCENT",
     "MAJOR_P1_COUNT",
-    "AGENT_BACK_WITHIN",
     "SETTLE_MARGIN",
     "Event",
     "Incident",
