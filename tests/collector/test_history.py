@@ -19,7 +19,7 @@ from collector.maintenance import Window
 from collector.pipeline import Pipeline
 from collector.service import Collector
 from collector.store import CENTRE, Store, status
-from probes.result import ProbeResult, format_ts
+from probes.result import JsonValue, ProbeResult, format_ts
 from sitewatch.config.files import load_collector_config, load_inventory
 from sitewatch.config.model import ApiToken
 from tests.apps import leading
@@ -143,9 +143,9 @@ def router_and_path(ts: float) -> list[ProbeResult]:
     when = datetime.fromtimestamp(ts, UTC)
     said = []
     for link, ifname in (("willowvale-mpls", "up0"), ("willowvale-fibre", "up1")):
-        oper = {"ifindex": 2, "ifname": ifname, "oper": "up", "admin": "up"}
+        oper: dict[str, JsonValue] = {"ifindex": 2, "ifname": ifname, "oper": "up", "admin": "up"}
         said.append(ProbeResult(link, "interface", when, ok=True, value=oper))
-        hop = {"via": "willowvale-mpls", "hop": "10.99.6.1", "ttl": 1}
+        hop: dict[str, JsonValue] = {"via": "willowvale-mpls", "hop": "10.99.6.1", "ttl": 1}
         said.append(ProbeResult(link, "path", when, ok=True, rtt_ms=1.0, value=hop))
     return said
 
@@ -178,7 +178,7 @@ def test_the_centre_s_last_look_counts_into_the_gap_while_it_is_news(store: Stor
         for link in ("willowvale-mpls", "willowvale-fibre")
     ]
     ingest(store, CENTRE, edges, received=START - 1.0)
-    unread = {"ifindex": None, "ifname": "up1", "oper": None, "admin": None}
+    unread: dict[str, JsonValue] = {"ifindex": None, "ifname": "up1", "oper": None, "admin": None}
     backlog = []
     for n in range(-20, 120):
         said = [
@@ -190,11 +190,11 @@ def test_the_centre_s_last_look_counts_into_the_gap_while_it_is_news(store: Stor
 
     rows = history.rebuild(store, INVENTORY, AGENTS, [], start=START, end=END)
 
-    fibre = [
+    seen = [
         (ts - START, status) for entity, ts, status in rows if entity == "link:willowvale-fibre"
     ]
-    assert fibre[0] == (0.0, "up")  # the centre's look of 30 s before, still news
-    [(went, status)] = fibre[1:]
+    assert seen[0] == (0.0, "up")  # the centre's look of 30 s before, still news
+    [(went, status)] = seen[1:]
     assert status == "unknown"
     assert 60.0 <= went <= 90.0  # once that look is 90 s old, within one interval
     mpls = [status for entity, _, status in rows if entity == "link:willowvale-mpls"]
