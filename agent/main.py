@@ -129,7 +129,10 @@ class Agent:
                 if str(err) != said:  # the state change, not every retry
                     log.warning("no plan yet: %s; retrying", err)
                     said = str(err)
+                if base.untried:
+                    continue  # the next collector, at once
             else:
+                base.answered(url, 200)
                 if plan is not None:
                     await asyncio.to_thread(save_cached, self.config.state_dir, plan)
                     log.info("plan %s: %d targets", plan.version, len(plan.targets))
@@ -154,7 +157,10 @@ class Agent:
                 if available:
                     log.warning("keeping plan %s: %s", scheduler.plan.version, err)
                 available = False
+                if base.untried:
+                    continue  # the next collector, at once
             else:
+                base.answered(url, 200)
                 available = True
                 if plan is not None:
                     await asyncio.to_thread(save_cached, self.config.state_dir, plan)

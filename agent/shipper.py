@@ -56,6 +56,7 @@ REQUEST_TIMEOUT = 20.0
 # A collector answers a batch in well under a second; a reply this late means the connection
 # sits on a path that just failed (an MPLS cut with the backup taking over), so drop it and
 # retry on a fresh connection, which takes the new route, rather than wait out REQUEST_TIMEOUT.
+# A collector that does not accept a connection as long is down or cut off: try the next one.
 REPLY_TIMEOUT = 5.0
 GZIP_ABOVE = 1024  # bytes
 
@@ -107,6 +108,7 @@ class Shipper:
     set_aside: int = 0  # results the collector refused for good, since start
     again: bool = False  # the last attempt cleared the way: ship again without waiting
     retry_in: float | None = None  # the collector asked to wait this long (429 Retry-After)
+    backoffs: int = 0  # waits after a round in which no collector took the batch
     _last_heartbeat: float = float("-inf")
     _full_size: int = 0  # batch_size as configured; a 413 shrinks batch_size below it for a while
     _refusal: str | None = None  # why the collector refuses our batches as a whole, said once
@@ -124,7 +126,10 @@ class Shipper:
         backoff = BACKOFF_FIRST
         while True:
             sent = await self.ship_once()
+            if sent is None and self.retry_in is None and self.collectors.untried:
+                continue  # that collector is unavailable: the next one, at once
             if sent is None:  # failed: wait, longer each time, with jitter
+                self.backoffs += 1
                 wait = self.retry_in or backoff * random.uniform(0.5, 1.0)  # noqa: S311
                 await asyncio.sleep(wait)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -303,7 +308,9 @@ class Shipper:
                 f"{url}/api/v1/agent/results",
                 data=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_read=REPLY_TIMEOUT),
+                timeout=aiohttp.ClientTimeout(
+                    total=REQUEST_TIMEOUT, sock_connect=REPLY_TIMEOUT, sock_read=REPLY_TIMEOUT
+                ),
             ) as response:
                 text = await response.text()
                 retry_after = _seconds(response.headers.get("Retry-After"))

@@ -68,10 +68,12 @@ MAJOR_P1_COUNT = 2  # this many P1s open at once make each of them major
 # refreshed one source at a time as it heals, and for a moment a recovering child looks like an
 # outage of its own. A child still down after that is a real fault, and opens then.
 SETTLE_MARGIN = 2.0
-# An agent cut off with its site posts again within its shipper's longest backoff (30 s,
-# agent.shipper.BACKOFF_MAX) and a batch's age (2 s) of its path coming back: until then its
-# silence is the cut's echo, not a fault of its own, however short the probe interval.
-AGENT_BACK_WITHIN = 32.0
+# An agent cut off with its site posts again within this long of its path coming back: an
+# attempt in flight failing (5 s without a reply or a connection, agent.shipper.REPLY_TIMEOUT),
+# its longest backoff (30 s, BACKOFF_MAX), then at most one more such failure at a collector
+# that is down before the next one, tried at once (agent.collectors), takes the batch. Until
+# then its silence is the cut's echo, not a fault of its own, however short the probe interval.
+AGENT_BACK_WITHIN = 42.0
 _NOTHING: Mapping[str, str] = MappingProxyType({})
 
 

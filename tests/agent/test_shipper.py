@@ -9,6 +9,8 @@ keeps the bodies it was sent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
@@ -195,6 +197,46 @@ async def test_an_unavailable_collector_is_left_for_the_next_in_the_list(
             assert await shipper.ship_once() == 2
             assert outbox.depth() == 0
     assert real.store.results.sequences(AGENT) == [1, 2]
+
+
+def test_the_agent_backs_off_only_when_a_whole_round_of_collectors_failed() -> None:
+    collectors = Collectors(("http://a", "http://b"))
+    assert not collectors.untried
+    collectors.answered("http://a", 0, "refused")
+    assert (collectors.current, collectors.untried) == ("http://b", True)  # at once
+    collectors.answered("http://b", 503)
+    assert (collectors.current, collectors.untried) == ("http://a", False)  # back off
+    collectors.answered("http://a", 0, "refused")
+    assert (collectors.current, collectors.untried) == ("http://b", True)  # the next round
+    collectors.answered("http://b", 200)
+    assert not collectors.untried
+    alone = Collectors(("http://a",))
+    alone.answered("http://a", 0, "refused")
+    assert not alone.untried  # one collector: every failure ends a round
+
+
+async def test_a_dead_first_collector_costs_a_batch_no_backoff(real: Real, tmp_path: Path) -> None:
+    """The shipper's run moves to the second collector at once, with no backoff between."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        gone = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        with Outbox(tmp_path / "outbox.db") as outbox:
+            outbox.put([result(), result()])
+            shipper = Shipper(
+                real.session, Collectors((gone, real.url)), AGENT, outbox, beat_of(HEARTBEAT)
+            )
+            running = asyncio.create_task(shipper.run())
+            try:
+                async with asyncio.timeout(10):
+                    while outbox.depth():
+                        assert not running.done(), running  # the shipper died
+                        await asyncio.sleep(0.01)  # polling the outbox, not synchronising
+            finally:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+    assert real.store.results.sequences(AGENT) == [1, 2]
+    assert shipper.backoffs == 0
 
 
 async def test_a_refusal_is_not_a_reason_to_try_another_collector(

@@ -373,7 +373,7 @@ def test_an_agent_cut_off_with_its_site_has_its_backoff_to_come_back(store: Stor
     """After a long cut an agent's shipper may wait its longest backoff before it tries again:
     its silence at a site the centre sees back is the cut's echo for that long, at any probe
     interval, then its own fault."""
-    assert AGENT_BACK_WITHIN >= shipper.BACKOFF_MAX + shipper.BATCH_AGE
+    assert AGENT_BACK_WITHIN >= shipper.BACKOFF_MAX + 2 * shipper.REPLY_TIMEOUT + 1
     every_second = dataclasses.replace(INVENTORY.thresholds, interval=timedelta(seconds=1))
     book = IncidentBook(store, dataclasses.replace(INVENTORY, thresholds=every_second), (HOOK,))
     book.load(0.0)
