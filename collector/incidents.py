@@ -38,7 +38,7 @@ from collector.store.incidents import (
     is_unique_violation,
 )
 from collector.times import iso, iso_or_none
-from collector.topology import PRIORITY_ORDER, Cause, Priority
+from collector.topology import PRIORITY_ORDER, Cause, Priority, Topology
 from sitewatch.config.model import Inventory, Notifier
 
 __all__ = [
@@ -159,9 +159,7 @@ class IncidentBook:
         self.notifiers = tuple(notifiers)
         self.calendar = calendar or WorkingCalendar(inventory.business_hours, inventory.timezone)
         self._names = {site.id: site.name for site in inventory.sites}
-        self._agents_of: dict[str, list[str]] = {}
-        for agent, site_id in agents.items():
-            self._agents_of.setdefault(site_id, []).append(agent)
+        self._topology = Topology(inventory).with_agents(agents.items())
         self._lock = threading.Lock()
         self._live: dict[str, Incident] = {}  # key -> open, or resolved within the window
         self._quiet: set[str] = set()  # resolved by hand while the cause was still present
@@ -213,17 +211,14 @@ class IncidentBook:
         the moment of a restore, when an agent's batch gets through before the centre sees
         the edges back, opens an incident for a link behind the one that was cut.
         """
-        sites = {site.id: site for site in self.inventory.sites}
+        topology = self._topology
         keys: set[str] = set()
         for incident in self._live.values():
             if incident.status == "resolved" or not _cuts_off(incident):
                 continue
-            for site in (sites[s] for s in incident.sites if s in sites):
-                keys.add(f"site:{site.id}")
-                keys.update(f"agent:{agent}" for agent in self._agents_of.get(site.id, ()))
-                keys.update(f"link:{link.id}" for link in site.links)
-                keys.update(f"device:{device.id}" for device in site.devices)
-                keys.update(f"devices:{site.id}:{device.kind}" for device in site.devices)
+            for site_id in (s for s in incident.sites if s in topology.sites):
+                keys |= topology.keys_of(site_id)
+                keys.update(f"link:{link.id}" for link in topology.sites[site_id].links)
         return frozenset(keys - {i.key for i in self._live.values() if i.status != "resolved"})
 
     def _reload(self, now: float) -> None:

@@ -119,6 +119,16 @@ class Topology:
             self.agents.setdefault(site, agent)
         return self
 
+    def keys_of(self, site_id: str) -> set[str]:
+        """The incident keys of a site and what is in it: itself, its agent, its devices and
+        groups of devices (not its links: which of them a cut explains depends on the cut)."""
+        keys = {f"site:{site_id}"}
+        if site_id in self.agents:
+            keys.add(f"agent:{self.agents[site_id]}")
+        keys.update(f"devices:{site_id}:{kind}" for kind in self.kinds[site_id])
+        keys.update(f"device:{d.id}" for d in self.sites[site_id].devices)
+        return keys
+
 
 def correlate(topology: Topology, evidence: Evidence, maintained: Maintained) -> Correlation:
     """Run one correlation pass."""
@@ -280,14 +290,9 @@ class _Pass:
 
     def _covered(self, group: list[str], links: set[str]) -> frozenset[str]:
         """Every lesser key a cut explains: its links, sites, agents and devices."""
-        topo = self.topology
         keys = {f"link:{link}" for link in links}
         for site_id in group:
-            keys.add(f"site:{site_id}")
-            if site_id in topo.agents:
-                keys.add(f"agent:{topo.agents[site_id]}")
-            keys.update(f"devices:{site_id}:{kind}" for kind in topo.kinds[site_id])
-            keys.update(f"device:{d.id}" for d in topo.sites[site_id].devices)
+            keys |= self.topology.keys_of(site_id)
         return frozenset(keys)
 
     def _outage_priority(self, sites: list[str], users: int) -> Priority:

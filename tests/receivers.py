@@ -77,6 +77,8 @@ class WebhookReceiver:
         """Keep the next POST waiting for its answer (kept as received) until `release`."""
         with self._lock:
             self._hold_next = True
+            self.holding.clear()
+            self._release.clear()
 
     def release(self) -> None:
         self._release.set()

@@ -87,22 +87,17 @@ class Pair:
                 "SELECT id, key, status, opened_at FROM incidents ORDER BY id"
             ).fetchall()
 
-    def newest_received(self) -> dict[str, float]:
-        """When the newest result stored from each source was received."""
+    def newest(self, column: str) -> dict[str, float]:
+        """The newest `column` ("ts": probed, "received") of the results stored per source."""
+        assert column in ("ts", "received")
+        query = f"SELECT source, max({column}) FROM results GROUP BY source"  # noqa: S608
         with psycopg.connect(self.database, connect_timeout=10) as conn:
-            rows = conn.execute("SELECT source, max(received) FROM results GROUP BY source")
-            return {source: float(at) for source, at in rows.fetchall()}
+            return {source: float(at) for source, at in conn.execute(query).fetchall()}
 
     def stored_since(self, sites: list[str], since: float) -> bool:
         """Whether every one of `sites`' agents had a result stored after `since`."""
-        newest = self.newest_received()
+        newest = self.newest("received")
         return all(newest.get(self.deployment.agent_id(s), 0.0) > since for s in sites)
-
-    def newest_probed(self) -> dict[str, float]:
-        """When the newest result stored from each source was probed."""
-        with psycopg.connect(self.database, connect_timeout=10) as conn:
-            rows = conn.execute("SELECT source, max(ts) FROM results GROUP BY source").fetchall()
-        return {source: float(ts) for source, ts in rows}
 
     def events(self, action: str) -> list[dict[str, Any]]:
         """The PagerDuty events received with `action` (trigger, resolve)."""
@@ -228,7 +223,7 @@ def test_losing_either_collector_loses_nothing_and_duplicates_nothing(
     wait_until(lambda: pair.heard(first, sites), DEADLINE, "every site up again, heard")
     agents = {deployment.agent_id(site) for site in sites}
     wait_until(  # what the agents probed meanwhile: an outbox ships its oldest first
-        lambda: all(pair.newest_probed().get(agent, 0.0) > restored_at for agent in agents),
+        lambda: all(pair.newest("ts").get(agent, 0.0) > restored_at for agent in agents),
         DEADLINE,
         "every agent's backlog stored",
     )
